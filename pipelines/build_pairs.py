@@ -1,0 +1,128 @@
+"""Stage: build the training pairs (SQL extract -> one scorer -> description-gap filter).
+
+Reads the search log and the catalog, validates both (rejects are written, never dropped silently),
+extracts the date range's deduplicated pairs with ``sql/extract_pairs.sql``, scores r(q,t) and
+r(q,[t;d]) with the one scorer, sets proxy labels, filters by the gap and writes:
+``pairs.parquet`` (kept), ``dropped.parquet`` (with ``drop_reason``), ``filter_stats.json``,
+``gap_histogram.png`` and ``rejects/*.csv``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from pathlib import Path
+
+import pandas as pd
+
+from relsum.config import cfg
+from relsum.pairs import FilterConfig, filter_pairs, label_and_gap
+from relsum.paths import SAMPLE_DIR
+
+logger = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass
+class BuildPairsConfig:
+    search_log: str = cfg(str(SAMPLE_DIR / "search_log.csv"), help="Search-log pairs: CSV, JSONL, Parquet or duckdb:<db>:<table|query>.")
+    catalog: str = cfg(str(SAMPLE_DIR / "products.jsonl"), help="Catalog table (same formats).")
+    reward_model: str = cfg("", help="Local cross-encoder folder used as the one scorer (required).")
+    out_dir: str = cfg("relsum_home/pairs", help="Output folder for pairs.parquet, dropped.parquet and statistics.")
+    start_date: str | None = cfg(None, help="First event_date to include (YYYY-MM-DD, inclusive); none = no lower bound.")
+    end_date: str | None = cfg(None, help="Event dates before this one are included (YYYY-MM-DD, exclusive); none = no upper bound.")
+    include_undated: bool = cfg(True, help="Include log rows without an event_date.")
+    max_text_tokens: int = cfg(256, help="Cap (whitespace tokens) on the cleaned description + attributes text.")
+    filter: FilterConfig = cfg(default_factory=FilterConfig, help="Description-gap filter.")
+
+    def __post_init__(self):
+        if self.start_date and self.end_date and self.start_date >= self.end_date:
+            raise ValueError(f"start_date {self.start_date} must be before end_date {self.end_date}")
+
+
+def load_inputs(config: BuildPairsConfig) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, pd.DataFrame]]:
+    """Validated catalog and search log, plus the rejects of each."""
+    from relsum.data.contracts import ContractConfig, validate_catalog, validate_search_log
+    from relsum.data.io import read_table
+
+    contract = ContractConfig(max_text_tokens=config.max_text_tokens)
+    catalog = validate_catalog(read_table(config.catalog), contract)
+    log = validate_search_log(read_table(config.search_log), contract,
+                              known_products=set(catalog.valid["product_id"]))
+    return catalog.valid, log.valid, {"catalog": catalog.rejects, "search_log": log.rejects}
+
+
+def extract_pairs(catalog: pd.DataFrame, log: pd.DataFrame, config: BuildPairsConfig) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Run the shipped SQL: (pairs of the date range joined to the catalog, unmatched pairs)."""
+    from relsum.data.sql import run_sql
+
+    log = log.copy()
+    for column in ("label", "traffic", "event_date"):
+        if column not in log:
+            log[column] = None
+    log["label"] = pd.to_numeric(log["label"], errors="coerce")
+    log["traffic"] = pd.to_numeric(log["traffic"], errors="coerce")
+    log["event_date"] = pd.to_datetime(log["event_date"], errors="coerce").dt.date
+    tables = {"search_log": log[["query_id", "query", "product_id", "label", "traffic", "event_date"]],
+              "catalog": catalog[["product_id", "title", "text", "content_hash"]]}
+    params = [config.start_date or "0001-01-01", config.end_date or "9999-12-31", config.include_undated]
+    return run_sql("extract_pairs", tables, params), run_sql("count_unmatched_pairs", tables, params)
+
+
+def run(config: BuildPairsConfig, scorer=None) -> dict:
+    """Build, score and filter the pairs; returns the output paths and the filter statistics."""
+    from relsum.data.io import write_csv_atomic, write_json_atomic, write_parquet_atomic
+    from relsum.scoring.scorer import Scorer
+
+    out = Path(config.out_dir)
+    (out / "rejects").mkdir(parents=True, exist_ok=True)
+    catalog, log, rejects = load_inputs(config)
+    for table, frame in rejects.items():
+        write_csv_atomic(frame, out / "rejects" / f"{table}.csv")
+    pairs, unmatched = extract_pairs(catalog, log, config)
+    logger.info("extracted %d deduplicated pairs (%d without a catalog product)", len(pairs), len(unmatched))
+    if scorer is None:
+        if not config.reward_model:
+            raise ValueError("build_pairs needs reward_model (a local cross-encoder folder)")
+        scorer = Scorer(config.reward_model)
+    queries, titles = pairs["query"].tolist(), pairs["title"].tolist()
+    r_title = scorer.score(queries, titles)
+    r_desc = scorer.score(queries, titles, pairs["text"].tolist())
+    kept, dropped, stats = filter_pairs(label_and_gap(pairs, r_title, r_desc), config.filter)
+    stats.update({
+        "log_rows_in": int(len(log) + len(rejects["search_log"])),
+        "log_rows_rejected": int(len(rejects["search_log"])),
+        "catalog_rows_rejected": int(len(rejects["catalog"])),
+        "pairs_without_catalog_product": int(len(unmatched)),
+        "date_range": [config.start_date, config.end_date],
+        "scorer_fingerprint": getattr(scorer, "fingerprint", None),
+    })
+    paths = {"pairs": out / "pairs.parquet", "dropped": out / "dropped.parquet",
+             "stats": out / "filter_stats.json", "histogram": out / "gap_histogram.png"}
+    write_parquet_atomic(kept, paths["pairs"])
+    write_parquet_atomic(dropped, paths["dropped"])
+    write_json_atomic(stats, paths["stats"])
+    plot_gap_histogram(stats, config.filter, paths["histogram"])
+    return {"paths": {k: str(v) for k, v in paths.items()}, "stats": stats}
+
+
+def plot_gap_histogram(stats: dict, config: FilterConfig, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from relsum.data.io import atomic_path
+
+    edges, counts = stats["gap_histogram"]["edges"], stats["gap_histogram"]["counts"]
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    ax.bar(edges[:-1], counts, width=edges[1] - edges[0], align="edge", color="#4c72b0", edgecolor="white")
+    if config.mode == "threshold":
+        ax.axvline(config.threshold, color="#c44e52", linestyle="--", label=f"threshold {config.threshold}")
+        ax.legend()
+    ax.set_xlabel("|r(q,[t;d]) - r(q,t)|")
+    ax.set_ylabel("pairs")
+    ax.set_title(f"Description gap: kept {stats['kept']} of {stats['pairs_in']} pairs")
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110)
+    plt.close(fig)

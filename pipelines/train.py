@@ -1,0 +1,140 @@
+"""Stage: train the LoRA summarizer (GRPO or DPO) against the frozen scorer, tracked in MLflow.
+
+Pairs are split by product into train and held-out (a product's summary serves all of its queries,
+so a held-out product must be unseen). After training, the reference policy and the adapter both
+summarize the held-out products and the mean reward -|r(q,[t;s]) - l| of each is logged with a
+paired bootstrap CI. MLflow gets params, TRL's per-step metrics (reward, KL, completion length,
+entropy), the adapter, sample summaries, the training-set statistics and one model version.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import hashlib
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from relsum.config import cfg, flat_params, to_dict
+from relsum.paths import SAMPLE_DIR, home
+from relsum.tracking import TrackingConfig
+from relsum.training.config import TrainConfig
+
+logger = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass
+class TrainStageConfig:
+    train: TrainConfig = cfg(default_factory=TrainConfig, help="Policy, LoRA, GRPO and DPO settings.")
+    tracking: TrackingConfig = cfg(default_factory=TrackingConfig, help="MLflow tracking.")
+    catalog: str = cfg(str(SAMPLE_DIR / "products.jsonl"), help="Catalog the tiny default policy is built from.")
+    tiny_policy_dir: str = cfg("", help="Where the tiny default policy lives (default: <RELSUM_HOME>/tiny_policy).")
+    holdout_fraction: float = cfg(0.2, help="Fraction of products held out for the reward comparison.")
+    n_sample_summaries: int = cfg(20, help="Held-out summaries logged as a sample artifact.")
+    n_boot: int = cfg(1000, help="Bootstrap resamples for the held-out reward CI.")
+
+    def __post_init__(self):
+        if not 0.0 <= self.holdout_fraction < 1.0:
+            raise ValueError("holdout_fraction must be in [0, 1)")
+
+
+def split_by_product(pairs: pd.DataFrame, fraction: float, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Deterministic product-level split: the same product always lands on the same side for a seed."""
+    def bucket(pid: str) -> float:
+        digest = hashlib.sha256(f"{seed}:{pid}".encode()).digest()
+        return int.from_bytes(digest[:8], "big") / 2**64
+
+    held = pairs["product_id"].map(bucket) < fraction
+    return pairs[~held].reset_index(drop=True), pairs[held].reset_index(drop=True)
+
+
+def ensure_policy(config: TrainStageConfig) -> str:
+    """The policy folder: the configured one, or the tiny default (built once from the catalog)."""
+    if config.train.policy.model_dir:
+        return config.train.policy.model_dir
+    out = Path(config.tiny_policy_dir) if config.tiny_policy_dir else home() / "tiny_policy"
+    if not (out / "relsum_policy.json").exists():
+        from relsum.data.contracts import ContractConfig, validate_catalog
+        from relsum.data.io import read_table
+        from relsum.training.tiny_policy import build_tiny_policy
+
+        catalog = validate_catalog(read_table(config.catalog), ContractConfig()).valid
+        logger.info("building the tiny default policy from %d products at %s", len(catalog), out)
+        build_tiny_policy(catalog, out, config.train.tiny)
+    return str(out)
+
+
+def run(config: TrainStageConfig, scorer=None) -> dict:
+    from relsum.training.policy import load_policy
+
+    from relsum import tracking
+    from relsum.data.io import read_table, write_parquet_atomic
+    from relsum.policy_eval import compare_policies, summarize_products
+    from relsum.scoring.scorer import Scorer
+
+    tc = config.train
+    if not tc.train_data:
+        raise ValueError("train.train_data (the pairs Parquet from `relsum pairs`) is required")
+    if scorer is None:
+        if not tc.scorer_model_dir:
+            raise ValueError("train.scorer_model_dir (the frozen cross-encoder folder) is required")
+        scorer = Scorer(tc.scorer_model_dir)
+    tc.policy.model_dir = ensure_policy(config)
+    out = Path(tc.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    pairs = read_table(tc.train_data)
+    train_df, heldout = split_by_product(pairs, config.holdout_fraction, tc.seed)
+    write_parquet_atomic(heldout, out / "heldout_pairs.parquet")
+    stats_path = Path(tc.train_data).with_name("filter_stats.json")
+    data_stats = {"pairs": int(len(pairs)), "train_pairs": int(len(train_df)), "heldout_pairs": int(len(heldout)),
+                  "train_products": int(train_df["product_id"].nunique())}
+    if stats_path.exists():
+        data_stats["filter"] = json.loads(stats_path.read_text())
+    if config.tracking.enabled:
+        tc.report_to = "mlflow"
+    run_name = f"{tc.algo}-{dt.datetime.now(dt.UTC):%Y%m%d-%H%M%S}"
+    with tracking.tracked_run(config.tracking, run_name, tags={"relsum.algo": tc.algo}) as active:
+        if active is not None:
+            tracking.log_params({**flat_params(tc), "data.train_pairs": len(train_df),
+                                 "data.heldout_pairs": len(heldout), "scorer.fingerprint": getattr(scorer, "fingerprint", "")})
+            tracking.log_json(to_dict(config), "config.json")
+            tracking.log_json(data_stats, "training_set_stats.json")
+        if tc.algo == "grpo":
+            from relsum.training.grpo import train_grpo
+
+            result = train_grpo(tc, train_df, scorer)
+        else:
+            from relsum.training.dpo import train_dpo
+
+            result = train_dpo(tc, train_df, scorer)
+        comparison = {}
+        if len(heldout):
+            products = heldout.drop_duplicates("product_id")[["product_id", "title", "text"]]
+            model, tokenizer = load_policy(tc.policy.model_dir)
+            ref = summarize_products(model, tokenizer, products, tc.policy.max_summary_tokens)
+            model, tokenizer = load_policy(tc.policy.model_dir, result["adapter_dir"])
+            new = summarize_products(model, tokenizer, products, tc.policy.max_summary_tokens)
+            comparison = compare_policies(heldout, ref, new, scorer, n_boot=config.n_boot, seed=tc.seed)
+            samples = products.assign(summary_reference=products["product_id"].map(ref),
+                                      summary_trained=products["product_id"].map(new))
+            write_parquet_atomic(samples, out / "heldout_summaries.parquet")
+        result.update({"heldout": comparison, "data": data_stats, "policy_dir": tc.policy.model_dir})
+        if active is not None:
+            tracking.log_metrics({f"heldout_{k}": v for k, v in comparison.items() if np.isscalar(v)})
+            if comparison:
+                tracking.log_metrics({"heldout_reward_diff_ci_low": comparison["reward_diff_ci95"][0],
+                                      "heldout_reward_diff_ci_high": comparison["reward_diff_ci95"][1]})
+                import mlflow
+
+                mlflow.log_table(samples.head(config.n_sample_summaries), "sample_summaries.json")
+            tracking.log_artifacts(result["adapter_dir"], "adapter")
+            version = tracking.register_adapter(config.tracking, active.info.run_id, "adapter",
+                                                tags={"algo": tc.algo, "policy_dir": tc.policy.model_dir})
+            result.update({"mlflow_run_id": active.info.run_id, "model_version": version})
+    (out / "train_result.json").write_text(json.dumps(
+        {k: v for k, v in result.items() if k != "log_history"}, indent=2, default=str))
+    return result
