@@ -1,0 +1,99 @@
+"""pipelines.validate.run: clean Parquet, rejects CSV (always, with header) and validation.json."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import duckdb
+import pandas as pd
+import pytest
+from relsum.pipelines.validate import ValidateConfig, run
+
+from relsum.config import ConfigError, load_config
+from relsum.data.contracts import ContractConfig
+from relsum.data.golden import SAMPLE_GRADE_MAP
+from relsum.paths import SAMPLE_DIR
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+def _without_expect(name: str, out: Path) -> str:
+    df = pd.read_csv(FIXTURES / name, dtype=str, keep_default_na=False, na_values=[""])
+    df.drop(columns=["expect"]).to_csv(out / name, index=False)
+    return str(out / name)
+
+
+def test_run_writes_outputs(tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    catalog = _without_expect("catalog_bad.csv", src)
+    db = src / "logs.duckdb"
+    with duckdb.connect(str(db)) as con:
+        con.execute(f"CREATE TABLE log AS SELECT * FROM read_csv('{_without_expect('search_log_bad.csv', src)}', "
+                    "all_varchar=true)")
+    queries = src / "queries.csv"
+    queries.write_text("query_id,query,rarity_tier\nq1,phone,head\nq2,tv,tail\n")
+    judgments = _without_expect("judgments_bad.csv", src)
+    config = ValidateConfig(catalog=catalog, search_log=f"duckdb:{db}:log", queries=str(queries),
+                            judgments=judgments, out_dir=str(tmp_path / "out"),
+                            contract=ContractConfig(grade_map=SAMPLE_GRADE_MAP))
+    summary = run(config)
+
+    out = tmp_path / "out"
+    report = json.loads((out / "validation.json").read_text())
+    assert report["tables"] == summary["tables"]
+    t = report["tables"]
+    assert (t["catalog"]["rows_in"], t["catalog"]["valid"], t["catalog"]["rejected"]) == (10, 3, 7)
+    assert t["catalog"]["reasons"] == {"duplicate key": 1, "empty title": 3, "missing key": 1, "undecodable text": 2}
+    assert t["queries"]["rejected"] == 0
+    for table, result in t.items():
+        assert result["valid"] + result["rejected"] == result["rows_in"]
+        clean = pd.read_parquet(out / "clean" / f"{table}.parquet")
+        rejects = pd.read_csv(out / "rejects" / f"{table}.csv", dtype=str)
+        assert len(clean) == result["valid"] and len(rejects) == result["rejected"]
+        assert {"row_number", "reason"} <= set(rejects.columns)
+    # search log checked against the validated catalog: p8 and 0012 are valid there, p999 is not
+    log_rejects = pd.read_csv(out / "rejects" / "search_log.csv", dtype=str)
+    assert "unknown product: p999" in log_rejects["reason"].tolist()
+    # judgments checked against validated queries (q1, q2) and catalog
+    judg = pd.read_parquet(out / "clean" / "judgments.parquet")
+    assert sorted(judg["product_id"]) == ["0012", "p1", "p1", "p8"]
+    assert not list(out.rglob("*.tmp"))
+
+
+def test_run_on_sample_writes_header_only_rejects(tmp_path):
+    if not (SAMPLE_DIR / "search_log.csv").is_file():
+        pytest.skip("bundled sample not present")
+    config = load_config(ValidateConfig, None, [
+        f"catalog={SAMPLE_DIR / 'products.jsonl'}", f"search_log={SAMPLE_DIR / 'search_log.csv'}",
+        f"out_dir={tmp_path}"])
+    summary = run(config)
+    assert {t: s["rejected"] for t, s in summary["tables"].items()} == {"catalog": 0, "search_log": 0}
+    assert summary["tables"]["catalog"]["valid"] == 1631
+    header = (tmp_path / "rejects" / "catalog.csv").read_text().splitlines()
+    assert len(header) == 1 and header[0].startswith("product_id,") and header[0].endswith("row_number,reason")
+    catalog = pd.read_parquet(tmp_path / "clean" / "catalog.parquet")
+    assert catalog["product_id"].is_unique and "content_hash" in catalog
+    log = pd.read_parquet(tmp_path / "clean" / "search_log.parquet")
+    assert log["event_date"].notna().all() and log["label"].isna().any()
+
+
+def test_config_needs_a_table():
+    with pytest.raises(ConfigError, match="at least one table"):
+        load_config(ValidateConfig, None, ["out_dir=x"])
+    config = load_config(ValidateConfig, None, ["catalog=a.csv", "contract.max_text_tokens=12"])
+    assert config.contract.max_text_tokens == 12 and config.out_dir.endswith("validate")
+
+
+def test_run_uses_grade_map_beside_judgments(tmp_path):
+    folder = tmp_path / "golden"
+    folder.mkdir()
+    (folder / "judgments.csv").write_text("query_id,product_id,grade\nq1,p1,3\nq1,p2,2\n")
+    (folder / "relsum.yaml").write_text('grade_map: {"3": 1.0, "2": 0.5}\n')
+    summary = run(ValidateConfig(judgments=str(folder / "judgments.csv"), out_dir=str(tmp_path / "a")))
+    assert summary["grade_map_file"] == str(folder / "relsum.yaml")
+    assert pd.read_parquet(tmp_path / "a" / "clean" / "judgments.parquet")["label"].tolist() == [1.0, 0.5]
+    run(ValidateConfig(judgments=str(folder / "judgments.csv"), out_dir=str(tmp_path / "b"),
+                       grade_map_from_folder=False))
+    assert pd.read_parquet(tmp_path / "b" / "clean" / "judgments.parquet")["label"].tolist() == [0.5, 0.0]
