@@ -1,0 +1,214 @@
+"""The offline metrics table (paper's Table 3): R@90P and NDCG@5 gains over the ``none`` baseline.
+
+:func:`compute_offline_metrics` turns a scored judgment table into a nested, JSON-able dict of
+point estimates, paired bootstrap CIs and gains for the ``full`` golden set and its ``tail``
+queries; :func:`gains_table` / :func:`format_table` render it. No I/O here (see ``report``).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from relsum.evaluation.bootstrap import METRICS, paired_bootstrap
+
+logger = logging.getLogger(__name__)
+
+SUBSETS = ("full", "tail")
+REQUIRED_COLUMNS = ("query_id", "product_id", "label", "tail")
+
+
+def metric_names(min_precision: float = 0.9, k: int = 5) -> dict[str, str]:
+    """Display names of the metric keys, e.g. ``{"recall_at_precision": "R@90P", "ndcg_at_k": "NDCG@5"}``."""
+    return {"recall_at_precision": f"R@{100 * min_precision:g}P", "ndcg_at_k": f"NDCG@{k}"}
+
+
+def _validate(scores: pd.DataFrame, candidates: list[str]) -> None:
+    missing = [c for c in (*REQUIRED_COLUMNS, *(f"score_{c}" for c in candidates)) if c not in scores.columns]
+    if missing:
+        raise ValueError(f"scores lacks column(s) {missing}; has {list(scores.columns)}")
+    null_ids = scores[["query_id", "product_id"]].isna().any(axis=1)
+    if null_ids.any():
+        raise ValueError(f"{int(null_ids.sum())} row(s) with a missing query_id or product_id")
+    numeric = ["label", *(f"score_{c}" for c in candidates)]
+    for col in numeric:
+        values = pd.to_numeric(scores[col], errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+        bad = ~np.isfinite(values)
+        if bad.any():
+            raise ValueError(f"column {col!r} has {int(bad.sum())} missing/non-numeric/non-finite value(s)")
+    if (scores["label"].astype(float) < 0).any():
+        raise ValueError("label must be non-negative (gains 1 / 0.5 / 0)")
+    dup = scores.duplicated(["query_id", "product_id"])
+    if dup.any():
+        raise ValueError(f"{int(dup.sum())} duplicate (query_id, product_id) pair(s)")
+    tail_values = set(pd.unique(scores["tail"]))
+    if not tail_values <= {True, False}:
+        raise ValueError(f"column 'tail' must be boolean, found values {sorted(map(repr, tail_values))[:5]}")
+    mixed = scores.groupby("query_id", sort=False)["tail"].nunique() > 1
+    if mixed.any():
+        raise ValueError(f"'tail' differs within {int(mixed.sum())} query(ies), e.g. {mixed[mixed].index[0]!r}")
+
+
+def compute_offline_metrics(
+    scores: pd.DataFrame,
+    candidates: list[str],
+    baseline: str = "none",
+    k: int = 5,
+    min_precision: float = 0.9,
+    n_boot: int = 1000,
+    seed: int = 0,
+    level: float = 0.95,
+) -> dict[str, Any]:
+    """R@P and NDCG@k with paired bootstrap CIs and % gains over ``baseline``, full and tail.
+
+    ``scores`` has one row per judged pair: ``query_id, product_id, label, tail`` and a
+    ``score_<candidate>`` column per candidate. The baseline is added to ``candidates`` if
+    missing. Returns ``{"config": {...}, "subsets": {"full"|"tail": {"n_queries", "n_pairs",
+    "n_positive_pairs", "n_queries_ndcg", "n_queries_excluded_no_positive", "candidates":
+    {name: {"recall_at_precision": {"value", "lo", "hi"}, "ndcg_at_k": {...}, "gain_pct":
+    {"recall_at_precision": {...}, "ndcg_at_k": {...}}}}}}}`` with plain Python types; values
+    may be ``nan`` (empty subset, no positives, zero baseline) -- :func:`to_jsonable` maps
+    those to ``None``. Queries without a positive gain are excluded from NDCG and counted.
+    """
+    candidates = list(dict.fromkeys(candidates))
+    if baseline not in candidates:
+        candidates.insert(0, baseline)
+    _validate(scores, candidates)
+    out: dict[str, Any] = {
+        "config": {
+            "candidates": candidates, "baseline": baseline, "k": int(k), "min_precision": float(min_precision),
+            "n_boot": int(n_boot), "seed": int(seed), "level": float(level),
+            "metric_names": metric_names(min_precision, k),
+        },
+        "subsets": {},
+    }
+    for subset in SUBSETS:
+        df = scores if subset == "full" else scores[scores["tail"].astype(bool)]
+        labels = df["label"].to_numpy(dtype=np.float64)
+        qids = df["query_id"].to_numpy()
+        has_gain = pd.Series(labels > 0).groupby(qids).any() if len(df) else pd.Series(dtype=bool)
+        result = paired_bootstrap(
+            qids, labels, {c: df[f"score_{c}"].to_numpy(dtype=np.float64) for c in candidates},
+            baseline=baseline, k=k, min_precision=min_precision, n_boot=n_boot, seed=seed, level=level,
+        )
+        out["subsets"][subset] = {
+            "n_queries": int(len(has_gain)),
+            "n_pairs": int(len(df)),
+            "n_positive_pairs": int((labels == 1.0).sum()),
+            "n_queries_ndcg": int(has_gain.sum()),
+            "n_queries_excluded_no_positive": int((~has_gain).sum()),
+            "candidates": {
+                c: {
+                    **{m: r[m].as_dict() for m in METRICS},
+                    "gain_pct": {m: r["gain_pct"][m].as_dict() for m in METRICS},
+                }
+                for c, r in result.items()
+            },
+        }
+        logger.info("offline metrics %s: %d queries, %d pairs", subset, len(has_gain), len(df))
+    return out
+
+
+def to_jsonable(obj: Any) -> Any:
+    """A copy with only JSON types: numpy scalars/arrays unwrapped, nan/inf -> None, Path -> str."""
+    if isinstance(obj, Mapping):
+        return {str(k): to_jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple | np.ndarray):
+        return [to_jsonable(v) for v in obj]
+    if isinstance(obj, np.generic):
+        obj = obj.item()
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, Path):
+        return str(obj)
+    if obj is None or isinstance(obj, bool | int | str):
+        return obj
+    raise TypeError(f"not JSON-able: {type(obj).__name__}")
+
+
+def as_float(x: Any) -> float:
+    """A metric value as float, ``None`` (undefined after :func:`to_jsonable`) as nan."""
+    return float("nan") if x is None else float(x)
+
+
+def _signed(x: float, digits: int = 1) -> str:
+    """``+3.1`` / ``−0.5`` (typographic minus, as in the paper's table)."""
+    text = f"{abs(x):.{digits}f}"
+    return ("−" if x < 0 and text.strip("0.") else "+") + text
+
+
+def format_gain(iv: Mapping[str, Any]) -> str:
+    """``"+3.1% [−0.5, +6.8]"``; ``"n/a"`` when the gain is undefined."""
+    value, lo, hi = (as_float(iv.get(key)) for key in ("value", "lo", "hi"))
+    if math.isnan(value):
+        return "n/a"
+    ci = "n/a" if math.isnan(lo) or math.isnan(hi) else f"{_signed(lo)}, {_signed(hi)}"
+    return f"{_signed(value)}% [{ci}]"
+
+
+def format_value(iv: Mapping[str, Any], digits: int = 3) -> str:
+    """``"0.412 [0.398, 0.427]"``; ``"n/a"`` when undefined."""
+    value, lo, hi = (as_float(iv.get(key)) for key in ("value", "lo", "hi"))
+    if math.isnan(value):
+        return "n/a"
+    ci = "n/a" if math.isnan(lo) or math.isnan(hi) else f"{lo:.{digits}f}, {hi:.{digits}f}"
+    return f"{value:.{digits}f} [{ci}]"
+
+
+def gains_table(metrics: Mapping[str, Any]) -> pd.DataFrame:
+    """Table 3: one row per non-baseline candidate, gain in % [95% CI] per subset and metric."""
+    cfg, names = metrics["config"], metrics["config"]["metric_names"]
+    rows = [c for c in cfg["candidates"] if c != cfg["baseline"]]
+    data = {
+        f"Golden-{subset} {names[m]}": [
+            format_gain(metrics["subsets"][subset]["candidates"][c]["gain_pct"][m]) for c in rows
+        ]
+        for subset in SUBSETS
+        for m in METRICS
+    }
+    return pd.DataFrame(data, index=pd.Index(rows, name="candidate"))
+
+
+def absolute_table(metrics: Mapping[str, Any], candidates: list[str] | None = None) -> pd.DataFrame:
+    """Absolute values [95% CI] and counts, one row per (subset, candidate)."""
+    cfg, names = metrics["config"], metrics["config"]["metric_names"]
+    records = []
+    for subset in SUBSETS:
+        sub = metrics["subsets"][subset]
+        for c in candidates or cfg["candidates"]:
+            rec = {"subset": f"Golden-{subset}", "candidate": c}
+            rec.update({names[m]: format_value(sub["candidates"][c][m]) for m in METRICS})
+            rec.update({
+                "queries": sub["n_queries"], "pairs": sub["n_pairs"], "label-1 pairs": sub["n_positive_pairs"],
+                "excluded (no positive)": sub["n_queries_excluded_no_positive"],
+            })
+            records.append(rec)
+    return pd.DataFrame.from_records(records).set_index(["subset", "candidate"])
+
+
+def to_markdown(df: pd.DataFrame) -> str:
+    """A GitHub-style markdown table of ``df`` with its index (no ``tabulate`` dependency)."""
+    idx_names = [n or "" for n in df.index.names]
+    header = [*idx_names, *map(str, df.columns)]
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] * len(header)) + "|"]
+    for idx, row in zip(df.index, df.itertuples(index=False), strict=True):
+        cells = [*(idx if isinstance(idx, tuple) else (idx,)), *row]
+        lines.append("| " + " | ".join(str(c).replace("|", "\\|") for c in cells) + " |")
+    return "\n".join(lines)
+
+
+def format_table(metrics: Mapping[str, Any]) -> str:
+    """Terminal/markdown text: the gains table and the baseline's absolute values with counts."""
+    cfg = metrics["config"]
+    level = round(100 * cfg["level"])
+    return (
+        f"Gain over `{cfg['baseline']}` in % [{level}% paired bootstrap CI over queries, "
+        f"n_boot={cfg['n_boot']}]\n\n{to_markdown(gains_table(metrics))}\n\n"
+        f"Baseline `{cfg['baseline']}` absolute values [{level}% CI]\n\n"
+        f"{to_markdown(absolute_table(metrics, [cfg['baseline']]))}\n"
+    )
