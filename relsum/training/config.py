@@ -1,0 +1,187 @@
+"""Typed configs for the summarizer policy and its GRPO / DPO stages.
+
+Paper defaults (Table 1): LoRA r=32, alpha=32; GRPO G=4, beta=0.0, epsilon=0.2; DPO beta=0.1, two
+samples per prompt; temperature 0.9; learning rate 1e-5, cosine schedule, 1 epoch, batch 8.
+TRL's ``GRPOConfig`` / ``DPOConfig`` and PEFT's ``LoraConfig`` are reused as they are: these
+dataclasses hold their kwargs (typed fields for the paper's knobs plus a free ``extra`` dict merged
+on top) and build them, validating unknown keys at load time rather than at train time.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from typing import Any, Literal
+
+from relsum.config import cfg
+
+logger = logging.getLogger(__name__)
+
+
+def _check_extra(extra: dict[str, Any], cls_name: str) -> None:
+    import trl
+
+    cls = getattr(trl, cls_name)
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(extra) - known)
+    if unknown:
+        raise ValueError(f"extra: unknown {cls_name} arguments {unknown}")
+
+
+@dataclasses.dataclass
+class PolicyConfig:
+    model_dir: str = cfg("", help="local causal-LM folder (e.g. Mistral-7B-Instruct-v0.3); '' = the tiny default")
+    lora_r: int = cfg(32, help="LoRA rank (paper: 32)")
+    lora_alpha: int = cfg(32, help="LoRA alpha (paper: 32)")
+    lora_dropout: float = cfg(0.05, help="LoRA dropout")
+    target_modules: list[str] = cfg(["all-linear"], help="LoRA targets: ['all-linear'] or module names")
+    use_chat_template: bool | None = cfg(None, help="wrap the prompt in the tokenizer's chat template; null = auto")
+    max_prompt_tokens: int = cfg(384, help="prompt token cap; the description is cut to fit")
+    max_summary_tokens: int = cfg(48, help="summary (completion) token cap")
+    bf16: bool = cfg(False, help="load/train in bfloat16 (GPU production runs)")
+
+    def __post_init__(self) -> None:
+        if self.lora_r <= 0 or self.lora_alpha <= 0:
+            raise ValueError("lora_r and lora_alpha must be positive")
+        if not 0.0 <= self.lora_dropout < 1.0:
+            raise ValueError("lora_dropout must be in [0, 1)")
+        if not self.target_modules:
+            raise ValueError("target_modules must not be empty")
+        if self.max_summary_tokens <= 0 or self.max_prompt_tokens < 32:
+            raise ValueError("max_summary_tokens must be > 0 and max_prompt_tokens >= 32")
+
+
+@dataclasses.dataclass
+class TinyPolicyConfig:
+    vocab_size: int = cfg(3000, help="byte-level BPE vocabulary size")
+    hidden_size: int = cfg(128, help="model width")
+    num_layers: int = cfg(2, help="decoder layers")
+    num_heads: int = cfg(4, help="attention heads")
+    num_kv_heads: int = cfg(2, help="key/value heads (GQA, as in Mistral)")
+    intermediate_size: int = cfg(256, help="MLP width")
+    max_positions: int = cfg(1024, help="max position embeddings")
+    max_prompt_tokens: int = cfg(128, help="prompt cap during the warm-up (description cut to fit)")
+    max_summary_tokens: int = cfg(48, help="pseudo-summary cap during the warm-up")
+    max_products: int = cfg(0, help="use at most this many catalog rows for the warm-up (0 = all)")
+    epochs: int = cfg(3, help="warm-up epochs")
+    learning_rate: float = cfg(3e-3, help="warm-up AdamW learning rate (linear decay)")
+    batch_size: int = cfg(8, help="warm-up batch size")
+    max_seconds: float = cfg(100.0, help="stop the warm-up after this many seconds (0 = no limit)")
+    threads: int = cfg(1, help="torch threads during the build (0 = leave as is); 1 is fastest for these tiny matrices and immune to oversubscription")
+    seed: int = cfg(0, help="seed for tokenizer order, init and batching")
+
+    def __post_init__(self) -> None:
+        if self.vocab_size < 300:
+            raise ValueError("vocab_size must be >= 300 (256 bytes + specials + merges)")
+        if self.hidden_size % self.num_heads or self.num_heads % self.num_kv_heads:
+            raise ValueError("hidden_size % num_heads and num_heads % num_kv_heads must be 0")
+        if self.epochs < 1 or self.batch_size < 1:
+            raise ValueError("epochs and batch_size must be >= 1")
+
+
+@dataclasses.dataclass
+class GRPOStageConfig:
+    num_generations: int = cfg(4, help="G, completions per prompt (paper: 4)")
+    temperature: float = cfg(0.9, help="sampling temperature (paper: 0.9)")
+    beta: float = cfg(0.0, help="KL coefficient (paper: 0.0, so no reference model is kept)")
+    epsilon: float = cfg(0.2, help="clipping epsilon (paper: 0.2)")
+    learning_rate: float = cfg(1e-5, help="AdamW learning rate (paper: 1e-5)")
+    lr_scheduler_type: str = cfg("cosine", help="scheduler (paper: cosine)")
+    num_train_epochs: float = cfg(1.0, help="epochs (paper: 1)")
+    max_steps: int = cfg(-1, help="stop after this many optimizer steps (-1 = epochs decide)")
+    loss_type: str = cfg("grpo", help="TRL loss_type; 'grpo' = the paper's per-sequence length normalisation")
+    per_device_train_batch_size: int = cfg(4, help="completions per device step; multiple of num_generations")
+    gradient_accumulation_steps: int = cfg(2, help="4 x 2 = the paper's batch of 8 completions per update")
+    logging_steps: int = cfg(1, help="log every n steps")
+    extra: dict = cfg({}, help="more trl.GRPOConfig kwargs, merged on top (e.g. {bf16: true, use_cpu: false})")
+
+    def __post_init__(self) -> None:
+        if self.num_generations < 2:
+            raise ValueError("num_generations must be >= 2 (group-relative advantages need a group)")
+        if self.per_device_train_batch_size % self.num_generations:
+            raise ValueError(
+                f"per_device_train_batch_size ({self.per_device_train_batch_size}) counts completions and "
+                f"must be a multiple of num_generations ({self.num_generations})")
+        if self.temperature <= 0:
+            raise ValueError("temperature must be > 0")
+        _check_extra(self.extra, "GRPOConfig")
+
+    def to_grpo_config(self, output_dir: str, *, max_completion_length: int = 48, seed: int = 0,
+                       report_to: str = "none", bf16: bool = False) -> Any:
+        """A ``trl.GRPOConfig`` for CPU by default; ``extra`` overrides anything."""
+        from trl import GRPOConfig
+
+        kwargs: dict[str, Any] = {
+            "output_dir": output_dir, "num_generations": self.num_generations,
+            "temperature": self.temperature, "beta": self.beta, "epsilon": self.epsilon,
+            "learning_rate": self.learning_rate, "lr_scheduler_type": self.lr_scheduler_type,
+            "num_train_epochs": self.num_train_epochs, "max_steps": self.max_steps,
+            "loss_type": self.loss_type, "max_completion_length": max_completion_length,
+            "per_device_train_batch_size": self.per_device_train_batch_size,
+            "gradient_accumulation_steps": self.gradient_accumulation_steps,
+            "logging_steps": self.logging_steps, "seed": seed, "report_to": report_to,
+            "bf16": bf16, "use_cpu": not bf16, "remove_unused_columns": False, "save_strategy": "no",
+            "disable_tqdm": True,
+        }
+        kwargs.update(self.extra)
+        return GRPOConfig(**kwargs)
+
+
+@dataclasses.dataclass
+class DPOStageConfig:
+    beta: float = cfg(0.1, help="DPO beta (paper: 0.1)")
+    samples_per_prompt: int = cfg(2, help="summaries sampled per prompt from the reference policy (paper: 2)")
+    temperature: float = cfg(0.9, help="sampling temperature for the pairs (paper: 0.9)")
+    min_reward_margin: float = cfg(0.01, help="drop pairs whose rewards differ by less than this (near-ties)")
+    generation_batch_size: int = cfg(16, help="prompts per generation batch when sampling pairs")
+    learning_rate: float = cfg(1e-5, help="AdamW learning rate (paper: 1e-5)")
+    lr_scheduler_type: str = cfg("cosine", help="scheduler (paper: cosine)")
+    num_train_epochs: float = cfg(1.0, help="epochs (paper: 1)")
+    max_steps: int = cfg(-1, help="stop after this many optimizer steps (-1 = epochs decide)")
+    per_device_train_batch_size: int = cfg(8, help="pairs per step (paper: 8)")
+    gradient_accumulation_steps: int = cfg(1, help="gradient accumulation")
+    logging_steps: int = cfg(1, help="log every n steps")
+    extra: dict = cfg({}, help="more trl.DPOConfig kwargs, merged on top")
+
+    def __post_init__(self) -> None:
+        if self.samples_per_prompt < 2:
+            raise ValueError("samples_per_prompt must be >= 2 to form a pair")
+        if self.min_reward_margin < 0 or self.beta <= 0 or self.temperature <= 0:
+            raise ValueError("min_reward_margin must be >= 0, beta and temperature > 0")
+        _check_extra(self.extra, "DPOConfig")
+
+    def to_dpo_config(self, output_dir: str, *, max_length: int = 512, seed: int = 0,
+                      report_to: str = "none", bf16: bool = False) -> Any:
+        from trl import DPOConfig
+
+        kwargs: dict[str, Any] = {
+            "output_dir": output_dir, "beta": self.beta, "learning_rate": self.learning_rate,
+            "lr_scheduler_type": self.lr_scheduler_type, "num_train_epochs": self.num_train_epochs,
+            "max_steps": self.max_steps, "per_device_train_batch_size": self.per_device_train_batch_size,
+            "gradient_accumulation_steps": self.gradient_accumulation_steps, "max_length": max_length,
+            "logging_steps": self.logging_steps, "seed": seed, "report_to": report_to, "bf16": bf16,
+            "use_cpu": not bf16, "remove_unused_columns": False, "save_strategy": "no", "disable_tqdm": True,
+        }
+        kwargs.update(self.extra)
+        return DPOConfig(**kwargs)
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    algo: Literal["grpo", "dpo"] = cfg("grpo", help="grpo (paper's main) or dpo")
+    train_data: str = cfg("", help="training pairs Parquet (query_id, query, product_id, title, text, label, ...)")
+    out_dir: str = cfg("runs/train", help="run folder; the LoRA adapter goes to <out_dir>/adapter")
+    scorer_model_dir: str = cfg("", help="the frozen cross-encoder folder used as reward")
+    max_train_rows: int = cfg(0, help="use at most this many training rows (0 = all)")
+    seed: int = cfg(0, help="seed for sampling, shuffling and LoRA init")
+    report_to: str = cfg("none", help="HF Trainer report_to (the lead's MLflow tracking logs separately)")
+    policy: PolicyConfig = cfg(help="the policy model and LoRA", default_factory=PolicyConfig)
+    tiny: TinyPolicyConfig = cfg(help="how the tiny default policy is built", default_factory=TinyPolicyConfig)
+    grpo: GRPOStageConfig = cfg(help="GRPO stage", default_factory=GRPOStageConfig)
+    dpo: DPOStageConfig = cfg(help="DPO stage", default_factory=DPOStageConfig)
+
+    def __post_init__(self) -> None:
+        if self.max_train_rows < 0:
+            raise ValueError("max_train_rows must be >= 0")
+        if self.tiny.max_summary_tokens > self.policy.max_summary_tokens:
+            logger.debug("tiny warm-up summaries are longer than the policy's max_summary_tokens")

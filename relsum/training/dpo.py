@@ -1,0 +1,114 @@
+"""ReLSum_DPO: preference pairs sampled from the reference policy, ranked by the reward, then TRL DPO.
+
+Two summaries per prompt are sampled from the (frozen) reference policy at the paper's temperature
+and scored with the same ``-|r(q, [t; s]) - l|`` reward as GRPO; the better one is ``chosen``. Pairs
+whose rewards differ by less than ``dpo.min_reward_margin`` carry no preference signal (often the two
+samples are identical) and are dropped, and counted, rather than trained on as noise.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from relsum.training.config import TrainConfig
+from relsum.training.generate import generate_summaries
+from relsum.training.grpo import prepare_train_df, prompt_column, save_adapter
+from relsum.training.policy import load_policy, lora_config, resolve_policy_dir
+from relsum.training.prompt import resolve_chat_template
+from relsum.training.rewards import relevance_rewards
+
+logger = logging.getLogger(__name__)
+
+
+def build_preference_pairs(model: Any, tokenizer: Any, train_df: pd.DataFrame, scorer: Any,
+                           config: TrainConfig) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """(pairs, stats): columns prompt, chosen, rejected, query, product_id, title, label, reward_chosen,
+    reward_rejected (+ query_id when present). Rows with empty text are skipped (no summary to prefer).
+    """
+    df = prepare_train_df(train_df, config)
+    d = config.dpo
+    templated = resolve_chat_template(tokenizer, config.policy.use_chat_template)
+    has_text = df["text"].str.strip() != ""
+    work = df[has_text].reset_index(drop=True)
+    stats: dict[str, Any] = {"rows": len(df), "skipped_empty_text": int((~has_text).sum())}
+    start = time.perf_counter()
+    samples = generate_summaries(
+        model, tokenizer, work["title"].tolist(), work["text"].tolist(),
+        max_new_tokens=config.policy.max_summary_tokens, batch_size=d.generation_batch_size, do_sample=True,
+        temperature=d.temperature, num_return_sequences=d.samples_per_prompt, seed=config.seed,
+        use_chat_template=templated, max_prompt_tokens=config.policy.max_prompt_tokens,
+    ) if len(work) else []
+    stats["generation_seconds"] = time.perf_counter() - start
+    k = d.samples_per_prompt
+    flat = [s for row in samples for s in row]
+    rep = lambda col: np.repeat(work[col].to_numpy(), k).tolist()  # noqa: E731
+    rewards = relevance_rewards(scorer, rep("query"), rep("title"), flat, rep("label")).reshape(len(work), k) \
+        if len(work) else np.zeros((0, k))
+    best, worst = rewards.argmax(axis=1), rewards.argmin(axis=1)
+    margin = rewards.max(axis=1) - rewards.min(axis=1)
+    keep = margin >= max(d.min_reward_margin, 1e-12)
+    stats.update(near_ties_dropped=int((~keep).sum()), pairs=int(keep.sum()),
+                 mean_margin=float(margin[keep].mean()) if keep.any() else 0.0)
+    prompts = prompt_column(tokenizer, work, config)
+    # Non-chat completions continue the prompt after "are:", so they start with a space (as sampled).
+    lead = "" if templated else " "
+    wrap = (lambda s: [{"role": "assistant", "content": s}]) if templated else (lambda s: lead + s)
+    rows = []
+    for i in np.flatnonzero(keep):
+        row = {"prompt": prompts[i], "chosen": wrap(samples[i][best[i]]), "rejected": wrap(samples[i][worst[i]]),
+               "query": work.at[i, "query"], "product_id": work.at[i, "product_id"], "title": work.at[i, "title"],
+               "label": float(work.at[i, "label"]), "reward_chosen": float(rewards[i, best[i]]),
+               "reward_rejected": float(rewards[i, worst[i]])}
+        if "query_id" in work.columns:
+            row["query_id"] = work.at[i, "query_id"]
+        rows.append(row)
+    pairs = pd.DataFrame(rows, columns=["prompt", "chosen", "rejected", "query", "product_id", "title", "label",
+                                        "reward_chosen", "reward_rejected"] + (
+                                            ["query_id"] if "query_id" in work.columns else []))
+    logger.info("DPO pairs: %d kept, %d near-ties dropped, %d rows without text", stats["pairs"],
+                stats["near_ties_dropped"], stats["skipped_empty_text"])
+    return pairs, stats
+
+
+def train_dpo(config: TrainConfig, train_df: pd.DataFrame, scorer: Any, *,
+              callbacks: list | None = None) -> dict[str, Any]:
+    """Sample and rank pairs with the reference policy, then train a LoRA adapter with TRL's DPOTrainer.
+
+    The adapter goes to ``<out_dir>/adapter``; pairs are returned (``pairs``) for the caller to store.
+    """
+    from datasets import Dataset
+    from trl import DPOTrainer
+
+    df = prepare_train_df(train_df, config)
+    out = Path(config.out_dir)
+    policy_dir = resolve_policy_dir(config, df)
+    device = "cuda" if config.policy.bf16 else None
+    model, tokenizer = load_policy(policy_dir, bf16=config.policy.bf16, device=device)
+    pairs, stats = build_preference_pairs(model, tokenizer, df, scorer, config)
+    if pairs.empty:
+        raise ValueError(f"no preference pairs left after dropping near-ties: {stats}")
+    model.train()
+    dataset = Dataset.from_dict({c: pairs[c].tolist() for c in ("prompt", "chosen", "rejected")})
+    args = config.dpo.to_dpo_config(
+        str(out / "trainer"), max_length=config.policy.max_prompt_tokens + config.policy.max_summary_tokens + 8,
+        seed=config.seed, report_to=config.report_to, bf16=config.policy.bf16)
+    trainer = DPOTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
+                         peft_config=lora_config(config.policy), callbacks=callbacks)
+    start = time.perf_counter()
+    trainer.train()
+    seconds = time.perf_counter() - start
+    adapter_dir = save_adapter(trainer.model, out / "adapter")
+    steps = int(trainer.state.global_step)
+    logger.info("DPO: %d pairs, %d steps in %.1fs, adapter at %s", len(pairs), steps, seconds, adapter_dir)
+    return {
+        "algo": "dpo", "adapter_dir": str(adapter_dir), "policy_dir": str(policy_dir), "pairs": pairs,
+        "pair_stats": stats, "log_history": list(trainer.state.log_history), "train_seconds": seconds,
+        "steps": steps, "rows": len(df), "seconds_per_step": seconds / max(steps, 1),
+        "model": trainer.model, "tokenizer": tokenizer,
+    }
