@@ -111,6 +111,8 @@ def run(config: TrainStageConfig, scorer=None) -> dict:
             from relsum.training.dpo import train_dpo
 
             result = train_dpo(tc, train_df, scorer)
+        for in_memory in ("model", "tokenizer"):
+            result.pop(in_memory, None)
         comparison = {}
         if len(heldout):
             products = heldout.drop_duplicates("product_id")[["product_id", "title", "text"]]
