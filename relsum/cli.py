@@ -120,6 +120,36 @@ def cmd_train(args) -> int:
     return 0
 
 
+def cmd_summarize(args) -> int:
+    from relsum.pipelines.summarize import run
+    from relsum.summarize.job import SummarizeConfig
+
+    config = _load(SummarizeConfig, args, {"catalog": "catalog", "model": "model_dir", "adapter": "adapter_dir",
+                                           "out": "out_dir", "incremental": "incremental", "backend": "backend"})
+    manifest = run(config, partition=args.partition)
+    print(json.dumps(manifest.get("counts", manifest), indent=2, default=str))
+    return 0
+
+
+def cmd_export_interleaving(args) -> int:
+    from relsum.pipelines.interleaving import ExportConfig, run_export
+
+    config = _load(ExportConfig, args, {"candidates": "candidates", "catalog": "catalog", "summaries": "summaries",
+                                        "reward_model": "reward_model", "out": "out_dir"})
+    result = run_export(config)
+    print(json.dumps(result, indent=2, default=str))
+    return 0
+
+
+def cmd_analyze_interleaving(args) -> int:
+    from relsum.pipelines.interleaving import AnalyzeConfig, run_analyze
+
+    config = _load(AnalyzeConfig, args, {"export": "export", "events": "events", "out": "out_dir"})
+    result = run_analyze(config)
+    print(json.dumps(result, indent=2, default=str))
+    return 0
+
+
 def cmd_demo(args) -> int:
     from relsum.pipelines.demo import DemoConfig, run
 
@@ -133,9 +163,11 @@ def build_parser() -> argparse.ArgumentParser:
     from relsum.pipelines.build_pairs import BuildPairsConfig
     from relsum.pipelines.demo import DemoConfig
     from relsum.pipelines.evaluate import EvaluateConfig
+    from relsum.pipelines.interleaving import AnalyzeConfig, ExportConfig
     from relsum.pipelines.reward_model import RewardModelStageConfig
     from relsum.pipelines.train import TrainStageConfig
     from relsum.pipelines.validate import ValidateConfig
+    from relsum.summarize.job import SummarizeConfig
 
     parser = argparse.ArgumentParser(prog="relsum", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -178,6 +210,34 @@ def build_parser() -> argparse.ArgumentParser:
     p = _stage_parser(sub, "train", "Train the LoRA summarizer with GRPO or DPO against the frozen scorer.", TrainStageConfig)
     p.add_argument("--algo", choices=["grpo", "dpo"], help="Training algorithm (train.algo).")
     p.set_defaults(func=cmd_train)
+
+    p = _stage_parser(sub, "summarize", "Summarize every product (or, incrementally, the new and changed ones).",
+                      SummarizeConfig)
+    p.add_argument("--catalog", help="Catalog table.")
+    p.add_argument("--model", help="Local causal-LM folder (the policy).")
+    p.add_argument("--adapter", help="LoRA adapter folder (optional).")
+    p.add_argument("--out", help="Output folder (Parquet shards, index, manifest, rejects).")
+    p.add_argument("--incremental", action=argparse.BooleanOptionalAction, default=None,
+                   help="Only summarize products new or changed since the last committed run.")
+    p.add_argument("--backend", choices=["hf", "ray", "vllm"], help="Generation backend.")
+    p.add_argument("--partition", help="Output partition key (e.g. a data-interval date); reruns are idempotent.")
+    p.set_defaults(func=cmd_summarize)
+
+    p = _stage_parser(sub, "export-interleaving", "Write seeded team-draft interleaved lists (title-only vs title+summary).",
+                      ExportConfig)
+    p.add_argument("--candidates", help="Candidate products per query (query_id, query, product_id).")
+    p.add_argument("--catalog", help="Catalog table (titles).")
+    p.add_argument("--summaries", help="Summaries table (product_id, summary).")
+    p.add_argument("--reward-model", dest="reward_model", help="Local cross-encoder folder.")
+    p.add_argument("--out", help="Output folder.")
+    p.set_defaults(func=cmd_export_interleaving)
+
+    p = _stage_parser(sub, "analyze-interleaving", "Wins, losses, ties, delta and sign test from logged events.",
+                      AnalyzeConfig)
+    p.add_argument("--export", help="interleaved.parquet from export-interleaving.")
+    p.add_argument("--events", help="Logged events table.")
+    p.add_argument("--out", help="Output folder.")
+    p.set_defaults(func=cmd_analyze_interleaving)
 
     p = _stage_parser(sub, "demo", "The whole pipeline on the bundled sample, end to end at tiny size.", DemoConfig)
     p.add_argument("--out", help="Output folder.")

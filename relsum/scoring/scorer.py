@@ -1,0 +1,327 @@
+"""The ONE relevance scorer r(q, doc) in [0, 1]: proxy labels, the RL reward and evaluation all use it.
+
+Why a hand-rolled inference loop instead of ``sentence_transformers.CrossEncoder.predict``: scoring is
+the hot path of pair building, reward computation and evaluation, and those workloads repeat pairs a
+lot (the same (query, title) pair for several candidates, repeated evaluations). The scorer therefore
+dedupes pairs within a call and against an in-memory cache, tokenizes once, sorts by *token* length
+and packs batches by a token budget (short pairs go in big batches, long ones in small batches), so
+almost no compute is spent on padding. Scores are identical (within float noise) to scoring every
+pair alone; the tests check that.
+
+Models are loaded only from local folders, offline, from safetensors, never with remote code.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import hashlib
+import logging
+import math
+import re
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+
+from relsum.config import cfg
+
+logger = logging.getLogger(__name__)
+
+#: Version of the document-string format built by :func:`join_title_text`; part of the fingerprint.
+JOIN_FORMAT_VERSION = "title | text v1"
+_SUPPORTED_DTYPES = ("float32",)
+_AUTO_PROGRESS_MIN_PAIRS = 1000
+#: Weight files above this size are fingerprinted by size + first/last chunk instead of all bytes.
+_FULL_HASH_MAX_BYTES = 2 << 30
+_EDGE_BYTES = 16 << 20
+_TOKENIZER_FILES = ("tokenizer.json", "vocab.txt", "tokenizer_config.json", "special_tokens_map.json")
+
+
+@dataclasses.dataclass
+class ScorerConfig:
+    """How the scorer tokenizes, batches and caches; ``max_length`` and ``dtype`` change scores."""
+
+    max_length: int = cfg(256, help="max tokens of [CLS] query [SEP] doc [SEP]; the doc is truncated first")
+    batch_size: int = cfg(32, help="nominal rows per batch; a batch never has more than 4x this many rows")
+    max_tokens_per_batch: int = cfg(
+        8192, help="token budget per batch (rows x padded length), so short pairs go in bigger batches")
+    cache: bool = cfg(True, help="keep an in-memory (query, doc) -> score cache across calls")
+    show_progress: bool | None = cfg(
+        None, help="tqdm bar over pairs; None = automatic (on when a call scores more than 1000 pairs)")
+    device: str = cfg("cpu", help="torch device: cpu, cuda, cuda:N or mps")
+    num_threads: int | None = cfg(None, help="torch intra-op threads while scoring; None = torch default")
+    dtype: str = cfg("float32", help="compute dtype; only float32 is supported for now")
+    init_seed: int = cfg(0, help="seed for a randomly initialised classifier head (untrained start)")
+
+    def __post_init__(self) -> None:
+        if self.max_length < 8:
+            raise ValueError(f"max_length must be >= 8, got {self.max_length}")
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+        if self.max_tokens_per_batch < self.max_length:
+            raise ValueError(f"max_tokens_per_batch ({self.max_tokens_per_batch}) must be >= max_length "
+                             f"({self.max_length}) so that one full-length pair fits in a batch")
+        if self.dtype not in _SUPPORTED_DTYPES:
+            raise ValueError(f"dtype must be one of {_SUPPORTED_DTYPES}, got {self.dtype!r}")
+        if self.num_threads is not None and self.num_threads < 1:
+            raise ValueError(f"num_threads must be >= 1 or None, got {self.num_threads}")
+        if not re.fullmatch(r"cpu|mps|cuda(:\d+)?", self.device):
+            raise ValueError(f"device must be cpu, mps, cuda or cuda:N, got {self.device!r}")
+
+
+class CacheInfo(NamedTuple):
+    """``hits``/``misses`` count distinct pairs per call served from / added to the cache."""
+
+    hits: int
+    misses: int
+    size: int
+
+
+def _is_missing(text: object) -> bool:
+    return text is None or (isinstance(text, float) and math.isnan(text)) or text == ""
+
+
+def join_title_text(title: str, text: str | None = None) -> str:
+    """The document string [t; d]: the title alone when ``text`` is empty/None/NaN, else ``title | text``."""
+    if not isinstance(title, str) or not title.strip():
+        raise ValueError(f"title must be a non-empty string, got {title!r}")
+    if _is_missing(text):
+        return title
+    if not isinstance(text, str):
+        raise TypeError(f"text must be a string or None, got {type(text).__name__}")
+    return f"{title} | {text}"
+
+
+def find_safetensors(model_dir: str | Path) -> list[Path]:
+    """Check that ``model_dir`` is a local model folder with safetensors weights; return the files.
+
+    A hub id such as ``org/model`` is refused here, before transformers is touched, so nothing ever
+    tries the network. ``pytorch_model.bin`` alone is refused because unpickling runs arbitrary code.
+    """
+    path = Path(model_dir)
+    if not path.is_dir():
+        raise FileNotFoundError(
+            f"model folder {str(model_dir)!r} does not exist or is not a directory; relsum only loads "
+            "models from local folders (hub ids are not supported, there is no network)")
+    files = sorted(path.glob("*.safetensors"))
+    if not files:
+        if any(path.glob("pytorch_model*.bin")):
+            raise ValueError(f"{path} has only pytorch_model.bin weights; convert them to safetensors "
+                             "(pickle weights are refused)")
+        raise ValueError(f"{path} has no *.safetensors weights")
+    return files
+
+
+def _file_digest(path: Path, h: hashlib._Hash) -> None:
+    size = path.stat().st_size
+    h.update(f"{path.name}:{size}".encode())
+    with path.open("rb") as f:
+        if size <= _FULL_HASH_MAX_BYTES:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                h.update(chunk)
+        else:  # huge checkpoint: size + first and last chunks (cheap, still catches re-saves)
+            h.update(f.read(_EDGE_BYTES))
+            f.seek(size - _EDGE_BYTES)
+            h.update(f.read(_EDGE_BYTES))
+
+
+class Scorer:
+    """A frozen cross-encoder r(q, doc) in [0, 1] loaded from a local folder (see module docstring).
+
+    Single-logit models score ``sigmoid(logit)``; two-label models score ``softmax(logits)[:, 1]``.
+    A folder without a classifier head (e.g. a sentence-transformers bi-encoder such as the bundled
+    MiniLM) gets a seeded random head: that is the untrained start of the reward-model bootstrap.
+    """
+
+    def __init__(self, model_dir: str | Path, config: ScorerConfig | None = None) -> None:
+        self.config = config or ScorerConfig()
+        self._weight_files = find_safetensors(model_dir)
+        self.model_dir = Path(model_dir).resolve()
+        import torch
+        from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
+
+        kw = {"local_files_only": True, "trust_remote_code": False}
+        self.tokenizer = AutoTokenizer.from_pretrained(str(self.model_dir), **kw)
+        if not self.tokenizer.is_fast:
+            raise ValueError(f"{self.model_dir}: a fast (Rust) tokenizer is required")
+        hf_config = AutoConfig.from_pretrained(str(self.model_dir), **kw)
+        archs = hf_config.architectures or []
+        self.has_trained_head = any(a.endswith("ForSequenceClassification") for a in archs)
+        if not self.has_trained_head:
+            logger.warning("%s has no classifier head (architectures=%s): using a random head seeded with %d "
+                           "(untrained start; scores are not meaningful until trained)",
+                           self.model_dir, archs, self.config.init_seed)
+            hf_config.num_labels = 1
+        if hf_config.num_labels not in (1, 2):
+            raise ValueError(f"{self.model_dir}: expected a 1- or 2-label classifier, got {hf_config.num_labels}")
+        max_pos = getattr(hf_config, "max_position_embeddings", None)
+        if max_pos is not None and self.config.max_length > max_pos:
+            raise ValueError(f"max_length {self.config.max_length} exceeds the model's {max_pos} positions")
+        with torch.random.fork_rng(devices=[]):  # reproducible head init without touching global RNG
+            torch.manual_seed(self.config.init_seed)
+            self.model = AutoModelForSequenceClassification.from_pretrained(
+                str(self.model_dir), config=hf_config, dtype=torch.float32, use_safetensors=True, **kw)
+        self.model.to(self.config.device).eval()
+        self.num_labels = hf_config.num_labels
+        self._cache: dict[tuple[str, str], float] = {}
+        self._hits = self._misses = 0
+        self._fingerprint: str | None = None
+
+    # ------------------------------------------------------------------ identity and cache
+    @property
+    def fingerprint(self) -> str:
+        """sha256 of the weight + tokenizer files and the score-changing config; stable across runs.
+
+        Weight files up to 2 GiB are hashed in full (streamed); larger ones by size plus their first
+        and last 16 MiB. A random head's seed is included, since it is not in the weight files.
+        """
+        if self._fingerprint is None:
+            h = hashlib.sha256()
+            for path in self._weight_files:
+                _file_digest(path, h)
+            for name in _TOKENIZER_FILES:
+                if (self.model_dir / name).is_file():
+                    _file_digest(self.model_dir / name, h)
+            head = "checkpoint" if self.has_trained_head else f"random-head-seed-{self.config.init_seed}"
+            h.update(f"|max_length={self.config.max_length}|dtype={self.config.dtype}"
+                     f"|join={JOIN_FORMAT_VERSION}|head={head}".encode())
+            self._fingerprint = h.hexdigest()
+        return self._fingerprint
+
+    def cache_info(self) -> CacheInfo:
+        return CacheInfo(self._hits, self._misses, len(self._cache))
+
+    def clear_cache(self) -> None:
+        self._cache.clear()
+        self._hits = self._misses = 0
+
+    # ------------------------------------------------------------------ scoring
+    def score(self, queries: Sequence[str], titles: Sequence[str], texts: Sequence[str | None] | None = None,
+              *, desc: str | None = None) -> np.ndarray:
+        """r(q_i, [t_i; d_i]) for each row, float32 in [0, 1]; ``texts[i]`` None/"" means title only."""
+        queries, titles = list(queries), list(titles)
+        texts = [None] * len(titles) if texts is None else list(texts)
+        if not len(queries) == len(titles) == len(texts):
+            raise ValueError(f"queries/titles/texts lengths differ: {len(queries)}/{len(titles)}/{len(texts)}")
+        docs = []
+        for i, (title, text) in enumerate(zip(titles, texts, strict=True)):
+            try:
+                docs.append(join_title_text(title, text))
+            except (TypeError, ValueError) as exc:
+                raise ValueError(f"row {i}: {exc}") from exc
+        return self.score_pairs(list(zip(queries, docs, strict=True)), desc=desc)
+
+    def score_pairs(self, pairs: Sequence[tuple[str, str]], *, desc: str | None = None) -> np.ndarray:
+        """Score ready-made (query, doc) pairs; float32 in [0, 1], aligned with ``pairs``."""
+        index: dict[tuple[str, str], int] = {}
+        inverse = np.empty(len(pairs), dtype=np.int64)
+        for i, pair in enumerate(pairs):
+            if not (isinstance(pair, tuple | list) and len(pair) == 2):
+                raise ValueError(f"pair {i} is not a (query, doc) tuple: {pair!r}")
+            q, d = pair
+            if not isinstance(q, str) or not q.strip() or not isinstance(d, str) or not d.strip():
+                raise ValueError(f"pair {i}: query and doc must be non-empty strings, got {pair!r}")
+            inverse[i] = index.setdefault((q, d), len(index))
+        unique = list(index)
+        scores = np.empty(len(unique), dtype=np.float32)
+        todo = []
+        for j, pair in enumerate(unique):
+            cached = self._cache.get(pair) if self.config.cache else None
+            if cached is None:
+                todo.append(j)
+            else:
+                scores[j] = cached
+        self._hits += len(unique) - len(todo)
+        self._misses += len(todo)
+        if todo:
+            computed = self._compute([unique[j] for j in todo], desc=desc)
+            scores[todo] = computed
+            if self.config.cache:
+                self._cache.update(zip((unique[j] for j in todo), computed.tolist(), strict=True))
+        return scores[inverse] if len(pairs) else np.empty(0, dtype=np.float32)
+
+    def progress_enabled(self, n_pairs: int) -> bool:
+        """Whether a call that computes ``n_pairs`` new pairs shows a progress bar."""
+        if self.config.show_progress is None:
+            return n_pairs > _AUTO_PROGRESS_MIN_PAIRS
+        return self.config.show_progress
+
+    def _tokenize(self, pairs: list[tuple[str, str]]) -> list[dict[str, list[int]]]:
+        """Token ids per pair; the doc is truncated first, both sides only when the query alone is too long."""
+        kw = {"max_length": self.config.max_length, "padding": False, "return_attention_mask": False}
+        qs, ds = [p[0] for p in pairs], [p[1] for p in pairs]
+        try:
+            enc = self.tokenizer(qs, ds, truncation="only_second", **kw)
+            return [{k: enc[k][i] for k in enc} for i in range(len(pairs))]
+        except Exception:  # some query fills max_length by itself: fall back pair by pair
+            out = []
+            for q, d in pairs:
+                try:
+                    enc = self.tokenizer(q, d, truncation="only_second", **kw)
+                except Exception:
+                    enc = self.tokenizer(q, d, truncation="longest_first", **kw)
+                out.append(dict(enc))
+            return out
+
+    def _batches(self, lengths: np.ndarray) -> Iterator[np.ndarray]:
+        """Index batches, longest first, with rows x padded length <= the token budget."""
+        order = np.argsort(-lengths, kind="stable")
+        max_rows = 4 * self.config.batch_size
+        start = 0
+        while start < len(order):
+            rows = min(max_rows, max(1, self.config.max_tokens_per_batch // int(lengths[order[start]])))
+            yield order[start:start + rows]
+            start += rows
+
+    def _compute(self, pairs: list[tuple[str, str]], desc: str | None) -> np.ndarray:
+        import torch
+        from tqdm.auto import tqdm
+
+        encoded = self._tokenize(pairs)
+        lengths = np.array([len(e["input_ids"]) for e in encoded], dtype=np.int64)
+        out = np.empty(len(pairs), dtype=np.float32)
+        pad_id = self.tokenizer.pad_token_id or 0
+        use_types = "token_type_ids" in encoded[0]
+        bar = tqdm(total=len(pairs), desc=desc or "scoring pairs", unit="pair",
+                   disable=not self.progress_enabled(len(pairs)))
+        with bar, self._threads(), torch.inference_mode():
+            for idx in self._batches(lengths):
+                width = int(lengths[idx].max())
+                ids = np.full((len(idx), width), pad_id, dtype=np.int64)
+                mask = np.zeros((len(idx), width), dtype=np.int64)
+                types = np.zeros((len(idx), width), dtype=np.int64)
+                for r, i in enumerate(idx):
+                    n = lengths[i]
+                    ids[r, :n] = encoded[i]["input_ids"]
+                    mask[r, :n] = 1
+                    if use_types:
+                        types[r, :n] = encoded[i]["token_type_ids"]
+                feats = {"input_ids": ids, "attention_mask": mask}
+                if use_types:
+                    feats["token_type_ids"] = types
+                feats = {k: torch.from_numpy(v).to(self.config.device) for k, v in feats.items()}
+                logits = self.model(**feats).logits.float()
+                if self.num_labels == 1:
+                    probs = torch.sigmoid(logits[:, 0])
+                else:
+                    probs = torch.softmax(logits, dim=-1)[:, 1]
+                out[idx] = probs.cpu().numpy()
+                bar.update(len(idx))
+        return out
+
+    @contextlib.contextmanager
+    def _threads(self) -> Iterator[None]:
+        """Set torch's intra-op threads for the duration of a call (a process-wide setting), then restore."""
+        import torch
+
+        if self.config.num_threads is None:
+            yield
+            return
+        before = torch.get_num_threads()
+        torch.set_num_threads(self.config.num_threads)
+        try:
+            yield
+        finally:
+            torch.set_num_threads(before)
