@@ -17,10 +17,11 @@ import time
 
 import numpy as np
 import pandas as pd
+from sklearn.metrics import ndcg_score, precision_recall_curve
+
 from relsum.evaluation.bootstrap import ndcg_replicates, recall_at_precision_replicates, resample_counts
 from relsum.evaluation.metrics import mean_ndcg_at_k, per_query_ndcg_at_k, recall_at_precision
 from relsum.evaluation.offline import compute_offline_metrics, format_table
-from sklearn.metrics import ndcg_score, precision_recall_curve
 
 
 def make_scores(n_queries: int, seed: int = 0) -> pd.DataFrame:

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+
 from relsum.evaluation.bootstrap import METRICS, paired_bootstrap
 
 logger = logging.getLogger(__name__)

@@ -18,6 +18,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+
+from relsum.data.io import atomic_path
 from relsum.evaluation.metrics import per_query_ndcg_at_k, precision_recall_points
 from relsum.evaluation.offline import (
     SUBSETS,
@@ -27,8 +29,6 @@ from relsum.evaluation.offline import (
     gains_table,
     to_markdown,
 )
-
-from relsum.data.io import atomic_path
 
 logger = logging.getLogger(__name__)
 

@@ -14,11 +14,10 @@ import logging
 import time
 from pathlib import Path
 
-from relsum.pipelines.build_pairs import BuildPairsConfig
-from relsum.pipelines.train import TrainStageConfig
-
 from relsum.config import cfg
 from relsum.paths import SAMPLE_DIR, home
+from relsum.pipelines.build_pairs import BuildPairsConfig
+from relsum.pipelines.train import TrainStageConfig
 
 logger = logging.getLogger(__name__)
 
@@ -57,13 +56,12 @@ def _write_summaries(series, path: Path) -> str:
 
 
 def run(config: DemoConfig) -> dict:
+    from relsum.data.golden import load_golden
     from relsum.pipelines import build_pairs, evaluate, train, validate
     from relsum.pipelines.reward_model import ensure_reward_model
-    from relsum.training.policy import load_policy
-
-    from relsum.data.golden import load_golden
     from relsum.policy_eval import summarize_products
     from relsum.scoring.scorer import Scorer
+    from relsum.training.policy import load_policy
 
     out = config.resolved_out()
     timings: dict[str, float] = {}

@@ -75,11 +75,10 @@ def score_candidates(golden, summaries: dict[str, pd.Series], scorer) -> tuple[p
 
 
 def run(config: EvaluateConfig, scorer=None) -> dict:
-    from relsum.evaluation.offline import compute_offline_metrics, format_table, to_jsonable
-    from relsum.evaluation.report import write_report
-
     from relsum.data.golden import load_golden
     from relsum.data.io import write_json_atomic, write_parquet_atomic
+    from relsum.evaluation.offline import compute_offline_metrics, format_table, to_jsonable
+    from relsum.evaluation.report import write_report
     from relsum.scoring.scorer import Scorer
 
     from .reward_model import ensure_reward_model

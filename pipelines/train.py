@@ -69,12 +69,11 @@ def ensure_policy(config: TrainStageConfig) -> str:
 
 
 def run(config: TrainStageConfig, scorer=None) -> dict:
-    from relsum.training.policy import load_policy
-
     from relsum import tracking
     from relsum.data.io import read_table, write_parquet_atomic
     from relsum.policy_eval import compare_policies, summarize_products
     from relsum.scoring.scorer import Scorer
+    from relsum.training.policy import load_policy
 
     tc = config.train
     if not tc.train_data:

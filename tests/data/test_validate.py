@@ -8,12 +8,12 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 import pytest
-from relsum.pipelines.validate import ValidateConfig, run
 
 from relsum.config import ConfigError, load_config
 from relsum.data.contracts import ContractConfig
 from relsum.data.golden import SAMPLE_GRADE_MAP
 from relsum.paths import SAMPLE_DIR
+from relsum.pipelines.validate import ValidateConfig, run
 
 FIXTURES = Path(__file__).parent / "fixtures"
 

@@ -6,6 +6,7 @@ import math
 
 import numpy as np
 import pytest
+
 from relsum.evaluation.bootstrap import (
     gain_pct,
     ndcg_replicates,

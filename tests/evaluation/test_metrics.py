@@ -6,6 +6,8 @@ import math
 
 import numpy as np
 import pytest
+from sklearn.metrics import ndcg_score, precision_recall_curve
+
 from relsum.evaluation.metrics import (
     mean_ndcg_at_k,
     ndcg_at_k,
@@ -13,7 +15,6 @@ from relsum.evaluation.metrics import (
     precision_recall_points,
     recall_at_precision,
 )
-from sklearn.metrics import ndcg_score, precision_recall_curve
 
 
 def _random_pairs(seed: int, n: int | None = None, decimals: int = 1):

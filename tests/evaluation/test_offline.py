@@ -8,6 +8,7 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
+
 from relsum.evaluation.offline import (
     compute_offline_metrics,
     format_gain,

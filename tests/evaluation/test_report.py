@@ -7,6 +7,7 @@ import re
 
 import numpy as np
 import pandas as pd
+
 from relsum.evaluation.offline import compute_offline_metrics, to_jsonable
 from relsum.evaluation.report import win_loss_counts, write_report
 

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from relsum.pipelines.interleaving import AnalyzeConfig, ExportConfig, run_analyze, run_export
 
 from relsum import interleaving as il
+from relsum.pipelines.interleaving import AnalyzeConfig, ExportConfig, run_analyze, run_export
 from relsum.scoring.scorer import Scorer
 
 QUERIES = {"q1": "wireless noise cancelling headphones", "q2": "usb c charger 65w", "q3": "camera lens adapter",
