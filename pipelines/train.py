@@ -86,6 +86,9 @@ def run(config: TrainStageConfig, scorer=None) -> dict:
     out = Path(tc.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     pairs = read_table(tc.train_data)
+    if pairs.empty:
+        raise ValueError(f"{tc.train_data} holds no training pairs: lower the gap filter's threshold "
+                         "(pairs.filter.threshold) or use pairs.filter.mode=top_fraction")
     train_df, heldout = split_by_product(pairs, config.holdout_fraction, tc.seed)
     write_parquet_atomic(heldout, out / "heldout_pairs.parquet")
     stats_path = Path(tc.train_data).with_name("filter_stats.json")
@@ -98,8 +101,10 @@ def run(config: TrainStageConfig, scorer=None) -> dict:
     run_name = f"{tc.algo}-{dt.datetime.now(dt.UTC):%Y%m%d-%H%M%S}"
     with tracking.tracked_run(config.tracking, run_name, tags={"relsum.algo": tc.algo}) as active:
         if active is not None:
-            tracking.log_params({**flat_params(tc), "data.train_pairs": len(train_df),
-                                 "data.heldout_pairs": len(heldout), "scorer.fingerprint": getattr(scorer, "fingerprint", "")})
+            # Prefixed: TRL's MLflow callback logs the TrainingArguments under their bare names.
+            params = {**flat_params(tc), "data.train_pairs": len(train_df), "data.heldout_pairs": len(heldout),
+                      "scorer.fingerprint": getattr(scorer, "fingerprint", "")}
+            tracking.log_params({f"relsum.{k}": v for k, v in params.items()})
             tracking.log_json(to_dict(config), "config.json")
             tracking.log_json(data_stats, "training_set_stats.json")
         if tc.algo == "grpo":
@@ -117,7 +122,7 @@ def run(config: TrainStageConfig, scorer=None) -> dict:
             products = heldout.drop_duplicates("product_id")[["product_id", "title", "text"]]
             model, tokenizer = load_policy(tc.policy.model_dir)
             ref = summarize_products(model, tokenizer, products, tc.policy.max_summary_tokens)
-            model, tokenizer = load_policy(tc.policy.model_dir, result["adapter_dir"])
+            model, tokenizer = load_policy(tc.policy.model_dir, result["adapter_dir"], merge=True)
             new = summarize_products(model, tokenizer, products, tc.policy.max_summary_tokens)
             comparison = compare_policies(heldout, ref, new, scorer, n_boot=config.n_boot, seed=tc.seed)
             samples = products.assign(summary_reference=products["product_id"].map(ref),

@@ -146,17 +146,27 @@ def from_dict(cls: type[T], data: dict[str, Any], *, _prefix: str = "") -> T:
     unknown = set(data) - names
     if unknown:
         raise ConfigError(f"unknown config keys for {cls.__name__}: {sorted(_prefix + u for u in unknown)}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
     kwargs = {}
     for key, value in data.items():
         sub = _dataclass_type(hints[key])
         if sub is not None and isinstance(value, dict):
-            kwargs[key] = from_dict(sub, value, _prefix=f"{_prefix}{key}.")
+            # Overrides apply on top of the field's own default (a parent may customise its child).
+            default = _field_default(fields[key])
+            base = to_dict(default) if dataclasses.is_dataclass(default) else {}
+            kwargs[key] = from_dict(sub, _merge(base, value), _prefix=f"{_prefix}{key}.")
         else:
             kwargs[key] = _coerce(value, hints[key], _prefix + key)
     try:
         return cls(**kwargs)
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"{cls.__name__}: {exc}") from exc
+
+
+def _field_default(f: dataclasses.Field) -> Any:
+    if f.default_factory is not dataclasses.MISSING:
+        return f.default_factory()
+    return None if f.default is dataclasses.MISSING else f.default
 
 
 def parse_overrides(overrides: list[str] | None) -> dict[str, Any]:

@@ -16,7 +16,7 @@ import pandas as pd
 logger = logging.getLogger(__name__)
 
 
-def summarize_products(model, tokenizer, products: pd.DataFrame, max_new_tokens: int, batch_size: int = 16) -> pd.Series:
+def summarize_products(model, tokenizer, products: pd.DataFrame, max_new_tokens: int, batch_size: int = 64) -> pd.Series:
     """product_id -> greedy summary for a frame with product_id, title, text (one row per product)."""
     from relsum.training.generate import generate_summaries
 

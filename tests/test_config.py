@@ -63,3 +63,17 @@ def test_override_syntax():
     assert parse_overrides(["a.b=1", "c=[x, y]"]) == {"a": {"b": 1}, "c": ["x", "y"]}
     with pytest.raises(ConfigError):
         parse_overrides(["novalue"])
+
+
+def _custom_inner():
+    return Inner(rate=0.5, names=["custom"])
+
+
+@dataclasses.dataclass
+class Parent:
+    inner: Inner = cfg(default_factory=_custom_inner, help="a customised child")
+
+
+def test_nested_override_keeps_the_parents_custom_defaults():
+    config = load_config(Parent, None, ["inner.names=[z]"])
+    assert config.inner.rate == 0.5 and config.inner.names == ["z"]

@@ -203,7 +203,7 @@ def train_reward_model(train: pd.DataFrame, eval_: pd.DataFrame, config: RewardM
             per_device_train_batch_size=config.batch_size, learning_rate=config.learning_rate,
             warmup_steps=config.warmup_ratio, seed=config.seed, data_seed=config.seed,
             report_to="none", save_strategy="no", logging_strategy="no", push_to_hub=False,
-            use_cpu=True, bf16=False, fp16=False, dataloader_num_workers=0, disable_tqdm=True)
+            use_cpu=True, bf16=False, fp16=False, dataloader_num_workers=0, disable_tqdm=False)
         trainer = CrossEncoderTrainer(model=model, args=args, train_dataset=dataset,
                                       loss=BinaryCrossEntropyLoss(model))
         train_start = time.monotonic()

@@ -1,0 +1,89 @@
+"""Stages ``relsum scores stats`` and ``relsum scores prune``: look after the persistent score store.
+
+The store (:mod:`relsum.scoring.store`) grows by one part per scoring call and keeps one folder per
+scorer fingerprint; old fingerprints (retired models, configs, paths) are never read again. ``stats``
+shows what is there; ``prune`` drops fingerprints that are not kept or not written for N days and
+compacts what remains into one part per fingerprint (fewer files, faster loads).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from datetime import UTC, datetime
+from pathlib import Path
+
+from relsum.config import cfg
+
+logger = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass
+class StatsConfig:
+    store_dir: str | None = cfg(None, help="score-store root; None = <RELSUM_HOME>/scores")
+
+
+@dataclasses.dataclass
+class PruneConfig:
+    store_dir: str | None = cfg(None, help="score-store root; None = <RELSUM_HOME>/scores")
+    keep: list = cfg([], help="fingerprints to keep; when given, every other fingerprint is removed")
+    older_than_days: float | None = cfg(None, help="remove fingerprints whose last write is older than this")
+    compact: bool = cfg(True, help="merge the parts of every remaining fingerprint into one")
+    dry_run: bool = cfg(False, help="only report what would be removed / compacted")
+
+    def __post_init__(self):
+        if self.older_than_days is not None and self.older_than_days < 0:
+            raise ValueError("older_than_days must be >= 0")
+        if not self.keep and self.older_than_days is None and not self.compact:
+            raise ValueError("nothing to prune: give keep, older_than_days or compact=true")
+
+
+def _root(store_dir: str | None) -> Path:
+    from relsum.scoring.store import default_root
+
+    return Path(store_dir) if store_dir else default_root()
+
+
+def stats(config: StatsConfig) -> list[dict]:
+    """One row per fingerprint: rows, parts, bytes, last_write (ISO, UTC) and cached gate results."""
+    from relsum.scoring.store import fingerprint_stats, list_fingerprints
+
+    out = []
+    for folder in list_fingerprints(_root(config.store_dir)):
+        row = fingerprint_stats(folder)
+        if row["last_write"]:
+            row["last_write"] = datetime.fromtimestamp(row["last_write"], UTC).isoformat(timespec="seconds")
+        out.append(row)
+    return out
+
+
+def format_stats(rows: list[dict]) -> str:
+    lines = [f"{'fingerprint':<16} {'rows':>10} {'parts':>6} {'MiB':>9}  last write"]
+    for r in rows:
+        lines.append(f"{r['fingerprint'][:16]:<16} {r['rows']:>10} {r['parts']:>6} "
+                     f"{r['bytes'] / 2**20:>9.2f}  {r['last_write'] or '-'}")
+    return "\n".join(lines)
+
+
+def prune(config: PruneConfig) -> dict:
+    """Remove fingerprints not in ``keep`` / older than ``older_than_days``; compact the rest."""
+    from relsum.scoring.store import compact, iter_older_than, list_fingerprints, remove_fingerprint
+
+    folders = list_fingerprints(_root(config.store_dir))
+    doomed = set()
+    if config.keep:
+        unknown = set(config.keep) - {f.name for f in folders}
+        if unknown:
+            logger.warning("kept fingerprints not in the store: %s", sorted(unknown))
+        doomed |= {f for f in folders if f.name not in set(config.keep)}
+    if config.older_than_days is not None:
+        doomed |= set(iter_older_than(folders, config.older_than_days))
+    removed, compacted = sorted(f.name for f in doomed), {}
+    if not config.dry_run:
+        for folder in sorted(doomed):
+            remove_fingerprint(folder)
+    for folder in folders:
+        if folder not in doomed and config.compact and not config.dry_run:
+            compacted[folder.name] = compact(folder)
+    logger.info("score store: removed %d fingerprint(s), compacted %d", len(removed), len(compacted))
+    return {"removed": removed, "compacted": compacted, "dry_run": config.dry_run}
