@@ -204,12 +204,16 @@ def to_markdown(df: pd.DataFrame) -> str:
 
 
 def format_table(metrics: Mapping[str, Any]) -> str:
-    """Terminal/markdown text: the gains table and the baseline's absolute values with counts."""
+    """Terminal/markdown text: the gains table and every candidate's absolute values with counts.
+
+    Absolute values are printed for all candidates because a gain is undefined (n/a) wherever the
+    baseline's metric is 0, e.g. an R@90P of 0 when no threshold reaches 90% precision.
+    """
     cfg = metrics["config"]
     level = round(100 * cfg["level"])
     return (
         f"Gain over `{cfg['baseline']}` in % [{level}% paired bootstrap CI over queries, "
         f"n_boot={cfg['n_boot']}]\n\n{to_markdown(gains_table(metrics))}\n\n"
-        f"Baseline `{cfg['baseline']}` absolute values [{level}% CI]\n\n"
-        f"{to_markdown(absolute_table(metrics, [cfg['baseline']]))}\n"
+        f"Absolute values [{level}% CI]\n\n"
+        f"{to_markdown(absolute_table(metrics))}\n"
     )

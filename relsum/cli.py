@@ -255,8 +255,9 @@ def main(argv: list[str] | None = None) -> int:
     handler: Callable[[argparse.Namespace], int] = args.func
     try:
         return handler(args)
-    except (ValueError, FileNotFoundError) as exc:
-        logger.error("%s", exc)
+    except (ValueError, FileNotFoundError, RuntimeError) as exc:
+        # Contract, config and read errors are ValueErrors; refused fast paths are RuntimeErrors.
+        logger.error("%s: %s", type(exc).__name__, exc)
         return 2
 
 

@@ -77,7 +77,7 @@ def test_hand_made_values_and_gains_table():
     assert table.loc["perfect", "Golden-full NDCG@5"].startswith(f"+{ndcg_gain:.1f}% [")
     assert table.loc["same", "Golden-full NDCG@5"] == "+0.0% [+0.0, +0.0]"
     text = format_table(m)
-    assert "| perfect | +100.0% [" in text and "Baseline `none` absolute values" in text
+    assert "| perfect | +100.0% [" in text and "Absolute values" in text
     assert f"{NDCG_NONE:.3f} [" in text
 
 

@@ -1,0 +1,79 @@
+"""The ``relsum`` command: help for every subcommand, real runs of validate and evaluate, clear errors."""
+
+import json
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+
+from relsum.cli import build_parser, main
+
+SUBCOMMANDS = ["validate", "evaluate", "pairs", "train", "summarize", "export-interleaving",
+               "analyze-interleaving", "demo"]
+
+
+@pytest.mark.parametrize("command", SUBCOMMANDS)
+def test_every_subcommand_explains_its_config_keys(command, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main([command, "--help"])
+    assert exc.value.code == 0
+    out = capsys.readouterr().out
+    assert "config keys" in out and "key=value" in out
+
+
+def test_console_script_entry_point_runs():
+    result = subprocess.run([sys.executable, "-m", "relsum.cli", "--help"], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0 and "demo" in result.stdout
+
+
+def test_validate_reports_rejects_and_strict_fails(tmp_path, capsys):
+    catalog = tmp_path / "catalog.csv"
+    pd.DataFrame({"product_id": ["p1", "p1", ""], "title": ["A", "B", "C"],
+                  "description": ["x", "y", "z"]}).to_csv(catalog, index=False)
+    assert main(["validate", "--catalog", str(catalog), "--out", str(tmp_path / "v")]) == 0
+    assert main(["validate", "--catalog", str(catalog), "--out", str(tmp_path / "v"), "--strict"]) == 1
+    rejects = pd.read_csv(tmp_path / "v" / "rejects" / "catalog.csv")
+    assert len(rejects) == 2 and rejects["reason"].str.contains("duplicate").any()
+    assert rejects["reason"].str.contains("missing").any()
+
+
+def test_evaluate_on_a_golden_folder(tmp_path, tiny_cross_encoder_dir, sample_dir, capsys):
+    golden = tmp_path / "golden"
+    golden.mkdir()
+    queries = pd.read_csv(sample_dir / "golden" / "queries.csv", dtype=str).head(6)
+    judgments = pd.read_csv(sample_dir / "golden" / "judgments.csv", dtype=str)
+    judgments = judgments[judgments.query_id.isin(queries.query_id)]
+    queries.to_csv(golden / "queries.csv", index=False)
+    judgments.to_csv(golden / "judgments.csv", index=False)
+    (golden / "relsum.yaml").write_text((sample_dir / "golden" / "relsum.yaml").read_text())
+    products = pd.read_json(sample_dir / "products.jsonl", lines=True, dtype={"product_id": str})
+    products[products.product_id.isin(judgments.product_id)].to_json(golden / "products.jsonl", orient="records", lines=True)
+    summaries = tmp_path / "s.csv"
+    pd.DataFrame({"product_id": judgments.product_id.unique(), "summary": "black usb"}).to_csv(summaries, index=False)
+    out = tmp_path / "eval"
+    code = main(["evaluate", "--golden", str(golden), "--reward-model", str(tiny_cross_encoder_dir),
+                 "--summaries", f"mine={summaries}", "--out", str(out), "n_boot=50"])
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "| desc |" in printed and "| mine |" in printed
+    scores = pd.read_parquet(out / "scores.parquet")
+    assert {"score_none", "score_desc", "score_mine", "label", "tail"} <= set(scores.columns)
+    assert len(scores) == len(judgments)
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert set(metrics["subsets"]) == {"full", "tail"}
+    assert (out / "report.html").exists() and (out / "report.md").exists()
+
+
+def test_bad_input_gives_a_clear_error_and_exit_code_2(tmp_path, caplog):
+    assert main(["evaluate", "--golden", str(tmp_path / "missing"), "--reward-model", str(tmp_path)]) == 2
+
+
+def test_bad_override_is_rejected():
+    parser = build_parser()
+    args = parser.parse_args(["evaluate", "nonsense_key=1"])
+    with pytest.raises(Exception, match="nonsense_key"):
+        from relsum.cli import _load
+        from relsum.pipelines.evaluate import EvaluateConfig
+
+        _load(EvaluateConfig, args, {})
