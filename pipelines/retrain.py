@@ -49,6 +49,7 @@ class EvalSection:
 @dataclasses.dataclass
 class ExportSection:
     candidates: str = cfg("", help="Candidates table (query_id, query, product_id); '' = the golden set's judged pairs.")
+    catalog: str = cfg("", help="Catalog of the candidate products; '' = the golden folder's catalog.")
     max_queries: int = cfg(0, help="Export at most this many queries (0 = all).")
     seed: int = cfg(0, help="Team-draft seed.")
     length: int = cfg(10, help="Interleaved list length.")
@@ -106,7 +107,7 @@ def _once(out: Path, fingerprint: str, body: Callable[[], dict]) -> dict:
         if done["fingerprint"] == fingerprint:
             logger.info("%s: already done for these inputs, reusing", out)
             return done["outputs"]
-        logger.info("%s: inputs changed, recomputing", out)
+        logger.info("%s: inputs changed (%s -> %s), recomputing", out, done["fingerprint"], fingerprint)
         marker.unlink()
     out.mkdir(parents=True, exist_ok=True)
     outputs = body()
@@ -274,12 +275,12 @@ def evaluate(config: DagConfig, key: str, trained: dict) -> dict:
 
     out = config.step_dir(RETRAIN, key, "evaluate")
     tracking = config.train.tracking
-    champ = registry.champion_version(tracking, config.gate.alias)
-    champ_info = None
-    if champ is not None and champ.version != trained["version"]:
-        champ_info = registry.resolve(tracking, champ, config.step_dir(RETRAIN, key, "champion"))
 
     def body() -> dict:
+        champ = registry.champion_version(tracking, config.gate.alias)
+        champ_info = None
+        if champ is not None and str(champ.version) != trained["version"]:
+            champ_info = registry.resolve(tracking, champ, config.step_dir(RETRAIN, key, "champion"))
         golden_dir = _golden_subset(config, out)
         golden = load_golden(golden_dir)
         products = golden.catalog[golden.catalog["product_id"].isin(golden.judgments["product_id"])]
@@ -302,7 +303,9 @@ def evaluate(config: DagConfig, key: str, trained: dict) -> dict:
         return {"metrics": result["paths"]["metrics"], "report": [v for k, v in result["paths"].items() if k in ("md", "html")],
                 "champion_version": champ_info["version"] if champ_info else None}
 
-    return _once(out, _fingerprint(trained, champ_info, to_dict(config.evaluate)), body)
+    # The champion compared against is pinned by the committed outputs (champion_version): after the gate
+    # promotes this version, a rerun must not re-evaluate it against itself.
+    return _once(out, _fingerprint(trained, to_dict(config.evaluate)), body)
 
 
 def register(config: DagConfig, key: str, trained: dict, evaluated: dict) -> dict:
@@ -380,7 +383,7 @@ def summarize_candidates(config: DagConfig, key: str, champion: dict) -> dict:
         if xc.max_queries:
             cands = cands[cands["query_id"].isin(sorted(cands["query_id"].unique())[:xc.max_queries])]
         write_parquet_atomic(cands[["query_id", "query", "product_id"]].reset_index(drop=True), out / "candidates.parquet")
-        source = config.summarize.catalog or str(find_catalog(Path(config.evaluate.golden)))
+        source = xc.catalog or str(find_catalog(Path(config.evaluate.golden)))
         catalog = _catalog_subset(source, set(cands["product_id"].astype(str)), out / "catalog")
         sc = _summarize_config(config, champion, catalog=catalog, out_dir=str(out / "job"), incremental=False)
         summarize.run(sc)
@@ -389,7 +392,7 @@ def summarize_candidates(config: DagConfig, key: str, champion: dict) -> dict:
         return {"candidates": str(out / "candidates.parquet"), "catalog": catalog,
                 "summaries": str(out / "summaries.parquet"), "model_version": champion["version"]}
 
-    return _once(out, _fingerprint(champion, to_dict(xc), config.summarize.catalog, config.evaluate.golden), body)
+    return _once(out, _fingerprint(champion, to_dict(xc), config.evaluate.golden), body)
 
 
 def export(config: DagConfig, key: str, prepared: dict) -> dict:

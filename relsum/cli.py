@@ -150,6 +150,18 @@ def cmd_analyze_interleaving(args) -> int:
     return 0
 
 
+def cmd_compare(args) -> int:
+    from relsum.pipelines.compare import CompareConfig, run
+
+    config = _load(CompareConfig, args, {"experiment": "experiment", "runs": "runs", "out": "out_dir",
+                                         "format": "format"})
+    result = run(config)
+    print(result["table"])
+    for kind, path in result["paths"].items():
+        print(f"{kind}: {path}")
+    return 0
+
+
 def cmd_demo(args) -> int:
     from relsum.pipelines.demo import DemoConfig, run
 
@@ -161,6 +173,7 @@ def cmd_demo(args) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     from relsum.pipelines.build_pairs import BuildPairsConfig
+    from relsum.pipelines.compare import CompareConfig
     from relsum.pipelines.demo import DemoConfig
     from relsum.pipelines.evaluate import EvaluateConfig
     from relsum.pipelines.interleaving import AnalyzeConfig, ExportConfig
@@ -238,6 +251,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--events", help="Logged events table.")
     p.add_argument("--out", help="Output folder.")
     p.set_defaults(func=cmd_analyze_interleaving)
+
+    p = _stage_parser(sub, "compare", "MLflow runs side by side: eval metrics with CIs, key params, versions, champion.",
+                      CompareConfig)
+    p.add_argument("--experiment", help="MLflow experiment (default: tracking.experiment).")
+    p.add_argument("--runs", nargs="+", metavar="ID", help="Run ids to compare (default: the newest max_runs runs).")
+    p.add_argument("--out", help="Write comparison.md / comparison.html / ndcg.png here.")
+    p.add_argument("--format", choices=["md", "html", "both"], help="Report format(s).")
+    p.set_defaults(func=cmd_compare)
 
     p = _stage_parser(sub, "demo", "The whole pipeline on the bundled sample, end to end at tiny size.", DemoConfig)
     p.add_argument("--out", help="Output folder.")

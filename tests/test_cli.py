@@ -9,7 +9,7 @@ import pytest
 
 from relsum.cli import build_parser, main
 
-SUBCOMMANDS = ["validate", "evaluate", "pairs", "train", "summarize", "export-interleaving",
+SUBCOMMANDS = ["validate", "evaluate", "pairs", "train", "summarize", "export-interleaving", "compare",
                "analyze-interleaving", "demo"]
 
 

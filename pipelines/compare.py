@@ -1,0 +1,172 @@
+"""Stage ``compare``: MLflow runs side by side (metrics with CIs, key params, data/model versions, champion).
+
+Reads the evaluation metrics that the retrain DAG logs on each training run (naming scheme in
+:mod:`relsum.registry`: ``eval.<subset>.<metric>[.lo|.hi]``), the run's key params, the data interval
+and scorer fingerprint, and the registered model versions of the run (marking the one holding the
+``champion`` alias). Prints a table and writes ``comparison.md`` / ``comparison.html`` with
+``ndcg.png`` (NDCG@5 with 95% CI error bars per run, full and tail) when ``out_dir`` is set.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import html
+import logging
+import math
+from pathlib import Path
+from typing import Any, Literal
+
+from relsum.config import cfg
+from relsum.registry import METRICS, SUBSETS, TAG_GATE, TAG_INTERVAL, champion_version, client
+from relsum.tracking import TrackingConfig
+
+logger = logging.getLogger(__name__)
+
+KEY_PARAMS = ("algo", "grpo.learning_rate", "grpo.max_steps", "max_train_rows", "policy.model_dir",
+              "policy.lora_r", "data.train_pairs", "data.heldout_pairs", "scorer.fingerprint")
+NAMES = {"ndcg_at_k": "NDCG@5", "recall_at_precision": "R@90P"}
+
+
+@dataclasses.dataclass
+class CompareConfig:
+    tracking: TrackingConfig = cfg(default_factory=TrackingConfig, help="MLflow store and registered model.")
+    experiment: str = cfg("", help="Experiment to list runs from ('' = tracking.experiment).")
+    runs: list[str] = cfg([], help="Run ids to compare (default: the newest max_runs runs of the experiment).")
+    max_runs: int = cfg(10, help="How many recent runs when no run ids are given.")
+    out_dir: str = cfg("", help="Write comparison.md / comparison.html / ndcg.png here ('' = print only).")
+    format: Literal["md", "html", "both"] = cfg("both", help="Report format(s) written to out_dir.")
+    alias: str = cfg("champion", help="The alias that marks the serving version.")
+
+    def __post_init__(self):
+        if self.max_runs < 1:
+            raise ValueError("max_runs must be >= 1")
+
+
+def _param(params: dict[str, str], key: str) -> str:
+    """A training param, as the train stage logs it (``relsum.<key>``; older runs: ``<key>``)."""
+    return params.get(f"relsum.{key}", params.get(key, ""))
+
+
+def collect(config: CompareConfig) -> list[dict[str, Any]]:
+    """One record per run: ids, interval, versions (champion marked), metrics with CIs, key params."""
+    tracking = config.tracking
+    c = client(tracking)
+    if config.runs:
+        from mlflow.exceptions import MlflowException
+
+        try:
+            runs = [c.get_run(run_id) for run_id in config.runs]
+        except MlflowException as exc:
+            raise ValueError(f"unknown MLflow run in {config.runs}: {exc.message}") from exc
+    else:
+        name = config.experiment or tracking.experiment
+        exp = c.get_experiment_by_name(name)
+        if exp is None:
+            raise ValueError(f"no MLflow experiment {name!r} in {tracking.resolved_uri()}")
+        runs = c.search_runs([exp.experiment_id], order_by=["attributes.start_time DESC"], max_results=config.max_runs)
+    champ = champion_version(tracking, config.alias)
+    try:
+        versions = c.search_model_versions(f"name='{tracking.registered_model}'")
+    except Exception:  # noqa: BLE001 - no registered model yet
+        versions = []
+    by_run: dict[str, list] = {}
+    for v in versions:
+        by_run.setdefault(v.run_id, []).append(v)
+    records = []
+    for run in runs:
+        m, p, tags = run.data.metrics, run.data.params, run.data.tags
+        mine = sorted(by_run.get(run.info.run_id, []), key=lambda v: int(v.version))
+        rec = {"run_id": run.info.run_id, "run_name": run.info.run_name or "", "status": run.info.status,
+               "interval": tags.get(TAG_INTERVAL, ""), "versions": [str(v.version) for v in mine],
+               "gate": ",".join(v.tags.get(TAG_GATE, "") for v in mine if v.tags.get(TAG_GATE)),
+               "champion": bool(champ and any(str(v.version) == str(champ.version) for v in mine)),
+               "train_data": _param(p, "train_data"), "params": {k: _param(p, k) for k in KEY_PARAMS},
+               "metrics": {}}
+        for subset in SUBSETS:
+            for metric in METRICS:
+                name = f"eval.{subset}.{metric}"
+                rec["metrics"][f"{subset}.{metric}"] = tuple(m.get(name + s, math.nan) for s in ("", ".lo", ".hi"))
+        records.append(rec)
+    return records
+
+
+def _fmt(triple: tuple[float, float, float]) -> str:
+    value, lo, hi = triple
+    return "n/a" if math.isnan(value) else f"{value:.3f} [{lo:.3f}, {hi:.3f}]"
+
+
+def table(records: list[dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
+    header = ["run", "versions", "champion", "interval", *(f"{s} {NAMES[m]}" for s in SUBSETS for m in METRICS),
+              *KEY_PARAMS, "train_data"]
+    rows = [[r["run_name"] or r["run_id"][:8], ",".join(r["versions"]) or "-", "yes" if r["champion"] else "",
+             r["interval"], *(_fmt(r["metrics"][f"{s}.{m}"]) for s in SUBSETS for m in METRICS),
+             *(str(r["params"].get(k, "")) for k in KEY_PARAMS), r["train_data"]] for r in records]
+    return header, rows
+
+
+def to_markdown(header: list[str], rows: list[list[str]]) -> str:
+    esc = [[cell.replace("|", "\\|") for cell in row] for row in [header, *rows]]
+    lines = ["| " + " | ".join(esc[0]) + " |", "|" + "---|" * len(header)]
+    return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in esc[1:]])
+
+
+def plot(records: list[dict[str, Any]], path: Path) -> None:
+    """NDCG@5 per run with 95% CI error bars, full and tail side by side; the champion's bars are outlined."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from relsum.data.io import atomic_path
+
+    labels = [(r["run_name"] or r["run_id"][:8]) + (" *" if r["champion"] else "") for r in records]
+    fig, ax = plt.subplots(figsize=(max(5.0, 1.1 * len(records) + 2), 3.8))
+    width = 0.38
+    for i, subset in enumerate(SUBSETS):
+        vals = [r["metrics"][f"{subset}.ndcg_at_k"] for r in records]
+        y = [v[0] for v in vals]
+        err = [[max(v[0] - v[1], 0) if not math.isnan(v[1]) else 0 for v in vals],
+               [max(v[2] - v[0], 0) if not math.isnan(v[2]) else 0 for v in vals]]
+        xs = [j + (i - 0.5) * width for j in range(len(records))]
+        ax.bar(xs, y, width, yerr=err, capsize=3, label=f"golden-{subset}",
+               edgecolor=["black" if r["champion"] else "none" for r in records])
+    ax.set_xticks(range(len(records)), labels, rotation=30, ha="right", fontsize=8)
+    ax.set_ylabel("NDCG@5 (95% CI)")
+    ax.set_title("NDCG@5 per run (* = champion)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110)
+    plt.close(fig)
+
+
+def run(config: CompareConfig) -> dict[str, Any]:
+    """Collect, render and (with out_dir) write the comparison; returns records, text table and paths."""
+    from relsum.data.io import atomic_path
+
+    records = collect(config)
+    header, rows = table(records)
+    text = to_markdown(header, rows)
+    paths: dict[str, str] = {}
+    if config.out_dir and records:
+        out = Path(config.out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        plot(records, out / "ndcg.png")
+        paths["plot"] = str(out / "ndcg.png")
+        intro = (f"# relsum model comparison\n\nMLflow store `{config.tracking.resolved_uri()}`, registered model "
+                 f"`{config.tracking.registered_model}`; metrics are value [95% CI] on the golden set.\n")
+        if config.format in ("md", "both"):
+            with atomic_path(out / "comparison.md") as tmp:
+                tmp.write_text(f"{intro}\n{text}\n\n![NDCG@5 per run](ndcg.png)\n", encoding="utf-8")
+            paths["md"] = str(out / "comparison.md")
+        if config.format in ("html", "both"):
+            cells = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in rows)
+            head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
+            page = (f"<!doctype html><meta charset='utf-8'><title>relsum comparison</title><h1>relsum model comparison"
+                    f"</h1><p>{html.escape(intro.splitlines()[2])}</p><table border='1' cellspacing='0' cellpadding='4'>"
+                    f"<tr>{head}</tr>{cells}</table><p><img src='ndcg.png' alt='NDCG@5 per run'></p>")
+            with atomic_path(out / "comparison.html") as tmp:
+                tmp.write_text(page, encoding="utf-8")
+            paths["html"] = str(out / "comparison.html")
+    logger.info("compared %d runs", len(records))
+    return {"records": records, "table": text, "paths": paths}

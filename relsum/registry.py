@@ -1,0 +1,201 @@
+"""Model registry: evaluation metrics on runs, the champion/challenger gate and the ``champion`` alias.
+
+Metric naming scheme (MLflow metrics on the training run of a model version, step 0):
+
+* ``eval.<subset>.<metric>``, ``eval.<subset>.<metric>.lo``, ``eval.<subset>.<metric>.hi``: the run's own
+  adapter on the golden set, with its 95% bootstrap CI; ``<subset>`` is ``full`` or ``tail``,
+  ``<metric>`` is ``ndcg_at_k`` (NDCG@5) or ``recall_at_precision`` (R@90P).
+* ``eval.<subset>.<metric>.gain_pct[.lo|.hi]``: % gain over title-only ranking, with CI.
+* ``eval.<subset>.n_queries``: queries in the subset.
+* ``baseline.<candidate>.<subset>.<metric>[.lo|.hi]``: the other candidates scored in the same evaluation
+  (``none`` title only, ``sum_ref`` the reference policy, ``champion`` the champion of that moment). The
+  champion's version is in the run tag ``relsum.eval.champion_version``.
+
+Gate: a challenger becomes champion when its NDCG@5 beats the champion's by more than ``min_ndcg_gain``
+on BOTH full and tail, and its R@90P is at most ``r_at_p_tolerance`` (absolute) below the champion's
+on both. The champion figures are the paired ones measured in the challenger's own evaluation when that
+evaluation ran against the current champion (same scorer, same golden set), else the champion run's own
+``eval.*`` metrics. With no champion yet, the first version becomes champion. The decision is stored as
+version tags (``relsum.gate``, ``relsum.gate.reason``), so a re-run returns the same decision.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import time
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+from urllib.request import url2pathname
+
+from relsum.config import cfg
+from relsum.tracking import TrackingConfig
+
+logger = logging.getLogger(__name__)
+
+SUBSETS = ("full", "tail")
+METRICS = ("ndcg_at_k", "recall_at_precision")
+TAG_INTERVAL, TAG_FINGERPRINT, TAG_GATE = "relsum.interval", "relsum.fingerprint", "relsum.gate"
+TAG_CHAMPION_EVAL = "relsum.eval.champion_version"
+
+
+@dataclasses.dataclass
+class GateConfig:
+    alias: str = cfg("champion", help="Registered-model alias of the serving model.")
+    min_ndcg_gain: float = cfg(0.0, help="NDCG@5 must exceed the champion's by more than this (absolute), full and tail.")
+    r_at_p_tolerance: float = cfg(0.01, help="Largest allowed R@90P loss (absolute) against the champion, full and tail.")
+
+    def __post_init__(self):
+        if self.min_ndcg_gain < 0 or self.r_at_p_tolerance < 0:
+            raise ValueError("min_ndcg_gain and r_at_p_tolerance must be >= 0")
+        if not self.alias.strip():
+            raise ValueError("alias must be a non-empty name")
+
+
+def client(tracking: TrackingConfig):
+    from relsum.tracking import _client
+
+    return _client(tracking)
+
+
+def champion_version(tracking: TrackingConfig, alias: str = "champion"):
+    """The ModelVersion behind ``alias``, or ``None`` when no version holds it (or no model exists)."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return client(tracking).get_model_version_by_alias(tracking.registered_model, alias)
+    except MlflowException:
+        return None
+
+
+def find_version(tracking: TrackingConfig, tags: dict[str, str]):
+    """The newest version of the registered model carrying all ``tags`` (interval, fingerprint), or ``None``."""
+    found = [v for v in client(tracking).search_model_versions(f"name='{tracking.registered_model}'")
+             if all(v.tags.get(k) == val for k, val in tags.items())]
+    return max(found, key=lambda v: int(v.version)) if found else None
+
+
+def local_path(uri: str) -> Path | None:
+    """The local folder of a ``file:`` URI or plain path, ``None`` for a remote store."""
+    parsed = urlparse(uri)
+    if parsed.scheme in ("", "file"):
+        return Path(url2pathname(parsed.path)) if parsed.scheme else Path(uri)
+    return None
+
+
+def resolve(tracking: TrackingConfig, version, download_root: Path) -> dict[str, str]:
+    """Version -> adapter folder (downloaded once when the store is remote) + policy dir from its tags."""
+    path = local_path(version.source)
+    if path is None or not path.exists():
+        import mlflow
+
+        path = download_root / f"v{version.version}" / "adapter"
+        if not path.exists():
+            tmp = path.with_name("adapter.partial")
+            tmp.mkdir(parents=True, exist_ok=True)
+            got = Path(mlflow.artifacts.download_artifacts(artifact_uri=version.source, dst_path=str(tmp),
+                                                           tracking_uri=tracking.resolved_uri()))
+            got.rename(path)
+    policy = version.tags.get("policy_dir", "")
+    if not policy:
+        raise ValueError(f"{tracking.registered_model} v{version.version} has no policy_dir tag")
+    return {"version": str(version.version), "adapter_dir": str(path), "policy_dir": policy,
+            "run_id": version.run_id or ""}
+
+
+def eval_metric_dict(metrics: dict[str, Any], candidate: str) -> dict[str, float]:
+    """Flat MLflow metrics for one candidate of an evaluate ``metrics.json`` (scheme in the module doc)."""
+    out: dict[str, float] = {}
+    for subset in SUBSETS:
+        sub = metrics["subsets"][subset]
+        block = sub["candidates"][candidate]
+        base = "eval" if candidate == "challenger" else f"baseline.{candidate}"
+        head = f"eval.{subset}" if candidate == "challenger" else f"{base}.{subset}"
+        for metric in METRICS:
+            for stat, suffix in (("value", ""), ("lo", ".lo"), ("hi", ".hi")):
+                out[f"{head}.{metric}{suffix}"] = block[metric][stat]
+                if candidate == "challenger":
+                    out[f"{head}.{metric}.gain_pct{suffix}"] = block["gain_pct"][metric][stat]
+        if candidate == "challenger":
+            out[f"{head}.n_queries"] = sub["n_queries"]
+    return {k: float(v) for k, v in out.items() if v is not None and math.isfinite(float(v))}
+
+
+def log_evaluation(tracking: TrackingConfig, run_id: str, metrics: dict[str, Any],
+                   champion: str | None, artifacts: list[str]) -> dict[str, float]:
+    """Attach the evaluation to the run: metrics not yet logged with the same value, tag, artifacts."""
+    c = client(tracking)
+    flat = eval_metric_dict(metrics, "challenger")
+    for name in metrics["config"]["candidates"]:
+        if name != "challenger":
+            flat.update(eval_metric_dict(metrics, name))
+    existing = c.get_run(run_id).data.metrics
+    todo = {k: v for k, v in flat.items() if existing.get(k) != v}
+    if todo:
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)  # a real timestamp, so these become the latest values of the keys
+        c.log_batch(run_id, metrics=[Metric(k, v, now, 0) for k, v in sorted(todo.items())])
+    c.set_tag(run_id, TAG_CHAMPION_EVAL, champion or "")
+    for path in artifacts:
+        c.log_artifact(run_id, path, "evaluation")
+    logger.info("run %s: %d evaluation metrics (%d new)", run_id, len(flat), len(todo))
+    return flat
+
+
+def read_eval(tracking: TrackingConfig, run_id: str, prefix: str = "eval") -> dict[str, dict[str, float]]:
+    """``{subset: {metric: value}}`` of a run's ``<prefix>.<subset>.<metric>`` metrics (missing = nan)."""
+    metrics = client(tracking).get_run(run_id).data.metrics
+    return {s: {m: float(metrics.get(f"{prefix}.{s}.{m}", math.nan)) for m in METRICS} for s in SUBSETS}
+
+
+def decide(challenger: dict[str, dict[str, float]], champion: dict[str, dict[str, float]] | None,
+           gate: GateConfig) -> tuple[bool, list[str]]:
+    """(promote, reasons): pure gate logic; undefined metrics never pass."""
+    if champion is None:
+        return True, ["no champion yet: the first version becomes champion"]
+    ok, reasons = True, []
+    for subset in SUBSETS:
+        new, old = challenger[subset]["ndcg_at_k"], champion[subset]["ndcg_at_k"]
+        passed = math.isfinite(new) and math.isfinite(old) and new - old > gate.min_ndcg_gain
+        ok &= passed
+        reasons.append(f"{subset} NDCG@5 {new:.4f} vs {old:.4f}: {'better' if passed else 'not better'}")
+        new, old = challenger[subset]["recall_at_precision"], champion[subset]["recall_at_precision"]
+        passed = math.isfinite(new) and math.isfinite(old) and new >= old - gate.r_at_p_tolerance
+        ok &= passed
+        reasons.append(f"{subset} R@90P {new:.4f} vs {old:.4f} (tolerance {gate.r_at_p_tolerance}): "
+                       f"{'ok' if passed else 'loses too much'}")
+    return ok, reasons
+
+
+def apply_gate(tracking: TrackingConfig, version: str, gate: GateConfig) -> dict[str, Any]:
+    """Gate ``version`` against the current champion and move the alias if it wins (idempotent)."""
+    c = client(tracking)
+    name = tracking.registered_model
+    mv = c.get_model_version(name, version)
+    current = champion_version(tracking, gate.alias)
+    if mv.tags.get(TAG_GATE):
+        decision = {"version": version, "promoted": mv.tags[TAG_GATE] == "promoted",
+                    "reasons": mv.tags.get(f"{TAG_GATE}.reason", "").split("; ")}
+        return decision | {"champion": str(current.version) if current else None}
+    if current is not None and str(current.version) == str(version):
+        promote, reasons = True, ["already champion"]
+    else:
+        challenger = read_eval(tracking, mv.run_id)
+        champion = None
+        if current is not None:
+            run = c.get_run(mv.run_id)
+            paired = run.data.tags.get(TAG_CHAMPION_EVAL) == str(current.version)
+            champion = read_eval(tracking, mv.run_id, "baseline.champion") if paired else read_eval(
+                tracking, current.run_id)
+        promote, reasons = decide(challenger, champion, gate)
+    if promote:
+        c.set_registered_model_alias(name, gate.alias, str(version))
+    c.set_model_version_tag(name, str(version), f"{TAG_GATE}.reason", "; ".join(reasons)[:5000])
+    c.set_model_version_tag(name, str(version), TAG_GATE, "promoted" if promote else "rejected")
+    logger.info("gate %s v%s: %s (%s)", name, version, "promoted" if promote else "rejected", "; ".join(reasons))
+    now = champion_version(tracking, gate.alias)
+    return {"version": str(version), "promoted": promote, "reasons": reasons,
+            "champion": str(now.version) if now else None}
