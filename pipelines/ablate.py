@@ -28,6 +28,7 @@ import pandas as pd
 from relsum.config import cfg, flat_params
 from relsum.gate import GateConfig
 from relsum.paths import SAMPLE_DIR, home
+from relsum.pipelines.build_pairs import BuildPairsConfig
 from relsum.tracking import TrackingConfig
 from relsum.training.config import TrainConfig
 from relsum.training.options import OptionsConfig
@@ -49,11 +50,13 @@ class AblateConfig:
     reward_model: str = cfg("", help="Cached local cross-encoder folder (empty = the bootstrap one in RELSUM_HOME).")
     policy_dir: str = cfg("", help="Cached policy folder (e.g. the tiny policy); empty = <RELSUM_HOME>/tiny_policy, built once.")
     pairs: str = cfg("", help="pairs.parquet from `relsum pairs`; empty = build from the bundled sample into <out_dir>/pairs.")
+    build: BuildPairsConfig = cfg(default_factory=BuildPairsConfig, help="Pair building when `pairs` is empty (out_dir is set here).")
     golden: str = cfg(str(SAMPLE_DIR / "golden"), help="Golden-layout folder to evaluate on.")
     variants: list[str] = cfg(list(VARIANTS), help=f"Variants to run, from {list(VARIANTS)}.")
     max_steps: int = cfg(30, help="GRPO optimizer steps per variant (the shared budget).")
     max_train_rows: int = cfg(0, help="Cap on training pairs per variant (0 = all).")
     max_eval_products: int = cfg(0, help="Evaluate on at most this many golden products (0 = all; seeded).")
+    max_heldout_products: int = cfg(0, help="Held-out reward on at most this many held-out products (0 = all; seeded).")
     holdout_fraction: float = cfg(0.2, help="Fraction of products held out for the reward comparison.")
     options: OptionsConfig = cfg(default_factory=lambda: OptionsConfig(
         product_reward=True, product_max_queries=8, group_filter=True, group_min_std=1e-3,
@@ -68,8 +71,8 @@ class AblateConfig:
         unknown = sorted(set(self.variants) - set(VARIANTS))
         if unknown or not self.variants:
             raise ValueError(f"variants must be a non-empty subset of {list(VARIANTS)}; unknown {unknown}")
-        if self.max_steps < 1 or self.max_train_rows < 0 or self.max_eval_products < 0:
-            raise ValueError("max_steps must be >= 1; max_train_rows and max_eval_products >= 0")
+        if self.max_steps < 1 or min(self.max_train_rows, self.max_eval_products, self.max_heldout_products) < 0:
+            raise ValueError("max_steps must be >= 1; max_train_rows, max_eval_products, max_heldout_products >= 0")
 
 
 def variant_options(name: str, on: OptionsConfig) -> OptionsConfig:
@@ -146,8 +149,8 @@ def run(config: AblateConfig, scorer=None) -> dict:
     scorer = scorer or Scorer(reward_model)
     base = copy.deepcopy(config.train)
     base.policy.model_dir = ensure_policy(TrainStageConfig(train=base, tiny_policy_dir=config.policy_dir))
-    pairs_path = config.pairs or build_pairs.run(
-        build_pairs.BuildPairsConfig(reward_model=reward_model, out_dir=str(out / "pairs")), scorer=scorer)["paths"]["pairs"]
+    build = dataclasses.replace(config.build, reward_model=reward_model, out_dir=str(out / "pairs"))
+    pairs_path = config.pairs or build_pairs.run(build, scorer=scorer)["paths"]["pairs"]
     pairs = read_table(pairs_path)
     train_df, heldout = split_by_product(pairs, config.holdout_fraction, base.seed)
     golden = load_golden(config.golden)
@@ -155,6 +158,9 @@ def run(config: AblateConfig, scorer=None) -> dict:
     if config.max_eval_products and len(products) > config.max_eval_products:
         products = products.sample(n=config.max_eval_products, random_state=base.seed)
     held_products = heldout.drop_duplicates("product_id")[["product_id", "title", "text"]]
+    if config.max_heldout_products and len(held_products) > config.max_heldout_products:
+        held_products = held_products.sample(n=config.max_heldout_products, random_state=base.seed)
+        heldout = heldout[heldout["product_id"].isin(held_products["product_id"])].reset_index(drop=True)
     gate_pairs = pairs[pairs["product_id"].isin(products["product_id"])][["query", "product_id", "title"]]
     max_tokens = base.policy.max_summary_tokens
 

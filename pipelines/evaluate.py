@@ -74,7 +74,7 @@ def score_candidates(golden, summaries: dict[str, pd.Series], scorer) -> tuple[p
     return scores, coverage
 
 
-def run(config: EvaluateConfig, scorer=None) -> dict:
+def run(config: EvaluateConfig, scorer=None, extra_sections: dict[str, str] | None = None) -> dict:
     from relsum.data.golden import load_golden
     from relsum.data.io import write_json_atomic, write_parquet_atomic
     from relsum.evaluation.offline import compute_offline_metrics, format_table, to_jsonable
@@ -102,7 +102,7 @@ def run(config: EvaluateConfig, scorer=None) -> dict:
     metrics["scorer_fingerprint"] = getattr(scorer, "fingerprint", None)
     write_parquet_atomic(scores, out / "scores.parquet")
     write_json_atomic(metrics, out / "metrics.json")
-    report = write_report(metrics, scores, out)
+    report = write_report(metrics, scores, out, extra_sections=extra_sections)
     table = format_table(metrics)
     return {"metrics": metrics, "table": table, "paths": {"scores": str(out / "scores.parquet"),
             "metrics": str(out / "metrics.json"), **{k: str(v) for k, v in report.items()}}}

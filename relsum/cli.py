@@ -162,6 +162,14 @@ def cmd_compare(args) -> int:
     return 0
 
 
+def cmd_ablate(args) -> int:
+    from relsum.pipelines.ablate import AblateConfig, run
+
+    result = run(_load(AblateConfig, args, {"out": "out_dir"}))
+    print(result["markdown"])
+    return 0
+
+
 def cmd_demo(args) -> int:
     from relsum.pipelines.demo import DemoConfig, run
 
@@ -172,6 +180,7 @@ def cmd_demo(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from relsum.pipelines.ablate import AblateConfig
     from relsum.pipelines.build_pairs import BuildPairsConfig
     from relsum.pipelines.compare import CompareConfig
     from relsum.pipelines.demo import DemoConfig
@@ -259,6 +268,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="Write comparison.md / comparison.html / ndcg.png here.")
     p.add_argument("--format", choices=["md", "html", "both"], help="Report format(s).")
     p.set_defaults(func=cmd_compare)
+
+    p = _stage_parser(sub, "ablate", "GRPO options ablation (paper, each option alone, all combined) on the bundled sample.",
+                      AblateConfig)
+    p.add_argument("--out", help="Output folder.")
+    p.set_defaults(func=cmd_ablate)
 
     p = _stage_parser(sub, "demo", "The whole pipeline on the bundled sample, end to end at tiny size.", DemoConfig)
     p.add_argument("--out", help="Output folder.")

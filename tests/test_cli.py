@@ -9,7 +9,7 @@ import pytest
 
 from relsum.cli import build_parser, main
 
-SUBCOMMANDS = ["validate", "evaluate", "pairs", "train", "summarize", "export-interleaving", "compare",
+SUBCOMMANDS = ["validate", "evaluate", "pairs", "train", "summarize", "export-interleaving", "compare", "ablate",
                "analyze-interleaving", "demo"]
 
 

@@ -8,6 +8,10 @@ and packs batches by a token budget (short pairs go in big batches, long ones in
 almost no compute is spent on padding. Scores are identical (within float noise) to scoring every
 pair alone; the tests check that.
 
+At catalog scale two more things cut work: a persistent score store (``store=True``, see
+:mod:`relsum.scoring.store`) so no pair is ever scored twice for the same fingerprint, and cheaper
+inference paths (``path``, see :mod:`relsum.scoring.fast`), each admitted only after a fidelity gate.
+
 Models are loaded only from local folders, offline, from safetensors, never with remote code.
 """
 
@@ -54,6 +58,14 @@ class ScorerConfig:
     num_threads: int | None = cfg(None, help="torch intra-op threads while scoring; None = torch default")
     dtype: str = cfg("float32", help="compute dtype; only float32 is supported for now")
     init_seed: int = cfg(0, help="seed for a randomly initialised classifier head (untrained start)")
+    path: str = cfg("fp32", help="inference path: fp32, bf16, onnx-fp32, onnx-int8, torch-int8 or fp16-cuda; "
+                    "anything but fp32 must pass the fidelity gate against fp32 first")
+    store: bool = cfg(False, help="persist scores on disk per fingerprint and serve repeats from there")
+    store_dir: str | None = cfg(None, help="score-store root; None = <RELSUM_HOME>/scores (also holds gate "
+                                "results and ONNX exports)")
+    gate_golden: str | None = cfg(None, help="golden folder of the fidelity gate's calibration set; "
+                                  "None = the bundled sample")
+    gate_max_pairs: int | None = cfg(None, help="cap on calibration pairs (whole queries); None = all")
 
     def __post_init__(self) -> None:
         if self.max_length < 8:
@@ -69,6 +81,12 @@ class ScorerConfig:
             raise ValueError(f"num_threads must be >= 1 or None, got {self.num_threads}")
         if not re.fullmatch(r"cpu|mps|cuda(:\d+)?", self.device):
             raise ValueError(f"device must be cpu, mps, cuda or cuda:N, got {self.device!r}")
+        from relsum.scoring.fast import PATHS
+
+        if self.path not in PATHS:
+            raise ValueError(f"path must be one of {PATHS}, got {self.path!r}")
+        if self.gate_max_pairs is not None and self.gate_max_pairs < 10:
+            raise ValueError(f"gate_max_pairs must be >= 10 or None, got {self.gate_max_pairs}")
 
 
 class CacheInfo(NamedTuple):
@@ -80,7 +98,12 @@ class CacheInfo(NamedTuple):
 
 
 def _is_missing(text: object) -> bool:
-    return text is None or (isinstance(text, float) and math.isnan(text)) or text == ""
+    """None, NaN, pandas' NA or "" (Arrow-backed pandas columns give pd.NA for nulls)."""
+    if isinstance(text, str):
+        return text == ""
+    if text is None or (isinstance(text, float) and math.isnan(text)):
+        return True
+    return type(text).__name__ == "NAType"
 
 
 def join_title_text(title: str, text: str | None = None) -> str:
@@ -168,6 +191,40 @@ class Scorer:
         self._cache: dict[tuple[str, str], float] = {}
         self._hits = self._misses = 0
         self._fingerprint: str | None = None
+        self._fp32_fingerprint: str | None = None
+        self._store = None
+        self.gate_result = None
+        self._runner = self._make_runner()
+
+    def _make_runner(self):
+        """The inference runner of ``config.path``; a fast path must pass (or have passed) the gate."""
+        from relsum.scoring import fast
+
+        use_types = "token_type_ids" in self.tokenizer.model_input_names
+        if self.config.path == "fp32":
+            return fast.torch_runner(self.model, self.config.device)
+        fast.check_path(self.config.path, self.config.device)
+        self._fp32_runner = fast.torch_runner(self.model, self.config.device)
+        runner = fast.build_runner(self.config.path, self.model, device=self.config.device,
+                                   export_dir=self.store_root / ".onnx" / self.fp32_fingerprint,
+                                   use_types=use_types, num_threads=self.config.num_threads)
+        self.gate_result = fast.ensure_gate(self, runner)
+        return runner
+
+    @property
+    def store_root(self) -> Path:
+        from relsum.scoring.store import default_root
+
+        return Path(self.config.store_dir) if self.config.store_dir else default_root()
+
+    @property
+    def store(self):
+        """The persistent :class:`~relsum.scoring.store.ScoreStore` of this fingerprint (None if off)."""
+        if self.config.store and self._store is None:
+            from relsum.scoring.store import ScoreStore
+
+            self._store = ScoreStore(self.fingerprint, self.store_root)
+        return self._store
 
     # ------------------------------------------------------------------ identity and cache
     @property
@@ -175,9 +232,21 @@ class Scorer:
         """sha256 of the weight + tokenizer files and the score-changing config; stable across runs.
 
         Weight files up to 2 GiB are hashed in full (streamed); larger ones by size plus their first
-        and last 16 MiB. A random head's seed is included, since it is not in the weight files.
+        and last 16 MiB. A random head's seed is included, since it is not in the weight files. The
+        inference path is included unless it is fp32 (so fp32 fingerprints are unchanged from before
+        paths existed): different arithmetic means different scores and different store keys.
         """
         if self._fingerprint is None:
+            fp = self.fp32_fingerprint
+            if self.config.path != "fp32":
+                fp = hashlib.sha256(f"{fp}|path={self.config.path}".encode()).hexdigest()
+            self._fingerprint = fp
+        return self._fingerprint
+
+    @property
+    def fp32_fingerprint(self) -> str:
+        """The fingerprint this model and config have on the fp32 reference path."""
+        if self._fp32_fingerprint is None:
             h = hashlib.sha256()
             for path in self._weight_files:
                 _file_digest(path, h)
@@ -187,8 +256,8 @@ class Scorer:
             head = "checkpoint" if self.has_trained_head else f"random-head-seed-{self.config.init_seed}"
             h.update(f"|max_length={self.config.max_length}|dtype={self.config.dtype}"
                      f"|join={JOIN_FORMAT_VERSION}|head={head}".encode())
-            self._fingerprint = h.hexdigest()
-        return self._fingerprint
+            self._fp32_fingerprint = h.hexdigest()
+        return self._fp32_fingerprint
 
     def cache_info(self) -> CacheInfo:
         return CacheInfo(self._hits, self._misses, len(self._cache))
@@ -235,12 +304,30 @@ class Scorer:
                 scores[j] = cached
         self._hits += len(unique) - len(todo)
         self._misses += len(todo)
+        if todo and self.store is not None:
+            todo = self._from_store(unique, todo, scores)
         if todo:
             computed = self._compute([unique[j] for j in todo], desc=desc)
             scores[todo] = computed
+            if self.store is not None:
+                from relsum.scoring.store import text_hash
+
+                self.store.append([unique[j][0] for j in todo], [text_hash(unique[j][1]) for j in todo], computed)
             if self.config.cache:
                 self._cache.update(zip((unique[j] for j in todo), computed.tolist(), strict=True))
         return scores[inverse] if len(pairs) else np.empty(0, dtype=np.float32)
+
+    def _from_store(self, unique: list[tuple[str, str]], todo: list[int], scores: np.ndarray) -> list[int]:
+        """Fill ``scores`` from the persistent store (and the memory cache); return what is still missing."""
+        from relsum.scoring.store import text_hash
+
+        found_scores, found = self.store.lookup([unique[j][0] for j in todo],
+                                                [text_hash(unique[j][1]) for j in todo])
+        hit = [j for j, ok in zip(todo, found, strict=True) if ok]
+        scores[hit] = found_scores[found]
+        if self.config.cache:
+            self._cache.update(zip((unique[j] for j in hit), found_scores[found].tolist(), strict=True))
+        return [j for j, ok in zip(todo, found, strict=True) if not ok]
 
     def progress_enabled(self, n_pairs: int) -> bool:
         """Whether a call that computes ``n_pairs`` new pairs shows a progress bar."""
@@ -275,9 +362,10 @@ class Scorer:
             yield order[start:start + rows]
             start += rows
 
-    def _compute(self, pairs: list[tuple[str, str]], desc: str | None) -> np.ndarray:
-        import torch
+    def _compute(self, pairs: list[tuple[str, str]], desc: str | None, runner=None) -> np.ndarray:
         from tqdm.auto import tqdm
+
+        runner = runner or self._runner
 
         encoded = self._tokenize(pairs)
         lengths = np.array([len(e["input_ids"]) for e in encoded], dtype=np.int64)
@@ -286,7 +374,7 @@ class Scorer:
         use_types = "token_type_ids" in encoded[0]
         bar = tqdm(total=len(pairs), desc=desc or "scoring pairs", unit="pair",
                    disable=not self.progress_enabled(len(pairs)))
-        with bar, self._threads(), torch.inference_mode():
+        with bar, self._threads():
             for idx in self._batches(lengths):
                 width = int(lengths[idx].max())
                 ids = np.full((len(idx), width), pad_id, dtype=np.int64)
@@ -301,13 +389,13 @@ class Scorer:
                 feats = {"input_ids": ids, "attention_mask": mask}
                 if use_types:
                     feats["token_type_ids"] = types
-                feats = {k: torch.from_numpy(v).to(self.config.device) for k, v in feats.items()}
-                logits = self.model(**feats).logits.float()
+                logits = runner(feats).astype(np.float64)
                 if self.num_labels == 1:
-                    probs = torch.sigmoid(logits[:, 0])
+                    probs = 1.0 / (1.0 + np.exp(-logits[:, 0]))
                 else:
-                    probs = torch.softmax(logits, dim=-1)[:, 1]
-                out[idx] = probs.cpu().numpy()
+                    z = np.exp(logits - logits.max(axis=1, keepdims=True))
+                    probs = z[:, 1] / z.sum(axis=1)
+                out[idx] = probs
                 bar.update(len(idx))
         return out
 

@@ -14,6 +14,7 @@ import logging
 from typing import Any, Literal
 
 from relsum.config import cfg
+from relsum.training.options import OptionsConfig
 
 logger = logging.getLogger(__name__)
 
@@ -107,7 +108,7 @@ class GRPOStageConfig:
         _check_extra(self.extra, "GRPOConfig")
 
     def to_grpo_config(self, output_dir: str, *, max_completion_length: int = 48, seed: int = 0,
-                       report_to: str = "none", bf16: bool = False) -> Any:
+                       report_to: str = "none", bf16: bool = False, top_entropy_quantile: float = 1.0) -> Any:
         """A ``trl.GRPOConfig`` for CPU by default; ``extra`` overrides anything."""
         from trl import GRPOConfig
 
@@ -123,6 +124,8 @@ class GRPOStageConfig:
             "bf16": bf16, "use_cpu": not bf16, "remove_unused_columns": False, "save_strategy": "no",
             "disable_tqdm": True,
         }
+        if top_entropy_quantile < 1.0:
+            kwargs["top_entropy_quantile"] = top_entropy_quantile
         kwargs.update(self.extra)
         return GRPOConfig(**kwargs)
 
@@ -179,9 +182,12 @@ class TrainConfig:
     tiny: TinyPolicyConfig = cfg(help="how the tiny default policy is built", default_factory=TinyPolicyConfig)
     grpo: GRPOStageConfig = cfg(help="GRPO stage", default_factory=GRPOStageConfig)
     dpo: DPOStageConfig = cfg(help="DPO stage", default_factory=DPOStageConfig)
+    options: OptionsConfig = cfg(help="GRPO options beyond the paper (all off = the paper)", default_factory=OptionsConfig)
 
     def __post_init__(self) -> None:
         if self.max_train_rows < 0:
             raise ValueError("max_train_rows must be >= 0")
+        if self.algo != "grpo" and self.options != OptionsConfig():
+            raise ValueError("options (product_reward, group_filter, ...) apply to algo=grpo only")
         if self.tiny.max_summary_tokens > self.policy.max_summary_tokens:
             logger.debug("tiny warm-up summaries are longer than the policy's max_summary_tokens")

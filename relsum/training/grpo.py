@@ -19,6 +19,7 @@ from typing import Any
 import pandas as pd
 
 from relsum.training.config import TrainConfig
+from relsum.training.options import SummaryReward, product_rows
 from relsum.training.policy import load_policy, lora_config, resolve_policy_dir
 from relsum.training.prompt import as_messages, build_prompt, fit_text, resolve_chat_template
 from relsum.training.rewards import RelevanceReward
@@ -93,17 +94,29 @@ def train_grpo(config: TrainConfig, train_df: pd.DataFrame, scorer: Any, *,
     model, tokenizer = load_policy(policy_dir, bf16=config.policy.bf16,
                                    device="cuda" if config.policy.bf16 else None)
     model.train()
+    opt = config.options
+    if opt.product_reward:  # one prompt per product; its queries and labels ride along as list columns
+        df = product_rows(df, opt.product_max_queries, config.seed)
+        columns = {"queries": df["queries"].tolist(), "labels": df["labels"].tolist()}
+    else:
+        columns = {"query": df["query"].astype(str).tolist(), "label": df["label"].tolist()}
     dataset = Dataset.from_dict({
-        "prompt": prompt_column(tokenizer, df, config), "query": df["query"].astype(str).tolist(),
-        "title": df["title"].astype(str).tolist(), "label": df["label"].tolist(),
-        "product_id": df["product_id"].tolist(),
+        "prompt": prompt_column(tokenizer, df, config), **columns, "title": df["title"].astype(str).tolist(),
+        "product_id": df["product_id"].tolist(), **({"text": df["text"].tolist()} if opt.reward_options_on() else {}),
     })
-    reward = RelevanceReward(scorer)
+    reward: Any = (SummaryReward(scorer, opt, config.grpo.num_generations) if opt.reward_options_on()
+                   else RelevanceReward(scorer))
     args = config.grpo.to_grpo_config(
         str(out / "trainer"), max_completion_length=config.policy.max_summary_tokens, seed=config.seed,
-        report_to=config.report_to, bf16=config.policy.bf16)
-    trainer = GRPOTrainer(model=model, reward_funcs=[reward], args=args, train_dataset=dataset,
-                          processing_class=tokenizer, peft_config=lora_config(config.policy), callbacks=callbacks)
+        report_to=config.report_to, bf16=config.policy.bf16, top_entropy_quantile=opt.top_entropy_quantile)
+    trainer_cls, extra_kwargs = GRPOTrainer, {}
+    if opt.variance_credit > 0:
+        from relsum.training.credit import credit_trainer_class
+
+        trainer_cls, extra_kwargs = credit_trainer_class(), {"credit_alpha": opt.variance_credit}
+    trainer = trainer_cls(model=model, reward_funcs=[reward], args=args, train_dataset=dataset,
+                          processing_class=tokenizer, peft_config=lora_config(config.policy), callbacks=callbacks,
+                          **extra_kwargs)
     start = time.perf_counter()
     trainer.train()
     seconds = time.perf_counter() - start
@@ -117,5 +130,5 @@ def train_grpo(config: TrainConfig, train_df: pd.DataFrame, scorer: Any, *,
         "reward_seconds": reward.total_seconds, "reward_calls": reward.calls, "steps": steps,
         "rows": len(df), "seconds_per_step": seconds / max(steps, 1),
         "reward_fraction": reward.total_seconds / max(seconds, 1e-9),
-        "model": trainer.model, "tokenizer": tokenizer,
+        "model": trainer.model, "tokenizer": tokenizer, "reward_stats": reward.stats(),
     }

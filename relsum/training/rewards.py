@@ -81,3 +81,25 @@ class RelevanceReward:
 
     def reset_stats(self) -> None:
         self.total_seconds, self.calls, self.rows = 0.0, 0, 0
+
+
+def product_relevance_rewards(scorer: Any, queries: Sequence[Sequence[str]], titles: Sequence[str],
+                              summaries: Sequence[str], labels: Sequence[Sequence[float]]) -> np.ndarray:
+    """Product-level reward: for each summary, the mean of ``-|r(q, [t; s]) - l|`` over its product's queries.
+
+    One summary serves every query of its product, so it is rewarded on all of them at once; the
+    (query, title, summary) triples of the whole batch go to the scorer in one call.
+    """
+    if not len(queries) == len(titles) == len(summaries) == len(labels):
+        raise ValueError("queries, titles, summaries and labels must have the same length")
+    counts = [len(q) for q in queries]
+    for i, (q, lab) in enumerate(zip(queries, labels, strict=True)):
+        if len(q) == 0 or len(q) != len(lab):
+            raise ValueError(f"row {i}: needs >= 1 query and one label per query (got {len(q)} and {len(lab)})")
+    flat_q = [str(x) for q in queries for x in q]
+    flat_t = [t for t, n in zip(titles, counts, strict=True) for _ in range(n)]
+    flat_s = [s for s, n in zip(summaries, counts, strict=True) for _ in range(n)]
+    flat_l = [float(x) for lab in labels for x in lab]
+    per_pair = relevance_rewards(scorer, flat_q, flat_t, flat_s, flat_l)
+    owner = np.repeat(np.arange(len(counts)), counts)
+    return np.bincount(owner, weights=per_pair, minlength=len(counts)) / np.asarray(counts, dtype=np.float64)

@@ -1,0 +1,287 @@
+"""Fast inference paths for the scorer, each admitted only after a fidelity gate against fp32.
+
+Why: MiniLM-L6 already runs near fp32 peak on a CPU, so the only remaining speed is cheaper
+arithmetic (bf16, int8) or a leaner runtime (ONNX Runtime). Cheaper arithmetic changes scores, so a
+path is used only after it agrees with fp32 on a calibration set: Spearman >= 0.99 against the fp32
+scores and mean NDCG@5 on the golden sample equal to 3 decimals (|diff| < 5e-4). The result is cached
+per (fingerprint, calibration) as ``gate-<calib>.json`` in the path's score-store folder, so it runs once.
+
+Paths (``ScorerConfig.path``):
+- ``fp32``: the reference (torch eager).
+- ``bf16``: torch autocast to bfloat16; CPU only with native bf16 (avx512_bf16 / AMX), else refused.
+- ``onnx-fp32`` / ``onnx-int8``: ONNX Runtime on a model exported by ``torch.onnx.export``; int8 is
+  ``onnxruntime.quantization.quantize_dynamic`` (weights int8, activations quantized per batch).
+  Needs ``onnxruntime`` and ``onnx`` (the ``onnx`` extra). Exports are cached under the store root.
+- ``torch-int8``: ``torch.ao.quantization.quantize_dynamic`` on the Linear layers (no extra deps).
+- ``fp16-cuda``: the model in float16 on a CUDA device; refused without CUDA.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import hashlib
+import json
+import logging
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+logger = logging.getLogger(__name__)
+
+PATHS = ("fp32", "bf16", "onnx-fp32", "onnx-int8", "torch-int8", "fp16-cuda")
+MIN_SPEARMAN = 0.99
+NDCG_TOL = 5e-4  # "equal to 3 decimals"
+GATE_VERSION = 1
+
+#: feats (numpy int64 arrays: input_ids, attention_mask[, token_type_ids]) -> float32 logits (n, labels)
+Runner = Callable[[dict[str, np.ndarray]], np.ndarray]
+
+
+class PathUnavailableError(RuntimeError):
+    """The requested inference path cannot run here (hardware or package missing)."""
+
+
+class FidelityGateError(RuntimeError):
+    """A fast path disagrees with fp32 beyond the gate; the message gives the measured numbers."""
+
+
+def cpu_has_native_bf16() -> bool:
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return any(f in flags.split() for f in ("avx512_bf16", "amx_bf16"))
+
+
+def check_path(path: str, device: str) -> None:
+    """Refuse a path that cannot run on this machine, saying why."""
+    import torch
+
+    if path not in PATHS:
+        raise ValueError(f"path must be one of {PATHS}, got {path!r}")
+    cuda = device.startswith("cuda")
+    if path == "fp16-cuda" and not (cuda and torch.cuda.is_available()):
+        raise PathUnavailableError("path fp16-cuda needs device=cuda and a CUDA GPU; "
+                                   f"device={device!r}, torch.cuda.is_available()={torch.cuda.is_available()}")
+    if path == "bf16" and not cuda and not cpu_has_native_bf16():
+        cap = torch.backends.cpu.get_cpu_capability()
+        raise PathUnavailableError(f"path bf16 refused: this CPU (torch capability {cap}) has no native bf16 "
+                                   "(avx512_bf16 or amx_bf16); bf16 would be emulated and slower than fp32")
+    if path.startswith("onnx"):
+        if device != "cpu":
+            raise PathUnavailableError(f"path {path} runs ONNX Runtime on the CPU only; device={device!r}")
+        try:
+            import onnx  # noqa: F401
+            import onnxruntime  # noqa: F401
+        except ImportError as exc:
+            raise PathUnavailableError(f"path {path} needs onnxruntime and onnx (pip install 'relsum[onnx]'): "
+                                       f"{exc}") from exc
+    if path == "torch-int8" and device != "cpu":
+        raise PathUnavailableError("path torch-int8 (dynamic quantization) runs on the CPU only")
+
+
+def torch_runner(model, device: str, autocast_dtype=None) -> Runner:
+    """Run a torch model; with ``autocast_dtype`` under torch.autocast on the model's device type."""
+    import contextlib
+
+    import torch
+
+    def run(feats: dict[str, np.ndarray]) -> np.ndarray:
+        inputs = {k: torch.from_numpy(v).to(device) for k, v in feats.items()}
+        ctx = (torch.autocast(device_type=device.split(":")[0], dtype=autocast_dtype)
+               if autocast_dtype is not None else contextlib.nullcontext())
+        with torch.inference_mode(), ctx:
+            return model(**inputs).logits.float().cpu().numpy()
+    return run
+
+
+def export_onnx(model, out_dir: Path, use_types: bool, int8: bool) -> Path:
+    """Export (once) to ``out_dir/model.onnx`` (+ ``model-int8.onnx``), atomically; return the file to load."""
+    import torch
+
+    from relsum.data.io import atomic_path
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    fp32_file, int8_file = out_dir / "model.onnx", out_dir / "model-int8.onnx"
+    names = ["input_ids", "attention_mask", *(["token_type_ids"] if use_types else [])]
+    if not fp32_file.is_file():
+        class _Logits(torch.nn.Module):
+            def __init__(self, inner):
+                super().__init__()
+                self.inner = inner
+
+            def forward(self, *args):
+                return self.inner(**dict(zip(names, args, strict=True))).logits
+
+        # The dummy batch must contain padding: transformers skips the mask when there is none, and
+        # the trace would bake that in (scores of padded batches would then be wrong).
+        ids = torch.full((2, 16), 1000, dtype=torch.long)
+        mask = torch.ones_like(ids)
+        mask[1, 9:] = 0
+        args = (ids, mask, *([torch.zeros_like(ids)] if use_types else []))
+        axes = {n: {0: "batch", 1: "seq"} for n in names} | {"logits": {0: "batch"}}
+        with atomic_path(fp32_file) as tmp, torch.inference_mode():
+            torch.onnx.export(_Logits(model.float().cpu()).eval(), args, str(tmp), input_names=names,
+                              output_names=["logits"], dynamic_axes=axes, opset_version=17, dynamo=False)
+        logger.info("exported ONNX model to %s", fp32_file)
+    if int8 and not int8_file.is_file():
+        from onnxruntime.quantization import QuantType, quantize_dynamic
+
+        with atomic_path(int8_file) as tmp:
+            quantize_dynamic(str(fp32_file), str(tmp), weight_type=QuantType.QInt8)
+        logger.info("wrote dynamic int8 ONNX model to %s", int8_file)
+    return int8_file if int8 else fp32_file
+
+
+def onnx_runner(model_file: Path, num_threads: int | None) -> Runner:
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    if num_threads:
+        opts.intra_op_num_threads = num_threads
+    session = ort.InferenceSession(str(model_file), opts, providers=["CPUExecutionProvider"])
+    wanted = {i.name for i in session.get_inputs()}
+
+    def run(feats: dict[str, np.ndarray]) -> np.ndarray:
+        return session.run(["logits"], {k: v for k, v in feats.items() if k in wanted})[0].astype(np.float32)
+    return run
+
+
+def build_runner(path: str, model, *, device: str, export_dir: Path, use_types: bool,
+                 num_threads: int | None = None) -> Runner:
+    """The runner for ``path`` (after :func:`check_path`); ``model`` is the loaded fp32 torch model."""
+    import torch
+
+    check_path(path, device)
+    if path == "fp32":
+        return torch_runner(model, device)
+    if path == "bf16":
+        return torch_runner(model, device, autocast_dtype=torch.bfloat16)
+    if path == "fp16-cuda":
+        return torch_runner(copy.deepcopy(model).half(), device)
+    if path == "torch-int8":
+        quantized = torch.ao.quantization.quantize_dynamic(copy.deepcopy(model).cpu(), {torch.nn.Linear},
+                                                           dtype=torch.qint8)
+        return torch_runner(quantized.eval(), "cpu")
+    model_file = export_onnx(model, export_dir, use_types, int8=path == "onnx-int8")
+    return onnx_runner(model_file, num_threads)
+
+
+# ---------------------------------------------------------------------- fidelity gate
+@dataclasses.dataclass
+class GateResult:
+    path: str
+    passed: bool
+    spearman: float
+    ndcg_ref: float
+    ndcg_path: float
+    n_pairs: int
+    reason: str = ""
+
+    def message(self) -> str:
+        return (f"path {self.path!r} {'passed' if self.passed else 'REFUSED by'} the fidelity gate on "
+                f"{self.n_pairs} pairs: Spearman vs fp32 {self.spearman:.4f} (need >= {MIN_SPEARMAN}), "
+                f"NDCG@5 {self.ndcg_path:.4f} vs fp32 {self.ndcg_ref:.4f} (need equal to 3 decimals)"
+                + (f"; {self.reason}" if self.reason else ""))
+
+
+def calibration_set(golden_dir: str | Path | None = None, max_pairs: int | None = None):
+    """Judged golden pairs as a DataFrame ``query_id, query, doc, label`` (doc = title | text).
+
+    ``max_pairs`` keeps whole queries (NDCG needs all of a query's judged pairs), in query order.
+    """
+    from relsum.data.golden import load_golden
+    from relsum.paths import SAMPLE_DIR
+    from relsum.scoring.scorer import join_title_text
+
+    golden = load_golden(Path(golden_dir) if golden_dir else SAMPLE_DIR / "golden")
+    pairs = golden.judgments.merge(golden.queries[["query_id", "query"]], on="query_id")
+    pairs = pairs.merge(golden.catalog[["product_id", "title", "text"]], on="product_id")
+    pairs["doc"] = [join_title_text(t, x) for t, x in zip(pairs["title"], pairs["text"], strict=True)]
+    pairs = pairs.sort_values(["query_id", "product_id"], kind="stable").reset_index(drop=True)
+    if max_pairs is not None and len(pairs) > max_pairs:
+        sizes = pairs.groupby("query_id", sort=False).size().cumsum()
+        keep = set(sizes[sizes <= max_pairs].index) or {sizes.index[0]}
+        pairs = pairs[pairs["query_id"].isin(keep)].reset_index(drop=True)
+    return pairs[["query_id", "query", "doc", "label"]]
+
+
+def calibration_key(calib) -> str:
+    h = hashlib.sha256(f"gate-v{GATE_VERSION}".encode())
+    for row in calib.itertuples(index=False):
+        h.update(f"{row.query_id}\x00{row.query}\x00{row.doc}\x00{row.label}\x01".encode())
+    return h.hexdigest()[:16]
+
+
+def compare(path: str, ref: np.ndarray, cand: np.ndarray, calib) -> GateResult:
+    """Apply the gate to fp32 scores ``ref`` and the path's scores ``cand`` on ``calib``'s rows."""
+    from scipy.stats import spearmanr
+
+    from relsum.evaluation.metrics import mean_ndcg_at_k
+
+    qids, gains = calib["query_id"].to_numpy(), calib["label"].to_numpy(dtype=float)
+    reason = ""
+    if not np.all(np.isfinite(cand)):
+        rho, reason = float("nan"), "non-finite scores"
+    elif np.ptp(ref) == 0 or np.ptp(cand) == 0:
+        rho, reason = float("nan"), "constant scores: Spearman undefined"
+    else:
+        rho = float(spearmanr(ref, cand).statistic)
+    n_ref = mean_ndcg_at_k(qids, gains, ref, k=5).mean
+    n_cand = mean_ndcg_at_k(qids, gains, np.nan_to_num(cand), k=5).mean
+    passed = bool(not reason and rho >= MIN_SPEARMAN and abs(n_ref - n_cand) < NDCG_TOL)
+    return GateResult(path, passed, rho, float(n_ref), float(n_cand), int(len(calib)), reason)
+
+
+def load_gate(file: Path) -> GateResult | None:
+    try:
+        data = json.loads(file.read_text())
+        return GateResult(**data) if data.pop("version", None) == GATE_VERSION else None
+    except (OSError, ValueError, TypeError):
+        return None
+
+
+def save_gate(result: GateResult, file: Path) -> None:
+    from relsum.data.io import write_json_atomic
+
+    write_json_atomic({"version": GATE_VERSION, **dataclasses.asdict(result)}, file)
+
+
+def ensure_gate(scorer, runner: Runner) -> GateResult:
+    """Pass ``runner`` through the gate (cached per fingerprint + calibration set) or raise FidelityGateError.
+
+    The reference is the scorer's fp32 torch path; both score the same calibration pairs with the
+    scorer's own tokenization and batching, so only the arithmetic differs.
+    """
+    config = scorer.config
+    calib = calibration_set(config.gate_golden, config.gate_max_pairs)
+    gate_file = scorer.store_root / scorer.fingerprint / f"gate-{calibration_key(calib)}.json"
+    result = load_gate(gate_file)
+    if result is None:
+        pairs = list(zip(calib["query"], calib["doc"], strict=True))
+        ref = _reference_scores(scorer, calib, pairs)
+        cand = scorer._compute(pairs, desc=f"fidelity gate ({config.path})", runner=runner)
+        result = compare(config.path, ref, cand, calib)
+        save_gate(result, gate_file)
+    if not result.passed:
+        raise FidelityGateError(result.message())
+    logger.info("%s", result.message())
+    return result
+
+
+def _reference_scores(scorer, calib, pairs: list[tuple[str, str]]) -> np.ndarray:
+    """fp32 scores of the calibration pairs, kept in the fp32 fingerprint's store (computed once per model)."""
+    from relsum.scoring.store import ScoreStore, text_hash
+
+    store = ScoreStore(scorer.fp32_fingerprint, scorer.store_root)
+    queries, hashes = calib["query"].tolist(), [text_hash(d) for d in calib["doc"]]
+    ref, found = store.lookup(queries, hashes)
+    if not found.all():
+        missing = np.flatnonzero(~found)
+        ref[missing] = scorer._compute([pairs[i] for i in missing], desc="fidelity gate (fp32)",
+                                       runner=scorer._fp32_runner)
+        store.append([queries[i] for i in missing], [hashes[i] for i in missing], ref[missing])
+    return ref

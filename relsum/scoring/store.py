@@ -1,0 +1,237 @@
+"""Persistent score store: r(q, doc) scores kept on disk per scorer fingerprint.
+
+Why: at catalog scale the same (query, doc) pairs come back across stages (build pairs, reward,
+evaluation) and across runs; a score computed once should never be computed again for the same model.
+
+Layout: ``<root>/<fingerprint>/part-<ns>-<pid>-<rand>.parquet`` with columns ``query`` (string),
+``text_hash`` (32-byte sha256 of the document string, see :func:`text_hash`) and ``score`` (float32).
+The fingerprint folder *is* the key space: a new model, config or inference path has a new
+fingerprint, so old scores are never served for it.
+
+Crash safety without a manifest: a part is written under a temporary name (``.tmp-*``), fsynced and
+then moved into place with ``os.replace`` (atomic on POSIX), and the folder is fsynced. Readers only
+read ``part-*.parquet``, so they never see half-written data. One writer at a time: appends, compaction
+and pruning hold an exclusive ``fcntl.flock`` on ``<fingerprint>/.lock``. Because only the lock holder
+writes temporaries, any ``.tmp-*`` found while holding the lock is left over from a crashed writer and
+is deleted then. Compaction writes the merged part before deleting the old ones, so a concurrent
+reader sees each key at least once (duplicates carry the same score and are collapsed on load).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import logging
+import os
+import shutil
+import time
+import uuid
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+
+import numpy as np
+
+logger = logging.getLogger(__name__)
+
+PART_GLOB = "part-*.parquet"
+TMP_PREFIX = ".tmp-"
+LOCK_NAME = ".lock"
+
+
+def text_hash(doc: str) -> bytes:
+    """sha256 of the document string (``join_title_text(title, text)``) as 32 raw bytes."""
+    return hashlib.sha256(doc.encode("utf-8")).digest()
+
+
+def default_root() -> Path:
+    from relsum.paths import home
+
+    return home() / "scores"
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def exclusive_lock(folder: Path, timeout_s: float | None = None) -> Iterator[None]:
+    """Hold ``folder/.lock`` exclusively (blocking; with ``timeout_s``, raise TimeoutError after it)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / LOCK_NAME, "a+") as fh:
+        if timeout_s is None:
+            fcntl.flock(fh, fcntl.LOCK_EX)
+        else:
+            deadline = time.monotonic() + timeout_s
+            while True:
+                try:
+                    fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() > deadline:
+                        raise TimeoutError(f"{folder}: another writer holds the score-store lock") from None
+                    time.sleep(0.05)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _clean_temporaries(folder: Path) -> int:
+    """Delete orphaned temporaries; call only while holding the folder's lock."""
+    n = 0
+    for tmp in folder.glob(TMP_PREFIX + "*"):
+        tmp.unlink(missing_ok=True)
+        n += 1
+    if n:
+        logger.warning("%s: removed %d temporary part(s) left by a crashed writer", folder, n)
+    return n
+
+
+def write_part(folder: Path, queries: Sequence[str], hashes: Sequence[bytes], scores: np.ndarray) -> Path:
+    """Write one committed part atomically (caller holds the lock): temp file, fsync, os.replace."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pa.table({"query": pa.array(list(queries), pa.string()),
+                      "text_hash": pa.array(list(hashes), pa.binary(32)),
+                      "score": pa.array(np.asarray(scores, dtype=np.float32), pa.float32())})
+    name = f"part-{time.time_ns():020d}-{os.getpid()}-{uuid.uuid4().hex[:8]}.parquet"
+    tmp = folder / f"{TMP_PREFIX}{name}"
+    with open(tmp, "wb") as fh:
+        pq.write_table(table, fh, compression="zstd")
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, folder / name)
+    _fsync_dir(folder)
+    return folder / name
+
+
+class ScoreStore:
+    """The scores of one fingerprint: ``lookup`` misses/hits and batched ``append`` (one part per call).
+
+    Committed parts are loaded once into a dict keyed by (query, text hash); later lookups only read
+    parts that appeared since (another process may have appended). ~1e6 keys take ~150 MB of RAM.
+    """
+
+    def __init__(self, fingerprint: str, root: str | Path | None = None) -> None:
+        if not fingerprint or "/" in fingerprint or fingerprint.startswith("."):
+            raise ValueError(f"bad fingerprint {fingerprint!r}")
+        self.root = Path(root) if root else default_root()
+        self.fingerprint = fingerprint
+        self.folder = self.root / fingerprint
+        self._scores: dict[tuple[str, bytes], float] = {}
+        self._loaded: set[str] = set()
+        self.hits = self.misses = 0
+
+    def __len__(self) -> int:
+        self.refresh()
+        return len(self._scores)
+
+    def refresh(self) -> None:
+        """Load committed parts not read yet (a part deleted by a concurrent compaction is skipped)."""
+        import pyarrow.parquet as pq
+
+        if not self.folder.is_dir():
+            return
+        for part in sorted(self.folder.glob(PART_GLOB)):
+            if part.name in self._loaded:
+                continue
+            try:
+                table = pq.read_table(part)
+            except FileNotFoundError:  # compacted away meanwhile; its rows are in the merged part
+                continue
+            cols = table.to_pydict()
+            self._scores.update(zip(zip(cols["query"], cols["text_hash"], strict=True), cols["score"], strict=True))
+            self._loaded.add(part.name)
+
+    def lookup(self, queries: Sequence[str], hashes: Sequence[bytes]) -> tuple[np.ndarray, np.ndarray]:
+        """(scores, found) aligned with the inputs; ``scores`` is NaN where ``found`` is False."""
+        self.refresh()
+        out = np.full(len(queries), np.nan, dtype=np.float32)
+        get = self._scores.get
+        for i, key in enumerate(zip(queries, hashes, strict=True)):
+            value = get(key)
+            if value is not None:
+                out[i] = value
+        found = ~np.isnan(out)
+        self.hits += int(found.sum())
+        self.misses += int(len(found) - found.sum())
+        return out, found
+
+    def append(self, queries: Sequence[str], hashes: Sequence[bytes], scores: np.ndarray) -> Path | None:
+        """Commit the rows as one new part (under the writer lock); returns its path, None if no rows."""
+        if len(queries) == 0:
+            return None
+        if not len(queries) == len(hashes) == len(scores):
+            raise ValueError("queries/hashes/scores lengths differ")
+        with exclusive_lock(self.folder):
+            _clean_temporaries(self.folder)
+            part = write_part(self.folder, queries, hashes, scores)
+        self._scores.update(zip(zip(queries, hashes, strict=True), np.asarray(scores, np.float32).tolist(),
+                                strict=True))
+        self._loaded.add(part.name)
+        return part
+
+
+def fingerprint_stats(folder: Path) -> dict:
+    """rows, parts, bytes and last write (epoch seconds) of one fingerprint folder."""
+    import pyarrow.parquet as pq
+
+    parts = sorted(folder.glob(PART_GLOB))
+    rows = size = 0
+    last = 0.0
+    for part in parts:
+        with contextlib.suppress(FileNotFoundError):
+            rows += pq.ParquetFile(part).metadata.num_rows
+            st = part.stat()
+            size += st.st_size
+            last = max(last, st.st_mtime)
+    return {"fingerprint": folder.name, "rows": rows, "parts": len(parts), "bytes": size,
+            "last_write": last or None, "gates": sorted(p.name for p in folder.glob("gate-*.json"))}
+
+
+def list_fingerprints(root: str | Path | None = None) -> list[Path]:
+    base = Path(root) if root else default_root()
+    if not base.is_dir():
+        return []
+    return sorted(p for p in base.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
+def compact(folder: Path) -> dict:
+    """Merge a fingerprint's parts into one (deduplicated) part; returns parts before/after and rows."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    with exclusive_lock(folder):
+        _clean_temporaries(folder)
+        parts = sorted(folder.glob(PART_GLOB))
+        if len(parts) <= 1:
+            return {"parts_before": len(parts), "parts_after": len(parts)}
+        table = pa.concat_tables([pq.read_table(p) for p in parts])
+        frame = table.to_pandas().drop_duplicates(["query", "text_hash"], keep="last")
+        write_part(folder, frame["query"].tolist(), frame["text_hash"].tolist(), frame["score"].to_numpy())
+        for part in parts:
+            part.unlink()
+        _fsync_dir(folder)
+    return {"parts_before": len(parts), "parts_after": 1, "rows": int(len(frame))}
+
+
+def remove_fingerprint(folder: Path) -> None:
+    """Delete a fingerprint folder: rename it aside under the lock (atomic), then delete the copy."""
+    with exclusive_lock(folder):
+        trash = folder.parent / f".trash-{folder.name}-{uuid.uuid4().hex[:8]}"
+        os.replace(folder, trash)
+    shutil.rmtree(trash, ignore_errors=True)
+
+
+def iter_older_than(folders: Iterable[Path], days: float) -> Iterator[Path]:
+    cutoff = time.time() - days * 86400
+    for folder in folders:
+        last = fingerprint_stats(folder)["last_write"] or folder.stat().st_mtime
+        if last < cutoff:
+            yield folder

@@ -1,0 +1,86 @@
+"""Fast inference paths and the fidelity gate on tiny real models."""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+
+from relsum.scoring import fast
+from relsum.scoring.scorer import Scorer, ScorerConfig
+
+
+@pytest.fixture(scope="module")
+def spread_model_dir(tmp_path_factory):
+    """Scores spread over [0, 1], so rank agreement between paths means something."""
+    from relsum.scoring.tiny import build_tiny_cross_encoder
+
+    return build_tiny_cross_encoder(tmp_path_factory.mktemp("spread_fast"), seed=1, initializer_range=0.5)
+
+
+@pytest.fixture(scope="module")
+def calib():
+    return fast.calibration_set(max_pairs=200)
+
+
+def test_unavailable_paths_are_refused_with_reason():
+    with pytest.raises(ValueError, match="path must be one of"):
+        ScorerConfig(path="fp8")
+    with pytest.raises(fast.PathUnavailableError, match="CUDA"):
+        fast.check_path("fp16-cuda", "cpu")
+    if not fast.cpu_has_native_bf16():
+        with pytest.raises(fast.PathUnavailableError, match="no native bf16"):
+            fast.check_path("bf16", "cpu")
+
+
+def test_calibration_set_keeps_whole_queries(calib):
+    full = fast.calibration_set()
+    assert len(calib) <= 200 and len(full) > len(calib)
+    for qid, group in calib.groupby("query_id"):
+        assert len(group) == (full["query_id"] == qid).sum()
+    assert fast.calibration_key(calib) != fast.calibration_key(full)
+
+
+def test_degraded_paths_are_refused_with_measured_numbers(spread_model_dir, calib):
+    scorer = Scorer(spread_model_dir, ScorerConfig(max_length=128, cache=False))
+    pairs = list(zip(calib["query"], calib["doc"], strict=True))
+    ref = scorer._compute(pairs, desc=None)
+    assert fast.compare("fp32-again", ref, scorer._compute(pairs, desc=None), calib).passed
+    rounded = fast.compare("round-1dp", ref, np.round(ref, 1), calib)  # ties + coarse ranks
+    assert not rounded.passed and "REFUSED" in rounded.message() and "Spearman" in rounded.message()
+    broken = copy.deepcopy(scorer.model)
+    for layer in broken.bert.encoder.layer:  # zero the attention output projections: a wrong kernel
+        layer.attention.output.dense.weight.data.zero_()
+    degraded = scorer._compute(pairs, desc=None, runner=fast.torch_runner(broken, "cpu"))
+    result = fast.compare("zeroed-attention", ref, degraded, calib)
+    assert not result.passed and result.spearman < fast.MIN_SPEARMAN
+    assert f"{result.spearman:.4f}" in result.message() and f"{result.ndcg_ref:.4f}" in result.message()
+
+
+def test_onnx_fp32_passes_gate_once_and_has_its_own_fingerprint(tmp_path, spread_model_dir):
+    pytest.importorskip("onnxruntime")
+    base = ScorerConfig(max_length=128, store_dir=str(tmp_path), gate_max_pairs=200)
+    ref = Scorer(spread_model_dir, base)
+    onnx_cfg = ScorerConfig(**{**base.__dict__, "path": "onnx-fp32"})
+    scorer = Scorer(spread_model_dir, onnx_cfg)
+    assert scorer.gate_result.passed and scorer.gate_result.spearman > 0.999
+    assert scorer.fingerprint != ref.fingerprint and scorer.fp32_fingerprint == ref.fingerprint
+    queries, titles = ["usb cable", "laptop", "tv"], ["Belkin USB-C cable", "Dell XPS 13", "Samsung QLED TV"]
+    texts = ["braided 2 m " * 10, None, "hdmi: 4"]
+    np.testing.assert_allclose(scorer.score(queries, titles, texts), ref.score(queries, titles, texts), atol=1e-4)
+    gates = list((tmp_path / scorer.fingerprint).glob("gate-*.json"))
+    assert len(gates) == 1
+    stamp = gates[0].stat().st_mtime_ns
+    again = Scorer(spread_model_dir, onnx_cfg)  # cached: the gate is not re-run
+    assert again.gate_result.passed and gates[0].stat().st_mtime_ns == stamp
+
+
+def test_failing_path_is_refused_by_the_scorer_and_cached(tmp_path, spread_model_dir):
+    """Dynamic int8 on this deliberately wide-weight tiny model loses ranking: the scorer refuses it."""
+    cfg = ScorerConfig(max_length=128, store_dir=str(tmp_path), gate_max_pairs=200, path="torch-int8")
+    with pytest.raises(fast.FidelityGateError, match=r"REFUSED.*Spearman vs fp32 0\.\d+"):
+        Scorer(spread_model_dir, cfg)
+    with pytest.raises(fast.FidelityGateError, match="REFUSED"):  # second time from the cached result
+        Scorer(spread_model_dir, cfg)
+    assert len(list(tmp_path.glob("*/gate-*.json"))) == 1
