@@ -1,0 +1,132 @@
+"""Scoring at catalog scale, one process: fast paths vs predict, cold vs warm store, Ray vs in-process.
+
+    python benchmarks/bench_scoring_paths.py [--n 200] [--gate-max-pairs 300] [--paths ...] [--skip-ray]
+
+Real MiniLM (relsum.paths.minilm_dir(), the scorer's seeded random head) on real mixed-length pairs
+from the bundled golden sample (title-only and title | text documents). Prints:
+(1) pairs/s of sentence-transformers CrossEncoder.predict (same weights, fp32) and of each scorer path,
+    with the path's fidelity gate (Spearman vs fp32, NDCG@5 vs fp32 on the golden sample) and the
+    Spearman vs fp32 on the benchmark pairs; refused paths are shown with the reason;
+(2) a repeated evaluation (title-only + title|text per judged pair) with a cold then a warm store
+    (a new Scorer, so the in-memory cache is empty: only the persistent store serves it);
+(3) Ray Data labelling (local Ray, actor pool) vs the same labelling in-process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import numpy as np  # noqa: E402
+
+
+def timed(fn, *args, **kwargs):
+    start = time.perf_counter()
+    out = fn(*args, **kwargs)
+    return out, time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--n", type=int, default=200, help="benchmark pairs (half title-only, half title|text)")
+    parser.add_argument("--gate-max-pairs", type=int, default=300, help="calibration pairs of the gate")
+    parser.add_argument("--paths", nargs="+", default=["fp32", "onnx-fp32", "onnx-int8", "torch-int8", "bf16"])
+    parser.add_argument("--store-dir", default="", help="gate/ONNX cache (default: a temporary folder)")
+    parser.add_argument("--skip-ray", action="store_true")
+    args = parser.parse_args()
+
+    import pandas as pd
+    import torch
+    from scipy.stats import spearmanr
+    from sentence_transformers import CrossEncoder
+
+    from relsum.paths import minilm_dir
+    from relsum.scoring import fast
+    from relsum.scoring.scorer import Scorer, ScorerConfig
+
+    tmp = Path(tempfile.mkdtemp(prefix="bench_paths_"))
+    gate_dir = Path(args.store_dir) if args.store_dir else tmp / "gates"
+    model_dir = minilm_dir()
+    calib = fast.calibration_set()
+    sample = calib.sample(n=min(args.n // 2, len(calib)), random_state=0)
+    titles = [d.split(" | ", 1)[0] for d in sample["doc"]]
+    pairs = list(dict.fromkeys(list(zip(sample["query"], titles, strict=True))
+                               + list(zip(sample["query"], sample["doc"], strict=True))))
+    ref_scorer = Scorer(model_dir, ScorerConfig(cache=False, store_dir=str(gate_dir)))
+    lens = np.array([len(x) for x in ref_scorer.tokenizer([q for q, _ in pairs], [d for _, d in pairs],
+                                                            truncation=True, max_length=256)["input_ids"]])
+    print(f"MiniLM {model_dir.name} | torch threads {torch.get_num_threads()} | {len(pairs)} pairs, tokens "
+          f"median {int(np.median(lens))} max {lens.max()} | gate calibration {args.gate_max_pairs} pairs")
+
+    ce = CrossEncoder(str(model_dir), num_labels=1, max_length=256, device="cpu", local_files_only=True)
+    ce.model.load_state_dict(ref_scorer.model.state_dict())
+    ce.model.float().eval()
+    ce.predict(pairs[:8], batch_size=32, show_progress_bar=False)
+    _, t_ce = timed(ce.predict, pairs, batch_size=32, show_progress_bar=False)
+    base = len(pairs) / t_ce
+    print(f"(1) CrossEncoder.predict fp32: {base:.1f} pairs/s")
+    ref = ref_scorer.score_pairs(pairs)
+    best = ("none", 0.0)
+    for path in args.paths:
+        cfg = ScorerConfig(cache=False, path=path, store_dir=str(gate_dir), gate_max_pairs=args.gate_max_pairs)
+        try:
+            scorer, t_init = timed(Scorer, model_dir, cfg)
+        except (fast.PathUnavailableError, fast.FidelityGateError) as exc:
+            print(f"    {path:<10} refused: {exc}")
+            continue
+        scorer.score_pairs(pairs[:8])
+        got, t = timed(scorer.score_pairs, pairs)
+        rate = len(pairs) / t
+        gate = scorer.gate_result.message() if scorer.gate_result else "reference"
+        rho = spearmanr(ref, got).statistic
+        print(f"    {path:<10} {rate:6.1f} pairs/s = {rate / base:4.2f}x predict | bench Spearman {rho:.4f} | "
+              f"init+gate {t_init:.0f}s | {gate}")
+        if path != "fp32" and scorer.gate_result and scorer.gate_result.passed and rate > best[1]:
+            best = (path, rate)
+    print(f"    best gate-passing fast path: {best[0]} at {best[1] / base:.2f}x predict "
+          f"({'meets' if best[1] >= 2 * base else 'does NOT meet'} the 2x target)")
+
+    store_dir = tmp / "store"
+    workload = [(q, d) for q, t, d in zip(sample["query"], titles, sample["doc"], strict=True) for d in (t, d)]
+    cold_scorer = Scorer(model_dir, ScorerConfig(store=True, store_dir=str(store_dir)))
+    cold, t_cold = timed(cold_scorer.score_pairs, workload)
+    warm_scorer = Scorer(model_dir, ScorerConfig(store=True, store_dir=str(store_dir)))  # empty memory cache
+    warm, t_warm = timed(warm_scorer.score_pairs, workload)
+    assert np.array_equal(cold, warm)
+    print(f"(2) repeated evaluation, {len(workload)} pairs: cold store {t_cold:.2f}s, warm store {t_warm:.3f}s "
+          f"-> {t_cold / t_warm:.0f}x (target >= 20x); store hits {warm_scorer.store.hits}")
+
+    if args.skip_ray:
+        return
+    from relsum.pairs import label_and_gap
+    from relsum.scoring.ray_label import RayLabelConfig
+    from relsum.scoring.ray_label import run as ray_run
+
+    frame = pd.DataFrame({"query": sample["query"].to_numpy(), "title": titles,
+                          "text": [d.split(" | ", 1)[1] if " | " in d else None for d in sample["doc"]]})
+    (tmp / "in").mkdir()
+    for k, chunk in enumerate(np.array_split(np.arange(len(frame)), 4)):
+        frame.iloc[chunk].to_parquet(tmp / "in" / f"part-{k:03d}.parquet", index=False)
+    local = Scorer(model_dir, ScorerConfig(cache=False))
+
+    def in_process():
+        q, t = frame["query"].tolist(), frame["title"].tolist()
+        return label_and_gap(frame, local.score(q, t), local.score(q, t, frame["text"].tolist()))
+
+    _, t_local = timed(in_process)
+    cfg = RayLabelConfig(input=str(tmp / "in"), out_dir=str(tmp / "out"), reward_model=str(model_dir),
+                         scorer=ScorerConfig(cache=False), local_num_cpus=2, num_actors=2, cpus_per_actor=0.5,
+                         batch_size=32)
+    _, t_ray = timed(ray_run, cfg)
+    print(f"(3) labelling {len(frame)} rows ({2 * len(frame)} pairs): in-process {t_local:.1f}s, Ray local "
+          f"(2 actors x 1 thread, incl. Ray start) {t_ray:.1f}s -> {t_local / t_ray:.2f}x")
+
+
+if __name__ == "__main__":
+    main()
