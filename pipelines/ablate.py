@@ -138,7 +138,7 @@ def run(config: AblateConfig, scorer=None) -> dict:
     from relsum.pipelines.reward_model import ensure_reward_model
     from relsum.pipelines.train import TrainStageConfig, ensure_policy, split_by_product
     from relsum.policy_eval import pair_rewards, paired_product_bootstrap, summarize_products
-    from relsum.scoring.scorer import Scorer
+    from relsum.scoring.scorer import Scorer, ScorerConfig
     from relsum.training.grounding import groundedness_section, groundedness_stats
     from relsum.training.grpo import train_grpo
     from relsum.training.policy import load_policy
@@ -146,7 +146,7 @@ def run(config: AblateConfig, scorer=None) -> dict:
     out = Path(config.out_dir) if config.out_dir else home() / "ablate"
     out.mkdir(parents=True, exist_ok=True)
     reward_model = ensure_reward_model(config.reward_model)
-    scorer = scorer or Scorer(reward_model)
+    scorer = scorer or Scorer(reward_model, ScorerConfig(store=True))
     base = copy.deepcopy(config.train)
     base.policy.model_dir = ensure_policy(TrainStageConfig(train=base, tiny_policy_dir=config.policy_dir))
     build = dataclasses.replace(config.build, reward_model=reward_model, out_dir=str(out / "pairs"))

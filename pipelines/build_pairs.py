@@ -71,7 +71,7 @@ def extract_pairs(catalog: pd.DataFrame, log: pd.DataFrame, config: BuildPairsCo
 def run(config: BuildPairsConfig, scorer=None) -> dict:
     """Build, score and filter the pairs; returns the output paths and the filter statistics."""
     from relsum.data.io import write_csv_atomic, write_json_atomic, write_parquet_atomic
-    from relsum.scoring.scorer import Scorer
+    from relsum.scoring.scorer import Scorer, ScorerConfig
 
     out = Path(config.out_dir)
     (out / "rejects").mkdir(parents=True, exist_ok=True)
@@ -83,7 +83,7 @@ def run(config: BuildPairsConfig, scorer=None) -> dict:
     if scorer is None:
         if not config.reward_model:
             raise ValueError("build_pairs needs reward_model (a local cross-encoder folder)")
-        scorer = Scorer(config.reward_model)
+        scorer = Scorer(config.reward_model, ScorerConfig(store=True))
     queries, titles = pairs["query"].tolist(), pairs["title"].tolist()
     r_title = scorer.score(queries, titles)
     r_desc = scorer.score(queries, titles, pairs["text"].tolist())

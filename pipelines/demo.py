@@ -60,7 +60,7 @@ def run(config: DemoConfig) -> dict:
     from relsum.pipelines import build_pairs, evaluate, train, validate
     from relsum.pipelines.reward_model import ensure_reward_model
     from relsum.policy_eval import summarize_products
-    from relsum.scoring.scorer import Scorer
+    from relsum.scoring.scorer import Scorer, ScorerConfig
     from relsum.training.policy import load_policy
 
     out = config.resolved_out()
@@ -79,7 +79,7 @@ def run(config: DemoConfig) -> dict:
         out_dir=str(out / "validate")))
     lap("validate")
     reward_model = ensure_reward_model(config.reward_model)
-    scorer = Scorer(reward_model)
+    scorer = Scorer(reward_model, ScorerConfig(store=True))
     lap("reward_model")
     config.pairs.out_dir = str(out / "pairs")
     pairs = build_pairs.run(config.pairs, scorer=scorer)

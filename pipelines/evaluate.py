@@ -79,7 +79,7 @@ def run(config: EvaluateConfig, scorer=None, extra_sections: dict[str, str] | No
     from relsum.data.io import write_json_atomic, write_parquet_atomic
     from relsum.evaluation.offline import compute_offline_metrics, format_table, to_jsonable
     from relsum.evaluation.report import write_report
-    from relsum.scoring.scorer import Scorer
+    from relsum.scoring.scorer import Scorer, ScorerConfig
 
     from .reward_model import ensure_reward_model
 
@@ -91,7 +91,7 @@ def run(config: EvaluateConfig, scorer=None, extra_sections: dict[str, str] | No
         logger.warning("golden set rows rejected: %s (run `relsum validate` for reasons)", rejected)
     summaries = {name: load_summaries(path) for name, path in config.summaries.items()}
     if scorer is None:
-        scorer = Scorer(ensure_reward_model(config.reward_model))
+        scorer = Scorer(ensure_reward_model(config.reward_model), ScorerConfig(store=True))
     scores, coverage = score_candidates(golden, summaries, scorer)
     candidates = ["none", "desc", *summaries]
     metrics = compute_offline_metrics(scores, candidates, baseline="none", k=config.k,

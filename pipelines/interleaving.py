@@ -107,7 +107,7 @@ def _validate_candidates(cands: pd.DataFrame, titles: pd.Series,
 
 def run_export(config: ExportConfig, scorer=None) -> dict[str, Any]:
     """Write one interleaved list per query (Parquet + JSONL), ``rejects.csv`` and ``export_manifest.json``."""
-    from relsum.scoring.scorer import Scorer
+    from relsum.scoring.scorer import Scorer, ScorerConfig
 
     from .evaluate import load_summaries
     from .reward_model import ensure_reward_model
@@ -122,7 +122,7 @@ def run_export(config: ExportConfig, scorer=None) -> dict[str, Any]:
         logger.warning("%d of %d candidate rows rejected (see rejects.csv): %s", len(rejects), len(cands),
                        rejects["reason"].str.split(":").str[0].value_counts().to_dict())
     if scorer is None:
-        scorer = Scorer(ensure_reward_model(config.reward_model))
+        scorer = Scorer(ensure_reward_model(config.reward_model), ScorerConfig(store=True))
     valid["title"] = valid["product_id"].map(titles)
     summary = valid["product_id"].map(summaries).fillna("").astype(str).str.strip()
     queries, ts = valid["query"].tolist(), valid["title"].tolist()

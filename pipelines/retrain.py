@@ -122,9 +122,9 @@ def _reward_model(config: DagConfig) -> str:
 
 
 def _scorer(config: DagConfig):
-    from relsum.scoring.scorer import Scorer
+    from relsum.scoring.scorer import Scorer, ScorerConfig
 
-    return Scorer(_reward_model(config))
+    return Scorer(_reward_model(config), ScorerConfig(store=True))
 
 
 # ---- relsum_retrain -------------------------------------------------------------------------------

@@ -72,7 +72,7 @@ def run(config: TrainStageConfig, scorer=None) -> dict:
     from relsum import tracking
     from relsum.data.io import read_table, write_parquet_atomic
     from relsum.policy_eval import compare_policies, summarize_products
-    from relsum.scoring.scorer import Scorer
+    from relsum.scoring.scorer import Scorer, ScorerConfig
     from relsum.training.policy import load_policy
 
     tc = config.train
@@ -81,7 +81,7 @@ def run(config: TrainStageConfig, scorer=None) -> dict:
     if scorer is None:
         if not tc.scorer_model_dir:
             raise ValueError("train.scorer_model_dir (the frozen cross-encoder folder) is required")
-        scorer = Scorer(tc.scorer_model_dir)
+        scorer = Scorer(tc.scorer_model_dir, ScorerConfig(store=True))
     tc.policy.model_dir = ensure_policy(config)
     out = Path(tc.out_dir)
     out.mkdir(parents=True, exist_ok=True)

@@ -170,6 +170,27 @@ def cmd_ablate(args) -> int:
     return 0
 
 
+def cmd_scores_stats(args) -> int:
+    from relsum.pipelines.scores import StatsConfig, format_stats, stats
+
+    print(format_stats(stats(_load(StatsConfig, args, {}))))
+    return 0
+
+
+def cmd_scores_prune(args) -> int:
+    from relsum.pipelines.scores import PruneConfig, prune
+
+    print(json.dumps(prune(_load(PruneConfig, args, {})), indent=2, default=str))
+    return 0
+
+
+def cmd_label_ray(args) -> int:
+    from relsum.scoring.ray_label import RayLabelConfig, run
+
+    print(json.dumps(run(_load(RayLabelConfig, args, {})), indent=2, default=str))
+    return 0
+
+
 def cmd_demo(args) -> int:
     from relsum.pipelines.demo import DemoConfig, run
 
@@ -187,8 +208,10 @@ def build_parser() -> argparse.ArgumentParser:
     from relsum.pipelines.evaluate import EvaluateConfig
     from relsum.pipelines.interleaving import AnalyzeConfig, ExportConfig
     from relsum.pipelines.reward_model import RewardModelStageConfig
+    from relsum.pipelines.scores import PruneConfig, StatsConfig
     from relsum.pipelines.train import TrainStageConfig
     from relsum.pipelines.validate import ValidateConfig
+    from relsum.scoring.ray_label import RayLabelConfig
     from relsum.summarize.job import SummarizeConfig
 
     parser = argparse.ArgumentParser(prog="relsum", description=__doc__,
@@ -268,6 +291,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="Write comparison.md / comparison.html / ndcg.png here.")
     p.add_argument("--format", choices=["md", "html", "both"], help="Report format(s).")
     p.set_defaults(func=cmd_compare)
+
+    sc = sub.add_parser("scores", help="Inspect and trim the persistent score store.")
+    sc_sub = sc.add_subparsers(dest="scores_command", required=True, metavar="ACTION")
+    p = _stage_parser(sc_sub, "stats", "Rows, parts, bytes, last write and cached gates per scorer fingerprint.", StatsConfig)
+    p.set_defaults(func=cmd_scores_stats)
+    p = _stage_parser(sc_sub, "prune", "Drop fingerprints not kept (or older than N days) and compact parts.", PruneConfig)
+    p.set_defaults(func=cmd_scores_prune)
+
+    p = _stage_parser(sub, "label-ray", "Label pairs (r(q,t), r(q,[t;d]), gap, proxy label) on Ray Data; resumable.",
+                      RayLabelConfig)
+    p.set_defaults(func=cmd_label_ray)
 
     p = _stage_parser(sub, "ablate", "GRPO options ablation (paper, each option alone, all combined) on the bundled sample.",
                       AblateConfig)

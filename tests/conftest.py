@@ -25,3 +25,16 @@ def sample_dir():
     from relsum.paths import SAMPLE_DIR
 
     return SAMPLE_DIR
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _relsum_home(tmp_path_factory):
+    """Stages that default to RELSUM_HOME (score store, MLflow, models) write into a temp folder."""
+    home = tmp_path_factory.mktemp("relsum_home")
+    previous = os.environ.get("RELSUM_HOME")
+    os.environ["RELSUM_HOME"] = str(home)
+    yield home
+    if previous is None:
+        os.environ.pop("RELSUM_HOME", None)
+    else:
+        os.environ["RELSUM_HOME"] = previous
