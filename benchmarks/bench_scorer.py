@@ -40,9 +40,6 @@ def load_judged(data_dir: Path, n: int, seed: int = 0) -> pd.DataFrame:
 
 
 def default_data_dir() -> Path:
-    shared = Path("/work/shared/data")
-    if (shared / "judgments.csv").is_file():
-        return shared
     from relsum.paths import SAMPLE_DIR
 
     return SAMPLE_DIR / "golden"

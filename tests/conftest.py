@@ -8,7 +8,25 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
+
+from relsum.paths import SAMPLE_DIR  # noqa: E402
+
+CATALOG = SAMPLE_DIR / "products.jsonl"
+
+
+def _catalog() -> pd.DataFrame:
+    """300 real products (title, text = description | features), or a synthetic catalog if absent."""
+    if CATALOG.exists():
+        df = pd.read_json(CATALOG, lines=True).head(320)
+        df["text"] = df["description"].fillna("") + " | " + df["features"].fillna("")
+        return df[["product_id", "title", "text"]].reset_index(drop=True)
+    colours, kinds = ["Black", "White", "Red", "Blue"], ["Headphones", "Cable", "Mouse", "Keyboard"]
+    rows = [{"product_id": f"p{i}", "title": f"Acme {kinds[i % 4]} {i}",
+             "text": f"Durable {kinds[i % 4].lower()} for home | product colour: {colours[i % 4]} | weight: {i % 90 + 10}"}
+            for i in range(320)]
+    return pd.DataFrame(rows)
 
 
 @pytest.fixture(scope="session")
@@ -38,3 +56,20 @@ def _relsum_home(tmp_path_factory):
         os.environ.pop("RELSUM_HOME", None)
     else:
         os.environ["RELSUM_HOME"] = previous
+
+
+@pytest.fixture(scope="session")
+def catalog() -> pd.DataFrame:
+    return _catalog()
+
+
+@pytest.fixture(scope="session")
+def tiny_policy_dir(tmp_path_factory, catalog):
+    """The tiny default policy, reduced: 300 products, vocab 1000, width 64, a step-bound ~20 s warm-up (no time cap, so quality does not depend on machine load)."""
+    from relsum.training.config import TinyPolicyConfig
+    from relsum.training.tiny_policy import build_tiny_policy
+
+    cfg = TinyPolicyConfig(vocab_size=1000, hidden_size=64, intermediate_size=128, num_layers=2, num_heads=4,
+                           num_kv_heads=2, max_positions=512, max_prompt_tokens=128, max_summary_tokens=24,
+                           epochs=8, batch_size=8, learning_rate=4e-3, max_seconds=0, seed=0)
+    return build_tiny_policy(catalog.head(300), tmp_path_factory.mktemp("tiny_policy") / "policy", cfg)

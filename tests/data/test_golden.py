@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import pandas as pd
@@ -12,23 +11,11 @@ from relsum.data.contracts import ContractConfig, ContractError
 from relsum.data.golden import SAMPLE_GRADE_MAP, config_for, find_catalog, load_golden
 from relsum.paths import SAMPLE_DIR
 
-SHARED = Path("/work/shared/data")
-
 
 @pytest.fixture(scope="module")
-def sample_root(tmp_path_factory) -> Path:
-    """The bundled sample (products.jsonl + golden/ + train/); else the team copy laid out the same way."""
-    if (SAMPLE_DIR / "golden" / "judgments.csv").is_file() and (SAMPLE_DIR / "products.jsonl").is_file():
-        return SAMPLE_DIR
-    if not (SHARED / "judgments.csv").is_file():
-        pytest.skip("no relevance sample available")
-    root = tmp_path_factory.mktemp("sample")
-    shutil.copy(SHARED / "products.jsonl", root)
-    (root / "golden").mkdir()
-    for name in ("queries.csv", "judgments.csv"):
-        shutil.copy(SHARED / name, root / "golden")
-    (root / "relsum.yaml").write_text('grade_map: {"3": 1.0, "2": 0.5, "1": 0.0, "0": 0.0}\n')
-    return root
+def sample_root() -> Path:
+    """The bundled sample (products.jsonl + golden/ + train/)."""
+    return SAMPLE_DIR
 
 
 @pytest.fixture(scope="module")

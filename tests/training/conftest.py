@@ -1,26 +1,9 @@
-"""Training fixtures: one tiny policy per session, built locally from a slice of the bundled catalog."""
+"""Training fixtures (the tiny policy and its catalog live in tests/conftest.py)."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pandas as pd
 import pytest
-
-CATALOG = Path("/work/shared/data/products.jsonl")
-
-
-def _catalog() -> pd.DataFrame:
-    """300 real products (title, text = description | features), or a synthetic catalog if absent."""
-    if CATALOG.exists():
-        df = pd.read_json(CATALOG, lines=True).head(320)
-        df["text"] = df["description"].fillna("") + " | " + df["features"].fillna("")
-        return df[["product_id", "title", "text"]].reset_index(drop=True)
-    colours, kinds = ["Black", "White", "Red", "Blue"], ["Headphones", "Cable", "Mouse", "Keyboard"]
-    rows = [{"product_id": f"p{i}", "title": f"Acme {kinds[i % 4]} {i}",
-             "text": f"Durable {kinds[i % 4].lower()} for home | product colour: {colours[i % 4]} | weight: {i % 90 + 10}"}
-            for i in range(320)]
-    return pd.DataFrame(rows)
 
 
 @pytest.fixture(autouse=True)
@@ -32,23 +15,6 @@ def _one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
-
-
-@pytest.fixture(scope="session")
-def catalog() -> pd.DataFrame:
-    return _catalog()
-
-
-@pytest.fixture(scope="session")
-def tiny_policy_dir(tmp_path_factory, catalog):
-    """The tiny default policy, reduced: 300 products, vocab 1000, width 64, a step-bound ~20 s warm-up (no time cap, so quality does not depend on machine load)."""
-    from relsum.training.config import TinyPolicyConfig
-    from relsum.training.tiny_policy import build_tiny_policy
-
-    cfg = TinyPolicyConfig(vocab_size=1000, hidden_size=64, intermediate_size=128, num_layers=2, num_heads=4,
-                           num_kv_heads=2, max_positions=512, max_prompt_tokens=128, max_summary_tokens=24,
-                           epochs=8, batch_size=8, learning_rate=4e-3, max_seconds=0, seed=0)
-    return build_tiny_policy(catalog.head(300), tmp_path_factory.mktemp("tiny_policy") / "policy", cfg)
 
 
 @pytest.fixture(scope="session")
