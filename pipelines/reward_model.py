@@ -28,7 +28,7 @@ class RewardModelStageConfig:
     epochs: int = cfg(1, help="Training epochs.")
     batch_size: int = cfg(16, help="Pairs per training batch.")
     learning_rate: float = cfg(5e-5, help="Peak learning rate.")
-    max_train_pairs: int | None = cfg(500, help="Subsample the training judgments to at most this many (none = all); 500 keeps the bootstrap near 3 minutes on 2 cores.")
+    max_train_pairs: int | None = cfg(None, help="Subsample the training judgments to at most this many (none = all: the sample's 1,092 pairs train in ~4 minutes on 2 cores; 500 pairs reached NDCG@5 0.706 against 0.766 for all).")
     seed: int = cfg(0, help="Seed for the subsample, the head initialisation and training.")
 
     def resolved_out_dir(self) -> Path:
