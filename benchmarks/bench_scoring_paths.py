@@ -39,6 +39,7 @@ def main() -> None:
     parser.add_argument("--paths", nargs="+", default=["fp32", "onnx-fp32", "onnx-int8", "torch-int8", "bf16"])
     parser.add_argument("--store-dir", default="", help="gate/ONNX cache (default: a temporary folder)")
     parser.add_argument("--skip-ray", action="store_true")
+    parser.add_argument("--model", default="", help="cross-encoder folder (default: the bundled MiniLM, untrained head)")
     args = parser.parse_args()
 
     import pandas as pd
@@ -52,7 +53,7 @@ def main() -> None:
 
     tmp = Path(tempfile.mkdtemp(prefix="bench_paths_"))
     gate_dir = Path(args.store_dir) if args.store_dir else tmp / "gates"
-    model_dir = minilm_dir()
+    model_dir = Path(args.model) if args.model else minilm_dir()
     calib = fast.calibration_set()
     sample = calib.sample(n=min(args.n // 2, len(calib)), random_state=0)
     titles = [d.split(" | ", 1)[0] for d in sample["doc"]]
