@@ -17,6 +17,7 @@ Ray and vLLM are imported lazily: neither is needed for the default backend.
 
 from __future__ import annotations
 
+import abc
 import contextlib
 import logging
 import shutil
@@ -73,11 +74,12 @@ class SummarizerBackend(Protocol):
     def close(self) -> None: ...
 
 
-class _Base:
+class _Base(abc.ABC):
     """Default shard streaming: one ``summarize_safely`` call per shard, in order."""
 
+    @abc.abstractmethod
     def summarize(self, titles: Sequence[str], texts: Sequence[str]) -> list[str]:
-        raise NotImplementedError
+        """Summaries for ``titles`` / ``texts``, in input order."""
 
     def summarize_shards(self, shards: Iterable[tuple[int, list[str], list[str]]]
                          ) -> Iterator[tuple[int, list[str], list[str | None]]]:
