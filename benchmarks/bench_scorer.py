@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import time
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -25,6 +24,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
+from _timing import timed  # noqa: E402
 
 
 def load_judged(data_dir: Path, n: int, seed: int = 0) -> pd.DataFrame:
@@ -43,12 +43,6 @@ def default_data_dir() -> Path:
     from relsum.paths import SAMPLE_DIR
 
     return SAMPLE_DIR / "golden"
-
-
-def timed(fn, *args, **kwargs):
-    start = time.perf_counter()
-    out = fn(*args, **kwargs)
-    return out, time.perf_counter() - start
 
 
 def main() -> None:

@@ -29,6 +29,20 @@ def _check_extra(extra: dict[str, Any], cls_name: str) -> None:
         raise ValueError(f"extra: unknown {cls_name} arguments {unknown}")
 
 
+def _trainer_kwargs(stage: Any, output_dir: str, *, seed: int, report_to: str, bf16: bool) -> dict[str, Any]:
+    """TrainingArguments shared by the GRPO and DPO stages (CPU unless bf16 is asked for)."""
+    return {
+        "output_dir": output_dir, "learning_rate": stage.learning_rate,
+        "lr_scheduler_type": stage.lr_scheduler_type, "num_train_epochs": stage.num_train_epochs,
+        "max_steps": stage.max_steps, "per_device_train_batch_size": stage.per_device_train_batch_size,
+        "gradient_accumulation_steps": stage.gradient_accumulation_steps, "logging_steps": stage.logging_steps,
+        "seed": seed, "report_to": report_to, "bf16": bf16, "use_cpu": not bf16,
+        "remove_unused_columns": False, "save_strategy": "no", "disable_tqdm": False,
+        # Recomputing activations saves GPU memory on a 7B model; on the CPU it only costs time.
+        "gradient_checkpointing": bf16,
+    }
+
+
 @dataclasses.dataclass
 class PolicyConfig:
     model_dir: str = cfg("", help="local causal-LM folder (e.g. Mistral-7B-Instruct-v0.3); '' = the tiny default")
@@ -112,19 +126,11 @@ class GRPOStageConfig:
         """A ``trl.GRPOConfig`` for CPU by default; ``extra`` overrides anything."""
         from trl import GRPOConfig
 
-        kwargs: dict[str, Any] = {
-            "output_dir": output_dir, "num_generations": self.num_generations,
-            "temperature": self.temperature, "beta": self.beta, "epsilon": self.epsilon,
-            "learning_rate": self.learning_rate, "lr_scheduler_type": self.lr_scheduler_type,
-            "num_train_epochs": self.num_train_epochs, "max_steps": self.max_steps,
-            "loss_type": self.loss_type, "max_completion_length": max_completion_length,
-            "per_device_train_batch_size": self.per_device_train_batch_size,
-            "gradient_accumulation_steps": self.gradient_accumulation_steps,
-            "logging_steps": self.logging_steps, "seed": seed, "report_to": report_to,
-            "bf16": bf16, "use_cpu": not bf16, "remove_unused_columns": False, "save_strategy": "no",
-            # Recomputing activations saves GPU memory on a 7B model; on the CPU it only costs time.
-            "gradient_checkpointing": bf16, "disable_tqdm": False,
-        }
+        kwargs = _trainer_kwargs(self, output_dir, seed=seed, report_to=report_to, bf16=bf16)
+        kwargs.update({
+            "num_generations": self.num_generations, "temperature": self.temperature, "beta": self.beta,
+            "epsilon": self.epsilon, "loss_type": self.loss_type, "max_completion_length": max_completion_length,
+        })
         if top_entropy_quantile < 1.0:
             kwargs["top_entropy_quantile"] = top_entropy_quantile
         kwargs.update(self.extra)
@@ -158,15 +164,8 @@ class DPOStageConfig:
                       report_to: str = "none", bf16: bool = False) -> Any:
         from trl import DPOConfig
 
-        kwargs: dict[str, Any] = {
-            "output_dir": output_dir, "beta": self.beta, "learning_rate": self.learning_rate,
-            "lr_scheduler_type": self.lr_scheduler_type, "num_train_epochs": self.num_train_epochs,
-            "max_steps": self.max_steps, "per_device_train_batch_size": self.per_device_train_batch_size,
-            "gradient_accumulation_steps": self.gradient_accumulation_steps, "max_length": max_length,
-            "logging_steps": self.logging_steps, "seed": seed, "report_to": report_to, "bf16": bf16,
-            "use_cpu": not bf16, "remove_unused_columns": False, "save_strategy": "no", "disable_tqdm": False,
-            "gradient_checkpointing": bf16,
-        }
+        kwargs = _trainer_kwargs(self, output_dir, seed=seed, report_to=report_to, bf16=bf16)
+        kwargs.update({"beta": self.beta, "max_length": max_length})
         kwargs.update(self.extra)
         return DPOConfig(**kwargs)
 
