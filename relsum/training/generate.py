@@ -13,7 +13,7 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
-from relsum.training.prompt import build_prompt, fit_text, policy_text, resolve_chat_template
+from relsum.training.prompt import build_prompt, fit_texts, policy_text, resolve_chat_template
 
 logger = logging.getLogger(__name__)
 
@@ -33,6 +33,21 @@ def postprocess(text: str | None) -> str:
 
 def _is_empty(text: Any) -> bool:
     return text is None or (isinstance(text, float) and text != text) or not str(text).strip()
+
+
+def left_pad(sequences: Sequence[Sequence[int]], pad_id: int | None):
+    """Token-id lists as left-padded ``input_ids`` and ``attention_mask`` int64 tensors."""
+    import numpy as np
+    import torch
+
+    width = max(len(seq) for seq in sequences)
+    ids = np.full((len(sequences), width), 0 if pad_id is None else pad_id, dtype=np.int64)
+    mask = np.zeros((len(sequences), width), dtype=np.int64)
+    for row, seq in enumerate(sequences):
+        if seq:
+            ids[row, width - len(seq):] = seq
+            mask[row, width - len(seq):] = 1
+    return torch.from_numpy(ids), torch.from_numpy(mask)
 
 
 def generate_summaries(model: Any, tokenizer: Any, titles: Sequence[Any], texts: Sequence[Any], *,
@@ -60,11 +75,12 @@ def generate_summaries(model: Any, tokenizer: Any, titles: Sequence[Any], texts:
     todo = [i for i, t in enumerate(texts) if not _is_empty(t)]
     if not todo:
         return [r[0] for r in results] if num_return_sequences == 1 else results
-    strings = {i: policy_text(tokenizer, build_prompt(titles[i], fit_text(
-        tokenizer, titles[i], texts[i], max_prompt_tokens)), templated) for i in todo}
-    enc_kwargs = {"add_special_tokens": not templated}
-    lengths = {i: len(tokenizer(strings[i], **enc_kwargs)["input_ids"]) for i in todo}
-    order = sorted(todo, key=lambda i: -lengths[i])
+    fitted = fit_texts(tokenizer, [titles[i] for i in todo], [texts[i] for i in todo], max_prompt_tokens)
+    strings = [policy_text(tokenizer, build_prompt(titles[i], text), templated) for i, text in zip(todo, fitted, strict=True)]
+    # One tokenizer call for every prompt; batches are then padded here (numpy), which is what
+    # tokenizer(..., padding=True) does, minus its per-batch Python overhead.
+    ids = dict(zip(todo, tokenizer(strings, add_special_tokens=not templated)["input_ids"], strict=True))
+    order = sorted(todo, key=lambda i: -len(ids[i]))
     batches = [order[k:k + batch_size] for k in range(0, len(order), batch_size)]
     gen_kwargs: dict[str, Any] = {
         "max_new_tokens": max_new_tokens, "num_return_sequences": num_return_sequences,
@@ -80,7 +96,6 @@ def generate_summaries(model: Any, tokenizer: Any, titles: Sequence[Any], texts:
     was_training = model.training
     model.eval()
     torch.manual_seed(seed)
-    padding_side, tokenizer.padding_side = tokenizer.padding_side, "left"
     try:
         iterator: Any = batches
         if show_progress:
@@ -89,15 +104,14 @@ def generate_summaries(model: Any, tokenizer: Any, titles: Sequence[Any], texts:
             iterator = tqdm(batches, desc="summarize", unit="batch")
         with torch.inference_mode():
             for batch in iterator:
-                enc = tokenizer([strings[i] for i in batch], return_tensors="pt", padding=True, **enc_kwargs)
-                enc = {k: v.to(device) for k, v in enc.items()}
-                out = model.generate(**enc, **gen_kwargs)
-                decoded = tokenizer.batch_decode(out[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)
+                input_ids, attention_mask = left_pad([ids[i] for i in batch], tokenizer.pad_token_id)
+                out = model.generate(input_ids=input_ids.to(device), attention_mask=attention_mask.to(device),
+                                     **gen_kwargs)
+                decoded = tokenizer.batch_decode(out[:, input_ids.shape[1]:], skip_special_tokens=True)
                 for j, i in enumerate(batch):
                     chunk = decoded[j * num_return_sequences:(j + 1) * num_return_sequences]
                     results[i] = [postprocess(s) for s in chunk]
     finally:
-        tokenizer.padding_side = padding_side
         if was_training:
             model.train()
     logger.debug("generated %d x %d summaries in %d batches", len(todo), num_return_sequences, len(batches))

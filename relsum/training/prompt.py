@@ -75,6 +75,40 @@ def fit_text(tokenizer: Any, title: Any, text: Any, max_prompt_tokens: int) -> s
     return tokenizer.decode(ids[:budget], skip_special_tokens=True).strip()
 
 
+def fit_texts(tokenizer: Any, titles: list[Any], texts: list[Any], max_prompt_tokens: int) -> list[str]:
+    """:func:`fit_text` for many products with three batched tokenizer calls instead of two per product.
+
+    Same result as ``[fit_text(tokenizer, t, x, max_prompt_tokens) for t, x in zip(titles, texts)]``
+    (the tests check it); per-call tokenizer overhead otherwise costs as much as generating on a tiny model.
+    """
+    if len(titles) != len(texts):
+        raise ValueError(f"titles and texts lengths differ: {len(titles)} != {len(texts)}")
+    cleans = [neutralise(x) for x in texts]
+    if max_prompt_tokens <= 0:
+        return cleans
+    live = [i for i, c in enumerate(cleans) if c]
+    if not live:
+        return cleans
+    fixed = tokenizer([build_prompt(titles[i], "") for i in live], add_special_tokens=True)["input_ids"]
+    budgets = {i: max_prompt_tokens - len(f) for i, f in zip(live, fixed, strict=True)}
+    out = list(cleans)
+    for i in live:
+        if budgets[i] <= 0:
+            out[i] = ""
+    live = [i for i in live if budgets[i] > 0]
+    if not live:
+        return out
+    ids = tokenizer([cleans[i][: budgets[i] * 12] for i in live], add_special_tokens=False,
+                    verbose=False)["input_ids"]
+    cut = [(i, seq[: budgets[i]]) for i, seq in zip(live, ids, strict=True)
+           if len(seq) > budgets[i] or len(cleans[i]) > budgets[i] * 12]
+    if cut:
+        decoded = tokenizer.batch_decode([seq for _, seq in cut], skip_special_tokens=True)
+        for (i, _), text in zip(cut, decoded, strict=True):
+            out[i] = text.strip()
+    return out
+
+
 def resolve_chat_template(tokenizer: Any, use_chat_template: bool | None) -> bool:
     """None = use the tokenizer's chat template when it has one; True without a template is an error."""
     has = bool(getattr(tokenizer, "chat_template", None))

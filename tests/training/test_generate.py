@@ -51,3 +51,14 @@ def test_sampling_returns_lists(policy, catalog):
 def test_length_mismatch_is_an_error(policy):
     with pytest.raises(ValueError, match="lengths differ"):
         generate_summaries(*policy, ["a"], ["x", "y"])
+
+
+def test_left_pad_matches_tokenizer_padding(policy):
+    from relsum.training.generate import left_pad
+
+    _, tok = policy
+    strings = ["a short prompt", "a much longer prompt with several more words in it", "mid length one"]
+    tok.padding_side = "left"
+    ref = tok(strings, padding=True, return_tensors="pt")
+    ids, mask = left_pad(tok(strings)["input_ids"], tok.pad_token_id)
+    assert ids.equal(ref["input_ids"]) and mask.equal(ref["attention_mask"])

@@ -8,6 +8,7 @@ from relsum.training.prompt import (
     INSTRUCTION,
     build_prompt,
     fit_text,
+    fit_texts,
     neutralise,
     policy_text,
     resolve_chat_template,
@@ -53,6 +54,19 @@ def test_fit_text_respects_budget(tiny_policy_dir):
     assert text.startswith(fitted[:50]) and len(fitted) < len(text)
     assert len(tok(build_prompt("Acme", fitted))["input_ids"]) <= 96
     assert fit_text(tok, "Acme", "short text", 96) == "short text"
+
+
+def test_fit_texts_matches_fit_text(tiny_policy_dir):
+    from relsum.training.policy import load_tokenizer
+
+    tok = load_tokenizer(tiny_policy_dir)
+    long = " ".join(f"word{i} colour black" for i in range(400))
+    titles = ["Acme", "B" * 400, "Mug", "Cup", "Lamp"]
+    texts = [long, "text beyond a title that fills the budget", None, "short text", "x" * 5000]
+    for budget in (0, 16, 96):
+        assert fit_texts(tok, titles, texts, budget) == [fit_text(tok, t, x, budget) for t, x in zip(titles, texts, strict=True)]
+    with pytest.raises(ValueError, match="lengths differ"):
+        fit_texts(tok, ["a"], [], 96)
 
 
 def test_chat_template_resolution(tiny_policy_dir):
