@@ -1,6 +1,6 @@
 """Scoring at catalog scale, one process: fast paths vs predict, cold vs warm store, Ray vs in-process.
 
-    python benchmarks/bench_scoring_paths.py [--n 200] [--gate-max-pairs 300] [--paths ...] [--skip-ray]
+    python benchmarks/bench_scoring_paths.py [--n 200] [--gate-max-pairs N] [--paths ...] [--skip-ray]
 
 Real MiniLM (relsum.paths.minilm_dir(), the scorer's seeded random head) on real mixed-length pairs
 from the bundled golden sample (title-only and title | text documents). Prints:
@@ -29,7 +29,8 @@ from _timing import timed  # noqa: E402
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--n", type=int, default=200, help="benchmark pairs (half title-only, half title|text)")
-    parser.add_argument("--gate-max-pairs", type=int, default=300, help="calibration pairs of the gate")
+    parser.add_argument("--gate-max-pairs", type=int, default=None,
+                        help="calibration pairs of the gate (default: all golden pairs, as the scorer does)")
     parser.add_argument("--paths", nargs="+", default=["fp32", "onnx-fp32", "onnx-int8", "torch-int8", "bf16"])
     parser.add_argument("--store-dir", default="", help="gate/ONNX cache (default: a temporary folder)")
     parser.add_argument("--skip-ray", action="store_true")
@@ -57,7 +58,7 @@ def main() -> None:
     lens = np.array([len(x) for x in ref_scorer.tokenizer([q for q, _ in pairs], [d for _, d in pairs],
                                                             truncation=True, max_length=256)["input_ids"]])
     print(f"MiniLM {model_dir.name} | torch threads {torch.get_num_threads()} | {len(pairs)} pairs, tokens "
-          f"median {int(np.median(lens))} max {lens.max()} | gate calibration {args.gate_max_pairs} pairs")
+          f"median {int(np.median(lens))} max {lens.max()} | gate calibration {args.gate_max_pairs or 'all'} pairs")
 
     ce = CrossEncoder(str(model_dir), num_labels=1, max_length=256, device="cpu", local_files_only=True)
     ce.model.load_state_dict(ref_scorer.model.state_dict())

@@ -10,9 +10,17 @@ Paths (``ScorerConfig.path``):
 - ``fp32``: the reference (torch eager).
 - ``bf16``: torch autocast to bfloat16; CPU only with native bf16 (avx512_bf16 / AMX), else refused.
 - ``onnx-fp32`` / ``onnx-int8``: ONNX Runtime on a model exported by ``torch.onnx.export``; int8 is
-  ``onnxruntime.quantization.quantize_dynamic`` (weights int8, activations quantized per batch).
-  Needs ``onnxruntime`` and ``onnx`` (the ``onnx`` extra). Exports are cached under the store root.
-- ``torch-int8``: ``torch.ao.quantization.quantize_dynamic`` on the Linear layers (no extra deps).
+  ``onnxruntime.quantization.quantize_dynamic`` (weights int8 per output channel, activations quantized
+  per batch). Needs ``onnxruntime`` and ``onnx`` (the ``onnx`` extra). Exports are cached under the store root.
+- ``torch-int8``: ``torch.ao.quantization.quantize_dynamic`` on the Linear layers, per channel (no extra deps).
+
+The int8 recipe (both runtimes) keeps the classifier head and the encoder layers named by
+``ScorerConfig.int8_fp32_layers`` (default the first and the last) in fp32 and quantizes weights per
+output channel with 7-bit range (``reduce_range``: AVX2 CPUs without VNNI multiply u8 x s8 pairs into
+saturating int16, which full 8-bit weights can overflow). Measured on the bootstrap reward model and the
+golden sample: per-tensor int8 of every layer gives Spearman 0.988 and moves NDCG@5 by +0.005;
+per-channel keeps Spearman at 0.997 but moves NDCG@5 by -0.010; keeping the first and last layers in
+fp32 as well gives Spearman 0.9985 and |dNDCG@5| 0.0004, at 1.2-1.4x fp32 speed on an AVX2 CPU.
 - ``fp16-cuda``: the model in float16 on a CUDA device; refused without CUDA.
 """
 
@@ -23,6 +31,7 @@ import dataclasses
 import hashlib
 import json
 import logging
+import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -33,7 +42,7 @@ logger = logging.getLogger(__name__)
 PATHS = ("fp32", "bf16", "onnx-fp32", "onnx-int8", "torch-int8", "fp16-cuda")
 MIN_SPEARMAN = 0.99
 NDCG_TOL = 5e-4  # "equal to 3 decimals"
-GATE_VERSION = 1
+GATE_VERSION = 2
 
 #: feats (numpy int64 arrays: input_ids, attention_mask[, token_type_ids]) -> float32 logits (n, labels)
 Runner = Callable[[dict[str, np.ndarray]], np.ndarray]
@@ -97,14 +106,44 @@ def torch_runner(model, device: str, autocast_dtype=None) -> Runner:
     return run
 
 
-def export_onnx(model, out_dir: Path, use_types: bool, int8: bool) -> Path:
-    """Export (once) to ``out_dir/model.onnx`` (+ ``model-int8.onnx``), atomically; return the file to load."""
+def parse_layers(spec: str) -> list[int]:
+    """``"0,-1"`` -> ``[0, -1]``; empty -> ``[]``. Raises ValueError on anything else."""
+    try:
+        return [int(part) for part in spec.split(",") if part.strip()]
+    except ValueError:
+        raise ValueError(f"int8_fp32_layers must be comma-separated integers, got {spec!r}") from None
+
+
+def quantized_layers(n_layers: int, fp32_layers: str) -> list[int]:
+    """Encoder layer indices the int8 recipe quantizes: all but those kept in fp32 (negatives from the end)."""
+    keep = {k % n_layers for k in parse_layers(fp32_layers) if -n_layers <= k < n_layers}
+    return [k for k in range(n_layers) if k not in keep]
+
+
+def int8_tag(n_layers: int, fp32_layers: str) -> str:
+    """Names the int8 recipe in export file names and fingerprints (v2 = per channel, reduce_range)."""
+    return "int8v2-q" + "_".join(map(str, quantized_layers(n_layers, fp32_layers)))
+
+
+_LAYER = re.compile(r"[./]layer\.(\d+)[./]")
+
+
+def _in_layers(name: str, layers: list[int]) -> bool:
+    match = _LAYER.search(name)
+    return bool(match) and int(match.group(1)) in layers
+
+
+def export_onnx(model, out_dir: Path, use_types: bool, int8_layers: list[int] | None = None) -> Path:
+    """Export (once) to ``out_dir/model.onnx``, atomically; with ``int8_layers`` also the int8 recipe
+    quantizing only those encoder layers' MatMuls. Returns the file to load."""
     import torch
 
     from relsum.data.io import atomic_path
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    fp32_file, int8_file = out_dir / "model.onnx", out_dir / "model-int8.onnx"
+    int8 = int8_layers is not None
+    fp32_file = out_dir / "model.onnx"
+    int8_file = out_dir / f"model-int8v2-q{'_'.join(map(str, int8_layers or []))}.onnx"
     names = ["input_ids", "attention_mask", *(["token_type_ids"] if use_types else [])]
     if not fp32_file.is_file():
         class _Logits(torch.nn.Module):
@@ -127,11 +166,21 @@ def export_onnx(model, out_dir: Path, use_types: bool, int8: bool) -> Path:
                               output_names=["logits"], dynamic_axes=axes, opset_version=17, dynamo=False)
         logger.info("exported ONNX model to %s", fp32_file)
     if int8 and not int8_file.is_file():
+        import onnx
         from onnxruntime.quantization import QuantType, quantize_dynamic
 
+        nodes = [n.name for n in onnx.load(str(fp32_file)).graph.node if n.op_type in ("MatMul", "Gemm")]
+        keep = [n for n in nodes if not _in_layers(n, int8_layers)]
+        if len(keep) == len(nodes):
+            raise PathUnavailableError(f"onnx-int8: no MatMul of encoder layers {int8_layers} found in the export "
+                                       "(node names carry no 'layer.N'); set int8_fp32_layers to quantize some")
+        # The quantizer first rewrites a Gemm into "<name>_MatMul" + Add, so exclude both spellings.
+        exclude = keep + [f"{n}_MatMul" for n in keep]
         with atomic_path(int8_file) as tmp:
-            quantize_dynamic(str(fp32_file), str(tmp), weight_type=QuantType.QInt8)
-        logger.info("wrote dynamic int8 ONNX model to %s", int8_file)
+            quantize_dynamic(str(fp32_file), str(tmp), weight_type=QuantType.QInt8, per_channel=True,
+                             reduce_range=True, nodes_to_exclude=exclude)
+        logger.info("wrote dynamic int8 ONNX model (%d of %d MatMuls int8) to %s", len(nodes) - len(keep),
+                    len(nodes), int8_file)
     return int8_file if int8 else fp32_file
 
 
@@ -151,7 +200,7 @@ def onnx_runner(model_file: Path, num_threads: int | None) -> Runner:
 
 
 def build_runner(path: str, model, *, device: str, export_dir: Path, use_types: bool,
-                 num_threads: int | None = None) -> Runner:
+                 num_threads: int | None = None, int8_fp32_layers: str = "0,-1") -> Runner:
     """The runner for ``path`` (after :func:`check_path`); ``model`` is the loaded fp32 torch model."""
     import torch
 
@@ -162,11 +211,18 @@ def build_runner(path: str, model, *, device: str, export_dir: Path, use_types: 
         return torch_runner(model, device, autocast_dtype=torch.bfloat16)
     if path == "fp16-cuda":
         return torch_runner(copy.deepcopy(model).half(), device)
+    layers = quantized_layers(model.config.num_hidden_layers, int8_fp32_layers)
     if path == "torch-int8":
-        quantized = torch.ao.quantization.quantize_dynamic(copy.deepcopy(model).cpu(), {torch.nn.Linear},
-                                                           dtype=torch.qint8)
+        from torch.ao.quantization import per_channel_dynamic_qconfig
+
+        spec = {name: per_channel_dynamic_qconfig for name, module in model.named_modules()
+                if isinstance(module, torch.nn.Linear) and _in_layers(name, layers)}
+        if not spec:
+            raise PathUnavailableError(f"torch-int8: no Linear of encoder layers {layers} found; "
+                                       "set int8_fp32_layers to quantize some")
+        quantized = torch.ao.quantization.quantize_dynamic(copy.deepcopy(model).cpu(), spec, dtype=torch.qint8)
         return torch_runner(quantized.eval(), "cpu")
-    model_file = export_onnx(model, export_dir, use_types, int8=path == "onnx-int8")
+    model_file = export_onnx(model, export_dir, use_types, int8_layers=layers if path == "onnx-int8" else None)
     return onnx_runner(model_file, num_threads)
 
 

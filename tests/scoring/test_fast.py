@@ -78,9 +78,42 @@ def test_onnx_fp32_passes_gate_once_and_has_its_own_fingerprint(tmp_path, spread
 
 def test_failing_path_is_refused_by_the_scorer_and_cached(tmp_path, spread_model_dir):
     """Dynamic int8 on this deliberately wide-weight tiny model loses ranking: the scorer refuses it."""
-    cfg = ScorerConfig(max_length=128, store_dir=str(tmp_path), gate_max_pairs=200, path="torch-int8")
+    cfg = ScorerConfig(max_length=128, store_dir=str(tmp_path), gate_max_pairs=200, path="torch-int8",
+                       int8_fp32_layers="")
     with pytest.raises(fast.FidelityGateError, match=r"REFUSED.*Spearman vs fp32 0\.\d+"):
         Scorer(spread_model_dir, cfg)
     with pytest.raises(fast.FidelityGateError, match="REFUSED"):  # second time from the cached result
         Scorer(spread_model_dir, cfg)
     assert len(list(tmp_path.glob("*/gate-*.json"))) == 1
+
+
+def test_int8_recipe_layers_and_identity(tmp_path, spread_model_dir):
+    assert fast.quantized_layers(6, "0,-1") == [1, 2, 3, 4]
+    assert fast.quantized_layers(6, "") == list(range(6)) and fast.quantized_layers(2, "0,1,7") == []
+    with pytest.raises(ValueError, match="comma-separated integers"):
+        ScorerConfig(int8_fp32_layers="first")
+    scorer = Scorer(spread_model_dir, ScorerConfig(max_length=128, cache=False))
+    n = scorer.model.config.num_hidden_layers
+    keep_none = fast.build_runner("torch-int8", scorer.model, device="cpu", export_dir=tmp_path, use_types=True,
+                                  int8_fp32_layers="")
+    feats = {k: np.asarray(v) for k, v in scorer.tokenizer(["usb cable"], ["Belkin USB-C cable"],
+                                                           return_tensors="np").items()}
+    assert np.isfinite(keep_none(feats)).all()
+    with pytest.raises(fast.PathUnavailableError, match="no Linear"):  # every layer kept in fp32
+        fast.build_runner("torch-int8", scorer.model, device="cpu", export_dir=tmp_path, use_types=True,
+                          int8_fp32_layers=",".join(map(str, range(n))))
+    assert fast.int8_tag(n, "") != fast.int8_tag(n, "0")
+
+
+def test_onnx_int8_quantizes_only_the_chosen_layers(tmp_path, spread_model_dir):
+    onnx = pytest.importorskip("onnx")
+    pytest.importorskip("onnxruntime")
+    scorer = Scorer(spread_model_dir, ScorerConfig(max_length=128, cache=False))
+    n = scorer.model.config.num_hidden_layers
+    out = fast.export_onnx(scorer.model, tmp_path, use_types=True, int8_layers=[n - 1])
+    graph = onnx.load(str(out)).graph
+    int8_ops = [node.name for node in graph.node if node.op_type in ("MatMulInteger", "DynamicQuantizeMatMul")]
+    fp32_ops = [node.name for node in graph.node if node.op_type in ("MatMul", "Gemm")]
+    assert int8_ops and all(f"layer.{n - 1}/" in name for name in int8_ops)
+    assert any("classifier" in name for name in fp32_ops)  # the head stays fp32
+    assert any(f"layer.{n - 1}/" not in name for name in fp32_ops)
