@@ -70,17 +70,21 @@ def flat_params_from_dict(d: dict[str, Any], prefix: str) -> dict[str, Any]:
     return out
 
 
-def field_help(cls: type) -> dict[str, str]:
-    """Dotted field name -> help text, for ``--help`` listings."""
+def field_help(cls: type, defaults: Any = None) -> dict[str, str]:
+    """Dotted field name -> help text with the effective default, for ``--help`` listings.
+
+    A nested section's defaults are read from its parent's default (``defaults``, the parent's field
+    value), so a parent that customises a child (the demo's learning rate, say) shows what it really uses.
+    """
     out = {}
     hints = typing.get_type_hints(cls)
     for f in dataclasses.fields(cls):
+        default = getattr(defaults, f.name) if defaults is not None else _field_default(f)
         sub = _dataclass_type(hints.get(f.name))
         if sub is not None:
-            out.update({f"{f.name}.{k}": v for k, v in field_help(sub).items()})
+            child = default if isinstance(default, sub) else None
+            out.update({f"{f.name}.{k}": v for k, v in field_help(sub, child).items()})
         else:
-            default = f.default if f.default is not dataclasses.MISSING else (
-                f.default_factory() if f.default_factory is not dataclasses.MISSING else None)
             out[f.name] = f"{f.metadata.get('help', '')} (default: {default!r})"
     return out
 

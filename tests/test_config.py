@@ -77,3 +77,8 @@ class Parent:
 def test_nested_override_keeps_the_parents_custom_defaults():
     config = load_config(Parent, None, ["inner.names=[z]"])
     assert config.inner.rate == 0.5 and config.inner.names == ["z"]
+
+
+def test_help_shows_the_parents_custom_defaults():
+    assert "(default: 0.5)" in field_help(Parent)["inner.rate"]
+    assert "(default: 1e-05)" in field_help(Outer)["inner.rate"]
