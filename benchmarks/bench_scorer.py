@@ -27,15 +27,13 @@ import pandas as pd  # noqa: E402
 from _timing import timed  # noqa: E402
 
 
-def load_judged(data_dir: Path, n: int, seed: int = 0) -> pd.DataFrame:
-    """N judged pairs (query, title, text) from a folder with queries.csv, judgments.csv, products.jsonl."""
-    queries = pd.read_csv(data_dir / "queries.csv")
-    judgments = pd.read_csv(data_dir / "judgments.csv")
-    products = pd.read_json(data_dir / "products.jsonl", lines=True)
-    parts = products[["description", "features"]].fillna("").astype(str)
-    products["text"] = [" | ".join(p for p in row if p.strip()) for row in parts.itertuples(index=False)]
-    df = judgments.merge(queries[["query_id", "query"]], on="query_id").merge(
-        products[["product_id", "title", "text"]], on="product_id")
+def load_judged(golden_dir: Path, n: int, seed: int = 0) -> pd.DataFrame:
+    """N judged pairs (query, title, text) of a golden-layout folder (its catalog found as relsum does)."""
+    from relsum.data.golden import load_golden
+
+    golden = load_golden(golden_dir)
+    df = golden.judgments.merge(golden.queries[["query_id", "query"]], on="query_id").merge(
+        golden.catalog[["product_id", "title", "text"]], on="product_id")
     return df.sample(n=min(n, len(df)), random_state=seed).reset_index(drop=True)
 
 
@@ -49,7 +47,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="", help="local model folder (default: bundled MiniLM)")
     parser.add_argument("--n", type=int, default=150, help="judged pairs to sample (each gives 2 docs)")
-    parser.add_argument("--data", default="", help="folder with queries.csv, judgments.csv, products.jsonl")
+    parser.add_argument("--data", default="", help="golden-layout folder (default: the bundled golden split)")
     parser.add_argument("--max-length", type=int, default=256)
     args = parser.parse_args()
 

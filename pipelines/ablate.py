@@ -162,11 +162,10 @@ def run(config: AblateConfig, scorer=None) -> dict:
         held_products = held_products.sample(n=config.max_heldout_products, random_state=base.seed)
         heldout = heldout[heldout["product_id"].isin(held_products["product_id"])].reset_index(drop=True)
     gate_pairs = pairs[pairs["product_id"].isin(products["product_id"])][["query", "product_id", "title"]]
-    max_tokens = base.policy.max_summary_tokens
 
     def summarize(model, tokenizer) -> tuple[pd.Series, pd.Series]:
-        return (summarize_products(model, tokenizer, products, max_tokens),
-                summarize_products(model, tokenizer, held_products, max_tokens) if len(held_products) else pd.Series(dtype=str))
+        return (summarize_products(model, tokenizer, products, base.policy),
+                summarize_products(model, tokenizer, held_products, base.policy) if len(held_products) else pd.Series(dtype=str))
 
     ref_model, ref_tok = load_policy(base.policy.model_dir)
     ref_golden, ref_held = summarize(ref_model, ref_tok)

@@ -107,7 +107,7 @@ def run(config: DemoConfig) -> dict:
     summaries = {}
     for name, adapter in (("sum_ref", None), (tc.algo, trained["adapter_dir"])):
         model, tokenizer = load_policy(tc.policy.model_dir, adapter, merge=adapter is not None)
-        series = summarize_products(model, tokenizer, products, tc.policy.max_summary_tokens)
+        series = summarize_products(model, tokenizer, products, tc.policy)
         summaries[name] = _write_summaries(series, out / "summaries" / f"{name}.parquet")
     lap("summarize")
     evaluation = evaluate.run(evaluate.EvaluateConfig(

@@ -285,14 +285,13 @@ def evaluate(config: DagConfig, key: str, trained: dict) -> dict:
         golden = load_golden(golden_dir)
         products = golden.catalog[golden.catalog["product_id"].isin(golden.judgments["product_id"])]
         products = products[["product_id", "title", "text"]]
-        max_tokens = config.train.train.policy.max_summary_tokens
         models = {"challenger": (trained["policy_dir"], trained["adapter_dir"]), "sum_ref": (trained["policy_dir"], None)}
         if champ_info:
             models["champion"] = (champ_info["policy_dir"], champ_info["adapter_dir"])
         summaries = {}
         for name, (policy, adapter) in models.items():
             model, tokenizer = load_policy(policy, adapter)
-            series = summarize_products(model, tokenizer, products, max_tokens)
+            series = summarize_products(model, tokenizer, products, config.train.train.policy)
             path = out / "summaries" / f"{name}.parquet"
             write_parquet_atomic(pd.DataFrame({"product_id": series.index, "summary": series.to_numpy()}), path)
             summaries[name] = str(path)

@@ -121,9 +121,9 @@ def run(config: TrainStageConfig, scorer=None) -> dict:
         if len(heldout):
             products = heldout.drop_duplicates("product_id")[["product_id", "title", "text"]]
             model, tokenizer = load_policy(tc.policy.model_dir)
-            ref = summarize_products(model, tokenizer, products, tc.policy.max_summary_tokens)
+            ref = summarize_products(model, tokenizer, products, tc.policy)
             model, tokenizer = load_policy(tc.policy.model_dir, result["adapter_dir"], merge=True)
-            new = summarize_products(model, tokenizer, products, tc.policy.max_summary_tokens)
+            new = summarize_products(model, tokenizer, products, tc.policy)
             comparison = compare_policies(heldout, ref, new, scorer, n_boot=config.n_boot, seed=tc.seed)
             samples = products.assign(summary_reference=products["product_id"].map(ref),
                                       summary_trained=products["product_id"].map(new))

@@ -16,12 +16,18 @@ import pandas as pd
 logger = logging.getLogger(__name__)
 
 
-def summarize_products(model, tokenizer, products: pd.DataFrame, max_new_tokens: int, batch_size: int = 64) -> pd.Series:
-    """product_id -> greedy summary for a frame with product_id, title, text (one row per product)."""
+def summarize_products(model, tokenizer, products: pd.DataFrame, policy, batch_size: int = 64) -> pd.Series:
+    """product_id -> greedy summary for a frame with product_id, title, text (one row per product).
+
+    ``policy`` is the :class:`~relsum.training.config.PolicyConfig` the model was trained with: its prompt
+    and summary token caps apply here too, so evaluation sees the prompts training saw.
+    """
     from relsum.training.generate import generate_summaries
 
     texts = generate_summaries(model, tokenizer, products["title"].tolist(), products["text"].tolist(),
-                               max_new_tokens=max_new_tokens, batch_size=batch_size, do_sample=False)
+                               max_new_tokens=policy.max_summary_tokens, batch_size=batch_size, do_sample=False,
+                               max_prompt_tokens=policy.max_prompt_tokens,
+                               use_chat_template=policy.use_chat_template)
     return pd.Series(texts, index=products["product_id"].to_numpy(), name="summary")
 
 
