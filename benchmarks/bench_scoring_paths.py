@@ -43,13 +43,13 @@ def main() -> None:
     from sentence_transformers import CrossEncoder
 
     from relsum.paths import minilm_dir
-    from relsum.scoring import fast
+    from relsum.scoring import fast, fidelity
     from relsum.scoring.scorer import Scorer, ScorerConfig
 
     tmp = Path(tempfile.mkdtemp(prefix="bench_paths_"))
     gate_dir = Path(args.store_dir) if args.store_dir else tmp / "gates"
     model_dir = Path(args.model) if args.model else minilm_dir()
-    calib = fast.calibration_set()
+    calib = fidelity.calibration_set()
     sample = calib.sample(n=min(args.n // 2, len(calib)), random_state=0)
     titles = [d.split(" | ", 1)[0] for d in sample["doc"]]
     pairs = list(dict.fromkeys(list(zip(sample["query"], titles, strict=True))
@@ -73,7 +73,7 @@ def main() -> None:
         cfg = ScorerConfig(cache=False, path=path, store_dir=str(gate_dir), gate_max_pairs=args.gate_max_pairs)
         try:
             scorer, t_init = timed(Scorer, model_dir, cfg)
-        except (fast.PathUnavailableError, fast.FidelityGateError) as exc:
+        except (fast.PathUnavailableError, fidelity.FidelityGateError) as exc:
             print(f"    {path:<10} refused: {exc}")
             continue
         scorer.score_pairs(pairs[:8])

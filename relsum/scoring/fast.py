@@ -2,9 +2,7 @@
 
 Why: MiniLM-L6 already runs near fp32 peak on a CPU, so the only remaining speed is cheaper
 arithmetic (bf16, int8) or a leaner runtime (ONNX Runtime). Cheaper arithmetic changes scores, so a
-path is used only after it agrees with fp32 on a calibration set: Spearman >= 0.99 against the fp32
-scores and mean NDCG@5 on the golden sample equal to 3 decimals (|diff| < 5e-4). The result is cached
-per (fingerprint, calibration) as ``gate-<calib>.json`` in the path's score-store folder, so it runs once.
+path is used only after it passes the fidelity gate of :mod:`relsum.scoring.fidelity`.
 
 Paths (``ScorerConfig.path``):
 - ``fp32``: the reference (torch eager).
@@ -27,9 +25,6 @@ fp32 as well gives Spearman 0.9985 and |dNDCG@5| 0.0004, at 1.2-1.4x fp32 speed 
 from __future__ import annotations
 
 import copy
-import dataclasses
-import hashlib
-import json
 import logging
 import re
 from collections.abc import Callable
@@ -40,9 +35,6 @@ import numpy as np
 logger = logging.getLogger(__name__)
 
 PATHS = ("fp32", "bf16", "onnx-fp32", "onnx-int8", "torch-int8", "fp16-cuda")
-MIN_SPEARMAN = 0.99
-NDCG_TOL = 5e-4  # "equal to 3 decimals"
-GATE_VERSION = 2
 
 #: feats (numpy int64 arrays: input_ids, attention_mask[, token_type_ids]) -> float32 logits (n, labels)
 Runner = Callable[[dict[str, np.ndarray]], np.ndarray]
@@ -50,10 +42,6 @@ Runner = Callable[[dict[str, np.ndarray]], np.ndarray]
 
 class PathUnavailableError(RuntimeError):
     """The requested inference path cannot run here (hardware or package missing)."""
-
-
-class FidelityGateError(RuntimeError):
-    """A fast path disagrees with fp32 beyond the gate; the message gives the measured numbers."""
 
 
 def cpu_has_native_bf16() -> bool:
@@ -224,120 +212,3 @@ def build_runner(path: str, model, *, device: str, export_dir: Path, use_types: 
         return torch_runner(quantized.eval(), "cpu")
     model_file = export_onnx(model, export_dir, use_types, int8_layers=layers if path == "onnx-int8" else None)
     return onnx_runner(model_file, num_threads)
-
-
-# ---------------------------------------------------------------------- fidelity gate
-@dataclasses.dataclass
-class GateResult:
-    path: str
-    passed: bool
-    spearman: float
-    ndcg_ref: float
-    ndcg_path: float
-    n_pairs: int
-    reason: str = ""
-
-    def message(self) -> str:
-        return (f"path {self.path!r} {'passed' if self.passed else 'REFUSED by'} the fidelity gate on "
-                f"{self.n_pairs} pairs: Spearman vs fp32 {self.spearman:.4f} (need >= {MIN_SPEARMAN}), "
-                f"NDCG@5 {self.ndcg_path:.4f} vs fp32 {self.ndcg_ref:.4f} (need equal to 3 decimals)"
-                + (f"; {self.reason}" if self.reason else ""))
-
-
-def calibration_set(golden_dir: str | Path | None = None, max_pairs: int | None = None):
-    """Judged golden pairs as a DataFrame ``query_id, query, doc, label`` (doc = title | text).
-
-    ``max_pairs`` keeps whole queries (NDCG needs all of a query's judged pairs), in query order.
-    """
-    from relsum.data.golden import load_golden
-    from relsum.paths import SAMPLE_DIR
-    from relsum.scoring.scorer import join_title_text
-
-    golden = load_golden(Path(golden_dir) if golden_dir else SAMPLE_DIR / "golden")
-    pairs = golden.judgments.merge(golden.queries[["query_id", "query"]], on="query_id")
-    pairs = pairs.merge(golden.catalog[["product_id", "title", "text"]], on="product_id")
-    pairs["doc"] = [join_title_text(t, x) for t, x in zip(pairs["title"], pairs["text"], strict=True)]
-    pairs = pairs.sort_values(["query_id", "product_id"], kind="stable").reset_index(drop=True)
-    if max_pairs is not None and len(pairs) > max_pairs:
-        sizes = pairs.groupby("query_id", sort=False).size().cumsum()
-        keep = set(sizes[sizes <= max_pairs].index) or {sizes.index[0]}
-        pairs = pairs[pairs["query_id"].isin(keep)].reset_index(drop=True)
-    return pairs[["query_id", "query", "doc", "label"]]
-
-
-def calibration_key(calib) -> str:
-    h = hashlib.sha256(f"gate-v{GATE_VERSION}".encode())
-    for row in calib.itertuples(index=False):
-        h.update(f"{row.query_id}\x00{row.query}\x00{row.doc}\x00{row.label}\x01".encode())
-    return h.hexdigest()[:16]
-
-
-def compare(path: str, ref: np.ndarray, cand: np.ndarray, calib) -> GateResult:
-    """Apply the gate to fp32 scores ``ref`` and the path's scores ``cand`` on ``calib``'s rows."""
-    from scipy.stats import spearmanr
-
-    from relsum.evaluation.metrics import mean_ndcg_at_k
-
-    qids, gains = calib["query_id"].to_numpy(), calib["label"].to_numpy(dtype=float)
-    reason = ""
-    if not np.all(np.isfinite(cand)):
-        rho, reason = float("nan"), "non-finite scores"
-    elif np.ptp(ref) == 0 or np.ptp(cand) == 0:
-        rho, reason = float("nan"), "constant scores: Spearman undefined"
-    else:
-        rho = float(spearmanr(ref, cand).statistic)
-    n_ref = mean_ndcg_at_k(qids, gains, ref, k=5).mean
-    n_cand = mean_ndcg_at_k(qids, gains, np.nan_to_num(cand), k=5).mean
-    passed = bool(not reason and rho >= MIN_SPEARMAN and abs(n_ref - n_cand) < NDCG_TOL)
-    return GateResult(path, passed, rho, float(n_ref), float(n_cand), int(len(calib)), reason)
-
-
-def load_gate(file: Path) -> GateResult | None:
-    try:
-        data = json.loads(file.read_text())
-        return GateResult(**data) if data.pop("version", None) == GATE_VERSION else None
-    except (OSError, ValueError, TypeError):
-        return None
-
-
-def save_gate(result: GateResult, file: Path) -> None:
-    from relsum.data.io import write_json_atomic
-
-    write_json_atomic({"version": GATE_VERSION, **dataclasses.asdict(result)}, file)
-
-
-def ensure_gate(scorer, runner: Runner) -> GateResult:
-    """Pass ``runner`` through the gate (cached per fingerprint + calibration set) or raise FidelityGateError.
-
-    The reference is the scorer's fp32 torch path; both score the same calibration pairs with the
-    scorer's own tokenization and batching, so only the arithmetic differs.
-    """
-    config = scorer.config
-    calib = calibration_set(config.gate_golden, config.gate_max_pairs)
-    gate_file = scorer.store_root / scorer.fingerprint / f"gate-{calibration_key(calib)}.json"
-    result = load_gate(gate_file)
-    if result is None:
-        pairs = list(zip(calib["query"], calib["doc"], strict=True))
-        ref = _reference_scores(scorer, calib, pairs)
-        cand = scorer._compute(pairs, desc=f"fidelity gate ({config.path})", runner=runner)
-        result = compare(config.path, ref, cand, calib)
-        save_gate(result, gate_file)
-    if not result.passed:
-        raise FidelityGateError(result.message())
-    logger.info("%s", result.message())
-    return result
-
-
-def _reference_scores(scorer, calib, pairs: list[tuple[str, str]]) -> np.ndarray:
-    """fp32 scores of the calibration pairs, kept in the fp32 fingerprint's store (computed once per model)."""
-    from relsum.scoring.store import ScoreStore, text_hash
-
-    store = ScoreStore(scorer.fp32_fingerprint, scorer.store_root)
-    queries, hashes = calib["query"].tolist(), [text_hash(d) for d in calib["doc"]]
-    ref, found = store.lookup(queries, hashes)
-    if not found.all():
-        missing = np.flatnonzero(~found)
-        ref[missing] = scorer._compute([pairs[i] for i in missing], desc="fidelity gate (fp32)",
-                                       runner=scorer._fp32_runner)
-        store.append([queries[i] for i in missing], [hashes[i] for i in missing], ref[missing])
-    return ref

@@ -25,7 +25,8 @@ import numpy as np
 import pandas as pd
 
 from relsum.config import cfg
-from relsum.scoring.scorer import Scorer, ScorerConfig, find_safetensors, join_title_text
+from relsum.scoring.model_files import find_safetensors
+from relsum.scoring.scorer import Scorer, ScorerConfig, join_title_text
 
 logger = logging.getLogger(__name__)
 

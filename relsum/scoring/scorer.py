@@ -18,83 +18,24 @@ Models are loaded only from local folders, offline, from safetensors, never with
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import hashlib
 import logging
 import math
-import re
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
 
-from relsum.config import cfg
+from relsum.scoring.model_files import file_digest, find_safetensors
+from relsum.scoring.scorer_config import ScorerConfig
 
 logger = logging.getLogger(__name__)
 
 #: Version of the document-string format built by :func:`join_title_text`; part of the fingerprint.
 JOIN_FORMAT_VERSION = "title | text v1"
-_SUPPORTED_DTYPES = ("float32",)
 _AUTO_PROGRESS_MIN_PAIRS = 1000
-#: Weight files above this size are fingerprinted by size + first/last chunk instead of all bytes.
-_FULL_HASH_MAX_BYTES = 2 << 30
-_EDGE_BYTES = 16 << 20
 _TOKENIZER_FILES = ("tokenizer.json", "vocab.txt", "tokenizer_config.json", "special_tokens_map.json")
-
-
-@dataclasses.dataclass
-class ScorerConfig:
-    """How the scorer tokenizes, batches and caches; ``max_length`` and ``dtype`` change scores."""
-
-    max_length: int = cfg(256, help="max tokens of [CLS] query [SEP] doc [SEP]; the doc is truncated first")
-    batch_size: int = cfg(32, help="nominal rows per batch; a batch never has more than 4x this many rows")
-    # 2048 measured best on a 2-core AVX2 CPU (MiniLM-L6, mixed lengths): 1.2-1.3x predict(batch_size=32),
-    # while 8192 ran at 0.85-1.03x (activations of big batches fall out of the CPU caches). GPUs want ~32k+.
-    max_tokens_per_batch: int = cfg(
-        2048, help="token budget per batch (rows x padded length), so short pairs go in bigger batches; "
-        "about 2048 suits a CPU, raise it (e.g. 32768) on a GPU")
-    cache: bool = cfg(True, help="keep an in-memory (query, doc) -> score cache across calls")
-    show_progress: bool | None = cfg(
-        None, help="tqdm bar over pairs; None = automatic (on when a call scores more than 1000 pairs)")
-    device: str = cfg("cpu", help="torch device: cpu, cuda, cuda:N or mps")
-    num_threads: int | None = cfg(None, help="torch intra-op threads while scoring; None = torch default")
-    dtype: str = cfg("float32", help="compute dtype; only float32 is supported for now")
-    init_seed: int = cfg(0, help="seed for a randomly initialised classifier head (untrained start)")
-    path: str = cfg("fp32", help="inference path: fp32, bf16, onnx-fp32, onnx-int8, torch-int8 or fp16-cuda; "
-                    "anything but fp32 must pass the fidelity gate against fp32 first")
-    int8_fp32_layers: str = cfg("0,-1", help="encoder layers kept in fp32 on the int8 paths, comma-separated "
-                                "(negative = from the end; empty = quantize every layer); the head stays fp32")
-    store: bool = cfg(False, help="persist scores on disk per fingerprint and serve repeats from there")
-    store_dir: str | None = cfg(None, help="score-store root; None = <RELSUM_HOME>/scores (also holds gate "
-                                "results and ONNX exports)")
-    gate_golden: str | None = cfg(None, help="golden folder of the fidelity gate's calibration set; "
-                                  "None = the bundled sample")
-    gate_max_pairs: int | None = cfg(None, help="cap on calibration pairs (whole queries); None = all")
-
-    def __post_init__(self) -> None:
-        if self.max_length < 8:
-            raise ValueError(f"max_length must be >= 8, got {self.max_length}")
-        if self.batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
-        if self.max_tokens_per_batch < self.max_length:
-            raise ValueError(f"max_tokens_per_batch ({self.max_tokens_per_batch}) must be >= max_length "
-                             f"({self.max_length}) so that one full-length pair fits in a batch")
-        if self.dtype not in _SUPPORTED_DTYPES:
-            raise ValueError(f"dtype must be one of {_SUPPORTED_DTYPES}, got {self.dtype!r}")
-        if self.num_threads is not None and self.num_threads < 1:
-            raise ValueError(f"num_threads must be >= 1 or None, got {self.num_threads}")
-        if not re.fullmatch(r"cpu|mps|cuda(:\d+)?", self.device):
-            raise ValueError(f"device must be cpu, mps, cuda or cuda:N, got {self.device!r}")
-        from relsum.scoring.fast import PATHS
-
-        if self.path not in PATHS:
-            raise ValueError(f"path must be one of {PATHS}, got {self.path!r}")
-        from relsum.scoring.fast import parse_layers
-
-        parse_layers(self.int8_fp32_layers)
-        if self.gate_max_pairs is not None and self.gate_max_pairs < 10:
-            raise ValueError(f"gate_max_pairs must be >= 10 or None, got {self.gate_max_pairs}")
 
 
 class CacheInfo(NamedTuple):
@@ -123,39 +64,6 @@ def join_title_text(title: str, text: str | None = None) -> str:
     if not isinstance(text, str):
         raise TypeError(f"text must be a string or None, got {type(text).__name__}")
     return f"{title} | {text}"
-
-
-def find_safetensors(model_dir: str | Path) -> list[Path]:
-    """Check that ``model_dir`` is a local model folder with safetensors weights; return the files.
-
-    A hub id such as ``org/model`` is refused here, before transformers is touched, so nothing ever
-    tries the network. ``pytorch_model.bin`` alone is refused because unpickling runs arbitrary code.
-    """
-    path = Path(model_dir)
-    if not path.is_dir():
-        raise FileNotFoundError(
-            f"model folder {str(model_dir)!r} does not exist or is not a directory; relsum only loads "
-            "models from local folders (hub ids are not supported, there is no network)")
-    files = sorted(path.glob("*.safetensors"))
-    if not files:
-        if any(path.glob("pytorch_model*.bin")):
-            raise ValueError(f"{path} has only pytorch_model.bin weights; convert them to safetensors "
-                             "(pickle weights are refused)")
-        raise ValueError(f"{path} has no *.safetensors weights")
-    return files
-
-
-def _file_digest(path: Path, h: hashlib._Hash) -> None:
-    size = path.stat().st_size
-    h.update(f"{path.name}:{size}".encode())
-    with path.open("rb") as f:
-        if size <= _FULL_HASH_MAX_BYTES:
-            for chunk in iter(lambda: f.read(1 << 20), b""):
-                h.update(chunk)
-        else:  # huge checkpoint: size + first and last chunks (cheap, still catches re-saves)
-            h.update(f.read(_EDGE_BYTES))
-            f.seek(size - _EDGE_BYTES)
-            h.update(f.read(_EDGE_BYTES))
 
 
 class Scorer:
@@ -217,7 +125,9 @@ class Scorer:
                                    export_dir=self.store_root / ".onnx" / self.fp32_fingerprint,
                                    use_types=use_types, num_threads=self.config.num_threads,
                                    int8_fp32_layers=self.config.int8_fp32_layers)
-        self.gate_result = fast.ensure_gate(self, runner)
+        from relsum.scoring.fidelity import ensure_gate
+
+        self.gate_result = ensure_gate(self, runner)
         return runner
 
     @property
@@ -263,10 +173,10 @@ class Scorer:
         if self._fp32_fingerprint is None:
             h = hashlib.sha256()
             for path in self._weight_files:
-                _file_digest(path, h)
+                file_digest(path, h)
             for name in _TOKENIZER_FILES:
                 if (self.model_dir / name).is_file():
-                    _file_digest(self.model_dir / name, h)
+                    file_digest(self.model_dir / name, h)
             head = "checkpoint" if self.has_trained_head else f"random-head-seed-{self.config.init_seed}"
             h.update(f"|max_length={self.config.max_length}|dtype={self.config.dtype}"
                      f"|join={JOIN_FORMAT_VERSION}|head={head}".encode())

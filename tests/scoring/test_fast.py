@@ -7,7 +7,7 @@ import copy
 import numpy as np
 import pytest
 
-from relsum.scoring import fast
+from relsum.scoring import fast, fidelity
 from relsum.scoring.scorer import Scorer, ScorerConfig
 
 
@@ -21,7 +21,7 @@ def spread_model_dir(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def calib():
-    return fast.calibration_set(max_pairs=200)
+    return fidelity.calibration_set(max_pairs=200)
 
 
 def test_unavailable_paths_are_refused_with_reason():
@@ -35,26 +35,26 @@ def test_unavailable_paths_are_refused_with_reason():
 
 
 def test_calibration_set_keeps_whole_queries(calib):
-    full = fast.calibration_set()
+    full = fidelity.calibration_set()
     assert len(calib) <= 200 and len(full) > len(calib)
     for qid, group in calib.groupby("query_id"):
         assert len(group) == (full["query_id"] == qid).sum()
-    assert fast.calibration_key(calib) != fast.calibration_key(full)
+    assert fidelity.calibration_key(calib) != fidelity.calibration_key(full)
 
 
 def test_degraded_paths_are_refused_with_measured_numbers(spread_model_dir, calib):
     scorer = Scorer(spread_model_dir, ScorerConfig(max_length=128, cache=False))
     pairs = list(zip(calib["query"], calib["doc"], strict=True))
     ref = scorer._compute(pairs, desc=None)
-    assert fast.compare("fp32-again", ref, scorer._compute(pairs, desc=None), calib).passed
-    rounded = fast.compare("round-1dp", ref, np.round(ref, 1), calib)  # ties + coarse ranks
+    assert fidelity.compare("fp32-again", ref, scorer._compute(pairs, desc=None), calib).passed
+    rounded = fidelity.compare("round-1dp", ref, np.round(ref, 1), calib)  # ties + coarse ranks
     assert not rounded.passed and "REFUSED" in rounded.message() and "Spearman" in rounded.message()
     broken = copy.deepcopy(scorer.model)
     for layer in broken.bert.encoder.layer:  # zero the attention output projections: a wrong kernel
         layer.attention.output.dense.weight.data.zero_()
     degraded = scorer._compute(pairs, desc=None, runner=fast.torch_runner(broken, "cpu"))
-    result = fast.compare("zeroed-attention", ref, degraded, calib)
-    assert not result.passed and result.spearman < fast.MIN_SPEARMAN
+    result = fidelity.compare("zeroed-attention", ref, degraded, calib)
+    assert not result.passed and result.spearman < fidelity.MIN_SPEARMAN
     assert f"{result.spearman:.4f}" in result.message() and f"{result.ndcg_ref:.4f}" in result.message()
 
 
@@ -80,9 +80,9 @@ def test_failing_path_is_refused_by_the_scorer_and_cached(tmp_path, spread_model
     """Dynamic int8 on this deliberately wide-weight tiny model loses ranking: the scorer refuses it."""
     cfg = ScorerConfig(max_length=128, store_dir=str(tmp_path), gate_max_pairs=200, path="torch-int8",
                        int8_fp32_layers="")
-    with pytest.raises(fast.FidelityGateError, match=r"REFUSED.*Spearman vs fp32 0\.\d+"):
+    with pytest.raises(fidelity.FidelityGateError, match=r"REFUSED.*Spearman vs fp32 0\.\d+"):
         Scorer(spread_model_dir, cfg)
-    with pytest.raises(fast.FidelityGateError, match="REFUSED"):  # second time from the cached result
+    with pytest.raises(fidelity.FidelityGateError, match="REFUSED"):  # second time from the cached result
         Scorer(spread_model_dir, cfg)
     assert len(list(tmp_path.glob("*/gate-*.json"))) == 1
 

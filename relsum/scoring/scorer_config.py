@@ -1,0 +1,67 @@
+"""The scorer's configuration: how it tokenizes, batches, caches and which inference path it runs.
+
+Kept apart from :mod:`relsum.scoring.scorer` so that stage configs can embed it without loading torch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+
+from relsum.config import cfg
+
+_SUPPORTED_DTYPES = ("float32",)
+
+
+@dataclasses.dataclass
+class ScorerConfig:
+    """How the scorer tokenizes, batches and caches; ``max_length`` and ``dtype`` change scores."""
+
+    max_length: int = cfg(256, help="max tokens of [CLS] query [SEP] doc [SEP]; the doc is truncated first")
+    batch_size: int = cfg(32, help="nominal rows per batch; a batch never has more than 4x this many rows")
+    # 2048 measured best on a 2-core AVX2 CPU (MiniLM-L6, mixed lengths): 1.2-1.3x predict(batch_size=32),
+    # while 8192 ran at 0.85-1.03x (activations of big batches fall out of the CPU caches). GPUs want ~32k+.
+    max_tokens_per_batch: int = cfg(
+        2048, help="token budget per batch (rows x padded length), so short pairs go in bigger batches; "
+        "about 2048 suits a CPU, raise it (e.g. 32768) on a GPU")
+    cache: bool = cfg(True, help="keep an in-memory (query, doc) -> score cache across calls")
+    show_progress: bool | None = cfg(
+        None, help="tqdm bar over pairs; None = automatic (on when a call scores more than 1000 pairs)")
+    device: str = cfg("cpu", help="torch device: cpu, cuda, cuda:N or mps")
+    num_threads: int | None = cfg(None, help="torch intra-op threads while scoring; None = torch default")
+    dtype: str = cfg("float32", help="compute dtype; only float32 is supported for now")
+    init_seed: int = cfg(0, help="seed for a randomly initialised classifier head (untrained start)")
+    path: str = cfg("fp32", help="inference path: fp32, bf16, onnx-fp32, onnx-int8, torch-int8 or fp16-cuda; "
+                    "anything but fp32 must pass the fidelity gate against fp32 first")
+    int8_fp32_layers: str = cfg("0,-1", help="encoder layers kept in fp32 on the int8 paths, comma-separated "
+                                "(negative = from the end; empty = quantize every layer); the head stays fp32")
+    store: bool = cfg(False, help="persist scores on disk per fingerprint and serve repeats from there")
+    store_dir: str | None = cfg(None, help="score-store root; None = <RELSUM_HOME>/scores (also holds gate "
+                                "results and ONNX exports)")
+    gate_golden: str | None = cfg(None, help="golden folder of the fidelity gate's calibration set; "
+                                  "None = the bundled sample")
+    gate_max_pairs: int | None = cfg(None, help="cap on calibration pairs (whole queries); None = all")
+
+    def __post_init__(self) -> None:
+        if self.max_length < 8:
+            raise ValueError(f"max_length must be >= 8, got {self.max_length}")
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+        if self.max_tokens_per_batch < self.max_length:
+            raise ValueError(f"max_tokens_per_batch ({self.max_tokens_per_batch}) must be >= max_length "
+                             f"({self.max_length}) so that one full-length pair fits in a batch")
+        if self.dtype not in _SUPPORTED_DTYPES:
+            raise ValueError(f"dtype must be one of {_SUPPORTED_DTYPES}, got {self.dtype!r}")
+        if self.num_threads is not None and self.num_threads < 1:
+            raise ValueError(f"num_threads must be >= 1 or None, got {self.num_threads}")
+        if not re.fullmatch(r"cpu|mps|cuda(:\d+)?", self.device):
+            raise ValueError(f"device must be cpu, mps, cuda or cuda:N, got {self.device!r}")
+        from relsum.scoring.fast import PATHS
+
+        if self.path not in PATHS:
+            raise ValueError(f"path must be one of {PATHS}, got {self.path!r}")
+        from relsum.scoring.fast import parse_layers
+
+        parse_layers(self.int8_fp32_layers)
+        if self.gate_max_pairs is not None and self.gate_max_pairs < 10:
+            raise ValueError(f"gate_max_pairs must be >= 10 or None, got {self.gate_max_pairs}")
