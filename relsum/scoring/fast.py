@@ -19,6 +19,9 @@ saturating int16, which full 8-bit weights can overflow). Measured on the bootst
 golden sample: per-tensor int8 of every layer gives Spearman 0.988 and moves NDCG@5 by +0.005;
 per-channel keeps Spearman at 0.997 but moves NDCG@5 by -0.010; keeping the first and last layers in
 fp32 as well gives Spearman 0.9985 and |dNDCG@5| 0.0004, at 1.2-1.4x fp32 speed on an AVX2 CPU.
+Dynamic int8 picks activation scales per batch, so a pair's int8 score depends (slightly) on which pairs
+share its batch: under other batch sizes the same recipe measured |dNDCG@5| 0.0006 and was refused. The
+store keeps whatever was computed first; use fp32 or onnx-fp32 where scores must be bit-reproducible.
 - ``fp16-cuda``: the model in float16 on a CUDA device; refused without CUDA.
 """
 
