@@ -23,6 +23,7 @@ from relsum.config import cfg
 from relsum.data import contracts as dc
 from relsum.data import io as rio
 from relsum.data.contracts import as_id
+from relsum.pipelines.interleaving_report import _plot, _write_report
 
 logger = logging.getLogger(__name__)
 
@@ -199,36 +200,6 @@ class AnalyzeConfig:
                              f"{self.count_events}")
 
 
-def _plot(per_query: pd.DataFrame, overall: dict, title: str, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-
-    data = per_query[per_query["impressions"] > 0].sort_values("wins_minus_losses", ascending=False)
-    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(11, 4.5), gridspec_kw={"width_ratios": [3, 1]})
-    x = range(len(data))
-    colors = ["tab:green" if v > 0 else "tab:red" if v < 0 else "tab:gray" for v in data["wins_minus_losses"]]
-    ax.bar(x, data["wins_minus_losses"], color=colors)
-    ax.axhline(0, color="black", linewidth=0.8)
-    if len(data) <= 30:
-        ax.set_xticks(list(x), data["query_id"].astype(str), rotation=60, ha="right", fontsize=7)
-    else:
-        ax.set_xticks([])
-    ax.set_xlabel(f"query ({len(data)} with impressions), sorted")
-    ax.set_ylabel("variation wins - control wins")
-    labels = ["variation\nwins", "ties", "control\nwins", "no\npreference"]
-    values = [overall["wins"], overall["ties"], overall["losses"], overall["no_preference"]]
-    ax2.bar(labels, values, color=["tab:green", "tab:gray", "tab:red", "lightgray"])
-    ax2.set_ylabel("impressions")
-    fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    with rio.atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=110)
-    plt.close(fig)
-
-
 def _clean(value: Any) -> Any:
     return None if isinstance(value, float) and value != value else value
 
@@ -292,21 +263,3 @@ def run_analyze(config: AnalyzeConfig) -> dict[str, Any]:
     _write_report(results, paths["report"])
     logger.info("interleaving %s: %s", experiment, verdict)
     return {"results": results, "paths": {k: str(v) for k, v in paths.items()}}
-
-
-def _write_report(results: dict, path: Path) -> None:
-
-    o = results["overall"]
-    fmt = lambda v, spec: "n/a" if v is None else format(v, spec)  # noqa: E731
-    lines = [f"# Interleaving test {results['experiment_id']}", "",
-             f"**{results['verdict']}** (counted events: {', '.join(results['count_events'])})", "",
-             "| impressions | variation wins | control wins | ties | no preference | Δ | Δ_AB (Chapelle) | p (sign test) |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- |",
-             f"| {o['impressions']} | {o['wins']} | {o['losses']} | {o['ties']} | {o['no_preference']} | "
-             f"{fmt(o['delta'], '+.3f')} | {fmt(o['delta_chapelle'], '+.3f')} | {fmt(o['p_value'], '.3g')} |", "",
-             f"Queries: {results['queries']} exported, {results['queries_with_impressions']} with impressions. "
-             f"Events: {results['events_in']} in, {results['events_counted']} counted, "
-             f"{results['events_rejected']} rejected (rejects.csv).", "", f"Conventions: {results['conventions']}", "",
-             "![per-query wins minus losses](interleaving.png)", ""]
-    with rio.atomic_path(path) as tmp:
-        tmp.write_text("\n".join(lines), encoding="utf-8")

@@ -22,183 +22,56 @@ case-insensitively in ``grade_map``.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
-from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from relsum.config import cfg
-from relsum.data.io import READ_ERROR_COL
-from relsum.data.sanitize import clean_text, content_hash, has_undecodable, is_missing, render_attributes
+from relsum.data.contract_rows import _Rows
+from relsum.data.contract_types import (
+    PAPER_GRADE_MAP,
+    R_CONFLICT_QUERY,
+    R_DATE,
+    R_DUP_JUDGMENT,
+    R_DUPLICATE,
+    R_EMPTY_QUERY,
+    R_EMPTY_TITLE,
+    R_LABEL_NAN,
+    R_LABEL_RANGE,
+    R_MISSING_GRADE,
+    R_MISSING_KEY,
+    R_MISSING_LABEL,
+    R_MISSING_TIER,
+    R_MISSING_TRAFFIC,
+    R_READ,
+    R_TAIL_BOOL,
+    R_TRAFFIC_NAN,
+    R_TRAFFIC_NEG,
+    R_UNDECODABLE,
+    R_UNKNOWN_GRADE,
+    R_UNKNOWN_PRODUCT,
+    R_UNKNOWN_QUERY,
+    ContractConfig,
+    ContractError,
+    ValidationResult,
+    as_id,
+    grade_key,
+)
+from relsum.data.sanitize import clean_text, content_hash, is_missing, render_attributes
 
 logger = logging.getLogger(__name__)
 
-PAPER_GRADE_MAP = {"4": 1.0, "3": 0.5, "2": 0.0, "1": 0.0, "0": 0.0}
-(R_READ, R_UNDECODABLE, R_MISSING_KEY, R_DUPLICATE, R_EMPTY_TITLE, R_EMPTY_QUERY, R_LABEL_NAN, R_LABEL_RANGE,
- R_MISSING_LABEL, R_TRAFFIC_NAN, R_TRAFFIC_NEG, R_MISSING_TRAFFIC, R_DATE, R_MISSING_GRADE, R_UNKNOWN_GRADE,
- R_UNKNOWN_PRODUCT, R_UNKNOWN_QUERY, R_DUP_JUDGMENT, R_CONFLICT_QUERY, R_TAIL_BOOL, R_MISSING_TIER) = (
-    "unreadable row", "undecodable text", "missing key", "duplicate key", "empty title", "empty query",
-    "label not a number", "label out of range", "missing label", "traffic not a number", "negative traffic",
-    "missing traffic", "unparseable date", "missing grade", "unknown grade", "unknown product",
-    "unknown query", "duplicate judgment", "conflicting query text", "tail not a boolean",
-    "missing rarity_tier")
-
-
-class ContractError(ValueError):
-    """A table that cannot be validated row by row (e.g. a required column is missing)."""
-
-    def __init__(self, table: str, missing: Iterable[str] = (), message: str | None = None):
-        self.table, self.missing = table, list(missing)
-        super().__init__(message or f"{table}: missing required column(s) {self.missing}")
-
-
-@dataclasses.dataclass
-class ContractConfig:
-    """How strict the contracts are and how grades become labels."""
-
-    max_title_tokens: int = cfg(64, help="cap on cleaned title length, in whitespace-separated words")
-    max_text_tokens: int = cfg(256, help="cap on cleaned description, attributes and text, in words")
-    grade_map: dict[str, float] | None = cfg(
-        dict(PAPER_GRADE_MAP), help="judgment grade -> label in [0, 1] (keys matched as strings, "
-        "case-insensitively); None = take labels from the judgments' label column")
-    default_label: float | None = cfg(None, help="label for grades not in grade_map; None rejects them")
-    use_label_column: bool = cfg(False, help="take judgment labels from the label column, not grade_map")
-    tail_fraction: float = cfg(1 / 3, help="share of queries, rarest by traffic, that count as tail")
-
-    def __post_init__(self) -> None:
-        if self.max_title_tokens < 1 or self.max_text_tokens < 1:
-            raise ValueError("max_title_tokens and max_text_tokens must be >= 1")
-        if not 0 < self.tail_fraction < 1:
-            raise ValueError(f"tail_fraction must be in (0, 1), got {self.tail_fraction}")
-        if self.grade_map is not None:
-            self.grade_map = {grade_key(k): float(v) for k, v in self.grade_map.items()}
-            bad = {k: v for k, v in self.grade_map.items() if not 0.0 <= v <= 1.0}
-            if bad:
-                raise ValueError(f"grade_map labels must be in [0, 1]: {bad}")
-        if self.default_label is not None and not 0.0 <= self.default_label <= 1.0:
-            raise ValueError(f"default_label must be in [0, 1], got {self.default_label}")
-
-
-@dataclasses.dataclass
-class ValidationResult:
-    """Valid rows (cleaned) and rejects (original values + ``row_number`` + ``reason``) of one table."""
-
-    table: str
-    valid: pd.DataFrame
-    rejects: pd.DataFrame
-    rows_in: int = 0
-    reason_counts: dict[str, int] = dataclasses.field(default_factory=dict)
-
-    def summary(self) -> dict[str, Any]:
-        """Rows in / valid / rejected and reject counts by reason kind (a row may have several)."""
-        return {"table": self.table, "rows_in": self.rows_in, "valid": len(self.valid),
-                "rejected": len(self.rejects), "reasons": dict(sorted(self.reason_counts.items()))}
-
-
-def as_id(value: Any) -> str | None:
-    """An id as a stripped string (ints and whole floats without ``.0``); missing or blank -> None."""
-    if is_missing(value):
-        return None
-    if isinstance(value, int | np.integer) and not isinstance(value, bool):
-        return str(int(value))
-    if isinstance(value, float | np.floating):
-        return str(int(value)) if float(value).is_integer() else repr(float(value))
-    text = str(value).strip()
-    return text or None
-
-
-def grade_key(value: Any) -> str | None:
-    """A grade as a lookup string: ``3``, ``3.0`` and ``" 3 "`` -> ``"3"``; text stays text."""
-    key = as_id(value)
-    if key is None:
-        return None
-    try:
-        number = float(key)
-    except ValueError:
-        return key
-    return str(int(number)) if number.is_integer() else key
-
-
-class _Rows:
-    """Collects (kind, detail) problems per row and builds the result."""
-
-    def __init__(self, table: str, df: pd.DataFrame, required: list[str]):
-        missing = [c for c in required if c not in df.columns]
-        if missing:
-            raise ContractError(table, missing)
-        self.table, self.df = table, df.reset_index(drop=True)
-        self.problems: list[list[tuple[str, str | None]]] = [[] for _ in range(len(self.df))]
-        if READ_ERROR_COL in self.df.columns:
-            self.where(~self.df[READ_ERROR_COL].map(is_missing), R_READ, list(self.df[READ_ERROR_COL]))
-        bad_cols: list[list[str]] = [[] for _ in range(len(self.df))]
-        for col in self.df.columns:
-            if self.df[col].dtype == object or pd.api.types.is_string_dtype(self.df[col]):
-                for i in np.flatnonzero(self.df[col].map(has_undecodable).to_numpy(dtype=bool)):
-                    bad_cols[i].append(str(col))
-        for i, cols in enumerate(bad_cols):
-            if cols:
-                self.problems[i].append((R_UNDECODABLE, ", ".join(cols)))
-
-    def where(self, mask: Any, kind: str, detail: Any = None) -> None:
-        for i in np.flatnonzero(np.asarray(mask, dtype=bool)):
-            d = detail[i] if isinstance(detail, list | pd.Series | np.ndarray) else detail
-            self.problems[i].append((kind, None if d is None else str(d)))
-
-    def ids(self, col: str) -> list[str | None]:
-        ids = [as_id(v) for v in self.df[col]]
-        self.where([i is None for i in ids], R_MISSING_KEY, col)
-        return ids
-
-    def ok(self, i: int) -> bool:
-        return not self.problems[i]
-
-    def dedupe(self, keys: list[Any], kind: str, describe: Callable[[Any], str]) -> None:
-        first: dict[Any, int] = {}
-        for i, key in enumerate(keys):
-            if not self.ok(i):
-                continue
-            if key in first:
-                self.problems[i].append((kind, f"{describe(key)} first at row {first[key]}"))
-            else:
-                first[key] = i
-
-    def numbers(self, col: str, nan_kind: str, missing_kind: str | None = None) -> np.ndarray:
-        """Floats of ``col`` (NaN where missing/bad); non-numbers (inf too) and, optionally, missing are flagged."""
-        out = np.full(len(self.df), np.nan)
-        for i, v in enumerate(self.df[col]):
-            if is_missing(v) or (isinstance(v, str) and not v.strip()):
-                if missing_kind:
-                    self.problems[i].append((missing_kind, None))
-                continue
-            try:
-                if isinstance(v, bool | np.bool_):
-                    raise ValueError
-                out[i] = float(v)
-                if not np.isfinite(out[i]):
-                    raise ValueError
-            except (TypeError, ValueError):
-                out[i] = np.nan
-                self.problems[i].append((nan_kind, repr(v)))
-        return out
-
-    def result(self, valid: pd.DataFrame) -> ValidationResult:
-        bad = np.array([bool(p) for p in self.problems], dtype=bool)
-        rejects = self.df.loc[bad].drop(columns=[READ_ERROR_COL], errors="ignore").copy()
-        rejects["row_number"] = np.flatnonzero(bad)
-        rejects["reason"] = ["; ".join(k if d is None else f"{k}: {d}" for k, d in p) for p in self.problems if p]
-        counts = Counter(k for p in self.problems for k, _ in p)
-        valid = valid.loc[~bad].reset_index(drop=True)
-        res = ValidationResult(self.table, valid, rejects.reset_index(drop=True), len(self.df), dict(counts))
-        logger.debug("%s: %d rows, %d valid, %d rejected %s", self.table, res.rows_in, len(res.valid),
-                    len(res.rejects), res.summary()["reasons"] or "")
-        return res
-
-    def extras(self, used: set[str]) -> pd.DataFrame:
-        return self.df[[c for c in self.df.columns if c not in used | {READ_ERROR_COL}]]
+# The vocabulary (reason kinds, config, error, result, id helpers) lives in relsum.data.contract_types and
+# the row-problem collector in relsum.data.contract_rows; this module stays the import path to use.
+__all__ = [
+    "PAPER_GRADE_MAP", "R_CONFLICT_QUERY", "R_DATE", "R_DUPLICATE", "R_DUP_JUDGMENT", "R_EMPTY_QUERY",
+    "R_EMPTY_TITLE", "R_LABEL_NAN", "R_LABEL_RANGE", "R_MISSING_GRADE", "R_MISSING_KEY", "R_MISSING_LABEL",
+    "R_MISSING_TIER", "R_MISSING_TRAFFIC", "R_READ", "R_TAIL_BOOL", "R_TRAFFIC_NAN", "R_TRAFFIC_NEG",
+    "R_UNDECODABLE", "R_UNKNOWN_GRADE", "R_UNKNOWN_PRODUCT", "R_UNKNOWN_QUERY", "ContractConfig",
+    "ContractError", "ValidationResult", "as_id", "grade_key", "validate_catalog", "validate_judgments",
+    "validate_queries", "validate_search_log"]
 
 
 def _clean_all(values: Iterable[Any], max_tokens: int | None) -> list[str]:

@@ -21,14 +21,15 @@ summarized is a no-op. Read the output with :func:`load_summaries` (each product
 Over-length input: the prompt is capped at ``min(max_input_tokens, context - max_new_tokens)`` tokens by
 cutting the description (``fit_text``); a product whose frame + title alone exceed that budget cannot be
 summarized and is rejected with reason ``over-length input``.
+
+The output helpers are in :mod:`relsum.summarize.output` and shard planning/generation in
+:mod:`relsum.summarize.generation`; :func:`load_summaries` is re-exported here.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import fcntl
-import hashlib
 import json
 import logging
 import os
@@ -42,13 +43,22 @@ from relsum.config import cfg, to_dict
 from relsum.data.contracts import ContractConfig, validate_catalog
 from relsum.data.io import read_table, write_csv_atomic, write_json_atomic, write_parquet_atomic
 from relsum.paths import home
-from relsum.summarize.backends import GenSettings, make_backend, model_version_of, policy_context_length
-from relsum.summarize.postprocess import clean_summary
+from relsum.summarize.backends import model_version_of, policy_context_length
+from relsum.summarize.generation import _generate, _plan
+from relsum.summarize.output import (
+    INDEX_COLUMNS,
+    OUTPUT_COLUMNS,
+    _clean_temps,
+    _lock,
+    _publish,
+    _read_manifest,
+    _sha,
+    load_summaries,
+)
 
 logger = logging.getLogger(__name__)
 
-OUTPUT_COLUMNS = ["product_id", "summary", "summary_status", "content_key", "model_version", "run_id", "generated_at"]
-INDEX_COLUMNS = ["product_id", "content_key", "run_id", "shard"]
+__all__ = ["INDEX_COLUMNS", "OUTPUT_COLUMNS", "SummarizeConfig", "load_summaries", "run_summarize"]
 
 
 @dataclasses.dataclass
@@ -92,137 +102,6 @@ class SummarizeConfig:
             raise ValueError("max_summary_words, threads and ray_num_cpus must be >= 0")
         if not 0 < self.vllm_gpu_memory_utilization <= 1:
             raise ValueError("vllm_gpu_memory_utilization must be in (0, 1]")
-
-
-def _sha(obj: Any) -> str:
-    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
-
-
-def _read_manifest(out: Path) -> dict[str, Any] | None:
-    path = out / "manifest.json"
-    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
-
-
-def load_summaries(out_dir: str | Path) -> pd.DataFrame:
-    """The committed output: one row per product (OUTPUT_COLUMNS), read through the last run's index."""
-    out = Path(out_dir)
-    manifest = _read_manifest(out)
-    if manifest is None:
-        raise FileNotFoundError(f"{out}: no manifest.json (no run has completed here)")
-    index = pd.read_parquet(out / manifest["index"])
-    parts = []
-    for shard, rows in index.groupby("shard", sort=True):
-        df = pd.read_parquet(out / shard)
-        parts.append(df.merge(rows[["product_id", "run_id"]], on=["product_id", "run_id"]))
-    result = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=OUTPUT_COLUMNS)
-    return result[OUTPUT_COLUMNS].sort_values("product_id", ignore_index=True)
-
-
-def _lock(out: Path) -> Any:
-    handle = open(out / ".lock", "w")  # noqa: SIM115 - held for the job's lifetime, released by the kernel on exit
-    try:
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError as exc:
-        handle.close()
-        raise RuntimeError(f"{out}: another summarize job holds the lock") from exc
-    return handle
-
-
-def _clean_temps(out: Path) -> None:
-    """Remove temp files left by a killed writer (``atomic_path`` names them ``.<name>.<random>.tmp``)."""
-    for tmp in out.rglob(".*.tmp"):
-        logger.info("removing partial file %s from an interrupted run", tmp)
-        tmp.unlink(missing_ok=True)
-
-
-def _plan(config: SummarizeConfig, todo: pd.DataFrame, budget: int) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(plan, over-length rejects): non-empty prompts checked against the token budget, sorted, sharded."""
-    from relsum.training.policy import load_tokenizer
-    from relsum.training.prompt import build_prompt, policy_text, resolve_chat_template
-
-    over = pd.Series(False, index=todo.index)
-    if len(todo):
-        tok = load_tokenizer(config.model_dir)
-        templated = resolve_chat_template(tok, None)
-        frames = [policy_text(tok, build_prompt(t, ""), templated) for t in todo["title"]]
-        lengths = [len(ids) for ids in tok(frames, add_special_tokens=not templated)["input_ids"]]
-        over = pd.Series([n > budget for n in lengths], index=todo.index) & (todo["text"] != "")
-        reasons = [f"over-length input: prompt frame + title is {n} tokens, budget {budget}" for n in lengths]
-    rejects = todo.loc[over, ["product_id", "title"]].assign(
-        reason=[r for r, o in zip(reasons, over, strict=True) if o] if over.any() else [], status="over_length")
-    plan = todo.loc[~over, ["product_id", "title", "text", "content_key"]].copy()
-    plan["_len"] = plan["text"].str.len()
-    plan = plan.sort_values(["_len", "product_id"], ascending=[False, True], ignore_index=True).drop(columns="_len")
-    plan["shard"] = plan.index // config.shard_size
-    return plan, rejects.reset_index(drop=True)
-
-
-def _generate(config: SummarizeConfig, plan: pd.DataFrame, run_dir: Path, meta: dict[str, Any],
-              budget: int) -> dict[str, float]:
-    """Generate every shard of ``plan`` that has no committed file yet; returns this invocation's timings."""
-    from tqdm.auto import tqdm
-
-    shards = sorted(plan["shard"].unique().tolist())
-    todo = [s for s in shards if not (run_dir / f"shard-{s:05d}.parquet").exists()]
-    done_products = int(plan["shard"].isin([s for s in shards if s not in todo]).sum())
-    stats = {"seconds": 0.0, "products": 0, "model_products": 0, "generated_tokens": 0, "resumed_shards": len(shards) - len(todo)}
-    if not todo:
-        return stats
-    groups = {s: plan[plan["shard"] == s] for s in todo}
-    needs_model = any((g["text"] != "").any() for g in groups.values())
-    settings = GenSettings(config.model_dir, config.adapter_dir, config.max_new_tokens, budget, config.batch_size,
-                           config.threads)
-    backend = None
-    if needs_model:
-        options: dict[str, Any] = {}
-        if config.backend == "ray":
-            options = {"address": config.ray_address, "num_actors": config.ray_num_actors,
-                       "batch_size": config.ray_batch_size, "cpus_per_actor": config.ray_cpus_per_actor,
-                       "gpus_per_actor": config.ray_gpus_per_actor,
-                       "num_cpus": config.ray_num_cpus or int(config.ray_num_actors * max(1.0, config.ray_cpus_per_actor))}
-        elif config.backend == "vllm":
-            options = {"gpu_memory_utilization": config.vllm_gpu_memory_utilization,
-                       "tensor_parallel_size": config.vllm_tensor_parallel_size, "dtype": config.vllm_dtype}
-        backend = make_backend(config.backend, settings, **options)
-    from relsum.training.policy import load_tokenizer
-
-    tok = load_tokenizer(config.model_dir)
-    inputs = ((s, list(g.loc[g["text"] != "", "title"]), list(g.loc[g["text"] != "", "text"])) for s, g in groups.items())
-    bar = tqdm(total=len(plan), initial=done_products, unit="product", desc="summarize", disable=not config.show_progress)
-    start = time.perf_counter()
-    try:
-        stream = backend.summarize_shards(inputs) if backend else ((s, [], []) for s, _, _ in inputs)
-        for shard_no, raw, errors in stream:
-            g = groups[shard_no]
-            nonempty = (g["text"] != "").to_numpy()
-            summary, status, err = [""] * len(g), ["empty_input"] * len(g), [None] * len(g)
-            for pos, r, e in zip([i for i, ne in enumerate(nonempty) if ne], raw, errors, strict=True):
-                summary[pos], status[pos], err[pos] = clean_summary(r, config.max_summary_words), "ok", e
-                stats["generated_tokens"] += len(tok(r, add_special_tokens=False)["input_ids"]) if r and not e else 0
-            out = pd.DataFrame({"product_id": g["product_id"].to_numpy(), "summary": summary, "summary_status": status,
-                                "content_key": g["content_key"].to_numpy(), "model_version": meta["model_version"],
-                                "run_id": meta["run_id"], "generated_at": meta["generated_at"]})
-            failed = [e is not None for e in err]
-            rej = g.loc[failed, ["product_id", "title"]].assign(
-                reason=[f"generation error: {e}" for e in err if e is not None], status="generation_error")
-            write_parquet_atomic(rej.reset_index(drop=True), run_dir / f"shard-{shard_no:05d}.rejects.parquet")
-            write_parquet_atomic(out.loc[[not f for f in failed]].reset_index(drop=True),
-                                 run_dir / f"shard-{shard_no:05d}.parquet")
-            stats["products"] += len(g)
-            stats["model_products"] += int(nonempty.sum())
-            bar.update(len(g))
-    finally:
-        bar.close()
-        if backend is not None:
-            backend.close()
-    stats["seconds"] = time.perf_counter() - start
-    return stats
-
-
-def _publish(out: Path, run_dir: Path) -> None:
-    """Copy the run's index and rejects to the top level (after the manifest commit; redone on rerun)."""
-    write_parquet_atomic(pd.read_parquet(run_dir / "index.parquet"), out / "index.parquet")
-    write_csv_atomic(pd.read_csv(run_dir / "rejects.csv", dtype=str, keep_default_na=False), out / "rejects.csv")
 
 
 def run_summarize(config: SummarizeConfig, *, base_dir: str | Path | None = None) -> dict[str, Any]:

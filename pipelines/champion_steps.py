@@ -1,0 +1,98 @@
+"""Steps of the ``relsum_catalog_summaries`` and ``relsum_interleaving_export`` DAGs (champion in, files out).
+
+Split out of :mod:`relsum.pipelines.retrain` (which re-exports these steps for the DAGs): both DAGs start
+from the model version behind the champion alias that the retrain DAG's gate moves.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+from relsum.config import to_dict
+from relsum.paths import home
+from relsum.pipelines.dag_common import (
+    CATALOG,
+    EXPORT,
+    DagConfig,
+    _catalog_subset,
+    _file_sha,
+    _fingerprint,
+    _once,
+    _reward_model,
+    _scorer,
+)
+from relsum.summarize.job import SummarizeConfig
+
+# ---- relsum_catalog_summaries and relsum_interleaving_export ----------------------------------------
+
+def resolve_champion(config: DagConfig, dag_id: str, key: str) -> dict:
+    """Alias -> version -> adapter folder + policy dir (from the version's tags)."""
+    from relsum import registry
+
+    champ = registry.champion_version(config.train.tracking, config.gate.alias)
+    if champ is None:
+        raise ValueError(f"no '{config.gate.alias}' alias on {config.train.tracking.registered_model}: "
+                         "run the relsum_retrain DAG first")
+    return registry.resolve(config.train.tracking, champ, config.step_dir(dag_id, key, "champion"))
+
+
+def _summarize_config(config: DagConfig, champion: dict, **changes: Any) -> SummarizeConfig:
+    stamp = f"{config.train.tracking.registered_model}/v{champion['version']}"
+    return dataclasses.replace(config.summarize, model_dir=champion["policy_dir"], adapter_dir=champion["adapter_dir"],
+                               model_version=stamp, **changes)
+
+
+def summarize_catalog(config: DagConfig, key: str, champion: dict) -> dict:
+    """New and changed products with the champion into ``<runs>/relsum_catalog_summaries/partition=<key>``."""
+    from relsum.pipelines import summarize
+
+    root = config.summarize.out_dir or str(Path(config.runs_dir or home() / "runs") / CATALOG)
+    manifest = summarize.run(_summarize_config(config, champion, out_dir=root), partition=key)
+    return {"partition_dir": str(summarize.partition_dir(root, key)), "run_id": manifest["run_id"],
+            "counts": manifest["counts"], "model_version": champion["version"]}
+
+
+def summarize_candidates(config: DagConfig, key: str, champion: dict) -> dict:
+    """Candidates (default: golden judged pairs) and the champion's summaries of their products."""
+    from relsum.data.golden import find_catalog, load_golden
+    from relsum.data.io import read_table, write_parquet_atomic
+    from relsum.pipelines import summarize
+    from relsum.summarize.job import load_summaries
+
+    out = config.step_dir(EXPORT, key, "summaries")
+    xc = config.export
+
+    def body() -> dict:
+        golden = load_golden(config.evaluate.golden)
+        if xc.candidates:
+            cands = read_table(xc.candidates)
+        else:
+            cands = golden.judgments[["query_id", "product_id"]].merge(golden.queries[["query_id", "query"]])
+        if xc.max_queries:
+            cands = cands[cands["query_id"].isin(sorted(cands["query_id"].unique())[:xc.max_queries])]
+        write_parquet_atomic(cands[["query_id", "query", "product_id"]].reset_index(drop=True), out / "candidates.parquet")
+        source = xc.catalog or str(find_catalog(Path(config.evaluate.golden)))
+        catalog = _catalog_subset(source, set(cands["product_id"].astype(str)), out / "catalog")
+        sc = _summarize_config(config, champion, catalog=catalog, out_dir=str(out / "job"), incremental=False)
+        summarize.run(sc)
+        frame = load_summaries(sc.out_dir)[["product_id", "summary"]]
+        write_parquet_atomic(frame, out / "summaries.parquet")
+        return {"candidates": str(out / "candidates.parquet"), "catalog": catalog,
+                "summaries": str(out / "summaries.parquet"), "model_version": champion["version"]}
+
+    return _once(out, _fingerprint(champion, to_dict(xc), config.evaluate.golden), body)
+
+
+def export(config: DagConfig, key: str, prepared: dict) -> dict:
+    """Team-draft lists, champion summaries (variation) against title-only ranking (control)."""
+    from relsum.pipelines.interleaving import ExportConfig, run_export
+
+    out = config.step_dir(EXPORT, key, "export")
+    xc = config.export
+    ec = ExportConfig(candidates=prepared["candidates"], catalog=prepared["catalog"], summaries=prepared["summaries"],
+                      reward_model=_reward_model(config), out_dir=str(out), seed=xc.seed, length=xc.length,
+                      experiment_id=f"{xc.experiment_id}-v{prepared['model_version']}")
+    fp = _fingerprint(to_dict(ec), _file_sha(prepared["candidates"]), _file_sha(prepared["summaries"]))
+    return _once(out, fp, lambda: run_export(ec, scorer=_scorer(config))["paths"])

@@ -1,0 +1,135 @@
+"""What every DAG step shares: the DAG config, interval keys, run-once commits and the one scorer.
+
+Split out of :mod:`relsum.pipelines.retrain` (still the import path the DAGs use; it re-exports the public
+names) so the step modules hold only steps. ``_once`` is the idempotence of every step: outputs are
+committed with ``_SUCCESS.json`` and a fingerprint of the step's inputs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import re
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from relsum.config import cfg, load_config
+from relsum.paths import SAMPLE_DIR, home
+from relsum.pipelines.build_pairs import BuildPairsConfig
+from relsum.pipelines.train import TrainStageConfig
+from relsum.registry import GateConfig
+from relsum.summarize.job import SummarizeConfig
+
+logger = logging.getLogger(__name__)
+
+RETRAIN, CATALOG, EXPORT = "relsum_retrain", "relsum_catalog_summaries", "relsum_interleaving_export"
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+@dataclasses.dataclass
+class EvalSection:
+    golden: str = cfg(str(SAMPLE_DIR / "golden"), help="Golden-layout folder (full and tail).")
+    max_queries: int = cfg(0, help="Use at most this many golden queries, half tail (0 = all; small for smoke runs).")
+    k: int = cfg(5, help="NDCG cut-off.")
+    min_precision: float = cfg(0.9, help="Precision floor of R@P.")
+    n_boot: int = cfg(1000, help="Bootstrap resamples for the CIs.")
+
+
+@dataclasses.dataclass
+class ExportSection:
+    candidates: str = cfg("", help="Candidates table (query_id, query, product_id); '' = the golden set's judged pairs.")
+    catalog: str = cfg("", help="Catalog of the candidate products; '' = the golden folder's catalog.")
+    max_queries: int = cfg(0, help="Export at most this many queries (0 = all).")
+    seed: int = cfg(0, help="Team-draft seed.")
+    length: int = cfg(10, help="Interleaved list length.")
+    experiment_id: str = cfg("relsum-interleaving", help="Experiment id in the exported rows.")
+
+
+def _summarize_default() -> SummarizeConfig:
+    return SummarizeConfig(catalog=str(SAMPLE_DIR / "products.jsonl"), out_dir="")
+
+
+@dataclasses.dataclass
+class DagConfig:
+    runs_dir: str = cfg("", help="Root of the DAG outputs (default: <RELSUM_HOME>/runs).")
+    reward_model: str = cfg("", help="Frozen cross-encoder folder (default: bootstrap MiniLM into RELSUM_HOME).")
+    pairs: BuildPairsConfig = cfg(default_factory=BuildPairsConfig, help="Pair extraction and filter (dates come from the interval).")
+    train: TrainStageConfig = cfg(default_factory=TrainStageConfig, help="Training and MLflow tracking (train.tracking).")
+    evaluate: EvalSection = cfg(default_factory=EvalSection, help="Golden-set evaluation.")
+    gate: GateConfig = cfg(default_factory=GateConfig, help="Champion/challenger gate.")
+    summarize: SummarizeConfig = cfg(default_factory=_summarize_default, help="Catalog summaries (model from the champion).")
+    export: ExportSection = cfg(default_factory=ExportSection, help="Interleaving export.")
+
+    def step_dir(self, dag_id: str, key: str, step: str) -> Path:
+        return Path(self.runs_dir or home() / "runs") / dag_id / key / step
+
+
+def load(config_path: str | None = None, overrides: list[str] | None = None) -> DagConfig:
+    return load_config(DagConfig, config_path or None, list(overrides or []))
+
+
+def interval_key(start: Any = None, run_id: str | None = None) -> str:
+    """``YYYY-MM-DD`` of the interval start (full timestamp when not midnight); else the run id."""
+    if start is not None:
+        text = start.isoformat()
+        return text[:10] if text[11:19] in ("", "00:00:00") else _UNSAFE.sub("-", text[:19])
+    if not run_id:
+        raise ValueError("an interval key needs a data-interval start or a run id")
+    return _UNSAFE.sub("_", run_id).strip("._")
+
+
+def _fingerprint(*parts: Any) -> str:
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _file_sha(path: str | Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
+
+
+def _once(out: Path, fingerprint: str, body: Callable[[], dict]) -> dict:
+    """Return the committed outputs of ``out`` for ``fingerprint``, else run ``body`` and commit them."""
+    from relsum.data.io import write_json_atomic
+
+    marker = out / "_SUCCESS.json"
+    if marker.is_file():
+        done = json.loads(marker.read_text())
+        if done["fingerprint"] == fingerprint:
+            logger.info("%s: already done for these inputs, reusing", out)
+            return done["outputs"]
+        logger.info("%s: inputs changed (%s -> %s), recomputing", out, done["fingerprint"], fingerprint)
+        marker.unlink()
+    out.mkdir(parents=True, exist_ok=True)
+    outputs = body()
+    write_json_atomic({"fingerprint": fingerprint, "outputs": outputs}, marker)
+    return outputs
+
+
+def _reward_model(config: DagConfig) -> str:
+    from relsum.pipelines.reward_model import ensure_reward_model
+
+    return ensure_reward_model(config.reward_model)
+
+
+def _scorer(config: DagConfig):
+    from relsum.scoring.scorer import Scorer, ScorerConfig
+
+    return Scorer(_reward_model(config), ScorerConfig(store=True))
+
+
+def _catalog_subset(source: str, products: set[str], dst: Path) -> str:
+    """The catalog rows of ``products``: raw JSONL lines copied as they are (nested attributes stay intact)."""
+    from relsum.data.io import atomic_path, read_table, write_parquet_atomic
+
+    if source.endswith(".jsonl"):
+        dst = dst.with_suffix(".jsonl")
+        with Path(source).open(encoding="utf-8") as fh, atomic_path(dst) as tmp:
+            tmp.write_text("".join(line for line in fh if line.strip()
+                                   and str(json.loads(line).get("product_id")) in products), encoding="utf-8")
+    else:
+        dst = dst.with_suffix(".parquet")
+        frame = read_table(source)
+        write_parquet_atomic(frame[frame["product_id"].astype(str).isin(products)].reset_index(drop=True), dst)
+    return str(dst)

@@ -1,0 +1,120 @@
+"""The back half of the ``relsum_retrain`` DAG: evaluate the new version, log its metrics, gate the alias.
+
+Split out of :mod:`relsum.pipelines.retrain` (which re-exports these steps for the DAGs) to keep each
+module short; the golden-set subsetting for smoke runs lives here because only evaluation uses it.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from relsum.config import to_dict
+from relsum.pipelines.dag_common import (
+    RETRAIN,
+    DagConfig,
+    _catalog_subset,
+    _fingerprint,
+    _once,
+    _reward_model,
+    _scorer,
+)
+
+
+def _golden_subset(config: DagConfig, out: Path) -> str:
+    """The golden folder, or a copy with ``max_queries`` queries (half tail) for smoke runs."""
+    import pandas as pd
+
+    from relsum.data.golden import find_catalog, load_golden
+
+    ec = config.evaluate
+    if not ec.max_queries:
+        return ec.golden
+    golden = load_golden(ec.golden)
+    judged = golden.queries[golden.queries["query_id"].isin(golden.judgments["query_id"])].sort_values("query_id")
+    tail = judged[judged["tail"]].head((ec.max_queries + 1) // 2)
+    keep = set(pd.concat([tail, judged[~judged["tail"]].head(ec.max_queries - len(tail))])["query_id"])
+    sub = out / "golden"
+    sub.mkdir(parents=True, exist_ok=True)
+    src = Path(ec.golden)
+    for name in ("queries.csv", "judgments.csv"):
+        frame = pd.read_csv(src / name, dtype=str, keep_default_na=False)
+        frame[frame["query_id"].isin(keep)].to_csv(sub / name, index=False)
+    for name in ("relsum.yaml",):
+        if (src / name).is_file():
+            (sub / name).write_text((src / name).read_text())
+    products = set(pd.read_csv(sub / "judgments.csv", dtype=str)["product_id"])
+    _catalog_subset(str(find_catalog(src)), products, sub / "products.jsonl")
+    return str(sub)
+
+
+def evaluate(config: DagConfig, key: str, trained: dict) -> dict:
+    """Summarize the golden products with the new adapter, the champion and the reference; evaluate all."""
+    import pandas as pd
+
+    from relsum import registry
+    from relsum.data.golden import load_golden
+    from relsum.data.io import write_parquet_atomic
+    from relsum.pipelines import evaluate as evaluate_stage
+    from relsum.policy_eval import summarize_products
+    from relsum.training.policy import load_policy
+
+    out = config.step_dir(RETRAIN, key, "evaluate")
+    tracking = config.train.tracking
+
+    def body() -> dict:
+        champ = registry.champion_version(tracking, config.gate.alias)
+        champ_info = None
+        if champ is not None and str(champ.version) != trained["version"]:
+            champ_info = registry.resolve(tracking, champ, config.step_dir(RETRAIN, key, "champion"))
+        golden_dir = _golden_subset(config, out)
+        golden = load_golden(golden_dir)
+        products = golden.catalog[golden.catalog["product_id"].isin(golden.judgments["product_id"])]
+        products = products[["product_id", "title", "text"]]
+        models = {"challenger": (trained["policy_dir"], trained["adapter_dir"]), "sum_ref": (trained["policy_dir"], None)}
+        if champ_info:
+            models["champion"] = (champ_info["policy_dir"], champ_info["adapter_dir"])
+        summaries = {}
+        for name, (policy, adapter) in models.items():
+            model, tokenizer = load_policy(policy, adapter)
+            series = summarize_products(model, tokenizer, products, config.train.train.policy)
+            path = out / "summaries" / f"{name}.parquet"
+            write_parquet_atomic(pd.DataFrame({"product_id": series.index, "summary": series.to_numpy()}), path)
+            summaries[name] = str(path)
+        ec = config.evaluate
+        result = evaluate_stage.run(evaluate_stage.EvaluateConfig(
+            golden=golden_dir, reward_model=_reward_model(config), summaries=summaries, out_dir=str(out / "evaluation"),
+            k=ec.k, min_precision=ec.min_precision, n_boot=ec.n_boot), scorer=_scorer(config))
+        return {"metrics": result["paths"]["metrics"], "report": [v for k, v in result["paths"].items() if k in ("md", "html")],
+                "champion_version": champ_info["version"] if champ_info else None}
+
+    # The champion compared against is pinned by the committed outputs (champion_version): after the gate
+    # promotes this version, a rerun must not re-evaluate it against itself.
+    return _once(out, _fingerprint(trained, to_dict(config.evaluate)), body)
+
+
+def register(config: DagConfig, key: str, trained: dict, evaluated: dict) -> dict:
+    """Attach the evaluation metrics (scheme in :mod:`relsum.registry`) to the version's run; idempotent."""
+    from relsum import registry
+
+    metrics = json.loads(Path(evaluated["metrics"]).read_text())
+    artifacts = [evaluated["metrics"], *evaluated.get("report", [])]
+    flat = registry.log_evaluation(config.train.tracking, trained["run_id"], metrics,
+                                   evaluated.get("champion_version"), [p for p in artifacts if Path(p).is_file()])
+    return {"version": trained["version"], "run_id": trained["run_id"], "n_metrics": len(flat),
+            "tracking_uri": config.train.tracking.resolved_uri()}
+
+
+def gate(config: DagConfig, key: str, registered: dict) -> dict:
+    """Move the champion alias to the new version only if it passes the gate; the decision is saved."""
+    from relsum import registry
+    from relsum.data.io import write_json_atomic
+
+    out = config.step_dir(RETRAIN, key, "gate")
+
+    def body() -> dict:
+        decision = registry.apply_gate(config.train.tracking, registered["version"], config.gate)
+        write_json_atomic(decision, out / "gate.json")
+        return decision
+
+    return _once(out, _fingerprint(registered["version"], to_dict(config.gate)), body)

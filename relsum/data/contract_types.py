@@ -1,0 +1,102 @@
+"""The vocabulary of the data contracts: reason kinds, settings, errors, results and id normalisation.
+
+Split out of :mod:`relsum.data.contracts` so the per-table validators there read as checks only; every
+name here is re-exported from :mod:`relsum.data.contracts`, which stays the import path to use.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from relsum.config import cfg
+from relsum.data.sanitize import is_missing
+
+PAPER_GRADE_MAP = {"4": 1.0, "3": 0.5, "2": 0.0, "1": 0.0, "0": 0.0}
+(R_READ, R_UNDECODABLE, R_MISSING_KEY, R_DUPLICATE, R_EMPTY_TITLE, R_EMPTY_QUERY, R_LABEL_NAN, R_LABEL_RANGE,
+ R_MISSING_LABEL, R_TRAFFIC_NAN, R_TRAFFIC_NEG, R_MISSING_TRAFFIC, R_DATE, R_MISSING_GRADE, R_UNKNOWN_GRADE,
+ R_UNKNOWN_PRODUCT, R_UNKNOWN_QUERY, R_DUP_JUDGMENT, R_CONFLICT_QUERY, R_TAIL_BOOL, R_MISSING_TIER) = (
+    "unreadable row", "undecodable text", "missing key", "duplicate key", "empty title", "empty query",
+    "label not a number", "label out of range", "missing label", "traffic not a number", "negative traffic",
+    "missing traffic", "unparseable date", "missing grade", "unknown grade", "unknown product",
+    "unknown query", "duplicate judgment", "conflicting query text", "tail not a boolean",
+    "missing rarity_tier")
+
+
+class ContractError(ValueError):
+    """A table that cannot be validated row by row (e.g. a required column is missing)."""
+
+    def __init__(self, table: str, missing: Iterable[str] = (), message: str | None = None):
+        self.table, self.missing = table, list(missing)
+        super().__init__(message or f"{table}: missing required column(s) {self.missing}")
+
+
+@dataclasses.dataclass
+class ContractConfig:
+    """How strict the contracts are and how grades become labels."""
+
+    max_title_tokens: int = cfg(64, help="cap on cleaned title length, in whitespace-separated words")
+    max_text_tokens: int = cfg(256, help="cap on cleaned description, attributes and text, in words")
+    grade_map: dict[str, float] | None = cfg(
+        dict(PAPER_GRADE_MAP), help="judgment grade -> label in [0, 1] (keys matched as strings, "
+        "case-insensitively); None = take labels from the judgments' label column")
+    default_label: float | None = cfg(None, help="label for grades not in grade_map; None rejects them")
+    use_label_column: bool = cfg(False, help="take judgment labels from the label column, not grade_map")
+    tail_fraction: float = cfg(1 / 3, help="share of queries, rarest by traffic, that count as tail")
+
+    def __post_init__(self) -> None:
+        if self.max_title_tokens < 1 or self.max_text_tokens < 1:
+            raise ValueError("max_title_tokens and max_text_tokens must be >= 1")
+        if not 0 < self.tail_fraction < 1:
+            raise ValueError(f"tail_fraction must be in (0, 1), got {self.tail_fraction}")
+        if self.grade_map is not None:
+            self.grade_map = {grade_key(k): float(v) for k, v in self.grade_map.items()}
+            bad = {k: v for k, v in self.grade_map.items() if not 0.0 <= v <= 1.0}
+            if bad:
+                raise ValueError(f"grade_map labels must be in [0, 1]: {bad}")
+        if self.default_label is not None and not 0.0 <= self.default_label <= 1.0:
+            raise ValueError(f"default_label must be in [0, 1], got {self.default_label}")
+
+
+@dataclasses.dataclass
+class ValidationResult:
+    """Valid rows (cleaned) and rejects (original values + ``row_number`` + ``reason``) of one table."""
+
+    table: str
+    valid: pd.DataFrame
+    rejects: pd.DataFrame
+    rows_in: int = 0
+    reason_counts: dict[str, int] = dataclasses.field(default_factory=dict)
+
+    def summary(self) -> dict[str, Any]:
+        """Rows in / valid / rejected and reject counts by reason kind (a row may have several)."""
+        return {"table": self.table, "rows_in": self.rows_in, "valid": len(self.valid),
+                "rejected": len(self.rejects), "reasons": dict(sorted(self.reason_counts.items()))}
+
+
+def as_id(value: Any) -> str | None:
+    """An id as a stripped string (ints and whole floats without ``.0``); missing or blank -> None."""
+    if is_missing(value):
+        return None
+    if isinstance(value, int | np.integer) and not isinstance(value, bool):
+        return str(int(value))
+    if isinstance(value, float | np.floating):
+        return str(int(value)) if float(value).is_integer() else repr(float(value))
+    text = str(value).strip()
+    return text or None
+
+
+def grade_key(value: Any) -> str | None:
+    """A grade as a lookup string: ``3``, ``3.0`` and ``" 3 "`` -> ``"3"``; text stays text."""
+    key = as_id(value)
+    if key is None:
+        return None
+    try:
+        number = float(key)
+    except ValueError:
+        return key
+    return str(int(number)) if number.is_integer() else key

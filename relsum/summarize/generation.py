@@ -1,0 +1,104 @@
+"""Planning and generating the job's shards: token-budget check, length-sorted shards, one commit per shard.
+
+Split out of :mod:`relsum.summarize.job`, which decides *what* to generate; these two steps do it
+(``_plan`` once per run, ``_generate`` on every invocation until all shards are committed).
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+
+from relsum.data.io import write_parquet_atomic
+from relsum.summarize.backends import GenSettings, make_backend
+from relsum.summarize.postprocess import clean_summary
+
+if TYPE_CHECKING:
+    from relsum.summarize.job import SummarizeConfig
+
+
+def _plan(config: SummarizeConfig, todo: pd.DataFrame, budget: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(plan, over-length rejects): non-empty prompts checked against the token budget, sorted, sharded."""
+    from relsum.training.policy import load_tokenizer
+    from relsum.training.prompt import build_prompt, policy_text, resolve_chat_template
+
+    over = pd.Series(False, index=todo.index)
+    if len(todo):
+        tok = load_tokenizer(config.model_dir)
+        templated = resolve_chat_template(tok, None)
+        frames = [policy_text(tok, build_prompt(t, ""), templated) for t in todo["title"]]
+        lengths = [len(ids) for ids in tok(frames, add_special_tokens=not templated)["input_ids"]]
+        over = pd.Series([n > budget for n in lengths], index=todo.index) & (todo["text"] != "")
+        reasons = [f"over-length input: prompt frame + title is {n} tokens, budget {budget}" for n in lengths]
+    rejects = todo.loc[over, ["product_id", "title"]].assign(
+        reason=[r for r, o in zip(reasons, over, strict=True) if o] if over.any() else [], status="over_length")
+    plan = todo.loc[~over, ["product_id", "title", "text", "content_key"]].copy()
+    plan["_len"] = plan["text"].str.len()
+    plan = plan.sort_values(["_len", "product_id"], ascending=[False, True], ignore_index=True).drop(columns="_len")
+    plan["shard"] = plan.index // config.shard_size
+    return plan, rejects.reset_index(drop=True)
+
+
+def _generate(config: SummarizeConfig, plan: pd.DataFrame, run_dir: Path, meta: dict[str, Any],
+              budget: int) -> dict[str, float]:
+    """Generate every shard of ``plan`` that has no committed file yet; returns this invocation's timings."""
+    from tqdm.auto import tqdm
+
+    shards = sorted(plan["shard"].unique().tolist())
+    todo = [s for s in shards if not (run_dir / f"shard-{s:05d}.parquet").exists()]
+    done_products = int(plan["shard"].isin([s for s in shards if s not in todo]).sum())
+    stats = {"seconds": 0.0, "products": 0, "model_products": 0, "generated_tokens": 0, "resumed_shards": len(shards) - len(todo)}
+    if not todo:
+        return stats
+    groups = {s: plan[plan["shard"] == s] for s in todo}
+    needs_model = any((g["text"] != "").any() for g in groups.values())
+    settings = GenSettings(config.model_dir, config.adapter_dir, config.max_new_tokens, budget, config.batch_size,
+                           config.threads)
+    backend = None
+    if needs_model:
+        options: dict[str, Any] = {}
+        if config.backend == "ray":
+            options = {"address": config.ray_address, "num_actors": config.ray_num_actors,
+                       "batch_size": config.ray_batch_size, "cpus_per_actor": config.ray_cpus_per_actor,
+                       "gpus_per_actor": config.ray_gpus_per_actor,
+                       "num_cpus": config.ray_num_cpus or int(config.ray_num_actors * max(1.0, config.ray_cpus_per_actor))}
+        elif config.backend == "vllm":
+            options = {"gpu_memory_utilization": config.vllm_gpu_memory_utilization,
+                       "tensor_parallel_size": config.vllm_tensor_parallel_size, "dtype": config.vllm_dtype}
+        backend = make_backend(config.backend, settings, **options)
+    from relsum.training.policy import load_tokenizer
+
+    tok = load_tokenizer(config.model_dir)
+    inputs = ((s, list(g.loc[g["text"] != "", "title"]), list(g.loc[g["text"] != "", "text"])) for s, g in groups.items())
+    bar = tqdm(total=len(plan), initial=done_products, unit="product", desc="summarize", disable=not config.show_progress)
+    start = time.perf_counter()
+    try:
+        stream = backend.summarize_shards(inputs) if backend else ((s, [], []) for s, _, _ in inputs)
+        for shard_no, raw, errors in stream:
+            g = groups[shard_no]
+            nonempty = (g["text"] != "").to_numpy()
+            summary, status, err = [""] * len(g), ["empty_input"] * len(g), [None] * len(g)
+            for pos, r, e in zip([i for i, ne in enumerate(nonempty) if ne], raw, errors, strict=True):
+                summary[pos], status[pos], err[pos] = clean_summary(r, config.max_summary_words), "ok", e
+                stats["generated_tokens"] += len(tok(r, add_special_tokens=False)["input_ids"]) if r and not e else 0
+            out = pd.DataFrame({"product_id": g["product_id"].to_numpy(), "summary": summary, "summary_status": status,
+                                "content_key": g["content_key"].to_numpy(), "model_version": meta["model_version"],
+                                "run_id": meta["run_id"], "generated_at": meta["generated_at"]})
+            failed = [e is not None for e in err]
+            rej = g.loc[failed, ["product_id", "title"]].assign(
+                reason=[f"generation error: {e}" for e in err if e is not None], status="generation_error")
+            write_parquet_atomic(rej.reset_index(drop=True), run_dir / f"shard-{shard_no:05d}.rejects.parquet")
+            write_parquet_atomic(out.loc[[not f for f in failed]].reset_index(drop=True),
+                                 run_dir / f"shard-{shard_no:05d}.parquet")
+            stats["products"] += len(g)
+            stats["model_products"] += int(nonempty.sum())
+            bar.update(len(g))
+    finally:
+        bar.close()
+        if backend is not None:
+            backend.close()
+    stats["seconds"] = time.perf_counter() - start
+    return stats
