@@ -187,3 +187,14 @@ def mean_ndcg_at_k(query_ids, gains, scores, k: int = 5) -> NDCGSummary:
     n_used = int(ok.sum())
     mean = float(values[ok].mean()) if n_used else float("nan")
     return NDCGSummary(mean, n_used, int(len(values) - n_used))
+
+
+def mean_reward(labels, scores) -> float:
+    """The training reward on judged pairs: ``mean(-|score - label|)`` (0 = scores equal the labels).
+
+    A calibration metric, unlike the two ranking metrics: GRPO optimises it, so it shows whether
+    summaries move the scorer towards human grades or only towards the training (proxy) labels.
+    ``nan`` for no pairs. Equals ``-sklearn.metrics.mean_absolute_error(labels, scores)``.
+    """
+    labels, scores = _check_pairs(labels, scores)
+    return float(-np.abs(scores - labels).mean()) if len(labels) else float("nan")

@@ -16,7 +16,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from relsum.evaluation.bootstrap import METRICS, paired_bootstrap
+from relsum.evaluation.bootstrap import (
+    METRICS,
+    Interval,
+    paired_bootstrap,
+    percentile_interval,
+    resample_counts,
+)
+from relsum.evaluation.metrics import mean_reward
 
 logger = logging.getLogger(__name__)
 
@@ -97,6 +104,7 @@ def compute_offline_metrics(
             qids, labels, {c: df[f"score_{c}"].to_numpy(dtype=np.float64) for c in candidates},
             baseline=baseline, k=k, min_precision=min_precision, n_boot=n_boot, seed=seed, level=level,
         )
+        rewards = _reward_intervals(df, candidates, n_boot=n_boot, seed=seed, level=level)
         out["subsets"][subset] = {
             "n_queries": int(len(has_gain)),
             "n_pairs": int(len(df)),
@@ -106,6 +114,7 @@ def compute_offline_metrics(
             "candidates": {
                 c: {
                     **{m: r[m].as_dict() for m in METRICS},
+                    "reward": rewards[c].as_dict(),
                     "gain_pct": {m: r["gain_pct"][m].as_dict() for m in METRICS},
                 }
                 for c, r in result.items()
@@ -161,6 +170,23 @@ def format_value(iv: Mapping[str, Any], digits: int = 3) -> str:
     return f"{value:.{digits}f} [{ci}]"
 
 
+def _reward_intervals(df: pd.DataFrame, candidates: list[str], *, n_boot: int, seed: int,
+                      level: float) -> dict[str, Interval]:
+    """:func:`mean_reward` per candidate with a bootstrap CI over queries (pairs weighted equally)."""
+    codes, uniques = pd.factorize(df["query_id"]) if len(df) else (np.zeros(0, dtype=np.int64), [])
+    counts = resample_counts(len(uniques), n_boot, seed)
+    n_per_query = np.bincount(codes, minlength=len(uniques)).astype(np.float64)
+    labels = df["label"].to_numpy(dtype=np.float64)
+    out = {}
+    for c in candidates:
+        scores = df[f"score_{c}"].to_numpy(dtype=np.float64)
+        per_query = np.bincount(codes, weights=-np.abs(scores - labels), minlength=len(uniques))
+        with np.errstate(invalid="ignore", divide="ignore"):
+            replicates = (counts @ per_query) / (counts @ n_per_query)
+        out[c] = Interval(mean_reward(labels, scores), *percentile_interval(replicates, level))
+    return out
+
+
 def gains_table(metrics: Mapping[str, Any]) -> pd.DataFrame:
     """Table 3: one row per non-baseline candidate, gain in % [95% CI] per subset and metric."""
     cfg, names = metrics["config"], metrics["config"]["metric_names"]
@@ -184,6 +210,8 @@ def absolute_table(metrics: Mapping[str, Any], candidates: list[str] | None = No
         for c in candidates or cfg["candidates"]:
             rec = {"subset": f"Golden-{subset}", "candidate": c}
             rec.update({names[m]: format_value(sub["candidates"][c][m]) for m in METRICS})
+            if "reward" in sub["candidates"][c]:
+                rec["reward −|r−l|"] = format_value(sub["candidates"][c]["reward"])
             rec.update({
                 "queries": sub["n_queries"], "pairs": sub["n_pairs"], "label-1 pairs": sub["n_positive_pairs"],
                 "excluded (no positive)": sub["n_queries_excluded_no_positive"],

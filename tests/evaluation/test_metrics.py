@@ -161,3 +161,14 @@ def test_mean_ndcg_excludes_and_counts_queries_without_positive():
 def test_per_query_rejects_length_mismatch():
     with pytest.raises(ValueError, match="query_ids"):
         per_query_ndcg_at_k(["a"], [1, 0], [0.1, 0.2])
+
+
+def test_mean_reward_matches_sklearn_mae():
+    from sklearn.metrics import mean_absolute_error
+
+    from relsum.evaluation.metrics import mean_reward
+
+    rng = np.random.default_rng(3)
+    labels, scores = rng.choice([0.0, 0.5, 1.0], 200), rng.random(200)
+    assert mean_reward(labels, scores) == pytest.approx(-mean_absolute_error(labels, scores))
+    assert mean_reward([1.0, 0.0], [1.0, 0.0]) == 0.0 and np.isnan(mean_reward([], []))

@@ -48,7 +48,7 @@ def test_structure_counts_and_json():
     assert (full["n_queries"], full["n_pairs"], full["n_positive_pairs"]) == (10, 20, 10)
     assert (tail["n_queries"], tail["n_pairs"], tail["n_queries_excluded_no_positive"]) == (2, 4, 0)
     entry = full["candidates"]["perfect"]
-    assert set(entry) == {"recall_at_precision", "ndcg_at_k", "gain_pct"}
+    assert set(entry) == {"recall_at_precision", "ndcg_at_k", "reward", "gain_pct"}
     assert set(entry["gain_pct"]) == {"recall_at_precision", "ndcg_at_k"}
     assert set(entry["ndcg_at_k"]) == {"value", "lo", "hi"}
     text = json.dumps(to_jsonable(m), allow_nan=False)
@@ -79,6 +79,18 @@ def test_hand_made_values_and_gains_table():
     text = format_table(m)
     assert "| perfect | +100.0% [" in text and "Absolute values" in text
     assert f"{NDCG_NONE:.3f} [" in text
+
+
+def test_reward_is_the_mean_calibration_error_with_a_query_ci():
+    m = compute_offline_metrics(hand_scores(), ["perfect"], n_boot=200)
+    full = m["subsets"]["full"]["candidates"]
+    assert full["perfect"]["reward"]["value"] == pytest.approx(-0.3)  # |0.9 - 1| and |0.5 - 0|, averaged
+    none = full["none"]["reward"]
+    assert none["value"] == pytest.approx(-0.5)  # five queries at -0.3, five at -0.7
+    assert -0.7 < none["lo"] < none["value"] < none["hi"] < -0.3
+    assert "reward −|r−l|" in format_table(m) and "-0.300 [" in format_table(m)
+    empty = compute_offline_metrics(hand_scores(tail_queries=()), ["perfect"], n_boot=20)
+    assert math.isnan(empty["subsets"]["tail"]["candidates"]["perfect"]["reward"]["value"])
 
 
 def test_empty_tail_subset_does_not_crash():
