@@ -19,16 +19,6 @@ PARAMS = {"config": Param("", type="string", description="YAML path of DagConfig
           "overrides": Param([], type="array", description="key=value overrides")}
 
 
-def _setup(context) -> tuple:
-    from airflow.sdk import Variable
-
-    from relsum.pipelines import retrain
-
-    params = context["params"]
-    config = retrain.load(params.get("config") or Variable.get("relsum_config", default=None), params.get("overrides"))
-    return config, retrain.interval_key(context.get("data_interval_start"), context["run_id"])
-
-
 @dag(dag_id="relsum_catalog_summaries", schedule=CronDataIntervalTimetable("0 0 * * *", timezone="UTC"),
      start_date=dt.datetime(2026, 10, 5, tzinfo=dt.UTC), catchup=False, max_active_runs=1,
      default_args=DEFAULT_ARGS, params=PARAMS, tags=["relsum"], doc_md=__doc__)
@@ -37,14 +27,14 @@ def relsum_catalog_summaries():
     def resolve_champion(**context) -> dict:
         from relsum.pipelines import retrain
 
-        config, key = _setup(context)
+        config, key, _, _ = retrain.task_setup(context)
         return retrain.resolve_champion(config, retrain.CATALOG, key)
 
     @task
     def summarize_catalog(champion: dict, **context) -> dict:
         from relsum.pipelines import retrain
 
-        config, key = _setup(context)
+        config, key, _, _ = retrain.task_setup(context)
         return retrain.summarize_catalog(config, key, champion)
 
     summarize_catalog(resolve_champion())

@@ -18,17 +18,6 @@ PARAMS = {"config": Param("", type="string", description="YAML path of DagConfig
           "overrides": Param([], type="array", description="key=value overrides")}
 
 
-def _setup(context) -> tuple:
-    from airflow.sdk import Variable
-
-    from relsum.pipelines import retrain
-
-    params = context["params"]
-    config = retrain.load(params.get("config") or Variable.get("relsum_config", default=None), params.get("overrides"))
-    start = context.get("logical_date") or context.get("data_interval_start")
-    return config, retrain.interval_key(start, context["run_id"])
-
-
 @dag(dag_id="relsum_interleaving_export", schedule=None, start_date=dt.datetime(2026, 10, 5, tzinfo=dt.UTC),
      catchup=False, default_args=DEFAULT_ARGS, params=PARAMS, tags=["relsum"], doc_md=__doc__)
 def relsum_interleaving_export():
@@ -36,21 +25,21 @@ def relsum_interleaving_export():
     def resolve_champion(**context) -> dict:
         from relsum.pipelines import retrain
 
-        config, key = _setup(context)
+        config, key, _, _ = retrain.task_setup(context)
         return retrain.resolve_champion(config, retrain.EXPORT, key)
 
     @task
     def summarize_candidates(champion: dict, **context) -> dict:
         from relsum.pipelines import retrain
 
-        config, key = _setup(context)
+        config, key, _, _ = retrain.task_setup(context)
         return retrain.summarize_candidates(config, key, champion)
 
     @task
     def export(prepared: dict, **context) -> dict:
         from relsum.pipelines import retrain
 
-        config, key = _setup(context)
+        config, key, _, _ = retrain.task_setup(context)
         return retrain.export(config, key, prepared)
 
     export(summarize_candidates(resolve_champion()))

@@ -20,19 +20,6 @@ PARAMS = {"config": Param("", type="string", description="YAML path of DagConfig
           "overrides": Param([], type="array", description="key=value overrides, e.g. train.grpo.max_steps=2")}
 
 
-def _setup(context) -> tuple:
-    """(config, interval key, start date, end date) of the running task."""
-    from airflow.sdk import Variable
-
-    from relsum.pipelines import retrain
-
-    params = context["params"]
-    config = retrain.load(params.get("config") or Variable.get("relsum_config", default=None), params.get("overrides"))
-    start, end = context.get("data_interval_start"), context.get("data_interval_end")
-    key = retrain.interval_key(start, context["run_id"])
-    return config, key, start.date().isoformat() if start else None, end.date().isoformat() if end else None
-
-
 @dag(dag_id="relsum_retrain", schedule=CronDataIntervalTimetable("0 0 * * 1", timezone="UTC"),
      start_date=dt.datetime(2026, 10, 5, tzinfo=dt.UTC), catchup=False, max_active_runs=1,
      default_args=DEFAULT_ARGS, params=PARAMS, tags=["relsum"], doc_md=__doc__)
@@ -41,42 +28,42 @@ def relsum_retrain():
     def extract(**context) -> dict:
         from relsum.pipelines import retrain
 
-        config, key, start, end = _setup(context)
+        config, key, start, end = retrain.task_setup(context)
         return retrain.extract(config, key, start, end)
 
     @task
     def score_filter(extracted: dict, **context) -> dict:
         from relsum.pipelines import retrain
 
-        config, key, _, _ = _setup(context)
+        config, key, _, _ = retrain.task_setup(context)
         return retrain.score_filter(config, key, extracted)
 
     @task(execution_timeout=dt.timedelta(hours=12))  # production: pool/queue="gpu" (see dags/README.md)
     def train(pairs: dict, **context) -> dict:
         from relsum.pipelines import retrain
 
-        config, key, _, _ = _setup(context)
+        config, key, _, _ = retrain.task_setup(context)
         return retrain.train(config, key, pairs)
 
     @task
     def evaluate(trained: dict, **context) -> dict:
         from relsum.pipelines import retrain
 
-        config, key, _, _ = _setup(context)
+        config, key, _, _ = retrain.task_setup(context)
         return retrain.evaluate(config, key, trained)
 
     @task
     def register(trained: dict, evaluated: dict, **context) -> dict:
         from relsum.pipelines import retrain
 
-        config, key, _, _ = _setup(context)
+        config, key, _, _ = retrain.task_setup(context)
         return retrain.register(config, key, trained, evaluated)
 
     @task
     def gate(registered: dict, **context) -> dict:
         from relsum.pipelines import retrain
 
-        config, key, _, _ = _setup(context)
+        config, key, _, _ = retrain.task_setup(context)
         return retrain.gate(config, key, registered)
 
     trained = train(score_filter(extract()))

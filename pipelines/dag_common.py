@@ -81,6 +81,23 @@ def interval_key(start: Any = None, run_id: str | None = None) -> str:
     return _UNSAFE.sub("_", run_id).strip("._")
 
 
+def task_setup(context: dict) -> tuple[DagConfig, str, str | None, str | None]:
+    """(config, interval key, start date, end date as ``YYYY-MM-DD``) of a running Airflow task.
+
+    The config comes from the run's ``config`` param, else the Variable ``relsum_config``, else the
+    defaults, with the ``overrides`` param on top; every DAG task starts here. A run without a data
+    interval (a manual trigger) is keyed by its logical date, else by its run id.
+    """
+    from airflow.sdk import Variable
+
+    params = context["params"]
+    config = load(params.get("config") or Variable.get("relsum_config", default=None), params.get("overrides"))
+    start = context.get("data_interval_start") or context.get("logical_date")
+    end = context.get("data_interval_end")
+    return (config, interval_key(start, context["run_id"]), start.date().isoformat() if start else None,
+            end.date().isoformat() if end else None)
+
+
 def _fingerprint(*parts: Any) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
 

@@ -40,6 +40,7 @@ from relsum.pipelines.dag_common import (
     _scorer,
     interval_key,
     load,
+    task_setup,
 )
 from relsum.pipelines.retrain_evaluate import evaluate, gate, register
 from relsum.registry import TAG_FINGERPRINT, TAG_INTERVAL
@@ -48,7 +49,7 @@ logger = logging.getLogger(__name__)
 
 __all__ = ["CATALOG", "EXPORT", "RETRAIN", "DagConfig", "EvalSection", "ExportSection", "evaluate", "export",
            "extract", "gate", "interval_key", "load", "register", "resolve_champion", "score_filter",
-           "summarize_candidates", "summarize_catalog", "train"]
+           "summarize_candidates", "summarize_catalog", "task_setup", "train"]
 
 
 # ---- relsum_retrain -------------------------------------------------------------------------------
