@@ -54,12 +54,14 @@ class VLLMBackend(_Base):
 
     def summarize(self, titles: Sequence[str], texts: Sequence[str]) -> list[str]:
         from relsum.training.generate import postprocess
-        from relsum.training.prompt import build_prompt, fit_text, policy_text
+        from relsum.training.prompt import build_prompt, fit_texts, policy_text
 
         out = [""] * len(titles)
         todo = [i for i, x in enumerate(texts) if x and str(x).strip()]
-        strings = [policy_text(self.tokenizer, build_prompt(titles[i], fit_text(
-            self.tokenizer, titles[i], texts[i], self.settings.max_prompt_tokens)), self.templated) for i in todo]
+        fitted = fit_texts(self.tokenizer, [titles[i] for i in todo], [texts[i] for i in todo],
+                           self.settings.max_prompt_tokens)
+        strings = [policy_text(self.tokenizer, build_prompt(titles[i], text), self.templated)
+                   for i, text in zip(todo, fitted, strict=True)]
         # token ids, not strings: a chat-templated string already holds BOS, so vLLM must not add another
         ids = self.tokenizer(strings, add_special_tokens=not self.templated)["input_ids"]
         prompts = [{"prompt_token_ids": p} for p in ids]

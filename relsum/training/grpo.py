@@ -21,7 +21,7 @@ import pandas as pd
 from relsum.training.config import TrainConfig
 from relsum.training.options import SummaryReward, product_rows
 from relsum.training.policy import load_policy, lora_config, resolve_policy_dir
-from relsum.training.prompt import as_messages, build_prompt, fit_text, resolve_chat_template
+from relsum.training.prompt import as_messages, build_prompt, fit_texts, resolve_chat_template
 from relsum.training.rewards import RelevanceReward
 
 logger = logging.getLogger(__name__)
@@ -55,8 +55,9 @@ def prepare_train_df(train_df: pd.DataFrame, config: TrainConfig) -> pd.DataFram
 def prompt_column(tokenizer: Any, df: pd.DataFrame, config: TrainConfig) -> list[Any]:
     """Per-row prompts: strings, or one-turn conversations when the chat template is in use (TRL applies it)."""
     templated = resolve_chat_template(tokenizer, config.policy.use_chat_template)
-    prompts = [build_prompt(t, fit_text(tokenizer, t, x, config.policy.max_prompt_tokens))
-               for t, x in zip(df["title"], df["text"], strict=True)]
+    titles = df["title"].tolist()
+    fitted = fit_texts(tokenizer, titles, df["text"].tolist(), config.policy.max_prompt_tokens)
+    prompts = [build_prompt(t, x) for t, x in zip(titles, fitted, strict=True)]
     return [as_messages(p) for p in prompts] if templated else prompts
 
 

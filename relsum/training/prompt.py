@@ -59,27 +59,17 @@ def fit_text(tokenizer: Any, title: Any, text: Any, max_prompt_tokens: int) -> s
     """``text`` cut (at a token boundary, from the end) so the whole prompt fits ``max_prompt_tokens``.
 
     Truncating the description rather than the prompt keeps both the frame start and the instruction
-    line, which a left or right cut of the finished prompt would lose.
+    line, which a left or right cut of the finished prompt would lose. One product of :func:`fit_texts`.
     """
-    clean = neutralise(text)
-    if not clean or max_prompt_tokens <= 0:
-        return clean
-    fixed = len(tokenizer(build_prompt(title, ""), add_special_tokens=True)["input_ids"])
-    budget = max_prompt_tokens - fixed
-    if budget <= 0:
-        return ""
-    # Tokens rarely span more than ~10 characters: pre-cutting bounds tokenizer time on huge texts.
-    ids = tokenizer(clean[: budget * 12], add_special_tokens=False, verbose=False)["input_ids"]
-    if len(ids) <= budget and len(clean) <= budget * 12:
-        return clean
-    return tokenizer.decode(ids[:budget], skip_special_tokens=True).strip()
+    return fit_texts(tokenizer, [title], [text], max_prompt_tokens)[0]
 
 
 def fit_texts(tokenizer: Any, titles: list[Any], texts: list[Any], max_prompt_tokens: int) -> list[str]:
-    """:func:`fit_text` for many products with three batched tokenizer calls instead of two per product.
+    """:func:`fit_text` for many products at once: three batched tokenizer calls in all.
 
-    Same result as ``[fit_text(tokenizer, t, x, max_prompt_tokens) for t, x in zip(titles, texts)]``
-    (the tests check it); per-call tokenizer overhead otherwise costs as much as generating on a tiny model.
+    Tokens rarely span more than ~10 characters, so each text is pre-cut at 12 characters per token of
+    budget before tokenizing (bounds tokenizer time on huge texts). Batched because per-call tokenizer
+    overhead otherwise costs as much as generating on a tiny model.
     """
     if len(titles) != len(texts):
         raise ValueError(f"titles and texts lengths differ: {len(titles)} != {len(texts)}")

@@ -56,15 +56,20 @@ def test_fit_text_respects_budget(tiny_policy_dir):
     assert fit_text(tok, "Acme", "short text", 96) == "short text"
 
 
-def test_fit_texts_matches_fit_text(tiny_policy_dir):
+def test_fit_texts_cuts_each_text_to_its_own_budget(tiny_policy_dir):
     from relsum.training.policy import load_tokenizer
 
     tok = load_tokenizer(tiny_policy_dir)
     long = " ".join(f"word{i} colour black" for i in range(400))
     titles = ["Acme", "B" * 400, "Mug", "Cup", "Lamp"]
     texts = [long, "text beyond a title that fills the budget", None, "short text", "x" * 5000]
-    for budget in (0, 16, 96):
-        assert fit_texts(tok, titles, texts, budget) == [fit_text(tok, t, x, budget) for t, x in zip(titles, texts, strict=True)]
+    assert fit_texts(tok, titles, texts, 0) == [long, texts[1], "", "short text", texts[4]]  # no cap
+    fitted = fit_texts(tok, titles, texts, 96)
+    assert fitted[1] == "" and fitted[2] == "" and fitted[3] == "short text"  # title alone fills 96 / no text
+    for title, text in ((titles[0], fitted[0]), (titles[4], fitted[4])):
+        assert len(text) > 0 and len(tok(build_prompt(title, text))["input_ids"]) <= 96
+    assert long.startswith(fitted[0][:50]) and len(fitted[0]) < len(long)
+    assert fitted == [fit_text(tok, t, x, 96) for t, x in zip(titles, texts, strict=True)]  # one-product form
     with pytest.raises(ValueError, match="lengths differ"):
         fit_texts(tok, ["a"], [], 96)
 
