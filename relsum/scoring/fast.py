@@ -111,9 +111,14 @@ def quantized_layers(n_layers: int, fp32_layers: str) -> list[int]:
     return [k for k in range(n_layers) if k not in keep]
 
 
+def _recipe_name(layers: list[int]) -> str:
+    """The int8 recipe quantizing ``layers`` (v2 = per channel, reduce_range, head in fp32)."""
+    return "int8v2-q" + "_".join(map(str, layers))
+
+
 def int8_tag(n_layers: int, fp32_layers: str) -> str:
-    """Names the int8 recipe in export file names and fingerprints (v2 = per channel, reduce_range)."""
-    return "int8v2-q" + "_".join(map(str, quantized_layers(n_layers, fp32_layers)))
+    """Names the int8 recipe in export file names and fingerprints."""
+    return _recipe_name(quantized_layers(n_layers, fp32_layers))
 
 
 _LAYER = re.compile(r"[./]layer\.(\d+)[./]")
@@ -134,7 +139,7 @@ def export_onnx(model, out_dir: Path, use_types: bool, int8_layers: list[int] | 
     out_dir.mkdir(parents=True, exist_ok=True)
     int8 = int8_layers is not None
     fp32_file = out_dir / "model.onnx"
-    int8_file = out_dir / f"model-int8v2-q{'_'.join(map(str, int8_layers or []))}.onnx"
+    int8_file = out_dir / f"model-{_recipe_name(int8_layers or [])}.onnx"
     names = ["input_ids", "attention_mask", *(["token_type_ids"] if use_types else [])]
     if not fp32_file.is_file():
         class _Logits(torch.nn.Module):
