@@ -34,12 +34,15 @@ class TrainStageConfig:
     catalog: str = cfg(str(SAMPLE_DIR / "products.jsonl"), help="Catalog the tiny default policy is built from.")
     tiny_policy_dir: str = cfg("", help="Where the tiny default policy lives (default: <RELSUM_HOME>/tiny_policy).")
     holdout_fraction: float = cfg(0.2, help="Fraction of products held out for the reward comparison.")
+    heldout_samples: int = cfg(8, help="Summaries sampled per held-out product at the training temperature to estimate each policy's expected reward, the quantity GRPO maximises (0 = greedy comparison only).")
     n_sample_summaries: int = cfg(20, help="Held-out summaries logged as a sample artifact.")
     n_boot: int = cfg(1000, help="Bootstrap resamples for the held-out reward CI.")
 
     def __post_init__(self):
         if not 0.0 <= self.holdout_fraction < 1.0:
             raise ValueError("holdout_fraction must be in [0, 1)")
+        if self.heldout_samples < 0:
+            raise ValueError("heldout_samples must be >= 0")
 
 
 def split_by_product(pairs: pd.DataFrame, fraction: float, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -68,12 +71,34 @@ def ensure_policy(config: TrainStageConfig) -> str:
     return str(out)
 
 
+def _compare_heldout(config: TrainStageConfig, heldout: pd.DataFrame, adapter_dir: str, scorer) -> tuple[dict, pd.DataFrame]:
+    """Reference policy against the trained adapter on held-out pairs: greedy and sampled rewards."""
+    from relsum.policy_eval import compare_policies, sample_products, summarize_products
+    from relsum.training.policy import load_policy
+
+    tc = config.train
+    temperature = tc.grpo.temperature if tc.algo == "grpo" else tc.dpo.temperature
+    products = heldout.drop_duplicates("product_id")[["product_id", "title", "text"]]
+    greedy, sampled = {}, {}
+    for name, adapter in (("reference", None), ("trained", adapter_dir)):
+        model, tokenizer = load_policy(tc.policy.model_dir, adapter, merge=adapter is not None)
+        greedy[name] = summarize_products(model, tokenizer, products, tc.policy)
+        if config.heldout_samples:
+            sampled[name] = sample_products(model, tokenizer, products, tc.policy, config.heldout_samples,
+                                            temperature, seed=tc.seed)
+    comparison = compare_policies(heldout, greedy["reference"], greedy["trained"], scorer, n_boot=config.n_boot,
+                                  seed=tc.seed, reference_samples=sampled.get("reference"),
+                                  trained_samples=sampled.get("trained"))
+    samples = products.assign(summary_reference=products["product_id"].map(greedy["reference"]),
+                              summary_trained=products["product_id"].map(greedy["trained"]))
+    return comparison, samples
+
+
 def run(config: TrainStageConfig, scorer=None) -> dict:
     from relsum import tracking
     from relsum.data.io import read_table, write_parquet_atomic
-    from relsum.policy_eval import compare_policies, summarize_products
     from relsum.scoring.scorer import Scorer, ScorerConfig
-    from relsum.training.policy import load_policy
+    from relsum.training.policy import prompt_cap
 
     tc = config.train
     if not tc.train_data:
@@ -83,6 +108,7 @@ def run(config: TrainStageConfig, scorer=None) -> dict:
             raise ValueError("train.scorer_model_dir (the frozen cross-encoder folder) is required")
         scorer = Scorer(tc.scorer_model_dir, ScorerConfig(store=True))
     tc.policy.model_dir = ensure_policy(config)
+    tc.policy.max_prompt_tokens = prompt_cap(tc.policy.model_dir, tc.policy.max_prompt_tokens)
     out = Path(tc.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     pairs = read_table(tc.train_data)
@@ -117,23 +143,16 @@ def run(config: TrainStageConfig, scorer=None) -> dict:
             result = train_dpo(tc, train_df, scorer)
         for in_memory in ("model", "tokenizer"):
             result.pop(in_memory, None)
-        comparison = {}
-        if len(heldout):
-            products = heldout.drop_duplicates("product_id")[["product_id", "title", "text"]]
-            model, tokenizer = load_policy(tc.policy.model_dir)
-            ref = summarize_products(model, tokenizer, products, tc.policy)
-            model, tokenizer = load_policy(tc.policy.model_dir, result["adapter_dir"], merge=True)
-            new = summarize_products(model, tokenizer, products, tc.policy)
-            comparison = compare_policies(heldout, ref, new, scorer, n_boot=config.n_boot, seed=tc.seed)
-            samples = products.assign(summary_reference=products["product_id"].map(ref),
-                                      summary_trained=products["product_id"].map(new))
+        comparison, samples = _compare_heldout(config, heldout, result["adapter_dir"], scorer) if len(heldout) else ({}, None)
+        if samples is not None:
             write_parquet_atomic(samples, out / "heldout_summaries.parquet")
         result.update({"heldout": comparison, "data": data_stats, "policy_dir": tc.policy.model_dir})
         if active is not None:
             tracking.log_metrics({f"heldout_{k}": v for k, v in comparison.items() if np.isscalar(v)})
             if comparison:
-                tracking.log_metrics({"heldout_reward_diff_ci_low": comparison["reward_diff_ci95"][0],
-                                      "heldout_reward_diff_ci_high": comparison["reward_diff_ci95"][1]})
+                tracking.log_metrics({f"heldout_{key}_ci_{side}": comparison[f"{key}_ci95"][i]
+                                      for key in ("reward_diff", "sampled_reward_diff") if f"{key}_ci95" in comparison
+                                      for i, side in enumerate(("low", "high"))})
                 import mlflow
 
                 mlflow.log_table(samples.head(config.n_sample_summaries), "sample_summaries.json")

@@ -55,6 +55,7 @@ from relsum.summarize.output import (
     _sha,
     load_summaries,
 )
+from relsum.training.policy import prompt_cap
 
 logger = logging.getLogger(__name__)
 
@@ -126,6 +127,7 @@ def _run_locked(config: SummarizeConfig, out: Path, base_dir: Path | None) -> di
     version = config.model_version or model_version_of(config.model_dir, config.adapter_dir)
     context = policy_context_length(config.model_dir)
     budget = min(config.max_input_tokens, context - config.max_new_tokens) if context else config.max_input_tokens
+    budget = prompt_cap(config.model_dir, budget)
     gen_fp = {"model_version": version, "max_new_tokens": config.max_new_tokens, "budget": budget,
               "max_summary_words": config.max_summary_words}
     valid["content_key"] = [_sha([h, gen_fp])[:32] for h in valid["content_hash"]]

@@ -102,3 +102,15 @@ def resolve_policy_dir(config: TrainConfig, catalog: pd.DataFrame | None = None)
         raise ValueError("policy.model_dir is empty and no catalog was given to build the tiny default policy")
     logger.info("policy.model_dir is empty: building the tiny default policy at %s", tiny_dir)
     return build_tiny_policy(catalog.drop_duplicates(subset=["title", "text"]), tiny_dir, config.tiny)
+
+
+def prompt_cap(model_dir: str | Path, requested: int) -> int:
+    """``requested``, lowered to the warm-up cap when ``model_dir`` is a tiny-policy build."""
+    from relsum.training.tiny_policy import warm_up_prompt_cap
+
+    cap = warm_up_prompt_cap(model_dir)
+    if cap is not None and requested > cap:
+        logger.info("prompt cap %d lowered to %d, the cap the tiny policy at %s was warmed up with",
+                    requested, cap, model_dir)
+        return cap
+    return requested

@@ -68,9 +68,10 @@ def pseudo_items(title: Any, text: Any) -> list[str]:
     return items
 
 
-def pseudo_summary(title: Any, text: Any, tokenizer: Any = None, max_tokens: int = 48) -> str:
-    """:func:`pseudo_items` joined with ", ", capped at ``max_tokens`` (whole items; words if needed)."""
-    items = pseudo_items(title, text)
+def pseudo_summary(title: Any, text: Any, tokenizer: Any = None, max_tokens: int = 48,
+                   items: list[str] | None = None) -> str:
+    """:func:`pseudo_items` (or ``items``) joined with ", ", capped at ``max_tokens`` (whole items; words if needed)."""
+    items = pseudo_items(title, text) if items is None else items
     if tokenizer is None:
         return ", ".join(items)
     out: list[str] = []
@@ -84,6 +85,17 @@ def pseudo_summary(title: Any, text: Any, tokenizer: Any = None, max_tokens: int
         else:
             break
     return ", ".join(out)
+
+
+def warm_up_prompt_cap(model_dir: str | Path) -> int | None:
+    """The prompt token cap a tiny-policy build was warmed up with, or None for any other model folder.
+
+    Its rotary positions past that cap never saw training, so longer prompts only add noise.
+    """
+    marker = Path(model_dir) / MARKER_FILE
+    if not marker.exists():
+        return None
+    return int(json.loads(marker.read_text(encoding="utf-8"))["config"]["max_prompt_tokens"])
 
 
 def _train_tokenizer(corpus: list[str], vocab_size: int, max_positions: int) -> Any:
@@ -103,16 +115,26 @@ def _train_tokenizer(corpus: list[str], vocab_size: int, max_positions: int) -> 
 
 
 def _examples(catalog: pd.DataFrame, tokenizer: Any, cfg: TinyPolicyConfig) -> tuple[list, int]:
+    """(prompt ids, completion ids) pairs: per product the in-order pseudo-summary plus ``cfg.variants``
+    seeded shuffles of a random subset of the items the (cut) prompt shows.
+
+    The shuffled variants make the next item unpredictable from position alone, so the model must find
+    it in the prompt and copy it: that is the skill GRPO then steers (which attributes, in what order).
+    """
+    rng = random.Random(cfg.seed)
     examples, empty = [], 0
     for title, text in zip(catalog["title"], catalog["text"], strict=True):
-        summary = pseudo_summary(title, text, tokenizer, cfg.max_summary_tokens)
-        if not summary:
+        shown = fit_text(tokenizer, title, text, cfg.max_prompt_tokens)
+        items = pseudo_items(title, shown)
+        if not items:
             empty += 1
             continue
-        prompt = build_prompt(title, fit_text(tokenizer, title, text, cfg.max_prompt_tokens))
-        p_ids = tokenizer(prompt)["input_ids"]
-        c_ids = tokenizer(" " + summary, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
-        examples.append((p_ids, c_ids))
+        p_ids = tokenizer(build_prompt(title, shown))["input_ids"]
+        variants = [items] + [rng.sample(items, rng.randint(1, len(items))) for _ in range(cfg.variants)]
+        for chosen in variants:
+            summary = pseudo_summary(title, shown, tokenizer, cfg.max_summary_tokens, items=chosen)
+            c_ids = tokenizer(" " + summary, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+            examples.append((p_ids, c_ids))
     return examples, empty
 
 

@@ -34,12 +34,14 @@ def test_demo_runs_every_stage_and_tracks_in_mlflow(tmp_path, sample_dir, tiny_c
         f"out_dir={tmp_path / 'demo'}", f"reward_model={tiny_cross_encoder_dir}", f"golden={golden}",
         f"pairs.search_log={log}", "pairs.filter.mode=top_fraction", "pairs.filter.top_fraction=1.0",
         f"train.train.policy.model_dir={tiny_policy_dir}", "train.train.grpo.max_steps=2",
-        "train.train.policy.max_summary_tokens=12", "train.n_boot=50", "n_boot=50"])
+        "train.train.policy.max_summary_tokens=12", "train.n_boot=50", "train.heldout_samples=2", "n_boot=50"])
     result = run(config)
 
     assert {"none", "desc", "sum_ref", "grpo"} <= set(result["evaluation"]["subsets"]["full"]["candidates"])
     heldout = result["train"]["heldout"]
     assert heldout["heldout_pairs"] > 0 and len(heldout["reward_diff_ci95"]) == 2
+    assert heldout["sampled_k"] == 2 and len(heldout["sampled_reward_diff_ci95"]) == 2
+    assert "expected, 2 samples" in result["report_text"] and "greedy summary" in result["report_text"]
     assert "Held-out reward" in result["report_text"] and "| grpo |" in result["report_text"]
     assert (tmp_path / "demo" / "evaluation" / "report.html").exists()
     saved = json.loads((tmp_path / "demo" / "demo_result.json").read_text())
@@ -47,7 +49,7 @@ def test_demo_runs_every_stage_and_tracks_in_mlflow(tmp_path, sample_dir, tiny_c
 
     client = mlflow.MlflowClient(tracking_uri=config.train.tracking.resolved_uri())
     run_info = client.get_run(result["train"]["mlflow_run_id"])
-    assert "heldout_reward_trained" in run_info.data.metrics
+    assert {"heldout_reward_trained", "heldout_sampled_reward_diff_ci_low"} <= set(run_info.data.metrics)
     assert run_info.data.params["relsum.algo"] == "grpo"
     history = client.get_metric_history(run_info.info.run_id, "reward")
     assert len(history) >= 1  # TRL's per-step reward, logged through its MLflow callback

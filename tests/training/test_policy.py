@@ -41,7 +41,7 @@ def test_warm_policy_writes_attribute_like_text(tiny_policy_dir, catalog):
     # The reduced test policy (width 64, 216 warm-up steps) copies ~35-40% of its words from the text;
     # an untrained model copies ~0% (random BPE pieces). The full default build reaches ~0.6.
     assert sum(fractions) / len(fractions) > 0.25
-    assert sum(("," in o or ":" in o) for o in outs) >= len(outs) // 2  # attribute-list shape
+    assert len(set(outs)) >= len(outs) // 2  # it reads its input: not one stock answer for every product
 
 
 def test_refuses_hub_ids_and_missing_folders(tmp_path):
@@ -62,3 +62,36 @@ def test_lora_config_paper_values():
     assert str(lc.task_type.value if hasattr(lc.task_type, "value") else lc.task_type) == "CAUSAL_LM"
     lc = lora_config(PolicyConfig(target_modules=["q_proj", "v_proj"]))
     assert set(lc.target_modules) == {"q_proj", "v_proj"}
+
+
+def test_warm_up_targets_only_what_the_cut_prompt_shows(tiny_policy_dir):
+    """A pseudo-summary item hidden by the prompt cap would teach the policy to invent attributes."""
+    import pandas as pd
+
+    from relsum.training.config import TinyPolicyConfig
+    from relsum.training.policy import load_tokenizer
+    from relsum.training.tiny_policy import _examples
+
+    tok = load_tokenizer(tiny_policy_dir)
+    attrs = " | ".join(f"feature {name}: value {name}" for name in ("alpha", "bravo", "charlie", "delta", "echo",
+                                                                     "foxtrot", "golf", "hotel", "india", "juliet"))
+    catalog = pd.DataFrame({"title": ["Acme Widget"], "text": [attrs]})
+    cfg = TinyPolicyConfig(max_prompt_tokens=72, max_summary_tokens=200, variants=3, seed=1)
+    examples, empty = _examples(catalog, tok, cfg)
+    assert empty == 0 and len(examples) == 1 + cfg.variants
+    prompt = tok.decode(examples[0][0], skip_special_tokens=True)
+    assert "alpha" in prompt and "juliet" not in prompt  # the cap cut the text
+    in_order = tok.decode(examples[0][1], skip_special_tokens=True).strip().split(", ")
+    assert in_order and all(item in prompt for item in in_order)
+    for p_ids, c_ids in examples[1:]:
+        assert p_ids == examples[0][0]
+        items = tok.decode(c_ids, skip_special_tokens=True).strip().split(", ")
+        assert set(items) <= set(in_order) and len(set(items)) == len(items)
+    assert len({tuple(c) for _, c in examples}) > 1  # the variants are shuffles/subsets, not copies
+
+
+def test_prompt_cap_follows_the_tiny_warm_up(tiny_policy_dir, tiny_cross_encoder_dir):
+    from relsum.training.policy import prompt_cap
+
+    assert prompt_cap(tiny_policy_dir, 384) == 128 and prompt_cap(tiny_policy_dir, 96) == 96
+    assert prompt_cap(tiny_cross_encoder_dir, 384) == 384  # not a tiny-policy build: left alone
