@@ -24,14 +24,14 @@ logger = logging.getLogger(__name__)
 
 def _demo_train() -> TrainStageConfig:
     config = TrainStageConfig(holdout_fraction=0.3)
-    # The paper's lr (1e-5) moves a 7B model over thousands of pairs; the tiny policy gets 150 updates,
+    # The paper's lr (1e-5) moves a 7B model over thousands of pairs; the tiny policy gets 200 updates,
     # so the demo takes a larger step (1e-3 measured best of 5e-4 / 1e-3 / 2e-3 on held-out reward)
-    # and 150 updates (at ~0.9 s each on 2 cores with the tiny policy's 128-token prompts: the budget
+    # and 200 updates (at ~0.9 s each on 2 cores with the tiny policy's 128-token prompts: the budget
     # left inside the demo's 15 minutes after the policy warm-up and the sampled held-out comparison).
     # G=4, T=0.9, beta=0, eps=0.2, cosine and LoRA r=32/alpha=32 stay at the paper's values; 8 completions
     # per update as in the paper, generated in one batch (no accumulation) because that is faster on a CPU.
     grpo = config.train.grpo
-    grpo.learning_rate, grpo.max_steps = 1e-3, 150
+    grpo.learning_rate, grpo.max_steps = 1e-3, 200
     grpo.per_device_train_batch_size, grpo.gradient_accumulation_steps = 8, 1
     config.train.seed = 0
     return config

@@ -82,7 +82,7 @@ class TinyPolicyConfig:
     epochs: int = cfg(8, help="warm-up epochs (8: the policy then writes attributes of the product at hand; 3 left it writing generic ones)")
     learning_rate: float = cfg(3e-3, help="warm-up AdamW learning rate (linear decay)")
     batch_size: int = cfg(8, help="warm-up batch size")
-    max_seconds: float = cfg(180.0, help="stop the warm-up after this many seconds (0 = no limit); 8 epochs take ~120 s on 2 cores")
+    max_seconds: float = cfg(300.0, help="stop the warm-up after this many seconds (0 = no limit), a safety net: 8 epochs take ~120 s on 2 idle cores, and a build cut short by a busy machine is weaker")
     threads: int = cfg(2, help="torch threads during the build (0 = leave as is); 2 ran 1.5x faster than 1 on 2 cores, more rarely helps matrices this small")
     seed: int = cfg(0, help="seed for tokenizer order, init and batching")
 
