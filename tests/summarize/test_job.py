@@ -157,3 +157,4 @@ def test_partitions_are_idempotent_and_carry_over(tmp_path, catalog, policy):
     s1 = load_summaries(tmp_path / "out" / "partition=2024-05-01")
     s2 = load_summaries(tmp_path / "out" / "partition=2024-05-02")
     pd.testing.assert_frame_equal(s1, s2)
+
