@@ -22,49 +22,49 @@ import pandas as pd
 logger = logging.getLogger(__name__)
 
 
+def _generate(model, tokenizer, products: pd.DataFrame, policy, batch_size: int, **sampling) -> list:
+    """``generate_summaries`` over a product frame under the policy's prompt and summary caps."""
+    from relsum.training.generate import generate_summaries
+
+    return generate_summaries(model, tokenizer, products["title"].tolist(), products["text"].tolist(),
+                              max_new_tokens=policy.max_summary_tokens, batch_size=batch_size,
+                              max_prompt_tokens=policy.max_prompt_tokens,
+                              use_chat_template=policy.use_chat_template, **sampling)
+
+
 def summarize_products(model, tokenizer, products: pd.DataFrame, policy, batch_size: int = 64) -> pd.Series:
     """product_id -> greedy summary for a frame with product_id, title, text (one row per product).
 
     ``policy`` is the :class:`~relsum.training.config.PolicyConfig` the model was trained with: its prompt
     and summary token caps apply here too, so evaluation sees the prompts training saw.
     """
-    from relsum.training.generate import generate_summaries
-
-    texts = generate_summaries(model, tokenizer, products["title"].tolist(), products["text"].tolist(),
-                               max_new_tokens=policy.max_summary_tokens, batch_size=batch_size, do_sample=False,
-                               max_prompt_tokens=policy.max_prompt_tokens,
-                               use_chat_template=policy.use_chat_template)
+    texts = _generate(model, tokenizer, products, policy, batch_size, do_sample=False)
     return pd.Series(texts, index=products["product_id"].to_numpy(), name="summary")
 
 
 def sample_products(model, tokenizer, products: pd.DataFrame, policy, k: int, temperature: float,
                     seed: int = 0, batch_size: int = 32) -> list[pd.Series]:
     """``k`` sampled summaries per product, as ``k`` Series product_id -> summary (seeded)."""
-    from relsum.training.generate import generate_summaries
-
-    outs = generate_summaries(model, tokenizer, products["title"].tolist(), products["text"].tolist(),
-                              max_new_tokens=policy.max_summary_tokens, batch_size=batch_size, do_sample=True,
-                              temperature=temperature, num_return_sequences=k, seed=seed,
-                              max_prompt_tokens=policy.max_prompt_tokens,
-                              use_chat_template=policy.use_chat_template)
+    outs = _generate(model, tokenizer, products, policy, batch_size, do_sample=True, temperature=temperature,
+                     num_return_sequences=k, seed=seed)
     index = products["product_id"].to_numpy()
     return [pd.Series([o[j] for o in outs], index=index, name="summary") for j in range(k)]
 
 
 def expected_pair_rewards(pairs: pd.DataFrame, samples: list[pd.Series], scorer) -> np.ndarray:
     """Per pair, the mean of -|r(q,[t;s]) - l| over the sampled summaries s of its product (one scorer call)."""
-    n = len(pairs)
+    from relsum.training.rewards import relevance_rewards
+
+    k, n = len(samples), len(pairs)
     texts = [t for s in samples for t in pairs["product_id"].map(s).fillna("").tolist()]
-    k = len(samples)
-    r = np.asarray(scorer.score(pairs["query"].tolist() * k, pairs["title"].tolist() * k, texts)).reshape(k, n)
-    return (-np.abs(r - pairs["label"].to_numpy(dtype=np.float32))).mean(axis=0)
+    rewards = relevance_rewards(scorer, pairs["query"].tolist() * k, pairs["title"].tolist() * k, texts,
+                                pairs["label"].tolist() * k)
+    return rewards.reshape(k, n).mean(axis=0)
 
 
 def pair_rewards(pairs: pd.DataFrame, summaries: pd.Series, scorer) -> np.ndarray:
     """-|r(q,[t;s]) - l| for each pair, with s the pair's product summary."""
-    texts = pairs["product_id"].map(summaries).fillna("").tolist()
-    r = scorer.score(pairs["query"].tolist(), pairs["title"].tolist(), texts)
-    return -np.abs(r - pairs["label"].to_numpy(dtype=np.float32))
+    return expected_pair_rewards(pairs, [summaries], scorer)
 
 
 def paired_product_bootstrap(product_ids: np.ndarray, diff: np.ndarray, n_boot: int = 1000,

@@ -24,7 +24,7 @@ from typing import Any
 import pandas as pd
 
 from relsum.training.config import TinyPolicyConfig
-from relsum.training.prompt import FRAME, INSTRUCTION, build_prompt, fit_text, neutralise
+from relsum.training.prompt import FRAME, INSTRUCTION, build_prompt, fit_texts, neutralise
 
 logger = logging.getLogger(__name__)
 
@@ -68,10 +68,13 @@ def pseudo_items(title: Any, text: Any) -> list[str]:
     return items
 
 
-def pseudo_summary(title: Any, text: Any, tokenizer: Any = None, max_tokens: int = 48,
-                   items: list[str] | None = None) -> str:
-    """:func:`pseudo_items` (or ``items``) joined with ", ", capped at ``max_tokens`` (whole items; words if needed)."""
-    items = pseudo_items(title, text) if items is None else items
+def pseudo_summary(title: Any, text: Any, tokenizer: Any = None, max_tokens: int = 48) -> str:
+    """:func:`pseudo_items` joined with ", ", capped at ``max_tokens`` (whole items; words if needed)."""
+    return join_items(pseudo_items(title, text), tokenizer, max_tokens)
+
+
+def join_items(items: list[str], tokenizer: Any = None, max_tokens: int = 48) -> str:
+    """``items`` joined with ", ", capped at ``max_tokens`` of ``tokenizer`` (whole items; words if needed)."""
     if tokenizer is None:
         return ", ".join(items)
     out: list[str] = []
@@ -123,8 +126,9 @@ def _examples(catalog: pd.DataFrame, tokenizer: Any, cfg: TinyPolicyConfig) -> t
     """
     rng = random.Random(cfg.seed)
     examples, empty = [], 0
-    for title, text in zip(catalog["title"], catalog["text"], strict=True):
-        shown = fit_text(tokenizer, title, text, cfg.max_prompt_tokens)
+    titles = catalog["title"].tolist()
+    for title, shown in zip(titles, fit_texts(tokenizer, titles, catalog["text"].tolist(), cfg.max_prompt_tokens),
+                            strict=True):
         items = pseudo_items(title, shown)
         if not items:
             empty += 1
@@ -132,7 +136,7 @@ def _examples(catalog: pd.DataFrame, tokenizer: Any, cfg: TinyPolicyConfig) -> t
         p_ids = tokenizer(build_prompt(title, shown))["input_ids"]
         variants = [items] + [rng.sample(items, rng.randint(1, len(items))) for _ in range(cfg.variants)]
         for chosen in variants:
-            summary = pseudo_summary(title, shown, tokenizer, cfg.max_summary_tokens, items=chosen)
+            summary = join_items(chosen, tokenizer, cfg.max_summary_tokens)
             c_ids = tokenizer(" " + summary, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
             examples.append((p_ids, c_ids))
     return examples, empty
