@@ -1,6 +1,6 @@
 """Daily catalog summaries with the current champion: new and changed products, one partition per interval.
 
-Resolves the MLflow alias ``champion`` -> version -> adapter + policy dir (version tags), then runs
+Validates the catalog strictly (``validate`` task), resolves the MLflow alias ``champion`` -> version -> adapter + policy dir (version tags), then runs
 ``relsum.pipelines.summarize`` incrementally into
 ``<RELSUM_HOME>/runs/relsum_catalog_summaries/partition=<interval start>/`` (unchanged products are
 carried over from the previous partition; a rerun of the same interval is a no-op). Config as in
@@ -24,6 +24,13 @@ PARAMS = {"config": Param("", type="string", description="YAML path of DagConfig
      default_args=DEFAULT_ARGS, params=PARAMS, tags=["relsum"], doc_md=__doc__)
 def relsum_catalog_summaries():
     @task
+    def validate(**context) -> dict:  # strict: an empty catalog or too many rejects stops the run here
+        from relsum.pipelines import retrain
+
+        config, key, _, _ = retrain.task_setup(context)
+        return retrain.validate_inputs(config, retrain.CATALOG, key)
+
+    @task
     def resolve_champion(**context) -> dict:
         from relsum.pipelines import retrain
 
@@ -37,7 +44,7 @@ def relsum_catalog_summaries():
         config, key, _, _ = retrain.task_setup(context)
         return retrain.summarize_catalog(config, key, champion)
 
-    summarize_catalog(resolve_champion())
+    validate() >> summarize_catalog(resolve_champion())
 
 
 relsum_catalog_summaries()

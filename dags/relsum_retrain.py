@@ -1,4 +1,4 @@
-"""Weekly retraining: extract -> score/filter -> train -> evaluate -> register -> champion gate.
+"""Weekly retraining: validate -> extract -> score/filter -> train -> evaluate -> register -> champion gate.
 
 Thin on purpose: only airflow.sdk and the stdlib at import time; every task calls one step of
 ``relsum.pipelines.retrain`` and passes paths, URIs and version strings through XCom. Outputs are keyed
@@ -24,6 +24,13 @@ PARAMS = {"config": Param("", type="string", description="YAML path of DagConfig
      start_date=dt.datetime(2026, 10, 5, tzinfo=dt.UTC), catchup=False, max_active_runs=1,
      default_args=DEFAULT_ARGS, params=PARAMS, tags=["relsum"], doc_md=__doc__)
 def relsum_retrain():
+    @task
+    def validate(**context) -> dict:  # strict: an empty input or too many rejects stops the run here
+        from relsum.pipelines import retrain
+
+        config, key, _, _ = retrain.task_setup(context)
+        return retrain.validate_inputs(config, retrain.RETRAIN, key)
+
     @task
     def extract(**context) -> dict:
         from relsum.pipelines import retrain
@@ -66,7 +73,9 @@ def relsum_retrain():
         config, key, _, _ = retrain.task_setup(context)
         return retrain.gate(config, key, registered)
 
-    trained = train(score_filter(extract()))
+    extracted = extract()
+    validate() >> extracted
+    trained = train(score_filter(extracted))
     gate(register(trained, evaluate(trained)))
 
 

@@ -48,6 +48,12 @@ class ExportSection:
     experiment_id: str = cfg("relsum-interleaving", help="Experiment id in the exported rows.")
 
 
+@dataclasses.dataclass
+class ValidateSection:
+    max_reject_rate: float = cfg(0.05, help="The validate task fails when an input table ends up empty or rejects more "
+                                 "than this share of its rows (0 = any reject fails).")
+
+
 def _summarize_default() -> SummarizeConfig:
     return SummarizeConfig(catalog=str(SAMPLE_DIR / "products.jsonl"), out_dir="")
 
@@ -62,6 +68,7 @@ class DagConfig:
     gate: GateConfig = cfg(default_factory=GateConfig, help="Champion/challenger gate.")
     summarize: SummarizeConfig = cfg(default_factory=_summarize_default, help="Catalog summaries (model from the champion).")
     export: ExportSection = cfg(default_factory=ExportSection, help="Interleaving export.")
+    validate: ValidateSection = cfg(default_factory=ValidateSection, help="Strict input validation before each DAG's work.")
 
     def step_dir(self, dag_id: str, key: str, step: str) -> Path:
         return Path(self.runs_dir or home() / "runs") / dag_id / key / step
@@ -122,6 +129,26 @@ def _once(out: Path, fingerprint: str, body: Callable[[], dict]) -> dict:
     outputs = body()
     write_json_atomic({"fingerprint": fingerprint, "outputs": outputs}, marker)
     return outputs
+
+
+def validate_inputs(config: DagConfig, dag_id: str, key: str) -> dict:
+    """Strict ``validate`` of a DAG's input tables (retrain: catalog + search log; catalog summaries: the
+    catalog) into ``<runs>/<dag>/<key>/validate``; an empty table or one over ``validate.max_reject_rate``
+    raises :class:`relsum.pipelines.validate.ValidationFailed` and fails the task before any work."""
+    from relsum.pipelines.validate import ValidateConfig, run
+
+    tables = ({"catalog": config.summarize.catalog} if dag_id == CATALOG else
+              {"catalog": config.pairs.catalog, "search_log": config.pairs.search_log})
+    out = config.step_dir(dag_id, key, "validate")
+    check = ValidateConfig(**tables, out_dir=str(out), strict=True, max_reject_rate=config.validate.max_reject_rate)
+
+    def body() -> dict:
+        summary = run(check)
+        return {"validation": str(out / "validation.json"),
+                "valid_rows": {t: s["valid"] for t, s in summary["tables"].items()}}
+
+    shas = {t: _file_sha(v) if Path(v).is_file() else v for t, v in tables.items()}
+    return _once(out, _fingerprint(shas, config.validate.max_reject_rate), body)
 
 
 def _reward_model(config: DagConfig) -> str:

@@ -8,8 +8,8 @@ in MLflow by the tags ``relsum.interval`` + ``relsum.fingerprint`` (and the step
 before training, so one interval never registers two versions. Steps take and return only paths, URIs,
 version strings and small dicts (what goes through XCom).
 
-retrain: extract -> score_filter -> train -> evaluate -> register -> gate
-catalog summaries: resolve_champion -> summarize_catalog
+retrain: validate -> extract -> score_filter -> train -> evaluate -> register -> gate
+catalog summaries: validate, resolve_champion -> summarize_catalog
 interleaving export: resolve_champion -> summarize_candidates -> export
 
 The shared machinery (``DagConfig``, ``interval_key``, ``_once``) is in :mod:`relsum.pipelines.dag_common`,
@@ -41,6 +41,7 @@ from relsum.pipelines.dag_common import (
     interval_key,
     load,
     task_setup,
+    validate_inputs,
 )
 from relsum.pipelines.retrain_evaluate import evaluate, gate, register
 from relsum.registry import TAG_FINGERPRINT, TAG_INTERVAL
@@ -49,7 +50,7 @@ logger = logging.getLogger(__name__)
 
 __all__ = ["CATALOG", "EXPORT", "RETRAIN", "DagConfig", "EvalSection", "ExportSection", "evaluate", "export",
            "extract", "gate", "interval_key", "load", "register", "resolve_champion", "score_filter",
-           "summarize_candidates", "summarize_catalog", "task_setup", "train"]
+           "summarize_candidates", "summarize_catalog", "task_setup", "train", "validate_inputs"]
 
 
 # ---- relsum_retrain -------------------------------------------------------------------------------

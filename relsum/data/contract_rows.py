@@ -19,17 +19,21 @@ from relsum.data.contract_types import (
     R_MISSING_KEY,
     R_READ,
     R_UNDECODABLE,
+    R_WRONG_TYPE,
     ContractError,
     ValidationResult,
     as_id,
+    id_type_problem,
+    is_null_marker,
+    text_type_problem,
 )
 from relsum.data.io import READ_ERROR_COL
-from relsum.data.sanitize import has_undecodable, is_missing
+from relsum.data.sanitize import clean_text, has_undecodable, is_missing
 
 logger = logging.getLogger(__name__)
 
 
-class _Rows:
+class RowChecks:
     """Collects (kind, detail) problems per row and builds the result."""
 
     def __init__(self, table: str, df: pd.DataFrame, required: list[str]):
@@ -55,9 +59,39 @@ class _Rows:
             self.problems[i].append((kind, None if d is None else str(d)))
 
     def ids(self, col: str) -> list[str | None]:
-        ids = [as_id(v) for v in self.df[col]]
-        self.where([i is None for i in ids], R_MISSING_KEY, col)
+        """Stripped string ids; missing, blank or null-marker ids and ids of a wrong type are flagged (None)."""
+        ids: list[str | None] = []
+        for i, v in enumerate(self.df[col]):
+            problem = None if is_missing(v) else id_type_problem(v)
+            if problem:
+                self.problems[i].append((R_WRONG_TYPE, f"{col} is {problem}"))
+                ids.append(None)
+                continue
+            key = as_id(v)
+            if key is None or is_null_marker(key):
+                self.problems[i].append((R_MISSING_KEY, col if key is None else f"{col} is {key!r}"))
+                key = None
+            ids.append(key)
         return ids
+
+    def texts(self, col: str, max_tokens: int | None, empty_kind: str | None = None) -> list[str]:
+        """Cleaned text of a text column; a value that is not a ``str`` is flagged (and gives ``""``).
+
+        Missing values, blank text and null markers (``"NaN"``, ``"None"``, ``"null"``) give ``""``; with
+        ``empty_kind`` such rows are flagged with it (a null marker is named in the detail).
+        """
+        out: list[str] = []
+        for i, v in enumerate(self.df[col]):
+            problem = None if is_missing(v) else text_type_problem(v)
+            if problem:
+                self.problems[i].append((R_WRONG_TYPE, f"{col} is {problem}"))
+                out.append("")
+                continue
+            null = not is_missing(v) and is_null_marker(v)
+            out.append("" if is_missing(v) or null else clean_text(v, max_tokens))
+            if empty_kind and not out[-1]:
+                self.problems[i].append((empty_kind, f"{v.strip()!r} is a null marker" if null else None))
+        return out
 
     def ok(self, i: int) -> bool:
         return not self.problems[i]
@@ -81,7 +115,7 @@ class _Rows:
                     self.problems[i].append((missing_kind, None))
                 continue
             try:
-                if isinstance(v, bool | np.bool_):
+                if isinstance(v, bool | np.bool_ | bytes | bytearray):  # float(b"1") works; a label is no bytes
                     raise ValueError
                 out[i] = float(v)
                 if not np.isfinite(out[i]):

@@ -1,7 +1,19 @@
-"""The vocabulary of the data contracts: reason kinds, settings, errors, results and id normalisation.
+"""The vocabulary of the data contracts: reason kinds, settings, errors, results, accepted value types.
 
 Split out of :mod:`relsum.data.contracts` so the per-table validators there read as checks only; every
 name here is re-exported from :mod:`relsum.data.contracts`, which stays the import path to use.
+
+Accepted Python types per column kind (Parquet and JSONL keep their own types; CSV cells are text):
+
+| kind | columns | accepted | rejected as ``wrong type`` |
+| --- | --- | --- | --- |
+| id | ``product_id``, ``query_id`` | ``str``; ``int``; a whole ``float`` (``12.0`` -> ``"12"``: an int column with nulls comes out of Parquet as float) | ``bool``, ``bytes``, fractional floats (``1.5``), anything else |
+| text | ``title``, ``description``, ``query``, ``rarity_tier`` | ``str`` | ``bytes``, ``bool``, numbers, anything else |
+| attributes | ``attributes``, ``features`` | ``str``, ``dict``, a list; nested values any scalar but ``bytes`` | ``bytes`` anywhere, a bare number or ``bool`` |
+
+Nothing is coerced: ``str(b"x")`` would put ``"b'x'"`` in front of the model, ``str(True)`` ``"True"``.
+The strings ``nan``, ``none`` and ``null`` (any case, surrounding blanks) in an id or text column are
+null markers left by a serializer, not values: they count as missing (``NA`` and ``N/A`` stay text).
 """
 
 from __future__ import annotations
@@ -15,19 +27,22 @@ import pandas as pd
 
 from relsum.config import cfg
 from relsum.data.sanitize import is_missing
+from relsum.errors import InputError
 
 PAPER_GRADE_MAP = {"4": 1.0, "3": 0.5, "2": 0.0, "1": 0.0, "0": 0.0}
 (R_READ, R_UNDECODABLE, R_MISSING_KEY, R_DUPLICATE, R_EMPTY_TITLE, R_EMPTY_QUERY, R_LABEL_NAN, R_LABEL_RANGE,
  R_MISSING_LABEL, R_TRAFFIC_NAN, R_TRAFFIC_NEG, R_MISSING_TRAFFIC, R_DATE, R_MISSING_GRADE, R_UNKNOWN_GRADE,
- R_UNKNOWN_PRODUCT, R_UNKNOWN_QUERY, R_DUP_JUDGMENT, R_CONFLICT_QUERY, R_TAIL_BOOL, R_MISSING_TIER) = (
+ R_UNKNOWN_PRODUCT, R_UNKNOWN_QUERY, R_DUP_JUDGMENT, R_CONFLICT_QUERY, R_TAIL_BOOL, R_MISSING_TIER,
+ R_WRONG_TYPE) = (
     "unreadable row", "undecodable text", "missing key", "duplicate key", "empty title", "empty query",
     "label not a number", "label out of range", "missing label", "traffic not a number", "negative traffic",
     "missing traffic", "unparseable date", "missing grade", "unknown grade", "unknown product",
     "unknown query", "duplicate judgment", "conflicting query text", "tail not a boolean",
-    "missing rarity_tier")
+    "missing rarity_tier", "wrong type")
+NULL_MARKERS = frozenset({"nan", "none", "null"})
 
 
-class ContractError(ValueError):
+class ContractError(InputError):
     """A table that cannot be validated row by row (e.g. a required column is missing)."""
 
     def __init__(self, table: str, missing: Iterable[str] = (), message: str | None = None):
@@ -88,6 +103,55 @@ def as_id(value: Any) -> str | None:
         return str(int(value)) if float(value).is_integer() else repr(float(value))
     text = str(value).strip()
     return text or None
+
+
+def is_null_marker(value: Any) -> bool:
+    """True for the strings ``nan``/``none``/``null`` (any case): what ``str()`` of a missing value gives."""
+    return isinstance(value, str) and value.strip().lower() in NULL_MARKERS
+
+
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return f"{type(value).__name__} {text[:60] + '...' if len(text) > 60 else text}"
+
+
+def id_type_problem(value: Any) -> str | None:
+    """Why ``value`` (not missing) cannot be an id, or None when it can (accepted types: module docstring)."""
+    if isinstance(value, str | np.str_):
+        return None
+    if isinstance(value, bool | np.bool_):
+        return _shown(value)
+    if isinstance(value, int | np.integer):
+        return None
+    if isinstance(value, float | np.floating) and np.isfinite(value) and float(value).is_integer():
+        return None
+    return _shown(value)
+
+
+def text_type_problem(value: Any) -> str | None:
+    """Why ``value`` (not missing) cannot be text, or None when it is a ``str``."""
+    return None if isinstance(value, str | np.str_) else _shown(value)
+
+
+def attribute_type_problem(value: Any) -> str | None:
+    """Why ``value`` (not missing) cannot be rendered as attributes, or None (accepted: module docstring)."""
+    if isinstance(value, str | np.str_ | dict):
+        return _nested_bytes(value)
+    if hasattr(value, "tolist") and not isinstance(value, np.generic):  # Parquet lists arrive as arrays
+        value = value.tolist()
+    if isinstance(value, list | tuple):
+        return _nested_bytes(value)
+    return _shown(value)
+
+
+def _nested_bytes(value: Any) -> str | None:
+    if isinstance(value, bytes | bytearray):
+        return _shown(value)
+    if isinstance(value, dict):
+        return next((p for kv in value.items() for v in kv for p in [_nested_bytes(v)] if p), None)
+    if isinstance(value, list | tuple):
+        return next((p for v in value for p in [_nested_bytes(v)] if p), None)
+    return None
 
 
 def grade_key(value: Any) -> str | None:

@@ -2,7 +2,7 @@
 
 | table | required columns | optional columns |
 | --- | --- | --- |
-| catalog | ``product_id``, ``title``, ``description`` (may be empty) | ``attributes`` (text, dict or JSON object, rendered ``name: value \\| ...``), ``features`` (alias for attribute text, used where ``attributes`` is empty), extras (passed through) |
+| catalog | ``product_id``, ``title``, ``description`` (may be empty or missing) | ``attributes`` (text, dict or JSON object, rendered ``name: value \\| ...``), ``features`` (alias for attribute text, used where ``attributes`` is empty), extras (passed through) |
 | search log | ``query_id``, ``query``, ``product_id`` | ``label`` (0..1, null = unlabelled), ``traffic`` (count >= 0), ``event_date`` (a date; ISO 8601 ``YYYY-MM-DD`` recommended), extras |
 | queries (golden) | ``query_id``, ``query`` and one of ``tail`` (bool), ``traffic`` (count >= 0; rarest ``tail_fraction`` -> tail, ties by query_id), ``rarity_tier`` (tail = ``"tail"``) | extras |
 | judgments (golden) | ``query_id``, ``product_id``, ``grade`` (``label`` instead when labels come from a column) | ``label``, extras |
@@ -12,6 +12,13 @@ silently: ``len(valid) + len(rejects) == rows in``. Each reject keeps its origin
 ``row_number`` (0-based input position) and ``reason`` (problems joined with ``"; "``, each
 ``"<kind>"`` or ``"<kind>: <detail>"``; the kinds are the ``R_*`` constants). Duplicates are judged
 among otherwise-valid rows: the first keeps, later ones name it. Valid ids are stripped strings.
+Which Python types each column accepts (nothing is coerced with ``str()``) and the null markers
+(``"NaN"``, ``"None"``, ``"null"`` count as missing) are in :mod:`relsum.data.contract_types`.
+
+A search-log ``query_id`` must have one query text. Among its otherwise-valid rows the most frequent
+text wins and the other rows are rejected (``conflicting query text``, naming the winner and its count);
+when two texts tie for the most rows every row of that id is rejected, since there is no telling which
+text the id stands for. One bad row therefore costs one row, not its siblings, whatever the row order.
 
 Clean catalog columns: ``product_id, title, description_raw, description, attributes_raw, attributes,
 text, content_hash`` + extras; ``text`` = description + " | " + attributes (whichever is non-empty),
@@ -23,13 +30,14 @@ case-insensitively in ``grade_map``.
 from __future__ import annotations
 
 import logging
+from collections import Counter, defaultdict
 from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from relsum.data.contract_rows import _Rows
+from relsum.data.contract_rows import RowChecks
 from relsum.data.contract_types import (
     PAPER_GRADE_MAP,
     R_CONFLICT_QUERY,
@@ -53,11 +61,15 @@ from relsum.data.contract_types import (
     R_UNKNOWN_GRADE,
     R_UNKNOWN_PRODUCT,
     R_UNKNOWN_QUERY,
+    R_WRONG_TYPE,
     ContractConfig,
     ContractError,
     ValidationResult,
     as_id,
+    attribute_type_problem,
     grade_key,
+    is_null_marker,
+    text_type_problem,
 )
 from relsum.data.sanitize import clean_text, content_hash, is_missing, render_attributes
 
@@ -69,7 +81,7 @@ __all__ = [
     "PAPER_GRADE_MAP", "R_CONFLICT_QUERY", "R_DATE", "R_DUPLICATE", "R_DUP_JUDGMENT", "R_EMPTY_QUERY",
     "R_EMPTY_TITLE", "R_LABEL_NAN", "R_LABEL_RANGE", "R_MISSING_GRADE", "R_MISSING_KEY", "R_MISSING_LABEL",
     "R_MISSING_TIER", "R_MISSING_TRAFFIC", "R_READ", "R_TAIL_BOOL", "R_TRAFFIC_NAN", "R_TRAFFIC_NEG",
-    "R_UNDECODABLE", "R_UNKNOWN_GRADE", "R_UNKNOWN_PRODUCT", "R_UNKNOWN_QUERY", "ContractConfig",
+    "R_UNDECODABLE", "R_UNKNOWN_GRADE", "R_UNKNOWN_PRODUCT", "R_UNKNOWN_QUERY", "R_WRONG_TYPE", "ContractConfig",
     "ContractError", "ValidationResult", "as_id", "grade_key", "validate_catalog", "validate_judgments",
     "validate_queries", "validate_search_log"]
 
@@ -78,19 +90,29 @@ def _clean_all(values: Iterable[Any], max_tokens: int | None) -> list[str]:
     return [clean_text(v, max_tokens) for v in values]
 
 
+def _attributes(rows: RowChecks, col: str) -> list[str]:
+    out = []
+    for i, v in enumerate(rows.df[col]):
+        problem = None if is_missing(v) else attribute_type_problem(v)
+        if problem:
+            rows.problems[i].append((R_WRONG_TYPE, f"{col} is {problem}"))
+        out.append("" if problem or is_null_marker(v) else render_attributes(v))
+    return out
+
+
 def validate_catalog(df: pd.DataFrame, config: ContractConfig | None = None) -> ValidationResult:
     """Validate and clean the product catalog (columns in the module docstring)."""
     config = config or ContractConfig()
-    rows = _Rows("catalog", df, ["product_id", "title", "description"])
+    rows = RowChecks("catalog", df, ["product_id", "title", "description"])
     n, d = len(rows.df), rows.df
     ids = rows.ids("product_id")
-    title = _clean_all(d["title"], config.max_title_tokens)
-    rows.where([not t for t in title], R_EMPTY_TITLE)
-    desc_raw = ["" if is_missing(v) else str(v) for v in d["description"]]
-    attr_raw = [render_attributes(v) for v in d["attributes"]] if "attributes" in d else [""] * n
+    title = rows.texts("title", config.max_title_tokens, R_EMPTY_TITLE)
+    desc = rows.texts("description", config.max_text_tokens)
+    desc_raw = [v if isinstance(v, str) else "" for v in d["description"]]
+    attr_raw = _attributes(rows, "attributes") if "attributes" in d else [""] * n
     if "features" in d:
-        attr_raw = [a if a.strip() else render_attributes(f) for a, f in zip(attr_raw, d["features"], strict=True)]
-    desc, attrs = _clean_all(desc_raw, config.max_text_tokens), _clean_all(attr_raw, config.max_text_tokens)
+        attr_raw = [a if a.strip() else f for a, f in zip(attr_raw, _attributes(rows, "features"), strict=True)]
+    attrs = _clean_all(attr_raw, config.max_text_tokens)
     text = [clean_text(" | ".join(p for p in (a, b) if p), config.max_text_tokens) for a, b in zip(desc, attrs, strict=True)]
     rows.dedupe(ids, R_DUPLICATE, lambda k: f"product_id {k!r}")
     out = pd.DataFrame({
@@ -101,25 +123,23 @@ def validate_catalog(df: pd.DataFrame, config: ContractConfig | None = None) -> 
     return rows.result(pd.concat([out, extras], axis=1))
 
 
-def _query_text(rows: _Rows) -> list[str]:
-    query = _clean_all(rows.df["query"], None)
-    rows.where([not q for q in query], R_EMPTY_QUERY)
-    return query
+def _query_text(rows: RowChecks) -> list[str]:
+    return rows.texts("query", None, R_EMPTY_QUERY)
 
 
-def _check_label(rows: _Rows, missing_kind: str | None) -> np.ndarray:
+def _check_label(rows: RowChecks, missing_kind: str | None) -> np.ndarray:
     label = rows.numbers("label", R_LABEL_NAN, missing_kind)
     rows.where(~np.isnan(label) & ((label < 0) | (label > 1)), R_LABEL_RANGE, list(label))
     return label
 
 
-def _check_traffic(rows: _Rows, missing_kind: str | None) -> np.ndarray:
+def _check_traffic(rows: RowChecks, missing_kind: str | None) -> np.ndarray:
     traffic = rows.numbers("traffic", R_TRAFFIC_NAN, missing_kind)
     rows.where(~np.isnan(traffic) & (traffic < 0), R_TRAFFIC_NEG, list(traffic))
     return traffic
 
 
-def _dates(rows: _Rows, col: str) -> list[Any]:
+def _dates(rows: RowChecks, col: str) -> list[Any]:
     raw = rows.df[col]
     missing = raw.map(lambda v: is_missing(v) or (isinstance(v, str) and not v.strip())).to_numpy(dtype=bool)
     parsed = []
@@ -137,7 +157,7 @@ def _dates(rows: _Rows, col: str) -> list[Any]:
 def validate_search_log(df: pd.DataFrame, config: ContractConfig | None = None,
                         known_products: set[str] | None = None) -> ValidationResult:
     """Validate search-log (query, product) pairs; ``known_products`` flags pairs for unknown products."""
-    rows = _Rows("search_log", df, ["query_id", "query", "product_id"])
+    rows = RowChecks("search_log", df, ["query_id", "query", "product_id"])
     qids, pids, query = rows.ids("query_id"), rows.ids("product_id"), _query_text(rows)
     out = pd.DataFrame({"query_id": qids, "query": query, "product_id": pids})
     if "label" in rows.df:
@@ -148,13 +168,29 @@ def validate_search_log(df: pd.DataFrame, config: ContractConfig | None = None,
         out["event_date"] = _dates(rows, "event_date")
     if known_products is not None:
         rows.where([p is not None and p not in known_products for p in pids], R_UNKNOWN_PRODUCT, pids)
-    seen: dict[str, tuple[str, int]] = {}
-    for i, (q, text) in enumerate(zip(qids, query, strict=True)):
-        if rows.ok(i) and seen.setdefault(q, (text, i))[0] != text:
-            rows.problems[i].append((R_CONFLICT_QUERY, f"query_id {q!r} is {seen[q][0]!r} at row {seen[q][1]}"))
+    _majority_query_text(rows, qids, query)
     keys = list(zip(qids, pids, out["event_date"] if "event_date" in out else [None] * len(out), strict=True))
     rows.dedupe(keys, R_DUPLICATE, lambda k: f"pair {k[:2]!r}" + (f" on {k[2]}" if k[2] else ""))
     return rows.result(pd.concat([out, rows.extras({*out.columns})], axis=1))
+
+
+def _majority_query_text(rows: RowChecks, qids: list[str | None], query: list[str]) -> None:
+    """One text per query_id: the most frequent among its otherwise-valid rows; a tie rejects them all."""
+    members: dict[str, list[int]] = defaultdict(list)
+    for i, q in enumerate(qids):
+        if rows.ok(i):
+            members[q].append(i)
+    for q, idx in members.items():
+        counts = Counter(query[i] for i in idx).most_common()
+        if len(counts) < 2:
+            continue
+        (top, n_top), (_, n_next) = counts[0], counts[1]
+        shown = ", ".join(f"{t!r} x{c}" for t, c in counts[:3]) + (", ..." if len(counts) > 3 else "")
+        for i in idx:
+            if n_top == n_next:
+                rows.problems[i].append((R_CONFLICT_QUERY, f"query_id {q!r} has no majority text ({shown})"))
+            elif query[i] != top:
+                rows.problems[i].append((R_CONFLICT_QUERY, f"query_id {q!r} is {top!r} in {n_top} of {len(idx)} rows"))
 
 
 _TRUE, _FALSE = {"true", "1", "yes", "y", "t"}, {"false", "0", "no", "n", "f"}
@@ -171,7 +207,7 @@ def _as_bool(value: Any) -> bool | None:
 def validate_queries(df: pd.DataFrame, config: ContractConfig | None = None) -> ValidationResult:
     """Validate golden queries and attach ``tail`` (from ``tail``, else ``traffic``, else ``rarity_tier``)."""
     config = config or ContractConfig()
-    rows = _Rows("queries", df, ["query_id", "query"])
+    rows = RowChecks("queries", df, ["query_id", "query"])
     cols = set(rows.df.columns)
     if not cols & {"tail", "traffic", "rarity_tier"}:
         raise ContractError("queries", ["tail"], (
@@ -187,8 +223,11 @@ def validate_queries(df: pd.DataFrame, config: ContractConfig | None = None) -> 
         traffic = out["traffic"] = _check_traffic(rows, R_MISSING_TRAFFIC)
         tail = [False] * len(qids)
     else:
-        tier = [None if is_missing(v) else str(v).strip().lower() for v in rows.df["rarity_tier"]]
-        rows.where([not t for t in tier], R_MISSING_TIER)
+        bad = [not is_missing(v) and text_type_problem(v) for v in rows.df["rarity_tier"]]
+        rows.where([bool(b) for b in bad], R_WRONG_TYPE, [f"rarity_tier is {b}" if b else None for b in bad])
+        tier = [None if is_missing(v) or b or is_null_marker(v) else str(v).strip().lower()
+                for v, b in zip(rows.df["rarity_tier"], bad, strict=True)]
+        rows.where([not t and not b for t, b in zip(tier, bad, strict=True)], R_MISSING_TIER)
         tail = [t == "tail" for t in tier]
     rows.dedupe(qids, R_DUPLICATE, lambda k: f"query_id {k!r}")
     if traffic is not None:
@@ -206,7 +245,7 @@ def validate_judgments(df: pd.DataFrame, config: ContractConfig | None = None,
     """Validate judgments and attach ``label`` from ``grade_map`` (or from the label column)."""
     config = config or ContractConfig()
     from_column = config.use_label_column or config.grade_map is None
-    rows = _Rows("judgments", df, ["query_id", "product_id", "label" if from_column else "grade"])
+    rows = RowChecks("judgments", df, ["query_id", "product_id", "label" if from_column else "grade"])
     qids, pids = rows.ids("query_id"), rows.ids("product_id")
     grades = [grade_key(v) for v in rows.df["grade"]] if "grade" in rows.df else [None] * len(qids)
     out = pd.DataFrame({"query_id": qids, "product_id": pids, "grade": grades})

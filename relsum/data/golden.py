@@ -109,6 +109,10 @@ def load_golden(folder: str | Path, config: ContractConfig | None = None,
         read_table(folder / "judgments.csv"), config,
         known_queries=set(results["queries"].valid["query_id"]),
         known_products=set(results["catalog"].valid["product_id"]))
+    for table, result in results.items():
+        if result.valid.empty:  # metrics over an empty table are not metrics: say so before anyone reads them
+            logger.warning("golden %s: %s has no valid rows (%d in, %d rejected)", folder, table, result.rows_in,
+                           len(result.rejects))
     judged = set(results["judgments"].valid["query_id"])
     unjudged = sorted(set(results["queries"].valid["query_id"]) - judged)
     if unjudged:

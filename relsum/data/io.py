@@ -8,12 +8,21 @@
 | ``*.jsonl`` / ``*.ndjson`` | one JSON object per line, values as JSON typed them (strings stay strings) |
 | ``*.parquet`` | the stored types |
 | ``duckdb:<db path>:<table>`` | the table (``schema.table`` allowed), read-only connection |
-| ``duckdb:<db path>:SELECT ...`` | the query result (``SELECT`` or ``WITH``), read-only connection |
+| ``duckdb:<db path>:SELECT ...`` | the result of exactly one read-only query (``SELECT``, ``WITH``, ``FROM t``), read-only connection |
 
 Text files are decoded as UTF-8 with undecodable bytes replaced by U+FFFD rather than raising, so one
 bad byte costs one row (the contract rejects it as ``undecodable text``), not the whole read. A JSONL
-line that is not a JSON object becomes a row whose ``_read_error`` column says why; the contracts reject
-such rows, so no line is silently lost. The DuckDB path may not contain ``:``.
+line that is not a JSON object, and a CSV record with fewer or more fields than the header, becomes a
+row whose ``_read_error`` column says why (a short CSV row is never padded into an empty description, a
+long one never shifts into the index); the contracts reject such rows, so no line is silently lost.
+
+A DuckDB source is a user-supplied statement run on the user's database file, so it is held to one
+statement that only reads: DuckDB's own parser (``duckdb.extract_statements``) splits it, and anything
+but a single ``SELECT`` (a second statement after ``;``, ``COPY``, ``INSTALL``/``LOAD``, ``ATTACH``,
+``SET``, ``PRAGMA``, ``CALL``...) is refused before the database is opened. The connection is opened
+read-only with external access off and the configuration locked (:func:`relsum.data.sql.connect`), so
+a ``SELECT`` cannot read other files (``read_csv('/etc/passwd')``), download or load extensions. The
+DuckDB path may not contain ``:``.
 
 Writers go through :func:`atomic_path`: the file is written beside its target under a temporary name
 and moved into place with ``os.replace``, so a crash never leaves a half-written output that a later
@@ -23,6 +32,8 @@ stage would read as complete.
 from __future__ import annotations
 
 import contextlib
+import csv
+import io
 import json
 import logging
 import os
@@ -34,16 +45,19 @@ from typing import Any
 
 import pandas as pd
 
+from relsum.data.sql import connect
+from relsum.errors import InputError
+
 logger = logging.getLogger(__name__)
 
 READ_ERROR_COL = "_read_error"
 TEXT_SUFFIXES = {".csv", ".jsonl", ".ndjson"}
-_QUERY_START = re.compile(r"^\s*(select|with)\b", re.IGNORECASE)
+CSV_FIELD_LIMIT = 1 << 30  # Python's csv module stops at 128 KiB per field; pandas had no such limit
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]*(\.[A-Za-z_][A-Za-z0-9_$]*){0,2}$")
 
 
-class TableReadError(ValueError):
-    """A source that cannot be read at all: unknown format, missing file, bad DuckDB spec."""
+class TableReadError(InputError):
+    """A source that cannot be read at all: unknown format, missing file, bad or refused DuckDB spec."""
 
 
 def read_table(source: str | Path) -> pd.DataFrame:
@@ -77,16 +91,54 @@ def _decode(path: Path) -> str:
     return text
 
 
-def _read_csv(path: Path) -> pd.DataFrame:
-    import io
+def _header_names(cells: list[str]) -> list[str]:
+    """Column names as pandas gives them: blank -> ``Unnamed: <i>``, repeats -> ``name.1``, ``name.2``."""
+    names: list[str] = []
+    for i, cell in enumerate(cells):
+        name = cell if cell.strip() else f"Unnamed: {i}"
+        base, k = name, 0
+        while name in names:
+            k += 1
+            name = f"{base}.{k}"
+        names.append(name)
+    return names
 
+
+def _read_csv(path: Path) -> pd.DataFrame:
+    """Every cell as text, empty cells missing; a record whose field count differs from the header's
+    is kept as a row with a ``_read_error`` (values as far as they go), never padded or shifted."""
     text = _decode(path)
     if not text.strip():
         raise TableReadError(f"{path}: empty CSV file (no header)")
+    csv.field_size_limit(max(csv.field_size_limit(), CSV_FIELD_LIMIT))
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True)  # bad quoting: a table error, as in pandas
     try:
-        return pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False, na_values=[""])
-    except pd.errors.ParserError as exc:
-        raise TableReadError(f"{path}: malformed CSV ({exc})") from exc
+        header = next(r for r in reader if r)
+        names = _header_names(header)
+        columns: list[list[str | None]] = [[] for _ in names]
+        errors: list[str | None] = []
+        start = reader.line_num + 1
+        for record in reader:
+            line, start = start, reader.line_num + 1
+            if not record:  # a blank line, as pandas skips it
+                continue
+            if len(record) != len(names):
+                kind = "short row, not padded" if len(record) < len(names) else "long row, extra " + ", ".join(
+                    repr(v) for v in record[len(names):])[:120]
+                errors.append(f"line {line}: {len(record)} fields where the header has {len(names)} ({kind})")
+            else:
+                errors.append(None)
+            for j, col in enumerate(columns):
+                col.append(record[j] if j < len(record) and record[j] != "" else None)
+    except csv.Error as exc:
+        raise TableReadError(f"{path}: malformed CSV (line {reader.line_num}: {exc})") from exc
+    df = pd.DataFrame({name: pd.Series(col, dtype="str") for name, col in zip(names, columns, strict=True)},
+                      index=pd.RangeIndex(len(errors)))
+    if any(e is not None for e in errors):
+        df[READ_ERROR_COL] = pd.Series(errors, dtype=object)
+        logger.warning("%s: %d rows have a field count other than the header's; they will be rejected",
+                       path, sum(e is not None for e in errors))
+    return df
 
 
 def _read_jsonl(path: Path) -> pd.DataFrame:
@@ -106,6 +158,32 @@ def _read_jsonl(path: Path) -> pd.DataFrame:
     return pd.DataFrame.from_records(records)
 
 
+def duckdb_select(target: str, source: str = "") -> str:
+    """The one read-only SQL statement of a DuckDB source's ``<table or query>`` part.
+
+    A table name (``t``, ``schema.t``) becomes a quoted ``SELECT *``; anything else must parse, with
+    DuckDB's own parser, into exactly one statement of type SELECT, else :class:`TableReadError`.
+    """
+    import duckdb
+
+    where = source or target
+    target = target.strip()
+    if _IDENT.match(target):
+        return "SELECT * FROM " + ".".join(f'"{part}"' for part in target.split("."))
+    try:
+        statements = duckdb.extract_statements(target)
+    except duckdb.Error as exc:
+        raise TableReadError(f"{where}: {target!r} is neither a table name nor a SELECT query ({exc})") from exc
+    if len(statements) != 1:
+        raise TableReadError(f"{where}: expected one SELECT query or a table name, got {len(statements)} "
+                             "statements; only one read-only statement is run")
+    kind = statements[0].type
+    if kind != duckdb.StatementType.SELECT:
+        raise TableReadError(f"{where}: only a SELECT query or a table name is accepted, got a statement of "
+                             f"type {kind.name}")
+    return statements[0].query
+
+
 def _read_duckdb(source: str) -> pd.DataFrame:
     import duckdb
 
@@ -113,20 +191,14 @@ def _read_duckdb(source: str) -> pd.DataFrame:
     if ":" not in rest:
         raise TableReadError(f"{source}: expected duckdb:<db path>:<table name or SELECT query>")
     db_path, target = rest.split(":", 1)
-    target = target.strip()
+    sql = duckdb_select(target, source)
     if not Path(db_path).is_file():
         raise TableReadError(f"{source}: DuckDB file {db_path!r} not found")
-    if _QUERY_START.match(target):
-        sql = target
-    elif _IDENT.match(target):
-        sql = "SELECT * FROM " + ".".join(f'"{part}"' for part in target.split("."))
-    else:
-        raise TableReadError(f"{source}: {target!r} is neither a table name nor a SELECT/WITH query")
-    with duckdb.connect(db_path, read_only=True) as con:
-        try:
+    try:
+        with connect(db_path, read_only=True) as con:
             return con.execute(sql).df()
-        except duckdb.Error as exc:
-            raise TableReadError(f"{source}: {exc}") from exc
+    except duckdb.Error as exc:
+        raise TableReadError(f"{source}: {exc}") from exc
 
 
 @contextlib.contextmanager

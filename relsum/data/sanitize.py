@@ -16,6 +16,14 @@ length. :func:`clean_text` turns such text into one line of plain, NFKC-normalis
 
 Markdown-ish noise (``**``, ``#``) and URLs are left as they are. :func:`content_hash` fingerprints the
 cleaned fields so that later jobs can recompute only what changed.
+
+Cleaning never rewrites what a seller *says*: text that talks to the model ("ignore previous
+instructions", chat-template markup such as ``<|im_start|>``) is kept verbatim, because deleting
+words would change the product text the reward was measured on and would let a pattern decide what a
+product is. :func:`find_injections` only *flags* such text (run on the cleaned text, so zero-width or
+full-width tricks are already undone) so that ``relsum validate`` can report how much of it reaches the
+policy's prompt. The patterns aim at instructions addressed to a model, not at marketing claims; they
+are a tripwire for a human to look at, not a security boundary.
 """
 
 from __future__ import annotations
@@ -41,6 +49,21 @@ _UNDECODABLE = re.compile("[\ud800-\udfff\ufffd]")
 _CONTROL_SPACES = {ord(c): " " for c in "\t\n\r\x0b\x0c\x85"}
 _ASCII_CONTROLS = dict.fromkeys([*range(32), 127])
 ATTRIBUTE_SEPARATOR = " | "
+_QUALIFIER = r"(?:previous|prior|above|earlier|preceding|original|system|all|any|your)"
+INJECTION_PATTERNS: dict[str, re.Pattern[str]] = {name: re.compile(rx, re.IGNORECASE) for name, rx in {
+    "ignore instructions": (
+        r"\b(?:ignore|disregard|forget|override|bypass)\s+(?:(?:all|any|the|of|your|these|those|my)\s+){0,3}"
+        + _QUALIFIER + r"\s+(?:\w+\s+)?(?:instructions?|prompts?|directions|rules|guidelines|context)\b"),
+    "role change": (
+        r"\b(?:you are now|from now on,? you are|pretend (?:to be|you are)|act as)\s+(?:an?\s+|the\s+|my\s+)?"
+        r"(?:ai|assistant|chatbot|bot|language model|llm|system|dan|developer|admin)\b"),
+    "system prompt": r"\b(?:system prompt|system message|developer mode|jailbreak|prompt injection)\b",
+    "chat markup": r"<\|[a-z_]+\|>|\[/?inst\]|<</?sys>>|#{2,}\s*(?:instruction|system|response)s?\b",
+    "summary directive": (
+        r"\b(?:summar(?:y|ies)|summari[sz]er|summari[sz]e)\b[^.|]{0,40}\b(?:must|should|always|only)\s+"
+        r"(?:say|mention|state|include|contain|call|describe)\b|\b(?:when|while) summari[sz]ing\b"
+        r"|\b(?:do not|don't|never) summari[sz]e\b"),
+}.items()}
 
 
 @functools.cache
@@ -124,6 +147,13 @@ def content_hash(*parts: Any) -> str:
     """sha256 hex of the parts joined with NUL; missing parts hash as empty strings."""
     joined = "\x00".join("" if is_missing(p) else str(p) for p in parts)
     return hashlib.sha256(joined.encode("utf-8", errors="surrogatepass")).hexdigest()
+
+
+def find_injections(text: Any) -> list[tuple[str, str]]:
+    """(pattern name, matched words) of every :data:`INJECTION_PATTERNS` hit in ``text``; missing -> []."""
+    if is_missing(text) or not isinstance(text, str):
+        return []
+    return [(name, m.group(0)) for name, rx in INJECTION_PATTERNS.items() if (m := rx.search(text))]
 
 
 def has_undecodable(value: Any) -> bool:

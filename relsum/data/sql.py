@@ -2,6 +2,11 @@
 
 The SQL text lives in ``sql/`` (installed as ``relsum.sql``) and is never formatted with values:
 every value is bound as a parameter, so seller text and user input cannot change a query.
+
+Every DuckDB connection relsum opens goes through :func:`connect`, which turns off DuckDB's external
+access (no file readers such as ``read_csv('/etc/passwd')``, no ``COPY``, no ``ATTACH`` of other files,
+no extension install or autoload, no network) and locks the configuration so a statement cannot turn
+it back on. The database file named at connect time is still opened; registered DataFrames still work.
 """
 
 from __future__ import annotations
@@ -13,6 +18,21 @@ from typing import Any
 import pandas as pd
 
 logger = logging.getLogger(__name__)
+
+LOCKED_DOWN = {
+    "enable_external_access": False,
+    "autoinstall_known_extensions": False,
+    "autoload_known_extensions": False,
+    "allow_community_extensions": False,
+    "lock_configuration": True,
+}
+
+
+def connect(database: str = ":memory:", read_only: bool = False):
+    """A DuckDB connection with external access, extension loading and later ``SET``s turned off."""
+    import duckdb
+
+    return duckdb.connect(database, read_only=read_only, config=dict(LOCKED_DOWN))
 
 
 def sql_text(name: str) -> str:
@@ -26,9 +46,7 @@ def sql_text(name: str) -> str:
 def run_sql(name: str, tables: dict[str, pd.DataFrame], params: list[Any] | None = None,
             database: str = ":memory:") -> pd.DataFrame:
     """Run shipped SQL ``name`` on DuckDB over ``tables`` (registered as views) with ``params``."""
-    import duckdb
-
-    con = duckdb.connect(database)
+    con = connect(database)
     try:
         for table, frame in tables.items():
             con.register(table, frame)

@@ -105,13 +105,14 @@ def test_dagbag_imports_the_three_dags(dagbag):
     assert dagbag.import_errors == {}
     assert set(dagbag.dag_ids) >= DAG_IDS
     retrain = dagbag.get_dag("relsum_retrain")
-    order = ["extract", "score_filter", "train", "evaluate", "register", "gate"]
+    order = ["validate", "extract", "score_filter", "train", "evaluate", "register", "gate"]
     assert set(retrain.task_ids) == set(order)
     for upstream, downstream in zip(order, order[1:], strict=False):
         if downstream != "register":
             assert upstream in retrain.get_task(downstream).upstream_task_ids, (upstream, downstream)
     assert {"train", "evaluate"} <= retrain.get_task("register").upstream_task_ids
     assert retrain.default_args["retries"] >= 1 and retrain.default_args["execution_timeout"]
+    assert "validate" in dagbag.get_dag("relsum_catalog_summaries").get_task("summarize_catalog").upstream_task_ids
     assert dagbag.get_dag("relsum_interleaving_export").schedule is None
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import random
 from pathlib import Path
 
@@ -244,3 +245,87 @@ def test_empty_tables_and_non_finite_numbers():
     assert "content_hash" in res.valid.columns
     df = pd.DataFrame({"query_id": ["a", "b"], "query": ["x", "y"], "product_id": "p", "traffic": ["inf", "nan"]})
     assert validate_search_log(df).summary()["reasons"] == {"traffic not a number": 2}
+
+
+def _types_cases():
+    for i, line in enumerate((FIXTURES / "catalog_types.jsonl").read_text().splitlines()):
+        expect = json.loads(line)["expect"]
+        yield pytest.param(i, expect, id=f"catalog_types-{i}-{expect or 'valid'}")
+
+
+@pytest.fixture(scope="module")
+def types_result():
+    df = read_table(FIXTURES / "catalog_types.jsonl")
+    return df, validate_catalog(df.drop(columns=["expect"]))
+
+
+@pytest.mark.parametrize(("row", "expect"), list(_types_cases()))
+def test_jsonl_types_corpus(types_result, row, expect):
+    """Per column accepted types (ids: str or integral number; text: str); the rest is rejected, not str()-ed."""
+    df, result = types_result
+    assert len(result.valid) + len(result.rejects) == len(df)
+    rejected = result.rejects.set_index("row_number")["reason"]
+    if expect is None:
+        assert row not in rejected.index, rejected.get(row)
+    else:
+        assert rejected[row].startswith(expect), rejected[row]
+
+
+def test_types_corpus_details(types_result):
+    _, result = types_result
+    valid = result.valid.set_index("product_id")
+    assert {"12", "14", "t1", "t10", "t14", "t15"} == set(valid.index)
+    assert valid.loc["t10", "attributes"] == "colour: red | weight: 2"
+    assert valid.loc["t14", "description"] == "" and valid.loc["t14", "description_raw"] == "null"
+    reasons = dict(zip(result.rejects["row_number"], result.rejects["reason"], strict=True))
+    assert reasons[3] == "wrong type: product_id is float 1.5"
+    assert reasons[7] == "wrong type: description is float 3.5"
+    assert reasons[11] == "empty title: 'None' is a null marker"
+    assert reasons[12] == "missing key: product_id is 'NaN'"
+    assert not any("b'" in v or v == "True" for v in result.valid["title"])
+
+
+def test_parquet_bytes_and_booleans_are_rejected_not_stringified(tmp_path):
+    pd.DataFrame({"product_id": ["p1", "p2", "p3"],
+                  "title": pd.Series([b"bytes title", b"x", b"y"], dtype=object),
+                  "description": ["ok", "ok", "ok"]}).to_parquet(tmp_path / "b.parquet")
+    pd.DataFrame({"product_id": ["p1", "p2"], "title": ["Lamp", "Desk"],
+                  "description": [True, False]}).to_parquet(tmp_path / "f.parquet")
+    res = validate_catalog(read_table(tmp_path / "b.parquet"))
+    assert res.valid.empty and res.rejects["reason"][0] == "wrong type: title is bytes b'bytes title'"
+    res = validate_catalog(read_table(tmp_path / "f.parquet"))
+    assert res.valid.empty and res.summary()["reasons"] == {"wrong type": 2}
+    log = pd.DataFrame({"query_id": ["q1", "q2"], "query": ["a", "b"], "product_id": ["p", "p"],
+                        "label": pd.Series([b"1", 0.5], dtype=object)})
+    assert validate_search_log(log).rejects["reason"].tolist() == ["label not a number: b'1'"]
+
+
+def _log(texts: list[str]) -> pd.DataFrame:
+    return pd.DataFrame({"query_id": "q1", "query": texts, "product_id": [f"p{i}" for i in range(len(texts))]})
+
+
+@pytest.mark.parametrize(("texts", "kept", "reason"), [
+    # the issue's cases: a literal NaN first, then 29 good siblings; an edited row first, then 44
+    (["NaN"] + ["usb cable"] * 29, 29, "empty query: 'NaN' is a null marker"),
+    (["usb cabel"] + ["usb cable"] * 44, 44, "conflicting query text: query_id 'q1' is 'usb cable' in 44 of 45 rows"),
+    (["null", "None", "phone"], 1, "empty query: 'null' is a null marker"),
+])
+def test_query_text_by_majority(texts, kept, reason):
+    res = validate_search_log(_log(texts))
+    assert len(res.valid) == kept and set(res.valid["query"]) == {texts[-1]}
+    assert res.rejects["reason"].iloc[0] == reason
+
+
+def test_query_text_tie_rejects_every_row_with_a_reason():
+    res = validate_search_log(_log(["usb hub", "usb-c hub", "usb hub", "usb-c hub", ""]))
+    assert res.valid.empty
+    assert res.rejects["reason"].tolist()[:4] == [
+        "conflicting query text: query_id 'q1' has no majority text ('usb hub' x2, 'usb-c hub' x2)"] * 4
+    assert res.rejects["reason"].iloc[4] == "empty query"  # not a vote
+
+
+def test_table_errors_are_input_errors():
+    from relsum.data.io import TableReadError
+    from relsum.errors import InputError
+
+    assert issubclass(ContractError, InputError) and issubclass(TableReadError, InputError)

@@ -101,3 +101,10 @@ def test_catalog_lookup_and_override(tmp_path):
     (folder / "queries.csv").unlink()
     with pytest.raises(ContractError, match="queries.csv not found"):
         load_golden(folder, catalog=frame)
+
+
+def test_golden_table_with_no_valid_rows_is_warned(tmp_path, caplog):
+    folder = _write_folder(tmp_path, "query_id,product_id,grade\nq1,p9,Exact\n", yaml_text=None)
+    golden = load_golden(folder, ContractConfig(grade_map=SAMPLE_GRADE_MAP))
+    assert golden.judgments.empty
+    assert "judgments has no valid rows (1 in, 1 rejected)" in caplog.text

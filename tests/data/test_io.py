@@ -1,8 +1,9 @@
-"""read_table from every format, undecodable bytes, and atomic writers."""
+"""read_table from every format, undecodable bytes, ragged CSV rows, hostile DuckDB sources, atomic writers."""
 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import duckdb
 import pandas as pd
@@ -10,6 +11,7 @@ import pytest
 
 from relsum.data.contracts import validate_catalog
 from relsum.data.io import (
+    READ_ERROR_COL,
     TableReadError,
     atomic_path,
     read_table,
@@ -17,6 +19,9 @@ from relsum.data.io import (
     write_json_atomic,
     write_parquet_atomic,
 )
+from relsum.errors import InputError
+
+FIXTURES = Path(__file__).parent / "fixtures"
 
 ROWS = [{"product_id": "0012", "title": "Lamp", "description": "bright"},
         {"product_id": "13", "title": "NA", "description": ""}]
@@ -65,7 +70,7 @@ def test_duckdb_table_and_query(tmp_path, frame):
     assert list(df.columns) == ["product_id", "title"]
     with pytest.raises(TableReadError, match="nosuch"):
         read_table(f"duckdb:{db}:nosuch")
-    with pytest.raises(TableReadError, match="neither a table"):
+    with pytest.raises(TableReadError, match="type DROP"):
         read_table(f"duckdb:{db}:drop table products")
     with pytest.raises(TableReadError, match="not found"):
         read_table(f"duckdb:{tmp_path / 'missing.duckdb'}:products")
@@ -125,10 +130,69 @@ def test_writers_round_trip(tmp_path, frame):
     assert json.loads((tmp_path / "a.json").read_text(encoding="utf-8")) == {"n": 2, "é": [1.5]}
 
 
-def test_malformed_csv_is_a_clear_error(tmp_path):
-    (tmp_path / "c.csv").write_text("product_id,title\np1,Lamp\np2,Desk,extra,fields\n")
-    with pytest.raises(TableReadError, match="malformed CSV"):
+def test_bad_quoting_is_a_table_error(tmp_path):
+    (tmp_path / "c.csv").write_text('product_id,title\np1,"unterminated\np2,Desk\n')
+    with pytest.raises(TableReadError, match="malformed CSV") as err:
         read_table(tmp_path / "c.csv")
+    assert isinstance(err.value, InputError)  # the CLI prints one line, exit 2
+
+
+def test_ragged_csv_rows_are_rejected_never_padded_or_shifted():
+    df = read_table(FIXTURES / "catalog_ragged.csv")
+    assert list(df.columns) == ["expect", "product_id", "title", "description", READ_ERROR_COL]
+    assert df["product_id"].tolist() == ["r1", "r2", "r3", "r4", "r5", "r6", "r7"]  # blank line skipped
+    res = validate_catalog(df.drop(columns=["expect"]))
+    assert len(res.valid) + len(res.rejects) == len(df)
+    rejected = res.rejects.set_index("row_number")["reason"]
+    for i, expect in enumerate(df["expect"]):
+        if isinstance(expect, str):
+            assert rejected[i].startswith(expect), (i, rejected.get(i))
+        else:
+            assert i not in rejected.index, rejected[i]
+    assert rejected[1] == "unreadable row: line 3: 3 fields where the header has 4 (short row, not padded)"
+    assert rejected[2].startswith("unreadable row: line 4: 5 fields where the header has 4 (long row, extra 'extra")
+    # physical line numbers: the quoted newline of r4 and the blank line count
+    assert "line 7: 2 fields" in rejected[4] and "line 10: 6 fields" in rejected[6]
+    assert res.valid.set_index("product_id").loc["r4", "description"] == "two lines"
+    # the short row's values are kept as far as they go, for the rejects file
+    assert res.rejects.set_index("row_number").loc[1, "title"] == "Only a title"
+
+
+def test_csv_header_names_follow_pandas(tmp_path):
+    (tmp_path / "c.csv").write_text(",a,a,b\n0,1,2,3\n")
+    assert list(read_table(tmp_path / "c.csv").columns) == ["Unnamed: 0", "a", "a.1", "b"]
+
+
+def _duckdb_cases():
+    for line in (FIXTURES / "duckdb_sources.txt").read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            expect, target = line.split("\t")
+            yield pytest.param(expect, target, id=target[:50])
+
+
+@pytest.fixture(scope="module")
+def hostile_db(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("duck")
+    with duckdb.connect(str(folder / "cat.duckdb")) as con:
+        con.register("frame", pd.DataFrame(ROWS))
+        con.execute("CREATE TABLE products AS SELECT * FROM frame")
+    with duckdb.connect(str(folder / "other.duckdb")) as con:
+        con.execute("CREATE TABLE secrets AS SELECT 'x' AS s")
+    (folder / "secret.csv").write_text("s\ntop secret\n")
+    return folder
+
+
+@pytest.mark.parametrize(("expect", "target"), list(_duckdb_cases()))
+def test_hostile_duckdb_sources(hostile_db, expect, target):
+    """One read-only SELECT or a table name; nothing else runs, nothing is written or downloaded."""
+    source = f"duckdb:{hostile_db / 'cat.duckdb'}:" + target.replace("{dir}", str(hostile_db))
+    before = sorted(p.name for p in hostile_db.iterdir())
+    if expect == "ok":
+        assert "product_id" in read_table(source).columns
+    else:
+        with pytest.raises(TableReadError, match=expect):
+            read_table(source)
+    assert sorted(p.name for p in hostile_db.iterdir()) == before  # no leak.csv, no dump/, no .wal
 
 
 def test_csv_writer_survives_surrogates(tmp_path):
