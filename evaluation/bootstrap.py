@@ -172,8 +172,11 @@ def paired_bootstrap(
     n_boot: int = 1000,
     seed: int = 0,
     level: float = 0.95,
+    min_judged: int = 1,
 ) -> dict[str, dict]:
     """Point estimates, CIs and paired gains over ``baseline`` for every candidate of one subset.
+
+    ``min_judged``: queries with fewer judged pairs are left out of NDCG (see ``per_query_ndcg_at_k``).
 
     Returns ``{candidate: {"recall_at_precision": Interval, "ndcg_at_k": Interval,
     "gain_pct": {"recall_at_precision": Interval, "ndcg_at_k": Interval}}}``. A gain is ``nan``
@@ -191,7 +194,7 @@ def paired_bootstrap(
     reps: dict[str, dict[str, np.ndarray]] = {}
     for name, s in scores.items():
         s = np.asarray(s, dtype=np.float64)
-        _, per_q = per_query_ndcg_at_k(qcode, y, s, k)
+        _, per_q = per_query_ndcg_at_k(qcode, y, s, k, min_judged)
         defined = per_q[~np.isnan(per_q)]
         points[name] = {
             "recall_at_precision": recall_at_precision(y, s, min_precision) if len(y) else float("nan"),

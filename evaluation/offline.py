@@ -28,6 +28,8 @@ from relsum.evaluation.metrics import mean_reward
 logger = logging.getLogger(__name__)
 
 SUBSETS = ("full", "tail")
+#: Queries with fewer judged pairs are left out of NDCG (one judged product ranks first whatever the scores).
+MIN_JUDGED = 2
 REQUIRED_COLUMNS = ("query_id", "product_id", "label", "tail")
 
 
@@ -81,7 +83,11 @@ def compute_offline_metrics(
     {name: {"recall_at_precision": {"value", "lo", "hi"}, "ndcg_at_k": {...}, "gain_pct":
     {"recall_at_precision": {...}, "ndcg_at_k": {...}}}}}}}`` with plain Python types; values
     may be ``nan`` (empty subset, no positives, zero baseline) -- :func:`to_jsonable` maps
-    those to ``None``. Queries without a positive gain are excluded from NDCG and counted.
+    those to ``None``. Queries without a positive gain are excluded from NDCG and counted
+    (``n_queries_excluded_no_positive``), and so are queries with a single judged pair
+    (``n_queries_excluded_single_judged``): their NDCG@k is 1 whatever the scores, so in a golden set
+    of one judged product per query (ESCI-style exports) NDCG would read 1.000 and +0.0% for every
+    candidate. R@P uses every pair.
     """
     candidates = list(dict.fromkeys(candidates))
     if baseline not in candidates:
@@ -100,17 +106,20 @@ def compute_offline_metrics(
         labels = df["label"].to_numpy(dtype=np.float64)
         qids = df["query_id"].to_numpy()
         has_gain = pd.Series(labels > 0).groupby(qids).any() if len(df) else pd.Series(dtype=bool)
+        single = (pd.Series(qids).value_counts() < MIN_JUDGED).reindex(has_gain.index) if len(df) else has_gain
         result = paired_bootstrap(
             qids, labels, {c: df[f"score_{c}"].to_numpy(dtype=np.float64) for c in candidates},
             baseline=baseline, k=k, min_precision=min_precision, n_boot=n_boot, seed=seed, level=level,
+            min_judged=MIN_JUDGED,
         )
         rewards = _reward_intervals(df, candidates, n_boot=n_boot, seed=seed, level=level)
         out["subsets"][subset] = {
             "n_queries": int(len(has_gain)),
             "n_pairs": int(len(df)),
             "n_positive_pairs": int((labels == 1.0).sum()),
-            "n_queries_ndcg": int(has_gain.sum()),
+            "n_queries_ndcg": int((has_gain & ~single).sum()),
             "n_queries_excluded_no_positive": int((~has_gain).sum()),
+            "n_queries_excluded_single_judged": int((has_gain & single).sum()),
             "candidates": {
                 c: {
                     **{m: r[m].as_dict() for m in METRICS},
@@ -187,17 +196,58 @@ def _reward_intervals(df: pd.DataFrame, candidates: list[str], *, n_boot: int, s
     return out
 
 
+def ndcg_note(metrics: Mapping[str, Any]) -> str | None:
+    """A warning when queries with a single judged product were left out of NDCG; None when none were.
+
+    Such a query's NDCG@k is 1 whatever the scores. When they are most of the judged queries (ESCI-style
+    exports judge one product per query) NDCG says little or nothing and the table leads with R@P.
+    """
+    names, full = metrics["config"]["metric_names"], metrics["subsets"]["full"]
+    single = full.get("n_queries_excluded_single_judged", 0)
+    if not single:
+        return None
+    used = full["n_queries_ndcg"]
+    verdict = (f"{names['ndcg_at_k']} is undefined on this set; read {names['recall_at_precision']}" if used == 0
+               else f"{names['ndcg_at_k']} rests on {used} queries only; read {names['recall_at_precision']} first"
+               if leads_with_recall(metrics) else f"{names['ndcg_at_k']} uses the other {used}")
+    return (f"{single} of {full['n_queries']} queries have a single judged product and are left out of "
+            f"{names['ndcg_at_k']} (its value there is 1 whatever the scores): {verdict}.")
+
+
+def leads_with_recall(metrics: Mapping[str, Any]) -> bool:
+    """True when most queries with a positive label have a single judged product (NDCG says little)."""
+    full = metrics["subsets"]["full"]
+    return full.get("n_queries_excluded_single_judged", 0) >= max(full["n_queries_ndcg"], 1)
+
+
+def coverage_text(cov: Mapping[str, Any] | None) -> str:
+    """``"98.3% (118/120)"``: share of judged golden products a summaries file has a row for."""
+    if not cov or "judged_products" not in cov:
+        return "–"
+    n, k = cov["judged_products"], cov["products_with_summary"]
+    return f"{100 * k / n:.1f}% ({k}/{n})" if n else "n/a (0 judged products)"
+
+
 def gains_table(metrics: Mapping[str, Any]) -> pd.DataFrame:
-    """Table 3: one row per non-baseline candidate, gain in % [95% CI] per subset and metric."""
+    """Table 3: one row per non-baseline candidate, gain in % [95% CI] per subset and metric.
+
+    Summary candidates also get their coverage of the judged golden products (a summary missing for a
+    product scores it title only, which pulls the gain towards 0). Columns lead with R@P when most
+    queries have a single judged product (:func:`leads_with_recall`).
+    """
     cfg, names = metrics["config"], metrics["config"]["metric_names"]
     rows = [c for c in cfg["candidates"] if c != cfg["baseline"]]
+    order = [(s, m) for m in METRICS for s in SUBSETS] if leads_with_recall(metrics) else \
+        [(s, m) for s in SUBSETS for m in METRICS]
     data = {
         f"Golden-{subset} {names[m]}": [
             format_gain(metrics["subsets"][subset]["candidates"][c]["gain_pct"][m]) for c in rows
         ]
-        for subset in SUBSETS
-        for m in METRICS
+        for subset, m in order
     }
+    coverage = metrics.get("summary_coverage") or {}
+    if coverage:
+        data["summary coverage"] = [coverage_text(coverage.get(c)) for c in rows]
     return pd.DataFrame(data, index=pd.Index(rows, name="candidate"))
 
 
@@ -215,6 +265,7 @@ def absolute_table(metrics: Mapping[str, Any], candidates: list[str] | None = No
             rec.update({
                 "queries": sub["n_queries"], "pairs": sub["n_pairs"], "label-1 pairs": sub["n_positive_pairs"],
                 "excluded (no positive)": sub["n_queries_excluded_no_positive"],
+                "excluded (single judged)": sub.get("n_queries_excluded_single_judged", 0),
             })
             records.append(rec)
     return pd.DataFrame.from_records(records).set_index(["subset", "candidate"])
@@ -239,8 +290,10 @@ def format_table(metrics: Mapping[str, Any]) -> str:
     """
     cfg = metrics["config"]
     level = round(100 * cfg["level"])
+    note = ndcg_note(metrics)
     return (
-        f"Gain over `{cfg['baseline']}` in % [{level}% paired bootstrap CI over queries, "
+        (f"Note: {note}\n\n" if note else "")
+        + f"Gain over `{cfg['baseline']}` in % [{level}% paired bootstrap CI over queries, "
         f"n_boot={cfg['n_boot']}]\n\n{to_markdown(gains_table(metrics))}\n\n"
         f"Absolute values [{level}% CI]\n\n"
         f"{to_markdown(absolute_table(metrics))}\n"

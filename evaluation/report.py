@@ -27,6 +27,7 @@ from relsum.evaluation.offline import (
     as_float,
     format_table,
     gains_table,
+    ndcg_note,
     to_markdown,
 )
 
@@ -136,7 +137,8 @@ def _counts_text(metrics: Mapping[str, Any]) -> str:
         lines.append(
             f"- Golden-{subset}: {sub['n_queries']} queries, {sub['n_pairs']} judged pairs "
             f"({sub['n_positive_pairs']} label 1); {sub['n_queries_excluded_no_positive']} queries "
-            f"without a positive label excluded from NDCG ({sub['n_queries_ndcg']} used)"
+            f"without a positive label and {sub.get('n_queries_excluded_single_judged', 0)} with a single "
+            f"judged product excluded from NDCG ({sub['n_queries_ndcg']} used)"
         )
     return "\n".join(lines)
 
@@ -189,6 +191,7 @@ def write_report(
     esc = html.escape
     body = [f"<h1>{esc(title)}</h1>", f"<p>{esc(setup)}</p>", "<h2>Counts</h2>",
             "<ul>" + "".join(f"<li>{esc(line[2:])}</li>" for line in _counts_text(metrics).splitlines()) + "</ul>",
+            *([f"<p><strong>Note:</strong> {esc(note)}</p>"] if (note := ndcg_note(metrics)) else []),
             f"<h2>Gain over {esc(cfg['baseline'])} in % [{round(100 * cfg['level'])}% CI]</h2>", _html_table(gains_table(metrics)),
             "<h2>Absolute metrics</h2>", _html_table(absolute_table(metrics))]
     for key, data in pngs.items():

@@ -3,6 +3,11 @@
 Scores every judged pair of a golden set under the candidates ``none`` (title only), ``desc``
 (title + description) and each summaries file, with the one scorer, then writes ``scores.parquet``,
 ``metrics.json`` and ``report.md`` / ``report.html``.
+
+Summaries files are matched to golden products by id, stripped as the contracts strip them
+(case-sensitive). Their coverage of the judged golden products is printed in the gains table, and a file
+below ``min_summary_coverage`` is refused before any scoring: a product without a summary scores as
+title only, so ids that do not match (other case, another catalog) would report the candidate at +0.0%.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ from pathlib import Path
 import pandas as pd
 
 from relsum.config import cfg
+from relsum.errors import InputError
 from relsum.paths import SAMPLE_DIR
 
 logger = logging.getLogger(__name__)
@@ -32,6 +38,9 @@ class EvaluateConfig:
     min_precision: float = cfg(0.9, help="Precision floor of R@P (0.9 gives the paper's R@90P).")
     n_boot: int = cfg(1000, help="Bootstrap resamples over queries for the 95% confidence intervals.")
     seed: int = cfg(0, help="Bootstrap seed.")
+    min_summary_coverage: float = cfg(0.95, help="Refuse a summaries file that has rows for less than this share "
+                                      "of the judged golden products (ids compared stripped, case-sensitive); "
+                                      "0 = evaluate anyway, uncovered products scored as title only.")
 
     def __post_init__(self):
         for name in self.summaries:
@@ -39,26 +48,74 @@ class EvaluateConfig:
                 raise ValueError(f"summary candidate name {name!r} must be [A-Za-z0-9_-]+ and not none/desc")
         if not 0 < self.min_precision <= 1:
             raise ValueError("min_precision must be in (0, 1]")
+        if not 0 <= self.min_summary_coverage <= 1:
+            raise ValueError("min_summary_coverage must be in [0, 1]")
 
 
 def load_summaries(path: str) -> pd.Series:
-    """product_id -> summary; a file with duplicate products or missing columns is an error."""
+    """product_id -> summary, ids stripped as the contracts strip them; bad files raise InputError."""
+    from relsum.data.contract_types import as_id
     from relsum.data.io import read_table
 
     frame = read_table(path)
     missing = {"product_id", "summary"} - set(frame.columns)
     if missing:
-        raise ValueError(f"{path}: summaries file lacks columns {sorted(missing)}")
-    dupes = frame["product_id"][frame["product_id"].duplicated()]
+        raise InputError(f"{path}: summaries file lacks column(s) {sorted(missing)} (has {list(frame.columns)})")
+    ids = frame["product_id"].map(as_id)
+    if ids.isna().any():
+        raise InputError(f"{path}: {int(ids.isna().sum())} row(s) without a product_id, e.g. row "
+                         f"{int(ids[ids.isna()].index[0]) + 2} (header = row 1)")
+    dupes = ids[ids.duplicated()]
     if len(dupes):
-        raise ValueError(f"{path}: {len(dupes)} duplicate product_id rows, e.g. {dupes.iloc[0]!r}")
-    return frame.set_index("product_id")["summary"].fillna("").astype(str)
+        raise InputError(f"{path}: {len(dupes)} duplicate product_id row(s) after stripping, e.g. {dupes.iloc[0]!r}")
+    return pd.Series(frame["summary"].fillna("").astype(str).to_numpy(), index=pd.Index(ids, name="product_id"),
+                     name="summary")
+
+
+def judged_pairs(golden) -> pd.DataFrame:
+    """The golden judgments with their query text, tail flag and catalog title/text (the pairs scored)."""
+    pairs = golden.judgments.merge(golden.queries[["query_id", "query", "tail"]], on="query_id")
+    return pairs.merge(golden.catalog[["product_id", "title", "text"]], on="product_id")
+
+
+def summary_coverage(pairs: pd.DataFrame, by_product: pd.Series) -> dict:
+    """How much of the judged golden set a summaries file covers.
+
+    ``coverage = products_with_summary / judged_products`` over distinct judged products; pair counts
+    and up to 5 missing ids are kept for the report, plus how many missing ids match only when case
+    is ignored (the usual cause of a near-zero coverage).
+    """
+    products = pd.Index(pairs["product_id"].unique())
+    covered = products.isin(by_product.index)
+    texts = pairs["product_id"].map(by_product)
+    missing = products[~covered]
+    folded = {str(p).casefold() for p in by_product.index}
+    return {"judged_products": int(len(products)), "products_with_summary": int(covered.sum()),
+            "coverage": float(covered.mean()) if len(products) else 1.0,
+            "pairs": int(len(pairs)), "pairs_with_summary": int(texts.notna().sum()),
+            "non_empty": int(texts.fillna("").str.strip().ne("").sum()),
+            "missing_examples": [str(p) for p in missing[:5]],
+            "missing_matching_ignoring_case": int(sum(str(p).casefold() in folded for p in missing))}
+
+
+def check_coverage(coverage: dict[str, dict], paths: dict[str, str], floor: float) -> None:
+    """Refuse the first summaries file below ``floor`` with what is wrong and how to go on."""
+    for name, cov in coverage.items():
+        if cov["coverage"] >= floor:
+            continue
+        case = cov["missing_matching_ignoring_case"]
+        hint = (f"; {case} of the missing ids match only when case is ignored (ids are case-sensitive)"
+                if case else "")
+        raise InputError(
+            f"summaries {name!r} ({paths[name]}) cover {cov['products_with_summary']} of {cov['judged_products']} "
+            f"judged golden products ({100 * cov['coverage']:.1f}%), below min_summary_coverage={floor:g}; "
+            f"missing e.g. {cov['missing_examples'][:3]}{hint}. Summarize the golden catalog's products, or set "
+            "min_summary_coverage=0 to score the uncovered ones as title only")
 
 
 def score_candidates(golden, summaries: dict[str, pd.Series], scorer) -> tuple[pd.DataFrame, dict]:
     """One row per judged pair with a ``score_<candidate>`` column per candidate, plus coverage counts."""
-    pairs = golden.judgments.merge(golden.queries[["query_id", "query", "tail"]], on="query_id")
-    pairs = pairs.merge(golden.catalog[["product_id", "title", "text"]], on="product_id")
+    pairs = judged_pairs(golden)
     queries, titles = pairs["query"].tolist(), pairs["title"].tolist()
     scores = pairs[["query_id", "product_id", "label", "tail"]].copy()
     scores["score_none"] = scorer.score(queries, titles)
@@ -66,8 +123,7 @@ def score_candidates(golden, summaries: dict[str, pd.Series], scorer) -> tuple[p
     coverage = {}
     for name, by_product in summaries.items():
         texts = pairs["product_id"].map(by_product)
-        coverage[name] = {"pairs": int(len(pairs)), "with_summary": int(texts.notna().sum()),
-                          "non_empty": int(texts.fillna("").str.strip().ne("").sum())}
+        coverage[name] = summary_coverage(pairs, by_product)
         if texts.isna().any():
             logger.warning("%s: %d judged pairs have no summary; scored as title only", name, int(texts.isna().sum()))
         scores[f"score_{name}"] = scorer.score(queries, titles, texts.fillna("").tolist())
@@ -90,6 +146,9 @@ def run(config: EvaluateConfig, scorer=None, extra_sections: dict[str, str] | No
     if rejected:
         logger.warning("golden set rows rejected: %s (run `relsum validate` for reasons)", rejected)
     summaries = {name: load_summaries(path) for name, path in config.summaries.items()}
+    pairs = judged_pairs(golden)
+    check_coverage({name: summary_coverage(pairs, s) for name, s in summaries.items()}, config.summaries,
+                   config.min_summary_coverage)  # before the scorer loads: a wrong file fails in seconds
     if scorer is None:
         scorer = Scorer(ensure_reward_model(config.reward_model), ScorerConfig(store=True))
     scores, coverage = score_candidates(golden, summaries, scorer)

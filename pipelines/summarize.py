@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from relsum.config import load_config
+from relsum.errors import InputError
 from relsum.summarize.job import SummarizeConfig, run_summarize
 
 logger = logging.getLogger(__name__)
@@ -36,7 +37,7 @@ def partition_dir(out_dir: str | Path, partition: str) -> Path:
     """The folder of ``partition`` under ``out_dir`` (unsafe characters become ``_``)."""
     key = _UNSAFE.sub("_", partition.strip()).strip("._")
     if not key:
-        raise ValueError(f"partition {partition!r} has no usable characters")
+        raise InputError(f"partition {partition!r} has no usable characters")
     return Path(out_dir) / f"{PREFIX}{key}"
 
 
@@ -64,7 +65,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--partition", default=None, help="output partition key (e.g. a data-interval date)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    manifest = run(load_config(SummarizeConfig, args.config, args.overrides), args.partition)
+    try:
+        manifest = run(load_config(SummarizeConfig, args.config, args.overrides), args.partition)
+    except Exception as exc:
+        from relsum.cli import user_error_line
+
+        line = user_error_line(exc)
+        if line is None:
+            raise
+        print(f"relsum summarize: error: {line}", file=sys.stderr)  # same one line as `relsum summarize`
+        return 2
     print(json.dumps({"run_id": manifest["run_id"], "counts": manifest["counts"]}))
     return 0
 

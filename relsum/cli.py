@@ -83,7 +83,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--queries", help="Golden queries table.")
     p.add_argument("--judgments", help="Golden judgments table.")
     p.add_argument("--out", help="Output folder for rejects/, clean/ and validation.json.")
-    p.add_argument("--strict", action="store_true", help="Exit with status 1 when any row is rejected.")
+    p.add_argument("--strict", action="store_true", help="Exit with status 1 when a table ends up empty or rejects more than "
+                   "max_reject_rate of its rows (default 0: any reject).")
     p.set_defaults(func=cmd_validate)
 
     rm = sub.add_parser("reward-model", help="Reward-model (cross-encoder) commands.")
@@ -172,7 +173,26 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def user_error_line(exc: BaseException) -> str | None:
+    """The one line printed for an error from the user's input or environment; None for a bug.
+
+    ``RelsumError`` messages already say what and where. A bare ``OSError`` about a path (permission
+    denied, missing, a file where a folder is expected, read-only or full disk) gets its reason and
+    the path; every other exception is a bug or a library failure and keeps its traceback.
+    """
+    from relsum.errors import RelsumError, is_environment_oserror, os_error_text
+
+    if isinstance(exc, RelsumError):
+        text = str(exc)
+    elif is_environment_oserror(exc):
+        text = os_error_text(exc)  # type: ignore[arg-type]
+    else:
+        return None
+    return " ".join(text.split())
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Run one subcommand; input/environment errors print one line and return 2 (``-v``: traceback)."""
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
@@ -182,9 +202,11 @@ def main(argv: list[str] | None = None) -> int:
     handler: Callable[[argparse.Namespace], int] = args.func
     try:
         return handler(args)
-    except (ValueError, FileNotFoundError, RuntimeError) as exc:
-        # Contract, config and read errors are ValueErrors; refused fast paths are RuntimeErrors.
-        logger.error("%s: %s", type(exc).__name__, exc)
+    except Exception as exc:
+        line = user_error_line(exc)
+        if line is None or args.verbose:
+            raise
+        print(f"relsum {args.command}: error: {line}", file=sys.stderr)
         return 2
 
 

@@ -31,7 +31,9 @@ def _summaries_arg(values: list[str] | None) -> str | None:
     pairs = {}
     for item in values:
         if "=" not in item:
-            raise SystemExit(f"--summaries expects NAME=FILE, got {item!r}")
+            from relsum.errors import InputError
+
+            raise InputError(f"--summaries expects NAME=FILE, got {item!r}")
         name, path = item.split("=", 1)
         pairs[name] = path
     return json.dumps(pairs)
@@ -44,8 +46,7 @@ def cmd_validate(args) -> int:
                                           "judgments": "judgments", "out": "out_dir"})
     report = run(config)
     print(json.dumps(report, indent=2, default=str))
-    rejected = sum(t.get("rejected", 0) for t in report.get("tables", report).values() if isinstance(t, dict))
-    return 1 if (args.strict and rejected) else 0
+    return 1 if (args.strict and report["problems"]) else 0  # an empty table, or rejects > max_reject_rate
 
 
 def cmd_reward_model(args) -> int:
@@ -142,9 +143,10 @@ def cmd_ablate(args) -> int:
 
 
 def cmd_scores_stats(args) -> int:
-    from relsum.pipelines.scores import StatsConfig, format_stats, stats
+    from relsum.pipelines.scores import StatsConfig, auto_choices, format_stats, stats
 
-    print(format_stats(stats(_load(StatsConfig, args, {}))))
+    config = _load(StatsConfig, args, {})
+    print(format_stats(stats(config), auto_choices(config)))
     return 0
 
 

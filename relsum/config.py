@@ -18,12 +18,14 @@ from typing import Any, TypeVar
 
 import yaml
 
+from relsum.errors import RelsumError
+
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
 
-class ConfigError(ValueError):
+class ConfigError(RelsumError, ValueError):
     """A config file or override that does not fit the config's fields or checks."""
 
 

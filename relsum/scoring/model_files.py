@@ -5,28 +5,42 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
+from relsum.errors import EnvironmentProblem, InputError
+
 #: Weight files above this size are fingerprinted by size + first/last chunk instead of all bytes.
 _FULL_HASH_MAX_BYTES = 2 << 30
 _EDGE_BYTES = 16 << 20
 
 
-def find_safetensors(model_dir: str | Path) -> list[Path]:
-    """Check that ``model_dir`` is a local model folder with safetensors weights; return the files.
+class ModelFolderMissing(EnvironmentProblem, FileNotFoundError):
+    """A model or adapter folder that is not there (still a ``FileNotFoundError`` for old callers)."""
+
+
+#: File names that hold pickled weights (``torch.load`` runs arbitrary code while reading them).
+PICKLE_PATTERNS = ("*.bin", "*.pt", "*.pth", "*.ckpt", "*.pkl")
+
+
+def find_safetensors(model_dir: str | Path, kind: str = "model") -> list[Path]:
+    """Check that ``model_dir`` is a local model (or ``kind="adapter"``) folder with safetensors weights.
 
     A hub id such as ``org/model`` is refused here, before transformers is touched, so nothing ever
-    tries the network. ``pytorch_model.bin`` alone is refused because unpickling runs arbitrary code.
+    tries the network. Pickle weights alone (``pytorch_model.bin``, ``adapter_model.bin``) are refused
+    because unpickling runs arbitrary code. The scorer, the reward-model trainer and the summarize job
+    all call this first, so the same one-line message (an :class:`~relsum.errors.InputError`) comes
+    before any work is done.
     """
     path = Path(model_dir)
     if not path.is_dir():
-        raise FileNotFoundError(
-            f"model folder {str(model_dir)!r} does not exist or is not a directory; relsum only loads "
+        raise ModelFolderMissing(
+            f"{kind} folder {str(model_dir)!r} does not exist or is not a directory; relsum only loads "
             "models from local folders (hub ids are not supported, there is no network)")
     files = sorted(path.glob("*.safetensors"))
     if not files:
-        if any(path.glob("pytorch_model*.bin")):
-            raise ValueError(f"{path} has only pytorch_model.bin weights; convert them to safetensors "
-                             "(pickle weights are refused)")
-        raise ValueError(f"{path} has no *.safetensors weights")
+        pickles = sorted({p.name for pattern in PICKLE_PATTERNS for p in path.glob(pattern)})
+        if pickles:
+            raise InputError(f"{kind} folder {path} has only pickle weights ({', '.join(pickles)}); convert them "
+                             "to safetensors (pickle weights are refused)")
+        raise InputError(f"{kind} folder {path} has no *.safetensors weights")
     return files
 
 

@@ -172,3 +172,15 @@ def test_mean_reward_matches_sklearn_mae():
     labels, scores = rng.choice([0.0, 0.5, 1.0], 200), rng.random(200)
     assert mean_reward(labels, scores) == pytest.approx(-mean_absolute_error(labels, scores))
     assert mean_reward([1.0, 0.0], [1.0, 0.0]) == 0.0 and np.isnan(mean_reward([], []))
+
+
+def test_min_judged_leaves_single_pair_queries_out():
+    qids, gains, scores = ["a", "b", "b"], [1.0, 1.0, 0.0], [0.1, 0.2, 0.9]
+    _, values = per_query_ndcg_at_k(qids, gains, scores)
+    assert values[0] == 1.0  # one judged product ranks first whatever its score
+    _, values = per_query_ndcg_at_k(qids, gains, scores, min_judged=2)
+    assert math.isnan(values[0]) and values[1] == pytest.approx(1 / math.log2(3))
+    summary = mean_ndcg_at_k(qids, gains, scores, min_judged=2)
+    assert (summary.n_queries, summary.n_excluded) == (1, 1)
+    with pytest.raises(ValueError, match="min_judged"):
+        per_query_ndcg_at_k(qids, gains, scores, min_judged=0)

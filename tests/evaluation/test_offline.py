@@ -138,3 +138,43 @@ def test_format_gain_and_to_jsonable():
         "a": 1.5, "b": [2, None], "c": [None]}
     with pytest.raises(TypeError):
         to_jsonable({"x": object()})
+
+
+def esci_scores(n_multi: int = 0) -> pd.DataFrame:
+    """20 queries with one judged product each (ESCI-style), scores that rank well and badly, plus
+    ``n_multi`` queries of :func:`hand_scores` with two judged products."""
+    rows = [{"query_id": f"s{q}", "product_id": f"s{q}", "label": float(q % 2), "tail": False,
+             "score_none": 0.5, "score_good": 0.9 if q % 2 else 0.1, "score_bad": 0.1 if q % 2 else 0.9}
+            for q in range(20)]
+    multi = hand_scores().assign(score_good=lambda d: d["score_perfect"], score_bad=lambda d: 1 - d["score_perfect"])
+    multi = multi[multi["query_id"].isin([f"q{i}" for i in range(n_multi)])]
+    return pd.concat([pd.DataFrame(rows), multi[list(rows[0])]], ignore_index=True)
+
+
+def test_single_judged_queries_are_excluded_from_ndcg_and_the_table_leads_with_recall():
+    m = compute_offline_metrics(esci_scores(), ["good", "bad"], n_boot=50)
+    full = m["subsets"]["full"]
+    # 10 queries with their one product at label 1, 10 at label 0 (no positive)
+    assert (full["n_queries"], full["n_queries_ndcg"]) == (20, 0)
+    assert (full["n_queries_excluded_single_judged"], full["n_queries_excluded_no_positive"]) == (10, 10)
+    for cand in ("good", "bad"):  # without the exclusion: NDCG 1.000 and +0.0% for both
+        assert math.isnan(full["candidates"][cand]["ndcg_at_k"]["value"])
+        assert format_gain(full["candidates"][cand]["gain_pct"]["ndcg_at_k"]) == "n/a"
+    assert full["candidates"]["good"]["recall_at_precision"]["value"] == 1.0
+    assert full["candidates"]["bad"]["recall_at_precision"]["value"] == 0.0
+    table = gains_table(m)
+    assert list(table.columns)[:2] == ["Golden-full R@90P", "Golden-tail R@90P"]  # R@90P first
+    text = format_table(m)
+    assert text.startswith("Note: 10 of 20 queries have a single judged product")
+    assert "NDCG@5 is undefined on this set; read R@90P" in text
+
+
+def test_a_few_single_judged_queries_are_counted_but_ndcg_still_leads():
+    scores = esci_scores(n_multi=10)
+    m = compute_offline_metrics(scores[~scores["query_id"].str.startswith("s") | scores["query_id"].isin(["s0", "s1"])],
+                                ["good"], n_boot=20)
+    full = m["subsets"]["full"]
+    assert (full["n_queries_ndcg"], full["n_queries_excluded_single_judged"]) == (10, 1)
+    assert full["candidates"]["good"]["ndcg_at_k"]["value"] == 1.0
+    assert list(gains_table(m).columns)[:2] == ["Golden-full R@90P", "Golden-full NDCG@5"]
+    assert "NDCG@5 uses the other 10" in format_table(m)

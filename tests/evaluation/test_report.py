@@ -66,3 +66,16 @@ def test_report_with_empty_tail_and_baseline_only(tmp_path):
 
 def test_win_loss_counts():
     assert win_loss_counts(np.array([0.3, 0.0, 1e-15, -0.2, -0.1])) == (1, 2, 2)
+
+
+def test_report_says_when_single_judged_queries_leave_ndcg_out(tmp_path):
+    df = _scores(n_queries=12, with_tail=False)
+    single = df.groupby("query_id").head(1).assign(query_id=lambda d: "s" + d["query_id"], label=1.0)
+    scores = pd.concat([df.head(0), single.iloc[:9], df[df["query_id"].isin(["q0", "q1"])]], ignore_index=True)
+    metrics = to_jsonable(compute_offline_metrics(scores, ["desc"], n_boot=20))
+    metrics["summary_coverage"] = {}
+    paths = write_report(metrics, scores, tmp_path)
+    md, page = paths["md"].read_text(), paths["html"].read_text()
+    assert "9 with a single judged product excluded from NDCG" in md
+    assert "Note: 9 of 11 queries have a single judged product" in md and "<strong>Note:</strong>" in page
+    assert md.index("R@90P") < md.index("NDCG@5 |")  # the table leads with R@90P

@@ -51,7 +51,9 @@ def test_vllm_backend_fails_clearly_without_vllm_or_gpu(policy):
 @pytest.mark.slow
 def test_ray_backend_matches_in_process_greedy(policy, products):
     pytest.importorskip("ray")
-    settings = GenSettings(str(policy), max_new_tokens=6, batch_size=4, threads=1)
+    # batch_size=1: each product is generated alone in both backends, so the comparison does not depend on
+    # how a CPU's kernels round differently shaped (padded) batches
+    settings = GenSettings(str(policy), max_new_tokens=6, batch_size=1, threads=1)
     titles, texts = list(products["title"]), list(products["text"])
     expected = HFBackend(settings).summarize(titles, texts)
     assert any(expected), "tiny policy produced only empty strings; the comparison would be vacuous"

@@ -1,0 +1,93 @@
+"""evaluate with summaries files whose product ids do not match the golden set (issue #15, case 6)."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+
+from relsum.cli import main
+from relsum.errors import InputError
+from relsum.pipelines.evaluate import EvaluateConfig, load_summaries, run
+
+
+@pytest.fixture(scope="module")
+def golden(tmp_path_factory, sample_dir):
+    """6 golden queries of the bundled sample with their judged products."""
+    folder = tmp_path_factory.mktemp("golden")
+    queries = pd.read_csv(sample_dir / "golden" / "queries.csv", dtype=str).head(6)
+    judgments = pd.read_csv(sample_dir / "golden" / "judgments.csv", dtype=str)
+    judgments = judgments[judgments.query_id.isin(queries.query_id)]
+    queries.to_csv(folder / "queries.csv", index=False)
+    judgments.to_csv(folder / "judgments.csv", index=False)
+    (folder / "relsum.yaml").write_text((sample_dir / "golden" / "relsum.yaml").read_text())
+    products = pd.read_json(sample_dir / "products.jsonl", lines=True, dtype={"product_id": str})
+    products[products.product_id.isin(judgments.product_id)].to_json(folder / "products.jsonl", orient="records",
+                                                                      lines=True)
+    return folder
+
+
+def _ids(golden) -> list[str]:
+    return sorted(pd.read_csv(golden / "judgments.csv", dtype=str)["product_id"].unique())
+
+
+def _write(tmp_path, ids, name="s.csv") -> str:
+    path = tmp_path / name
+    pd.DataFrame({"product_id": ids, "summary": "black usb cable"}).to_csv(path, index=False)
+    return str(path)
+
+
+def _config(golden, tmp_path, summaries: dict, **kw) -> EvaluateConfig:
+    return EvaluateConfig(golden=str(golden), summaries=summaries, out_dir=str(tmp_path / "eval"), n_boot=20, **kw)
+
+
+@pytest.mark.parametrize(("case", "transform", "match"), [
+    ("none", lambda ids: [f"other-{i}" for i in ids], r"cover 0 of \d+ judged golden products \(0\.0%\)"),
+    ("half", lambda ids: ids[: len(ids) // 2], r"\(\d+\.\d%\), below min_summary_coverage=0.95"),
+    ("upper case", lambda ids: [i.upper() for i in ids], "match only when case is ignored"),
+])
+def test_mismatched_ids_are_refused_before_scoring(golden, tmp_path, case, transform, match):
+    path = _write(tmp_path, transform(_ids(golden)))
+    with pytest.raises(InputError, match=match):
+        run(_config(golden, tmp_path, {"mine": path}), scorer=None)  # refused before a scorer is loaded
+    assert not (tmp_path / "eval" / "metrics.json").exists()
+
+
+def test_ids_are_stripped_and_coverage_is_reported(golden, tmp_path, tiny_cross_encoder_dir, capsys):
+    ids = _ids(golden)
+    padded = _write(tmp_path, [f"  {i} " for i in ids], "padded.csv")
+    assert load_summaries(padded).index.tolist() == ids
+    half = _write(tmp_path, ids[: len(ids) // 2], "half.csv")
+    code = main(["evaluate", "--golden", str(golden), "--reward-model", str(tiny_cross_encoder_dir),
+                 "--summaries", f"padded={padded}", "--summaries", f"half={half}", "--out", str(tmp_path / "eval"),
+                 "n_boot=20", "min_summary_coverage=0"])
+    assert code == 0
+    printed = capsys.readouterr().out
+    n = len(ids)
+    assert f"100.0% ({n}/{n})" in printed and f"({n // 2}/{n})" in printed and "summary coverage" in printed
+    coverage = json.loads((tmp_path / "eval" / "metrics.json").read_text())["summary_coverage"]
+    assert coverage["padded"]["coverage"] == 1.0 and coverage["half"]["products_with_summary"] == n // 2
+
+
+def test_cli_refusal_is_one_line_and_exit_2(golden, tmp_path, capsys):
+    path = _write(tmp_path, [i.lower() + "-x" for i in _ids(golden)])
+    assert main(["evaluate", "--golden", str(golden), "--summaries", f"mine={path}",
+                 "--out", str(tmp_path / "eval")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("relsum evaluate: error: summaries 'mine'") and path in err[0]
+
+
+def test_bad_summaries_files_are_input_errors(tmp_path):
+    dup = tmp_path / "dup.csv"
+    pd.DataFrame({"product_id": ["a", "a "], "summary": ["x", "y"]}).to_csv(dup, index=False)
+    with pytest.raises(InputError, match="duplicate product_id"):
+        load_summaries(str(dup))
+    blank = tmp_path / "blank.csv"
+    pd.DataFrame({"product_id": ["a", " "], "summary": ["x", "y"]}).to_csv(blank, index=False)
+    with pytest.raises(InputError, match="without a product_id, e.g. row 3"):
+        load_summaries(str(blank))
+    no_column = tmp_path / "no_column.csv"
+    no_column.write_text("id,summary\na,b\n")
+    with pytest.raises(InputError, match="lacks column"):
+        load_summaries(str(no_column))
