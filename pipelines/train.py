@@ -37,12 +37,14 @@ class TrainStageConfig:
     heldout_samples: int = cfg(8, help="Summaries sampled per held-out product at the training temperature to estimate each policy's expected reward, the quantity GRPO maximises (0 = greedy comparison only).")
     n_sample_summaries: int = cfg(20, help="Held-out summaries logged as a sample artifact.")
     n_boot: int = cfg(1000, help="Bootstrap resamples for the held-out reward CI.")
+    max_heldout_products: int = cfg(0, help="Compare the policies on at most this many held-out products (seeded subset; 0 = all): generation dominates the comparison's time on a CPU.")
+    balance_labels: bool = cfg(False, help="Per product, keep as many training pairs of each label value as of its rarest one (seeded): with mostly low labels, -|r - l| otherwise rewards lowering every score.")
 
     def __post_init__(self):
         if not 0.0 <= self.holdout_fraction < 1.0:
             raise ValueError("holdout_fraction must be in [0, 1)")
-        if self.heldout_samples < 0:
-            raise ValueError("heldout_samples must be >= 0")
+        if self.heldout_samples < 0 or self.max_heldout_products < 0:
+            raise ValueError("heldout_samples and max_heldout_products must be >= 0")
 
 
 def split_by_product(pairs: pd.DataFrame, fraction: float, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -53,6 +55,37 @@ def split_by_product(pairs: pd.DataFrame, fraction: float, seed: int) -> tuple[p
 
     held = pairs["product_id"].map(bucket) < fraction
     return pairs[~held].reset_index(drop=True), pairs[held].reset_index(drop=True)
+
+
+def balance_labels(pairs: pd.DataFrame, seed: int) -> pd.DataFrame:
+    """Per product with >= 2 label values, a seeded sample of each value down to the rarest value's count.
+
+    Why: one summary serves all of a product's queries and -|r - l| pulls r towards each pair's label; when
+    most of a product's pairs have a low label, the summary that lowers the score for every query earns the
+    most reward (reward hacking under label imbalance). Balancing makes raising r on relevant queries and
+    lowering it on irrelevant ones equally worth. Products with a single label value are kept whole.
+    """
+    if pairs.empty:
+        return pairs
+    rng = np.random.default_rng(seed)
+    keep = []
+    for _, group in pairs.groupby("product_id", sort=True):
+        counts = group["label"].value_counts()
+        if len(counts) < 2:
+            keep.extend(group.index)
+            continue
+        for _, rows in group.groupby("label", sort=True):
+            keep.extend(rng.choice(rows.index.to_numpy(), size=int(counts.min()), replace=False))
+    return pairs.loc[sorted(keep)].reset_index(drop=True)
+
+
+def heldout_subset(heldout: pd.DataFrame, max_products: int, seed: int) -> pd.DataFrame:
+    """Pairs of at most ``max_products`` held-out products (a seeded sample; 0 = all)."""
+    ids = heldout["product_id"].drop_duplicates()
+    if not max_products or len(ids) <= max_products:
+        return heldout
+    chosen = set(ids.sample(n=max_products, random_state=seed))
+    return heldout[heldout["product_id"].isin(chosen)].reset_index(drop=True)
 
 
 def ensure_policy(config: TrainStageConfig) -> str:
@@ -81,11 +114,13 @@ def _compare_heldout(config: TrainStageConfig, heldout: pd.DataFrame, adapter_di
     products = heldout.drop_duplicates("product_id")[["product_id", "title", "text"]]
     greedy, sampled = {}, {}
     for name, adapter in (("reference", None), ("trained", adapter_dir)):
+        logger.info("held-out comparison: %s policy on %d products (greedy%s)", name, len(products),
+                    f" + {config.heldout_samples} samples" if config.heldout_samples else "")
         model, tokenizer = load_policy(tc.policy.model_dir, adapter, merge=adapter is not None)
-        greedy[name] = summarize_products(model, tokenizer, products, tc.policy)
+        greedy[name] = summarize_products(model, tokenizer, products, tc.policy, show_progress=True)
         if config.heldout_samples:
             sampled[name] = sample_products(model, tokenizer, products, tc.policy, config.heldout_samples,
-                                            temperature, seed=tc.seed)
+                                            temperature, seed=tc.seed, show_progress=True)
     comparison = compare_policies(heldout, greedy["reference"], greedy["trained"], scorer, n_boot=config.n_boot,
                                   seed=tc.seed, reference_samples=sampled.get("reference"),
                                   trained_samples=sampled.get("trained"))
@@ -94,20 +129,37 @@ def _compare_heldout(config: TrainStageConfig, heldout: pd.DataFrame, adapter_di
     return comparison, samples
 
 
+def label_shift_metrics(comparison: dict) -> dict[str, float]:
+    """Flat MLflow metrics of the per-label score shifts: ``heldout_[sampled_]label_<l>_shift[_ci_low|_ci_high]``."""
+    out = {}
+    for key in ("label_shifts", "sampled_label_shifts"):
+        prefix = "heldout_sampled_label" if key.startswith("sampled") else "heldout_label"
+        for row in comparison.get(key, []):
+            name = f"{prefix}_{row['label']:g}"
+            out.update({f"{name}_shift": row["shift"], f"{name}_shift_ci_low": row["shift_ci95"][0],
+                        f"{name}_shift_ci_high": row["shift_ci95"][1], f"{name}_score_reference": row["score_reference"],
+                        f"{name}_score_trained": row["score_trained"]})
+    return out
+
+
 def run(config: TrainStageConfig, scorer=None) -> dict:
     from relsum import tracking
     from relsum.data.io import read_table, write_parquet_atomic
     from relsum.scoring.scorer import Scorer, ScorerConfig
+    from relsum.training import distributed
     from relsum.training.policy import prompt_cap
 
     tc = config.train
     if not tc.train_data:
         raise ValueError("train.train_data (the pairs Parquet from `relsum pairs`) is required")
+    distributed.init(cpu=not tc.policy.bf16)  # under accelerate launch / torchrun: join the group first
+    main = distributed.is_main_process()  # only rank 0 writes files, the MLflow run and the model version
     if scorer is None:
         if not tc.scorer_model_dir:
             raise ValueError("train.scorer_model_dir (the frozen cross-encoder folder) is required")
         scorer = Scorer(tc.scorer_model_dir, ScorerConfig(store=True))
-    tc.policy.model_dir = ensure_policy(config)
+    with distributed.main_process_first():
+        tc.policy.model_dir = ensure_policy(config)
     tc.policy.max_prompt_tokens = prompt_cap(tc.policy.model_dir, tc.policy.max_prompt_tokens)
     out = Path(tc.out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -116,7 +168,13 @@ def run(config: TrainStageConfig, scorer=None) -> dict:
         raise ValueError(f"{tc.train_data} holds no training pairs: lower the gap filter's threshold "
                          "(pairs.filter.threshold) or use pairs.filter.mode=top_fraction")
     train_df, heldout = split_by_product(pairs, config.holdout_fraction, tc.seed)
-    write_parquet_atomic(heldout, out / "heldout_pairs.parquet")
+    heldout = heldout_subset(heldout, config.max_heldout_products, tc.seed)
+    if config.balance_labels:
+        before = len(train_df)
+        train_df = balance_labels(train_df, tc.seed)
+        logger.info("balance_labels: %d of %d training pairs kept", len(train_df), before)
+    if main:
+        write_parquet_atomic(heldout, out / "heldout_pairs.parquet")
     stats_path = Path(tc.train_data).with_name("filter_stats.json")
     data_stats = {"pairs": int(len(pairs)), "train_pairs": int(len(train_df)), "heldout_pairs": int(len(heldout)),
                   "train_products": int(train_df["product_id"].nunique())}
@@ -125,7 +183,8 @@ def run(config: TrainStageConfig, scorer=None) -> dict:
     if config.tracking.enabled:
         tc.report_to = "mlflow"
     run_name = f"{tc.algo}-{dt.datetime.now(dt.UTC):%Y%m%d-%H%M%S}"
-    with tracking.tracked_run(config.tracking, run_name, tags={"relsum.algo": tc.algo}) as active:
+    track = dataclasses.replace(config.tracking, enabled=config.tracking.enabled and main)
+    with tracking.tracked_run(track, run_name, tags={"relsum.algo": tc.algo}) as active:
         if active is not None:
             # Prefixed: TRL's MLflow callback logs the TrainingArguments under their bare names.
             params = {**flat_params(tc), "data.train_pairs": len(train_df), "data.heldout_pairs": len(heldout),
@@ -143,7 +202,7 @@ def run(config: TrainStageConfig, scorer=None) -> dict:
             result = train_dpo(tc, train_df, scorer)
         for in_memory in ("model", "tokenizer"):
             result.pop(in_memory, None)
-        comparison, samples = _compare_heldout(config, heldout, result["adapter_dir"], scorer) if len(heldout) else ({}, None)
+        comparison, samples = _compare_heldout(config, heldout, result["adapter_dir"], scorer) if len(heldout) and main else ({}, None)
         if samples is not None:
             write_parquet_atomic(samples, out / "heldout_summaries.parquet")
         result.update({"heldout": comparison, "data": data_stats, "policy_dir": tc.policy.model_dir})
@@ -153,6 +212,7 @@ def run(config: TrainStageConfig, scorer=None) -> dict:
                 tracking.log_metrics({f"heldout_{key}_ci_{side}": comparison[f"{key}_ci95"][i]
                                       for key in ("reward_diff", "sampled_reward_diff") if f"{key}_ci95" in comparison
                                       for i, side in enumerate(("low", "high"))})
+                tracking.log_metrics(label_shift_metrics(comparison))
                 import mlflow
 
                 mlflow.log_table(samples.head(config.n_sample_summaries), "sample_summaries.json")
@@ -160,6 +220,7 @@ def run(config: TrainStageConfig, scorer=None) -> dict:
             version = tracking.register_adapter(config.tracking, active.info.run_id, "adapter",
                                                 tags={"algo": tc.algo, "policy_dir": tc.policy.model_dir})
             result.update({"mlflow_run_id": active.info.run_id, "model_version": version})
-    (out / "train_result.json").write_text(json.dumps(
-        {k: v for k, v in result.items() if k != "log_history"}, indent=2, default=str))
+    if main:
+        (out / "train_result.json").write_text(json.dumps(
+            {k: v for k, v in result.items() if k != "log_history"}, indent=2, default=str))
     return result

@@ -63,7 +63,10 @@ def gate_summaries(pairs: pd.DataFrame, summaries: pd.Series, scorer: Any,
         raise ValueError(f"gate pairs lack columns {sorted(missing)}")
     if summaries.index.duplicated().any():
         raise ValueError("summaries has duplicate product ids")
-    summ = summaries.fillna("").astype(str)
+    from relsum.summarize.served import served_summary
+
+    # the served form (a no-op on generated summaries): the gate decides on the string that would be served
+    summ = summaries.fillna("").astype(str).map(served_summary)
     with_summary = summ[summ.str.strip() != ""]
     rows = pairs[pairs["product_id"].isin(with_summary.index)].reset_index(drop=True)
     diff = np.zeros(len(rows))

@@ -10,6 +10,9 @@ from the one scorer, measured two ways:
 
 The paired difference (adapter minus reference) gets a 95% bootstrap interval over products, because
 one summary serves all of a product's queries and pairs of a product are not independent.
+Per label value, the mean score r(q,[t;s]) of both policies and its shift are reported too
+(:func:`label_shifts`), so a policy that raises the reward by lowering every score (most pairs have a
+low label) is visible.
 """
 
 from __future__ import annotations
@@ -29,37 +32,44 @@ def _generate(model, tokenizer, products: pd.DataFrame, policy, batch_size: int,
     return generate_summaries(model, tokenizer, products["title"].tolist(), products["text"].tolist(),
                               max_new_tokens=policy.max_summary_tokens, batch_size=batch_size,
                               max_prompt_tokens=policy.max_prompt_tokens,
-                              use_chat_template=policy.use_chat_template, **sampling)
+                              use_chat_template=policy.use_chat_template, prompt=policy.prompt, **sampling)
 
 
-def summarize_products(model, tokenizer, products: pd.DataFrame, policy, batch_size: int = 64) -> pd.Series:
+def summarize_products(model, tokenizer, products: pd.DataFrame, policy, batch_size: int = 64,
+                       show_progress: bool | None = None) -> pd.Series:
     """product_id -> greedy summary for a frame with product_id, title, text (one row per product).
 
     ``policy`` is the :class:`~relsum.training.config.PolicyConfig` the model was trained with: its prompt
     and summary token caps apply here too, so evaluation sees the prompts training saw.
     """
-    texts = _generate(model, tokenizer, products, policy, batch_size, do_sample=False)
+    texts = _generate(model, tokenizer, products, policy, batch_size, do_sample=False, show_progress=show_progress)
     return pd.Series(texts, index=products["product_id"].to_numpy(), name="summary")
 
 
 def sample_products(model, tokenizer, products: pd.DataFrame, policy, k: int, temperature: float,
-                    seed: int = 0, batch_size: int = 32) -> list[pd.Series]:
+                    seed: int = 0, batch_size: int = 32, show_progress: bool | None = None) -> list[pd.Series]:
     """``k`` sampled summaries per product, as ``k`` Series product_id -> summary (seeded)."""
     outs = _generate(model, tokenizer, products, policy, batch_size, do_sample=True, temperature=temperature,
-                     num_return_sequences=k, seed=seed)
+                     num_return_sequences=k, seed=seed, show_progress=show_progress)
     index = products["product_id"].to_numpy()
     return [pd.Series([o[j] for o in outs], index=index, name="summary") for j in range(k)]
 
 
-def expected_pair_rewards(pairs: pd.DataFrame, samples: list[pd.Series], scorer) -> np.ndarray:
-    """Per pair, the mean of -|r(q,[t;s]) - l| over the sampled summaries s of its product (one scorer call)."""
-    from relsum.training.rewards import relevance_rewards
+def sample_pair_scores(pairs: pd.DataFrame, samples: list[pd.Series], scorer) -> np.ndarray:
+    """``(k, n)`` array of r(q,[t;s]) for each pair and each of the k summaries s of its product (one scorer call)."""
+    from relsum.training.rewards import relevance_scores
 
     k, n = len(samples), len(pairs)
     texts = [t for s in samples for t in pairs["product_id"].map(s).fillna("").tolist()]
-    rewards = relevance_rewards(scorer, pairs["query"].tolist() * k, pairs["title"].tolist() * k, texts,
-                                pairs["label"].tolist() * k)
-    return rewards.reshape(k, n).mean(axis=0)
+    scores = relevance_scores(scorer, pairs["query"].tolist() * k, pairs["title"].tolist() * k, texts)
+    return scores.reshape(k, n)
+
+
+def expected_pair_rewards(pairs: pd.DataFrame, samples: list[pd.Series], scorer) -> np.ndarray:
+    """Per pair, the mean of -|r(q,[t;s]) - l| over the sampled summaries s of its product (one scorer call)."""
+    from relsum.training.rewards import rewards_from_scores
+
+    return rewards_from_scores(sample_pair_scores(pairs, samples, scorer), pairs["label"].tolist()).mean(axis=0)
 
 
 def pair_rewards(pairs: pd.DataFrame, summaries: pd.Series, scorer) -> np.ndarray:
@@ -80,17 +90,41 @@ def paired_product_bootstrap(product_ids: np.ndarray, diff: np.ndarray, n_boot: 
     return float(diff.mean()), float(lo), float(hi)
 
 
+def label_shifts(pairs: pd.DataFrame, reference: np.ndarray, trained: np.ndarray, n_boot: int = 1000,
+                 seed: int = 0) -> list[dict]:
+    """Per label value: mean r(q,[t;s]) of both policies and the shift (trained - reference) with a 95% CI.
+
+    Why: -|r - l| can be raised on average by lowering every score when most pairs have a low label
+    (reward hacking the objective allows under label imbalance). A healthy policy raises r on label-1
+    pairs and lowers it on label-0 pairs; a negative shift on every label shows the template collapse.
+    ``reference`` / ``trained``: per-pair scores (greedy, or the mean over sampled summaries).
+    """
+    labels = pairs["label"].to_numpy(dtype=np.float64)
+    products = pairs["product_id"].to_numpy()
+    rows = []
+    for value in np.unique(labels):
+        mask = labels == value
+        mean, lo, hi = paired_product_bootstrap(products[mask], trained[mask] - reference[mask], n_boot, seed)
+        rows.append({"label": float(value), "pairs": int(mask.sum()), "share": float(mask.mean()),
+                     "score_reference": float(reference[mask].mean()), "score_trained": float(trained[mask].mean()),
+                     "shift": mean, "shift_ci95": [lo, hi]})
+    return rows
+
+
 def compare_policies(pairs: pd.DataFrame, reference: pd.Series, trained: pd.Series, scorer,
                      n_boot: int = 1000, seed: int = 0, reference_samples: list[pd.Series] | None = None,
                      trained_samples: list[pd.Series] | None = None) -> dict:
-    """Mean held-out reward of both policies and the paired difference with its CI.
+    """Mean held-out reward of both policies and the paired difference with its CI, plus per-label shifts.
 
-    Greedy summaries give the ``reward_*`` keys; sampled ones (both lists, same length) add
-    ``sampled_reward_*`` keys and ``sampled_k``.
+    Greedy summaries give the ``reward_*`` keys and ``label_shifts``; sampled ones (both lists, same
+    length) add ``sampled_reward_*`` keys, ``sampled_label_shifts`` and ``sampled_k``.
     """
-    products = pairs["product_id"].to_numpy()
-    r_ref = pair_rewards(pairs, reference, scorer)
-    r_new = pair_rewards(pairs, trained, scorer)
+    from relsum.training.rewards import rewards_from_scores
+
+    products, labels = pairs["product_id"].to_numpy(), pairs["label"].tolist()
+    s_ref = sample_pair_scores(pairs, [reference], scorer)[0]
+    s_new = sample_pair_scores(pairs, [trained], scorer)[0]
+    r_ref, r_new = rewards_from_scores(s_ref, labels), rewards_from_scores(s_new, labels)
     diff = r_new - r_ref
     mean, lo, hi = paired_product_bootstrap(products, diff, n_boot=n_boot, seed=seed)
     out = {
@@ -98,14 +132,19 @@ def compare_policies(pairs: pd.DataFrame, reference: pd.Series, trained: pd.Seri
         "reward_reference": float(r_ref.mean()), "reward_trained": float(r_new.mean()),
         "reward_diff": mean, "reward_diff_ci95": [lo, hi],
         "trained_better_pairs": int((diff > 0).sum()), "trained_worse_pairs": int((diff < 0).sum()),
+        "label_shifts": label_shifts(pairs, s_ref, s_new, n_boot=n_boot, seed=seed),
     }
     if reference_samples and trained_samples:
         if len(reference_samples) != len(trained_samples):
             raise ValueError("reference and trained need the same number of sampled summaries")
-        e_ref = expected_pair_rewards(pairs, reference_samples, scorer)
-        e_new = expected_pair_rewards(pairs, trained_samples, scorer)
+        k_ref = sample_pair_scores(pairs, reference_samples, scorer)
+        k_new = sample_pair_scores(pairs, trained_samples, scorer)
+        e_ref = rewards_from_scores(k_ref, labels).mean(axis=0)
+        e_new = rewards_from_scores(k_new, labels).mean(axis=0)
         mean, lo, hi = paired_product_bootstrap(products, e_new - e_ref, n_boot=n_boot, seed=seed)
         out.update({"sampled_k": len(reference_samples), "sampled_reward_reference": float(e_ref.mean()),
                     "sampled_reward_trained": float(e_new.mean()), "sampled_reward_diff": mean,
-                    "sampled_reward_diff_ci95": [lo, hi]})
+                    "sampled_reward_diff_ci95": [lo, hi],
+                    "sampled_label_shifts": label_shifts(pairs, k_ref.mean(axis=0), k_new.mean(axis=0),
+                                                         n_boot=n_boot, seed=seed)})
     return out

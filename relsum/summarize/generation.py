@@ -1,11 +1,14 @@
 """Planning and generating the job's shards: token-budget check, length-sorted shards, one commit per shard.
 
 Split out of :mod:`relsum.summarize.job`, which decides *what* to generate; these two steps do it
-(``_plan`` once per run, ``_generate`` on every invocation until all shards are committed).
+(:func:`plan_shards` once per run, :func:`generate_shards` on every invocation until all shards are
+committed). A shard counts as committed when its record (size and SHA-256 of its files) matches; a
+missing, truncated or changed shard of an interrupted run is regenerated, with a warning.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -14,13 +17,16 @@ import pandas as pd
 
 from relsum.data.io import write_parquet_atomic
 from relsum.summarize.backends import GenSettings, make_backend
-from relsum.summarize.postprocess import clean_summary
+from relsum.summarize.output import fault_point, record_shard, shard_paths, shard_problem
+from relsum.summarize.served import served_summary
 
 if TYPE_CHECKING:
     from relsum.summarize.job import SummarizeConfig
 
+logger = logging.getLogger(__name__)
 
-def _plan(config: SummarizeConfig, todo: pd.DataFrame, budget: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+
+def plan_shards(config: SummarizeConfig, todo: pd.DataFrame, budget: int) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(plan, over-length rejects): non-empty prompts checked against the token budget, sorted, sharded."""
     from relsum.training.policy import load_tokenizer
     from relsum.training.prompt import build_prompt, policy_text, resolve_chat_template
@@ -42,13 +48,21 @@ def _plan(config: SummarizeConfig, todo: pd.DataFrame, budget: int) -> tuple[pd.
     return plan, rejects.reset_index(drop=True)
 
 
-def _generate(config: SummarizeConfig, plan: pd.DataFrame, run_dir: Path, meta: dict[str, Any],
-              budget: int) -> dict[str, float]:
-    """Generate every shard of ``plan`` that has no committed file yet; returns this invocation's timings."""
+def generate_shards(config: SummarizeConfig, plan: pd.DataFrame, run_dir: Path, meta: dict[str, Any],
+                    budget: int) -> dict[str, float]:
+    """Generate every shard of ``plan`` not committed intact yet; returns this invocation's timings."""
     from tqdm.auto import tqdm
 
     shards = sorted(plan["shard"].unique().tolist())
-    todo = [s for s in shards if not (run_dir / f"shard-{s:05d}.parquet").exists()]
+    todo = []
+    for s in shards:
+        problem = shard_problem(run_dir, s, set(plan.loc[plan["shard"] == s, "product_id"]))
+        if problem is None:
+            continue
+        if problem != "not written":
+            logger.warning("run %s shard %d is damaged (%s); regenerating it", run_dir.name, s, problem)
+            shard_paths(run_dir, s)[2].unlink(missing_ok=True)
+        todo.append(s)
     done_products = int(plan["shard"].isin([s for s in shards if s not in todo]).sum())
     stats = {"seconds": 0.0, "products": 0, "model_products": 0, "generated_tokens": 0, "resumed_shards": len(shards) - len(todo)}
     if not todo:
@@ -82,7 +96,7 @@ def _generate(config: SummarizeConfig, plan: pd.DataFrame, run_dir: Path, meta: 
             nonempty = (g["text"] != "").to_numpy()
             summary, status, err = [""] * len(g), ["empty_input"] * len(g), [None] * len(g)
             for pos, r, e in zip([i for i, ne in enumerate(nonempty) if ne], raw, errors, strict=True):
-                summary[pos], status[pos], err[pos] = clean_summary(r, config.max_summary_words), "ok", e
+                summary[pos], status[pos], err[pos] = served_summary(r, config.max_summary_words), "ok", e
                 stats["generated_tokens"] += len(tok(r, add_special_tokens=False)["input_ids"]) if r and not e else 0
             out = pd.DataFrame({"product_id": g["product_id"].to_numpy(), "summary": summary, "summary_status": status,
                                 "content_key": g["content_key"].to_numpy(), "model_version": meta["model_version"],
@@ -90,9 +104,13 @@ def _generate(config: SummarizeConfig, plan: pd.DataFrame, run_dir: Path, meta: 
             failed = [e is not None for e in err]
             rej = g.loc[failed, ["product_id", "title"]].assign(
                 reason=[f"generation error: {e}" for e in err if e is not None], status="generation_error")
-            write_parquet_atomic(rej.reset_index(drop=True), run_dir / f"shard-{shard_no:05d}.rejects.parquet")
-            write_parquet_atomic(out.loc[[not f for f in failed]].reset_index(drop=True),
-                                 run_dir / f"shard-{shard_no:05d}.parquet")
+            shard_file, rejects_file, _ = shard_paths(run_dir, shard_no)
+            fault_point("shard")
+            write_parquet_atomic(rej.reset_index(drop=True), rejects_file)
+            fault_point("shard")
+            write_parquet_atomic(out.loc[[not f for f in failed]].reset_index(drop=True), shard_file)
+            fault_point("shard")
+            record_shard(run_dir, shard_no)
             stats["products"] += len(g)
             stats["model_products"] += int(nonempty.sum())
             bar.update(len(g))

@@ -53,7 +53,7 @@ class VLLMBackend(_Base):
         self.params = vllm.SamplingParams(temperature=0.0, max_tokens=settings.max_new_tokens)
 
     def summarize(self, titles: Sequence[str], texts: Sequence[str]) -> list[str]:
-        from relsum.training.generate import postprocess
+        from relsum.summarize.served import served_summary
         from relsum.training.prompt import build_prompt, fit_texts, policy_text
 
         out = [""] * len(titles)
@@ -66,7 +66,7 @@ class VLLMBackend(_Base):
         ids = self.tokenizer(strings, add_special_tokens=not self.templated)["input_ids"]
         prompts = [{"prompt_token_ids": p} for p in ids]
         for i, res in zip(todo, self.llm.generate(prompts, self.params, use_tqdm=False), strict=True):
-            out[i] = postprocess(res.outputs[0].text)
+            out[i] = served_summary(res.outputs[0].text)
         return out
 
     def close(self) -> None:

@@ -2,33 +2,27 @@
 
 Prompts are sorted by length and batched with left padding so batches waste little compute and the
 new tokens line up at the right edge; results come back in input order. Only the new tokens are
-decoded, and the same :func:`postprocess` is applied here and in the reward, so training optimises
-exactly the string that is served.
+decoded, and :func:`relsum.summarize.served.served_summary` is applied here, in the reward and in the
+catalog job, so training optimises, evaluation measures and serving shows exactly one string.
 """
 
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Sequence
 from typing import Any
 
-from relsum.training.prompt import build_prompt, fit_texts, policy_text, resolve_chat_template
+from relsum.summarize.served import served_summary
+from relsum.training.prompt import render_prompts, resolve_chat_template, stop_token_ids
 
 logger = logging.getLogger(__name__)
 
-_SPACES = re.compile(r"\s+")
 PROGRESS_MIN_BATCHES = 8
 
 
 def postprocess(text: str | None) -> str:
-    """Strip, cut at the first line break, collapse whitespace: the served form of a completion."""
-    if not text:
-        return ""
-    text = text.strip()
-    for sep in ("\n", "\r"):
-        text = text.split(sep, 1)[0]
-    return _SPACES.sub(" ", text).strip()
+    """:func:`~relsum.summarize.served.served_summary` under its older name (kept for callers and benchmarks)."""
+    return served_summary(text)
 
 
 def _is_empty(text: Any) -> bool:
@@ -54,11 +48,13 @@ def generate_summaries(model: Any, tokenizer: Any, titles: Sequence[Any], texts:
                        max_new_tokens: int = 48, batch_size: int = 16, do_sample: bool = False,
                        temperature: float = 0.9, num_return_sequences: int = 1, seed: int = 0,
                        show_progress: bool | None = None, use_chat_template: bool | None = None,
-                       max_prompt_tokens: int = 384) -> list[str] | list[list[str]]:
+                       max_prompt_tokens: int = 384, prompt: str = "auto") -> list[str] | list[list[str]]:
     """One summary per (title, text), or a list of ``num_return_sequences`` when that is > 1.
 
     An empty ``text`` yields "" (or a list of "") without running the model. Greedy decoding gives
-    the same result batched or one by one (left padding + attention mask).
+    the same result batched or one by one (left padding + attention mask). ``prompt`` names the prompt
+    variant (:data:`relsum.training.prompt.VARIANTS`; auto = one_line with a chat template, else paper);
+    generation stops at the first line break (:func:`relsum.training.prompt.stop_token_ids`).
     """
     import torch
 
@@ -75,8 +71,8 @@ def generate_summaries(model: Any, tokenizer: Any, titles: Sequence[Any], texts:
     todo = [i for i, t in enumerate(texts) if not _is_empty(t)]
     if not todo:
         return [r[0] for r in results] if num_return_sequences == 1 else results
-    fitted = fit_texts(tokenizer, [titles[i] for i in todo], [texts[i] for i in todo], max_prompt_tokens)
-    strings = [policy_text(tokenizer, build_prompt(titles[i], text), templated) for i, text in zip(todo, fitted, strict=True)]
+    strings = render_prompts(tokenizer, [titles[i] for i in todo], [texts[i] for i in todo],
+                             max_prompt_tokens=max_prompt_tokens, use_chat_template=templated, variant=prompt)
     # One tokenizer call for every prompt; batches are then padded here (numpy), which is what
     # tokenizer(..., padding=True) does, minus its per-batch Python overhead.
     ids = dict(zip(todo, tokenizer(strings, add_special_tokens=not templated)["input_ids"], strict=True))
@@ -84,7 +80,7 @@ def generate_summaries(model: Any, tokenizer: Any, titles: Sequence[Any], texts:
     batches = [order[k:k + batch_size] for k in range(0, len(order), batch_size)]
     gen_kwargs: dict[str, Any] = {
         "max_new_tokens": max_new_tokens, "num_return_sequences": num_return_sequences,
-        "pad_token_id": tokenizer.pad_token_id, "eos_token_id": tokenizer.eos_token_id, "do_sample": do_sample,
+        "pad_token_id": tokenizer.pad_token_id, "eos_token_id": stop_token_ids(tokenizer), "do_sample": do_sample,
     }
     if do_sample:
         gen_kwargs.update(temperature=temperature, top_p=1.0, top_k=0)
@@ -110,7 +106,7 @@ def generate_summaries(model: Any, tokenizer: Any, titles: Sequence[Any], texts:
                 decoded = tokenizer.batch_decode(out[:, input_ids.shape[1]:], skip_special_tokens=True)
                 for j, i in enumerate(batch):
                     chunk = decoded[j * num_return_sequences:(j + 1) * num_return_sequences]
-                    results[i] = [postprocess(s) for s in chunk]
+                    results[i] = [served_summary(s) for s in chunk]
     finally:
         if was_training:
             model.train()

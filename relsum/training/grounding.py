@@ -74,6 +74,19 @@ def groundedness(summary: str | None, title: str | None, text: str | None) -> fl
     return 1.0 - unsupported_fraction(summary, title, text)
 
 
+def number_groundedness(summary: str | None, title: str | None, text: str | None) -> float:
+    """Share of the summary's number tokens (any token with a digit) found in title + text; nan when it has none.
+
+    Invented numbers (a capacity, a size, a wattage) are the most misleading kind of invention, so they are
+    reported apart from the all-token share.
+    """
+    numbers = [t for t in content_tokens(summary) if any(c.isdigit() for c in t)]
+    if not numbers:
+        return float("nan")
+    source = set(tokens(title)) | set(tokens(text))
+    return sum(t in source for t in numbers) / len(numbers)
+
+
 def unsupported_fractions(summaries: Sequence[str], titles: Sequence[str], texts: Sequence[str]) -> np.ndarray:
     if not len(summaries) == len(titles) == len(texts):
         raise ValueError("summaries, titles and texts must have the same length")
@@ -102,11 +115,14 @@ def groundedness_stats(summaries: pd.Series, products: pd.DataFrame, n_boot: int
     frame = products.drop_duplicates("product_id").assign(
         summary=lambda d: d["product_id"].map(summaries).fillna("").astype(str))
     nonempty = frame[frame["summary"].str.strip() != ""]
-    g = np.array([groundedness(s, t, x) for s, t, x in zip(nonempty["summary"], nonempty["title"],
-                                                              nonempty["text"], strict=True)])
+    triples = list(zip(nonempty["summary"], nonempty["title"], nonempty["text"], strict=True))
+    g = np.array([groundedness(s, t, x) for s, t, x in triples])
+    nums = np.array([number_groundedness(s, t, x) for s, t, x in triples])
+    nums = nums[~np.isnan(nums)]
     out = {"n_products": int(len(frame)), "n_empty": int(len(frame) - len(nonempty)),
            "groundedness": float("nan"), "ci_low": float("nan"), "ci_high": float("nan"),
-           "fully_grounded": float("nan")}
+           "fully_grounded": float("nan"), "numbers_grounded": float(nums.mean()) if len(nums) else float("nan"),
+           "n_with_numbers": int(len(nums))}
     if len(g):
         rng = np.random.default_rng(seed)
         boot = g[rng.integers(0, len(g), size=(n_boot, len(g)))].mean(axis=1)
@@ -121,11 +137,15 @@ def groundedness_section(candidates: dict[str, pd.Series], products: pd.DataFram
     lines = ["Share of summary content tokens (lower-cased, stopwords and prompt words removed; numbers exact) "
              "found in the product's title + description; mean over products with a non-empty summary, "
              "95% bootstrap CI over products.", "",
-             "| candidate | groundedness [95% CI] | fully grounded | products | empty |", "|---|---|---|---|---|"]
+             "Numbers: share of number tokens (any token with a digit) found there, over summaries with one.", "",
+             "| candidate | groundedness [95% CI] | fully grounded | numbers grounded | products | with numbers | empty |",
+             "|---|---|---|---|---|---|---|"]
     for name, summaries in candidates.items():
         s = groundedness_stats(summaries, products, n_boot=n_boot, seed=seed)
         value = ("n/a" if np.isnan(s["groundedness"]) else
                  f"{s['groundedness']:.3f} [{s['ci_low']:.3f}, {s['ci_high']:.3f}]")
         full = "n/a" if np.isnan(s["fully_grounded"]) else f"{100 * s['fully_grounded']:.0f}%"
-        lines.append(f"| {name} | {value} | {full} | {s['n_products']} | {s['n_empty']} |")
+        nums = "n/a" if np.isnan(s["numbers_grounded"]) else f"{s['numbers_grounded']:.3f}"
+        lines.append(f"| {name} | {value} | {full} | {nums} | {s['n_products']} | {s['n_with_numbers']} | "
+                     f"{s['n_empty']} |")
     return "\n".join(lines)

@@ -116,7 +116,7 @@ class SummaryReward:
 
     def __call__(self, prompts: Sequence[Any] | None = None, completions: Sequence[Any] | None = None,
                  log_metric: Callable[[str, float], None] | None = None, **cols: Any) -> list[float]:
-        from relsum.training.generate import postprocess
+        from relsum.summarize.served import served_summary
         from relsum.training.grounding import unsupported_fractions
         from relsum.training.rewards import completion_text, product_relevance_rewards, relevance_rewards
 
@@ -124,7 +124,7 @@ class SummaryReward:
             raise ValueError("SummaryReward needs completions and the title column")
         start = time.perf_counter()
         opt = self.options
-        summaries = [postprocess(completion_text(c)) for c in completions]
+        summaries = [served_summary(completion_text(c)) for c in completions]
         titles = list(cols["title"])
         if opt.product_reward:
             if cols.get("queries") is None or cols.get("labels") is None:

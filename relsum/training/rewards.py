@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from relsum.training.generate import postprocess
+from relsum.summarize.served import served_summary
 
 logger = logging.getLogger(__name__)
 
@@ -34,17 +34,31 @@ def completion_text(completion: Any) -> str:
     raise TypeError(f"unsupported completion type {type(completion).__name__}")
 
 
-def relevance_rewards(scorer: Any, queries: Sequence[str], titles: Sequence[str], summaries: Sequence[str],
-                      labels: Sequence[float]) -> np.ndarray:
-    """``-|r(q, [t; s]) - l|`` per row; an empty summary is scored as the title alone."""
+def relevance_scores(scorer: Any, queries: Sequence[str], titles: Sequence[str],
+                     summaries: Sequence[str]) -> np.ndarray:
+    """``r(q, [t; s])`` per row (float64); an empty summary is scored as the title alone."""
+    if len(titles) != len(queries) or len(summaries) != len(queries):
+        raise ValueError("queries, titles and summaries must have the same length")
+    return np.asarray(scorer.score(list(queries), list(titles), [s or None for s in summaries]), dtype=np.float64)
+
+
+def rewards_from_scores(scores: np.ndarray, labels: Sequence[float]) -> np.ndarray:
+    """``-|r - l|`` for scores ``r`` (any shape whose last axis is the rows) and labels ``l`` in [0, 1]."""
     labels_arr = np.asarray(labels, dtype=np.float64)
-    if labels_arr.shape != (len(queries),) or len(titles) != len(queries) or len(summaries) != len(queries):
+    if labels_arr.ndim != 1 or np.shape(scores)[-1] != len(labels_arr):
         raise ValueError("queries, titles, summaries and labels must have the same length")
     if np.isnan(labels_arr).any() or (labels_arr < 0).any() or (labels_arr > 1).any():
         raise ValueError("labels must be in [0, 1]")
-    scores = np.asarray(scorer.score(list(queries), list(titles), [s or None for s in summaries]),
-                        dtype=np.float64)
-    return -np.abs(scores - labels_arr)
+    return -np.abs(np.asarray(scores, dtype=np.float64) - labels_arr)
+
+
+def relevance_rewards(scorer: Any, queries: Sequence[str], titles: Sequence[str], summaries: Sequence[str],
+                      labels: Sequence[float]) -> np.ndarray:
+    """``-|r(q, [t; s]) - l|`` per row; an empty summary is scored as the title alone."""
+    if len(labels) != len(queries):
+        raise ValueError("queries, titles, summaries and labels must have the same length")
+    rewards_from_scores(np.zeros(len(labels)), labels)  # label checks before the scorer runs
+    return rewards_from_scores(relevance_scores(scorer, queries, titles, summaries), labels)
 
 
 class RelevanceReward:
@@ -69,7 +83,7 @@ class RelevanceReward:
         if completions is None or query is None or title is None or label is None:
             raise ValueError("RelevanceReward needs completions and the query, title and label columns")
         start = time.perf_counter()
-        summaries = [postprocess(completion_text(c)) for c in completions]
+        summaries = [served_summary(completion_text(c)) for c in completions]
         rewards = relevance_rewards(self.scorer, query, title, summaries, label)
         self.total_seconds += time.perf_counter() - start
         self.calls += 1

@@ -41,9 +41,9 @@ def test_groundedness_section_is_markdown():
     text = groundedness_section({"good": pd.Series({"a": " black", "b": " 2.5 m"}),
                                  "bad": pd.Series({"a": " waterproof", "b": ""})}, products, n_boot=50)
     lines = text.splitlines()
-    assert lines[2].startswith("| candidate |")
-    assert "| good | 1.000 [1.000, 1.000] | 100% | 2 | 0 |" in lines
-    assert "| bad | 0.000 [0.000, 0.000] | 0% | 2 | 1 |" in lines
+    assert lines[4].startswith("| candidate |")
+    assert "| good | 1.000 [1.000, 1.000] | 100% | 1.000 | 2 | 1 | 0 |" in lines  # "2.5" is in TEXT
+    assert "| bad | 0.000 [0.000, 0.000] | 0% | n/a | 2 | 0 | 1 |" in lines
 
 
 INJECTIONS = [

@@ -1,0 +1,127 @@
+"""Helpers of the ``demo`` stage (re-exported by :mod:`relsum.pipelines.demo`): the golden subset, the
+held-out comparison as report lines, summaries files, and the evaluation logged to the MLflow run.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from pathlib import Path
+
+import pandas as pd
+
+logger = logging.getLogger(__name__)
+
+
+def write_summaries(series: pd.Series, path: Path) -> str:
+    """product_id -> summary as a ``product_id, summary`` Parquet file (atomic); returns the path."""
+    from relsum.data.io import write_parquet_atomic
+
+    frame = pd.DataFrame({"product_id": series.index, "summary": series.to_numpy()})
+    write_parquet_atomic(frame, path)
+    return str(path)
+
+
+def seed_runs(algo: str, seed: int, seeds: list[int]) -> list[tuple[str, int]]:
+    """(candidate name, training seed) per adapter: ``[(algo, seed)]``, or ``<algo>_s<seed>`` per listed seed."""
+    return [(f"{algo}_s{s}", s) for s in seeds] if seeds else [(algo, seed)]
+
+
+def heldout_lines(heldout: dict, algo: str) -> list[str]:
+    """The held-out reward comparison as report lines: sampled (expected reward), greedy (deployed), per label."""
+    nan = float("nan")
+    lines = [f"Held-out reward -|r(q,[t;s]) - l| on {heldout.get('heldout_pairs', 0)} pairs / "
+             f"{heldout.get('heldout_products', 0)} unseen products (95% CI: paired bootstrap over products):"]
+    rows = [("greedy summary (deployed)", "")]
+    if "sampled_k" in heldout:
+        rows.insert(0, (f"expected, {heldout['sampled_k']} samples", "sampled_"))
+    for label, key in rows:
+        lo, hi = heldout.get(f"{key}reward_diff_ci95", [nan, nan])
+        lines.append(f"  {label:<26} reference {heldout.get(f'{key}reward_reference', nan):.4f}   "
+                     f"{algo} {heldout.get(f'{key}reward_trained', nan):.4f}   "
+                     f"difference {heldout.get(f'{key}reward_diff', nan):+.4f} [{lo:+.4f}, {hi:+.4f}]")
+    for label, key in rows:
+        shifts = heldout.get(f"{key}label_shifts") or []
+        if shifts:
+            lines.append(f"  score shift r(q,[t;s]) by label, {label.split(',')[0].split(' (')[0]}: "
+                         "(a healthy policy raises label-1 and lowers label-0 scores)")
+        for s in shifts:
+            lines.append(f"    label {s['label']:<4g} {s['pairs']:>4} pairs ({100 * s['share']:.0f}%)   reference "
+                         f"{s['score_reference']:.4f}   {algo} {s['score_trained']:.4f}   shift {s['shift']:+.4f} "
+                         f"[{s['shift_ci95'][0]:+.4f}, {s['shift_ci95'][1]:+.4f}]")
+    return lines
+
+
+def golden_subset(golden: str, max_products: int, seed: int, out: Path) -> tuple[str, str]:
+    """(golden folder, one-line note): the folder itself, or a copy cut to whole queries covering at most
+    ``max_products`` judged products (seeded; tail and head queries alternate).
+
+    Whole queries, not single products, so every kept query keeps its full candidate list and R@90P /
+    NDCG@5 mean what they mean on the full set.
+    """
+    from relsum.data.golden import CONFIG_FILE, find_catalog, load_golden
+    from relsum.data.io import read_table, write_csv_atomic
+    from relsum.evaluation.examples import pick_queries
+
+    full = load_golden(golden)
+    judged = full.judgments[full.judgments["product_id"].isin(full.catalog["product_id"])]
+    n_products, n_queries = judged["product_id"].nunique(), judged["query_id"].nunique()
+    if not max_products or n_products <= max_products:
+        return golden, f"golden set: all {n_queries} judged queries, {n_products} products"
+    keep, products = [], set()
+    for qid in pick_queries(full.queries, set(judged["query_id"]), n_queries, seed):
+        mine = set(judged.loc[judged["query_id"] == qid, "product_id"])
+        if len(products | mine) <= max_products:
+            keep.append(qid)
+            products |= mine
+    if not keep:
+        raise ValueError(f"golden_products={max_products} is smaller than every golden query's candidate list")
+    src = Path(golden)
+    out.mkdir(parents=True, exist_ok=True)
+    for name in ("queries.csv", "judgments.csv"):
+        frame = pd.read_csv(src / name, dtype=str, keep_default_na=False)
+        write_csv_atomic(frame[frame["query_id"].isin(keep)], out / name)
+    for folder in (src, src.parent):
+        if (folder / CONFIG_FILE).is_file():
+            (out / CONFIG_FILE).write_text((folder / CONFIG_FILE).read_text())
+            break
+    catalog = read_table(str(find_catalog(src)))
+    catalog = catalog[catalog["product_id"].astype(str).isin(products)]
+    catalog.to_json(out / "products.jsonl.tmp", orient="records", lines=True, force_ascii=False)
+    (out / "products.jsonl.tmp").replace(out / "products.jsonl")
+    note = (f"golden set: seeded subset (seed {seed}, demo.golden_products={max_products}) of {len(keep)} of "
+            f"{n_queries} judged queries, {len(products)} of {n_products} products; golden_products=0 runs all")
+    logger.info(note)
+    return str(out), note
+
+
+def _finite(values: dict) -> dict[str, float]:
+    return {k: float(v) for k, v in values.items() if v is not None and math.isfinite(float(v))}
+
+
+def log_demo_evaluation(tracking, run_id: str, evaluation: dict, algo: str, grounded: dict) -> None:
+    """Log the evaluation on the training run, in :mod:`relsum.registry`'s scheme, so ``relsum compare`` reads it.
+
+    The trained candidate (``algo``) is the run's own adapter, so it gets the ``eval.*`` names; the others
+    (none, desc, sum_ref) become ``baseline.<name>.*``. Groundedness goes in as ``groundedness.<name>[.lo|.hi]``
+    and ``groundedness.<name>.numbers``, the report files as artifacts under ``evaluation/``. The held-out
+    comparison is already on the run (the train stage logs it).
+    """
+    import copy
+
+    from relsum import registry
+    from relsum.registry import client
+
+    metrics = copy.deepcopy(evaluation["metrics"])
+    for sub in metrics["subsets"].values():
+        sub["candidates"]["challenger"] = sub["candidates"].pop(algo)
+    metrics["config"]["candidates"] = ["challenger" if c == algo else c for c in metrics["config"]["candidates"]]
+    artifacts = [p for k, p in evaluation["paths"].items() if k in ("md", "html", "metrics") and Path(p).is_file()]
+    registry.log_evaluation(tracking, run_id, metrics, None, artifacts)
+    flat = {}
+    for name, g in grounded.items():
+        flat.update({f"groundedness.{name}": g["groundedness"], f"groundedness.{name}.lo": g["ci_low"],
+                     f"groundedness.{name}.hi": g["ci_high"], f"groundedness.{name}.numbers": g["numbers_grounded"]})
+    c = client(tracking)
+    for key, value in sorted(_finite(flat).items()):
+        c.log_metric(run_id, key, value)

@@ -1,0 +1,76 @@
+"""The demo's helpers without a policy: golden subset, label balance, per-label shifts, side-by-side examples."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+
+def test_golden_subset_keeps_whole_queries_and_says_so(tmp_path, sample_dir):
+    from relsum.data.golden import load_golden
+    from relsum.pipelines.demo import DemoConfig
+    from relsum.pipelines.demo_report import golden_subset
+
+    full = load_golden(sample_dir / "golden")
+    folder, note = golden_subset(str(sample_dir / "golden"), 60, 3, tmp_path / "sub")
+    sub = load_golden(folder)
+    assert 0 < sub.judgments["product_id"].nunique() <= 60 and not sub.n_rejected
+    assert "seeded subset" in note and "golden_products=60" in note
+    for qid, group in sub.judgments.groupby("query_id"):  # every kept query keeps its full candidate list
+        assert set(group["product_id"]) == set(full.judgments.loc[full.judgments["query_id"] == qid, "product_id"])
+    assert sub.queries["tail"].any() and (~sub.queries["tail"]).any()
+    again, _ = golden_subset(str(sample_dir / "golden"), 60, 3, tmp_path / "again")
+    assert pd.read_csv(f"{again}/judgments.csv").equals(pd.read_csv(f"{folder}/judgments.csv"))  # seeded
+    assert golden_subset(str(sample_dir / "golden"), 0, 0, tmp_path / "all")[0] == str(sample_dir / "golden")
+    with pytest.raises(ValueError, match="golden_products"):
+        DemoConfig(golden_products=-1)
+
+
+def test_balance_labels_per_product():
+    from relsum.pipelines.train import balance_labels
+
+    pairs = pd.DataFrame({"product_id": ["a"] * 5 + ["b"] * 2 + ["c"] * 3,
+                          "query": [f"q{i}" for i in range(10)],
+                          "label": [0.0, 0.0, 0.0, 1.0, 0.5, 0.0, 0.0, 1.0, 1.0, 0.0]})
+    out = balance_labels(pairs, seed=0)
+    counts = out.groupby(["product_id", "label"]).size()
+    assert counts.loc["a"].tolist() == [1, 1, 1]  # 3 x label 0 cut to the rarest label's count
+    assert counts.loc["b"].tolist() == [2]  # one label value: kept whole
+    assert counts.loc["c"].tolist() == [1, 1]
+    assert out.equals(balance_labels(pairs, seed=0))
+
+
+def test_label_shifts_and_report_lines():
+    from relsum.pipelines.demo import heldout_lines
+    from relsum.policy_eval import label_shifts
+
+    pairs = pd.DataFrame({"product_id": ["a", "a", "b", "b", "c", "c"], "label": [0, 1, 0, 1, 0, 0.5]})
+    ref = np.array([0.5, 0.5, 0.4, 0.6, 0.5, 0.5])
+    new = ref - 0.1  # a template that lowers every score
+    rows = label_shifts(pairs, ref, new, n_boot=50)
+    assert [r["label"] for r in rows] == [0.0, 0.5, 1.0] and [r["pairs"] for r in rows] == [3, 1, 2]
+    assert all(r["shift"] == pytest.approx(-0.1) for r in rows)
+    assert rows[0]["share"] == pytest.approx(0.5) and rows[2]["score_trained"] == pytest.approx(0.45)
+    lines = heldout_lines({"heldout_pairs": 6, "heldout_products": 3, "reward_reference": -0.4, "reward_trained": -0.38,
+                           "reward_diff": 0.02, "reward_diff_ci95": [-0.01, 0.05], "label_shifts": rows}, "grpo")
+    assert any("label 1" in line and "shift -0.1000" in line for line in lines)
+
+
+def test_examples_section_shows_both_summaries_and_scores(sample_dir, tiny_cross_encoder_dir):
+    from relsum.data.golden import load_golden
+    from relsum.evaluation.examples import examples_section
+    from relsum.scoring.scorer import Scorer, ScorerConfig
+
+    golden = load_golden(sample_dir / "golden")
+    ids = golden.judgments["product_id"].unique()
+    before = pd.Series("colour: black", index=ids)
+    after = pd.Series([f"size {i} cm" for i in range(len(ids))], index=ids)
+    scorer = Scorer(tiny_cross_encoder_dir, ScorerConfig(store=False))
+    text = examples_section(golden, {"sum_ref": before, "grpo": after}, scorer, ("sum_ref", "grpo"), n_queries=2,
+                            per_query=3, seed=1)
+    assert text.count("**Query ") == 2 and text.count("| sum_ref summary | score | grpo summary |") == 2
+    rows = [line for line in text.splitlines() if line.startswith("| ") and "colour: black" in line]
+    assert 2 <= len(rows) <= 6 and all("size " in r and r.count("|") == 8 for r in rows)
+    assert text == examples_section(golden, {"sum_ref": before, "grpo": after}, scorer, ("sum_ref", "grpo"),
+                                    n_queries=2, per_query=3, seed=1)  # seeded
