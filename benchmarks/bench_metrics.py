@@ -20,8 +20,8 @@ import pandas as pd
 from sklearn.metrics import ndcg_score, precision_recall_curve
 
 from relsum.evaluation.bootstrap import ndcg_replicates, recall_at_precision_replicates, resample_counts
-from relsum.evaluation.metrics import mean_ndcg_at_k, per_query_ndcg_at_k, recall_at_precision
 from relsum.evaluation.offline import compute_offline_metrics, format_table
+from relsum.metrics import mean_ndcg_at_k, per_query_ndcg_at_k, recall_at_precision
 
 
 def make_scores(n_queries: int, seed: int = 0) -> pd.DataFrame:
@@ -71,6 +71,9 @@ def main() -> None:
     ap.add_argument("--n-boot", type=int, default=1000)
     args = ap.parse_args()
 
+    from relsum import machine
+
+    print(machine.describe())
     df = make_scores(args.n_queries)
     y, s, qids = df["label"].to_numpy(), df["score_relsum"].to_numpy(), df["query_id"].to_numpy()
     print(f"data: {len(df)} pairs, {df['query_id'].nunique()} queries, {df['score_relsum'].nunique()} distinct "

@@ -23,7 +23,7 @@ from relsum.evaluation.bootstrap import (
     percentile_interval,
     resample_counts,
 )
-from relsum.evaluation.metrics import mean_reward
+from relsum.metrics import mean_reward
 
 logger = logging.getLogger(__name__)
 

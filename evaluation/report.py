@@ -20,7 +20,6 @@ import numpy as np
 import pandas as pd
 
 from relsum.data.io import atomic_path
-from relsum.evaluation.metrics import per_query_ndcg_at_k, precision_recall_points
 from relsum.evaluation.offline import (
     SUBSETS,
     absolute_table,
@@ -30,6 +29,7 @@ from relsum.evaluation.offline import (
     ndcg_note,
     to_markdown,
 )
+from relsum.metrics import per_query_ndcg_at_k, precision_recall_points
 
 logger = logging.getLogger(__name__)
 

@@ -13,6 +13,7 @@ import dataclasses
 import logging
 import types
 import typing
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -177,12 +178,19 @@ def _field_default(f: dataclasses.Field) -> Any:
 
 def parse_overrides(overrides: list[str] | None) -> dict[str, Any]:
     """``["a.b=1", "c=x"]`` -> ``{"a": {"b": 1}, "c": "x"}`` with YAML scalar parsing."""
-    out: dict[str, Any] = {}
+    flat: list[tuple[str, Any]] = []
     for item in overrides or []:
         if "=" not in item:
             raise ConfigError(f"override {item!r} is not key=value")
         key, raw = item.split("=", 1)
-        value = yaml.safe_load(raw) if raw != "" else ""
+        flat.append((key, yaml.safe_load(raw) if raw != "" else ""))
+    return nest_dotted(flat)
+
+
+def nest_dotted(items: Iterable[tuple[str, Any]]) -> dict[str, Any]:
+    """``[("a.b", 1), ("c", "x")]`` -> ``{"a": {"b": 1}, "c": "x"}``; values are kept as they are."""
+    out: dict[str, Any] = {}
+    for key, value in items:
         node = out
         *parents, leaf = key.strip().split(".")
         for part in parents:
@@ -201,8 +209,13 @@ def _merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
     return merged
 
 
-def load_config(cls: type[T], path: str | Path | None = None, overrides: list[str] | None = None) -> T:
-    """Load ``cls`` from YAML (optional) and apply ``key=value`` overrides (later wins)."""
+def load_config(cls: type[T], path: str | Path | None = None, overrides: list[str] | None = None,
+                values: Mapping[str, Any] | None = None) -> T:
+    """Load ``cls`` from YAML (optional), then typed ``values`` by dotted key, then ``key=value`` overrides.
+
+    Later wins. ``values`` are typed already (the CLI's flags), so they skip the YAML parsing that
+    ``overrides`` get: a path like ``a #1/x.csv`` or ``yes`` stays the string it was typed as.
+    """
     data: dict[str, Any] = {}
     if path is not None:
         text = Path(path).read_text(encoding="utf-8")
@@ -210,6 +223,7 @@ def load_config(cls: type[T], path: str | Path | None = None, overrides: list[st
         if not isinstance(loaded, dict):
             raise ConfigError(f"{path}: top level must be a mapping, got {type(loaded).__name__}")
         data = loaded
+    data = _merge(data, nest_dotted((values or {}).items()))
     data = _merge(data, parse_overrides(overrides))
     config = from_dict(cls, data)
     logger.debug("loaded %s from %s with %d overrides", cls.__name__, path, len(overrides or []))

@@ -21,10 +21,10 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from relsum.config import cfg
+from relsum.metrics import mean_ndcg_at_k
 from relsum.scoring.model_files import find_safetensors
 from relsum.scoring.scorer import Scorer, ScorerConfig, join_title_text
 
@@ -112,36 +112,13 @@ def _training_dataset(train: pd.DataFrame, title_only: bool):
     return Dataset.from_pandas(rows, preserve_index=False)
 
 
-def _ndcg5(query_ids, gains, scores) -> tuple[float, int]:
-    """Mean NDCG@5 over queries with a positive (linear gains, log2 discount); also the query count."""
-    try:  # the project's official metric, when present
-        from relsum.evaluation.metrics import mean_ndcg_at_k
-    except ImportError:
-        mean_ndcg_at_k = None
-    frame = pd.DataFrame({"q": np.asarray(query_ids), "g": np.asarray(gains, float),
-                          "s": np.asarray(scores, float)})
-    n_queries = int((frame.groupby("q")["g"].max() > 0).sum())
-    if n_queries == 0:
-        return float("nan"), 0
-    if mean_ndcg_at_k is not None:
-        summary = mean_ndcg_at_k(frame["q"].to_numpy(), frame["g"].to_numpy(), frame["s"].to_numpy(), k=5)
-        return float(summary[0]), n_queries  # (mean, ...) tuple
-    values = []
-    for _, grp in frame.groupby("q", sort=False):
-        ideal = np.sort(grp["g"].to_numpy())[::-1][:5]
-        if ideal.sum() <= 0:
-            continue
-        ranked = grp["g"].to_numpy()[np.argsort(-grp["s"].to_numpy(), kind="stable")][:5]
-        disc = 1.0 / np.log2(np.arange(2, 7))
-        values.append(float((ranked * disc[:len(ranked)]).sum() / (ideal * disc[:len(ideal)]).sum()))
-    return float(np.mean(values)), n_queries
-
-
 def _eval_ndcg(model_dir: Path, eval_: pd.DataFrame, config: RewardModelConfig) -> tuple[float, int]:
+    """Mean NDCG@5 of ``model_dir`` on the held-out pairs (the library's tie rule) and its query count."""
     scorer = Scorer(model_dir, ScorerConfig(max_length=config.max_length, init_seed=config.seed))
     scores = scorer.score(eval_["query"].tolist(), eval_["title"].tolist(), eval_["text"].tolist(),
                           desc=f"NDCG@5 {model_dir.name}")
-    return _ndcg5(eval_["query_id"].to_numpy(), eval_["label"].to_numpy(), scores)
+    summary = mean_ndcg_at_k(eval_["query_id"].to_numpy(), eval_["label"].to_numpy(dtype=float), scores, k=5)
+    return summary.mean, summary.n_queries  # n_queries: eval queries with a positive label
 
 
 def _write_json_atomic(path: Path, payload: dict) -> None:
@@ -155,7 +132,7 @@ def _write_json_atomic(path: Path, payload: dict) -> None:
         raise
 
 
-def _swap_in(tmp_dir: Path, out_dir: Path) -> None:
+def swap_in_folder(tmp_dir: Path, out_dir: Path) -> None:
     """Replace ``out_dir`` by ``tmp_dir`` so a reader never sees a half-written model."""
     old = out_dir.with_name(out_dir.name + ".old")
     if old.exists():
@@ -213,7 +190,7 @@ def train_reward_model(train: pd.DataFrame, eval_: pd.DataFrame, config: RewardM
         staged = Path(scratch) / "model"
         model.save_pretrained(str(staged), safe_serialization=True)
         find_safetensors(staged)
-        _swap_in(staged, out_dir)
+        swap_in_folder(staged, out_dir)
 
     ndcg_trained, _ = _eval_ndcg(out_dir, eval_, config)
     metrics = {

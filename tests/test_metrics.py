@@ -1,4 +1,4 @@
-"""Metrics against scikit-learn on random data with ties, and on hand-computed cases."""
+"""relsum.metrics against scikit-learn on random data with ties, on hand-computed cases, and as the one definition."""
 
 from __future__ import annotations
 
@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 from sklearn.metrics import ndcg_score, precision_recall_curve
 
-from relsum.evaluation.metrics import (
+from relsum.metrics import (
     mean_ndcg_at_k,
+    mean_reward,
     ndcg_at_k,
     per_query_ndcg_at_k,
     precision_recall_points,
@@ -147,6 +148,15 @@ def test_per_query_ndcg_matches_loop_and_sklearn(seed):
             assert v == pytest.approx(ndcg_score(gains[m][None], scores[m][None], k=5), rel=1e-12)
 
 
+def test_mean_ndcg_by_hand_with_a_query_count():
+    """What the reward-model bootstrap reports: the mean over queries with a positive, and their count."""
+    # query a: gains [1, 0, 0.5] ranked by score -> [0.5, 1, 0]; query b has no positive
+    res = mean_ndcg_at_k(["a", "a", "a", "b"], [1, 0, 0.5, 0], [0.2, 0.1, 0.9, 0.3])
+    dcg = 0.5 / math.log2(2) + 1 / math.log2(3)
+    idcg = 1 / math.log2(2) + 0.5 / math.log2(3)
+    assert (res.n_queries, res.n_excluded) == (1, 1) and res.mean == pytest.approx(dcg / idcg)
+
+
 def test_mean_ndcg_excludes_and_counts_queries_without_positive():
     qids = ["a", "a", "b", "b", "c", "c"]
     gains = [1, 0, 0, 0, 0.5, 0]  # b has no positive; c only a 0.5 and is kept
@@ -166,8 +176,6 @@ def test_per_query_rejects_length_mismatch():
 def test_mean_reward_matches_sklearn_mae():
     from sklearn.metrics import mean_absolute_error
 
-    from relsum.evaluation.metrics import mean_reward
-
     rng = np.random.default_rng(3)
     labels, scores = rng.choice([0.0, 0.5, 1.0], 200), rng.random(200)
     assert mean_reward(labels, scores) == pytest.approx(-mean_absolute_error(labels, scores))
@@ -184,3 +192,28 @@ def test_min_judged_leaves_single_pair_queries_out():
     assert (summary.n_queries, summary.n_excluded) == (1, 1)
     with pytest.raises(ValueError, match="min_judged"):
         per_query_ndcg_at_k(qids, gains, scores, min_judged=0)
+
+
+def test_one_definition_for_the_library_and_evaluation():
+    """The gate, the reward-model bootstrap and the offline table share these functions (no copies)."""
+    import relsum.evaluation.bootstrap as bootstrap
+    import relsum.evaluation.metrics as old_path
+    import relsum.metrics as metrics
+    import relsum.scoring.fidelity as fidelity
+    import relsum.scoring.reward_model as reward_model
+
+    for name in old_path.__all__:
+        assert getattr(old_path, name) is getattr(metrics, name)
+    assert fidelity.mean_ndcg_at_k is reward_model.mean_ndcg_at_k is metrics.mean_ndcg_at_k
+    assert bootstrap.per_query_ndcg_at_k is metrics.per_query_ndcg_at_k
+
+
+def test_metrics_module_needs_only_numpy():
+    """Pure functions: importing them must not pull pandas, scipy or torch into a process."""
+    import subprocess
+    import sys
+
+    code = ("import sys, relsum.metrics; "
+            "print(sorted(m for m in ('pandas', 'scipy', 'torch', 'sklearn') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    assert out.stdout.strip() == "[]"

@@ -1,0 +1,287 @@
+"""The table of ``relsum`` stages: one row per subcommand, one handler for all of them.
+
+Each :class:`Stage` names its config class and run function as ``"module:attribute"`` strings that
+are imported only when that stage runs (or its ``--help`` is printed), so building the parser, an
+argument error and ``relsum --help`` load no stage module, let alone torch or TRL. A flag shortcut
+(:class:`Flag`) puts its typed value straight into the config under its dotted key through
+:func:`relsum.config.load_config`'s ``values``: no round trip through ``key=value`` text, so a path
+such as ``runs/a #1`` or ``yes`` arrives as typed. Precedence: ``--config`` YAML < flags < trailing
+``key=value`` overrides. The same design as TRL's CLI: a table of (name, config, entry point) and
+one dispatcher.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import importlib
+import json
+from collections.abc import Callable, Mapping
+from typing import Any
+
+#: The stage groups (``relsum reward-model train``, ``relsum scores stats``) and their help lines.
+GROUPS = {
+    "reward-model": "Reward-model (cross-encoder) commands.",
+    "scores": "Inspect and trim the persistent score store.",
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Flag:
+    """A shortcut flag. ``key`` is the dotted config key it sets; ``None``: read by the stage's own code.
+
+    ``options`` are further ``argparse.add_argument`` keywords (``choices``, ``action``, ``nargs``,
+    ``metavar``); ``convert`` turns the parsed value into the config value (e.g. ``NAME=FILE`` items
+    into a dict).
+    """
+
+    name: str
+    key: str | None
+    help: str
+    options: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    convert: Callable[[Any], Any] | None = None
+
+    @property
+    def dest(self) -> str:
+        return self.name.lstrip("-").replace("-", "_")
+
+
+@dataclasses.dataclass(frozen=True)
+class Stage:
+    """One subcommand: its config class, its run function, its flags and how its result is printed.
+
+    ``show(result, config, args)`` prints the result and returns the exit status; ``prepare(config)``
+    fixes the config up before the run (e.g. bootstraps a missing reward model); ``run_args`` are
+    flag destinations passed to the run function as keywords rather than set in the config.
+    """
+
+    command: str
+    help: str
+    config: str
+    run: str
+    flags: tuple[Flag, ...] = ()
+    show: Callable[[Any, Any, argparse.Namespace], int] | None = None
+    prepare: Callable[[Any], Any] | None = None
+    run_args: tuple[str, ...] = ()
+
+    def config_class(self) -> type:
+        return resolve(self.config)
+
+
+def resolve(target: str) -> Any:
+    """``"package.module:attribute"`` -> the attribute, importing the module now (not at parser build)."""
+    module, _, attribute = target.partition(":")
+    return getattr(importlib.import_module(module), attribute)
+
+
+def flag_values(stage: Stage, args: argparse.Namespace) -> dict[str, Any]:
+    """The config values the given flags set, by dotted key (flags left out are not in the dict)."""
+    values = {}
+    for flag in stage.flags:
+        value = getattr(args, flag.dest, None)
+        if flag.key is None or value is None:
+            continue
+        values[flag.key] = flag.convert(value) if flag.convert else value
+    return values
+
+
+def load_stage_config(stage: Stage, args: argparse.Namespace) -> Any:
+    """The stage's config from ``--config`` YAML, the typed flag values, then ``key=value`` overrides."""
+    from relsum.config import load_config
+
+    return load_config(stage.config_class(), args.config, list(args.overrides or []), values=flag_values(stage, args))
+
+
+def run_stage(stage: Stage, args: argparse.Namespace) -> int:
+    """The one handler: load the config, prepare it, run the stage, print the result; the exit status."""
+    config = load_stage_config(stage, args)
+    if stage.prepare is not None:
+        config = stage.prepare(config)
+    result = resolve(stage.run)(config, **{name: getattr(args, name) for name in stage.run_args})
+    return (stage.show or show_json)(result, config, args)
+
+
+# ---- how results are printed -------------------------------------------------------------------------------
+
+
+def show_json(result: Any, config: Any, args: argparse.Namespace) -> int:
+    print(json.dumps(result, indent=2, default=str))
+    return 0
+
+
+def show_validation(report: dict, config: Any, args: argparse.Namespace) -> int:
+    print(json.dumps(report, indent=2, default=str))
+    return 1 if (args.strict and report["problems"]) else 0  # an empty table, or rejects > max_reject_rate
+
+
+def show_reward_model(metrics: dict, config: Any, args: argparse.Namespace) -> int:
+    print(f"reward model saved to {metrics['out_dir']}\n"
+          f"held-out NDCG@5: untrained start {metrics['ndcg5_untrained']:.4f} -> trained {metrics['ndcg5_trained']:.4f}")
+    return 0
+
+
+def show_evaluation(result: dict, config: Any, args: argparse.Namespace) -> int:
+    print(result["table"])
+    print(f"\nreport: {result['paths'].get('html')}  metrics: {result['paths']['metrics']}")
+    return 0
+
+
+def show_training(result: dict, config: Any, args: argparse.Namespace) -> int:
+    return show_json({k: v for k, v in result.items() if k != "log_history"}, config, args)
+
+
+def show_summaries(manifest: dict, config: Any, args: argparse.Namespace) -> int:
+    return show_json(manifest.get("counts", manifest), config, args)
+
+
+def show_comparison(result: dict, config: Any, args: argparse.Namespace) -> int:
+    print(result["table"])
+    for kind, path in result["paths"].items():
+        print(f"{kind}: {path}")
+    return 0
+
+
+def show_score_stats(rows: list[dict], config: Any, args: argparse.Namespace) -> int:
+    from relsum.pipelines.scores import auto_choices, format_stats
+
+    print(format_stats(rows, auto_choices(config)))
+    return 0
+
+
+def show_key(key: str) -> Callable[[dict, Any, argparse.Namespace], int]:
+    """Print one text field of the result (the ablation's markdown, the demo's report)."""
+
+    def show(result: dict, config: Any, args: argparse.Namespace) -> int:
+        print(result[key])
+        return 0
+
+    return show
+
+
+# ---- flag conversions and config fix-ups -------------------------------------------------------------------
+
+
+def summaries_by_name(items: list[str]) -> dict[str, str]:
+    """``["mine=a.csv", "base=b.csv"]`` -> ``{"mine": "a.csv", "base": "b.csv"}`` (``--summaries NAME=FILE``)."""
+    from relsum.errors import InputError
+
+    pairs = {}
+    for item in items:
+        if "=" not in item:
+            raise InputError(f"--summaries expects NAME=FILE, got {item!r}")
+        name, path = item.split("=", 1)
+        pairs[name] = path
+    return pairs
+
+
+def with_reward_model(config: Any) -> Any:
+    """Bootstrap (once) the default reward model when none is given, as ``relsum pairs`` always has."""
+    from relsum.pipelines.reward_model import ensure_reward_model
+
+    config.reward_model = ensure_reward_model(config.reward_model)
+    return config
+
+
+# ---- the table ------------------------------------------------------------------------------------------------
+
+TABLE_HELP = "Catalog table (CSV, JSONL, Parquet or duckdb:<db>:<table|query>)."
+
+
+def out_flag(text: str = "Output folder.") -> Flag:
+    return Flag("--out", "out_dir", text)
+
+
+def reward_model_flag() -> Flag:
+    return Flag("--reward-model", "reward_model", "Local cross-encoder folder.")
+
+
+STAGES: tuple[Stage, ...] = (
+    Stage("validate", "Check input tables against their contracts; write rejects with reasons.",
+          "relsum.pipelines.validate:ValidateConfig", "relsum.pipelines.validate:run", (
+              Flag("--catalog", "catalog", TABLE_HELP),
+              Flag("--search-log", "search_log", "Search-log pairs table."),
+              Flag("--queries", "queries", "Golden queries table."),
+              Flag("--judgments", "judgments", "Golden judgments table."),
+              out_flag("Output folder for rejects/, clean/ and validation.json."),
+              Flag("--strict", None, "Exit with status 1 when a table ends up empty or rejects more than "
+                   "max_reject_rate of its rows (default 0: any reject).", {"action": "store_true"}),
+          ), show=show_validation),
+    Stage("reward-model train", "Bootstrap a cross-encoder from the bundled MiniLM weights on graded judgments.",
+          "relsum.pipelines.reward_model:RewardModelStageConfig", "relsum.pipelines.reward_model:run", (
+              Flag("--train", "train_dir", "Golden-layout folder to train on."),
+              Flag("--eval", "eval_dir", "Golden-layout folder with held-out queries."),
+              out_flag("Output model folder."),
+          ), show=show_reward_model),
+    Stage("evaluate", "The paper's offline table: R@90P and NDCG@5 gains over title-only.",
+          "relsum.pipelines.evaluate:EvaluateConfig", "relsum.pipelines.evaluate:run", (
+              Flag("--golden", "golden", "Golden-layout folder (default: the bundled sample's golden set)."),
+              reward_model_flag(),
+              Flag("--summaries", "summaries", "A summaries candidate (columns product_id, summary); repeatable.",
+                   {"action": "append", "metavar": "NAME=FILE"}, convert=summaries_by_name),
+              out_flag(),
+          ), show=show_evaluation),
+    Stage("pairs", "Extract, score and filter training pairs from the search log.",
+          "relsum.pipelines.build_pairs:BuildPairsConfig", "relsum.pipelines.build_pairs:run", (
+              Flag("--search-log", "search_log", "Search-log pairs table."),
+              Flag("--catalog", "catalog", "Catalog table."),
+              reward_model_flag(),
+              out_flag(),
+          ), prepare=with_reward_model),
+    Stage("train", "Train the LoRA summarizer with GRPO or DPO against the frozen scorer.",
+          "relsum.pipelines.train:TrainStageConfig", "relsum.pipelines.train:run", (
+              Flag("--algo", "train.algo", "Training algorithm (train.algo).", {"choices": ["grpo", "dpo"]}),
+          ), show=show_training),
+    Stage("summarize", "Summarize every product (or, incrementally, the new and changed ones).",
+          "relsum.summarize.job:SummarizeConfig", "relsum.pipelines.summarize:run", (
+              Flag("--catalog", "catalog", "Catalog table."),
+              Flag("--model", "model_dir", "Local causal-LM folder (the policy)."),
+              Flag("--adapter", "adapter_dir", "LoRA adapter folder (optional)."),
+              out_flag("Output folder (Parquet shards, index, manifest, rejects)."),
+              Flag("--incremental", "incremental", "Only summarize products new or changed since the last "
+                   "committed run.", {"action": argparse.BooleanOptionalAction, "default": None}),
+              Flag("--backend", "backend", "Generation backend.", {"choices": ["hf", "ray", "vllm"]}),
+              Flag("--partition", None, "Output partition key (e.g. a data-interval date); reruns are idempotent."),
+          ), show=show_summaries, run_args=("partition",)),
+    Stage("export-interleaving", "Write seeded team-draft interleaved lists (title-only vs title+summary).",
+          "relsum.pipelines.interleaving:ExportConfig", "relsum.pipelines.interleaving:run_export", (
+              Flag("--candidates", "candidates", "Candidate products per query (query_id, query, product_id)."),
+              Flag("--catalog", "catalog", "Catalog table (titles)."),
+              Flag("--summaries", "summaries", "Summaries table (product_id, summary)."),
+              reward_model_flag(),
+              out_flag(),
+          )),
+    Stage("analyze-interleaving", "Wins, losses, ties, delta and sign test from logged events.",
+          "relsum.pipelines.interleaving:AnalyzeConfig", "relsum.pipelines.interleaving:run_analyze", (
+              Flag("--export", "export", "interleaved.parquet from export-interleaving."),
+              Flag("--events", "events", "Logged events table."),
+              out_flag(),
+          )),
+    Stage("compare", "MLflow runs side by side: eval metrics with CIs, key params, versions, champion.",
+          "relsum.pipelines.compare:CompareConfig", "relsum.pipelines.compare:run", (
+              Flag("--experiment", "experiment", "MLflow experiment (default: tracking.experiment)."),
+              Flag("--runs", "runs", "Run ids to compare (default: the newest max_runs runs).",
+                   {"nargs": "+", "metavar": "ID"}),
+              out_flag("Write comparison.md / comparison.html / ndcg.png here."),
+              Flag("--format", "format", "Report format(s).", {"choices": ["md", "html", "both"]}),
+          ), show=show_comparison),
+    Stage("scores stats", "Rows, parts, bytes, last write and cached gates per scorer fingerprint.",
+          "relsum.pipelines.scores:StatsConfig", "relsum.pipelines.scores:stats", show=show_score_stats),
+    Stage("scores prune", "Drop fingerprints not kept (or older than N days) and compact parts.",
+          "relsum.pipelines.scores:PruneConfig", "relsum.pipelines.scores:prune"),
+    Stage("label-ray", "Label pairs (r(q,t), r(q,[t;d]), gap, proxy label) on Ray Data; resumable.",
+          "relsum.scoring.ray_label:RayLabelConfig", "relsum.scoring.ray_label:run"),
+    Stage("ablate", "GRPO options ablation (paper, each option alone, all combined) on the bundled sample.",
+          "relsum.pipelines.ablate:AblateConfig", "relsum.pipelines.ablate:run", (out_flag(),),
+          show=show_key("markdown")),
+    Stage("demo", "The whole pipeline on the bundled sample, end to end at tiny size.",
+          "relsum.pipelines.demo:DemoConfig", "relsum.pipelines.demo:run", (out_flag(),),
+          show=show_key("report_text")),
+)
+
+
+def stage_named(command: str) -> Stage:
+    """The table row of ``command`` (``"evaluate"``, ``"reward-model train"``)."""
+    for stage in STAGES:
+        if stage.command == command:
+            return stage
+    raise KeyError(command)
