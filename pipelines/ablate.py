@@ -26,9 +26,11 @@ import numpy as np
 import pandas as pd
 
 from relsum.config import cfg, flat_params
-from relsum.gate import GateConfig
+from relsum.gate import SummaryGateConfig
+from relsum.metric_names import EVAL_METRICS, ablation_key
 from relsum.paths import SAMPLE_DIR, home
 from relsum.pipelines.build_pairs import BuildPairsConfig
+from relsum.scoring.protocol import RelevanceScorer
 from relsum.tracking import TrackingConfig
 from relsum.training.config import TrainConfig
 from relsum.training.options import OptionsConfig
@@ -63,7 +65,7 @@ class AblateConfig:
         top_entropy_quantile=0.2, variance_credit=0.5, grounding_weight=0.5),
         help="Option values used when a variant switches an option on.")
     train: TrainConfig = cfg(default_factory=_train_defaults, help="Base training config (options are set per variant).")
-    gate: GateConfig = cfg(default_factory=GateConfig, help="Deployment gate.")
+    gate: SummaryGateConfig = cfg(default_factory=SummaryGateConfig, help="Deployment gate.")
     n_boot: int = cfg(1000, help="Bootstrap resamples for the CIs.")
     tracking: TrackingConfig = cfg(default_factory=TrackingConfig, help="MLflow tracking.")
 
@@ -124,17 +126,15 @@ def _markdown(rows: list[dict], metrics: dict, config: AblateConfig) -> str:
     return "\n".join(lines) + "\n"
 
 
-def run(config: AblateConfig, scorer=None) -> dict:
+def run(config: AblateConfig, scorer: RelevanceScorer | None = None) -> dict:
     import mlflow
 
     from relsum import tracking
     from relsum.data.golden import load_golden
     from relsum.data.io import atomic_path, read_table, write_json_atomic
     from relsum.evaluation.offline import to_jsonable
-    from relsum.evaluation.report import write_report
     from relsum.gate import gate_section, gate_summaries
     from relsum.pipelines import build_pairs, evaluate
-    from relsum.pipelines.demo import write_summaries
     from relsum.pipelines.reward_model import ensure_reward_model
     from relsum.pipelines.train import TrainStageConfig, ensure_policy, split_by_product
     from relsum.policy_eval import pair_rewards, paired_product_bootstrap, summarize_products
@@ -150,11 +150,11 @@ def run(config: AblateConfig, scorer=None) -> dict:
     base = copy.deepcopy(config.train)
     base.policy.model_dir = ensure_policy(TrainStageConfig(train=base, tiny_policy_dir=config.policy_dir))
     build = dataclasses.replace(config.build, reward_model=reward_model, out_dir=str(out / "pairs"))
-    pairs_path = config.pairs or build_pairs.run(build, scorer=scorer)["paths"]["pairs"]
+    pairs_path = config.pairs or build_pairs.run(build, scorer=scorer).paths.pairs
     pairs = read_table(pairs_path)
     train_df, heldout = split_by_product(pairs, config.holdout_fraction, base.seed)
     golden = load_golden(config.golden)
-    products = golden.catalog[golden.catalog["product_id"].isin(golden.judgments["product_id"])][["product_id", "title", "text"]]
+    products = evaluate.golden_products(golden)
     if config.max_eval_products and len(products) > config.max_eval_products:
         products = products.sample(n=config.max_eval_products, random_state=base.seed)
     held_products = heldout.drop_duplicates("product_id")[["product_id", "title", "text"]]
@@ -163,13 +163,15 @@ def run(config: AblateConfig, scorer=None) -> dict:
         heldout = heldout[heldout["product_id"].isin(held_products["product_id"])].reset_index(drop=True)
     gate_pairs = pairs[pairs["product_id"].isin(products["product_id"])][["query", "product_id", "title"]]
 
-    def summarize(model, tokenizer) -> tuple[pd.Series, pd.Series]:
-        return (summarize_products(model, tokenizer, products, base.policy),
-                summarize_products(model, tokenizer, held_products, base.policy) if len(held_products) else pd.Series(dtype=str))
+    def summarize(name: str, loaded: tuple) -> tuple[pd.Series, pd.Series]:
+        """Golden summaries (written to ``summaries/<name>.parquet``) and held-out ones of one policy."""
+        summary_files[name] = str(out / "summaries" / f"{name}.parquet")
+        return (evaluate.summarize_golden(products, base.policy, summary_files[name], loaded=loaded),
+                summarize_products(*loaded, held_products, base.policy) if len(held_products) else pd.Series(dtype=str))
 
-    ref_model, ref_tok = load_policy(base.policy.model_dir)
-    ref_golden, ref_held = summarize(ref_model, ref_tok)
-    summary_files = {"sum_ref": write_summaries(ref_golden, out / "summaries" / "sum_ref.parquet")}
+    summary_files: dict[str, str] = {}
+    # fp32 like the variants, which are summarized by the in-memory training model
+    ref_golden, _ = summarize("sum_ref", load_policy(base.policy.model_dir))
     rows, gates, golden_summaries, held_rewards = [], {}, {"sum_ref": ref_golden}, {}
     stamp = f"{dt.datetime.now(dt.UTC):%Y%m%d-%H%M%S}"
     with tracking.tracked_run(config.tracking, f"ablate-{stamp}", tags={"relsum.stage": "ablate"}) as parent:
@@ -181,11 +183,11 @@ def run(config: AblateConfig, scorer=None) -> dict:
             start = time.perf_counter()
             result = train_grpo(tc, train_df, scorer)
             seconds = time.perf_counter() - start
-            gold, held = summarize(result["model"], result["tokenizer"])
+            gold, held = summarize(name, (result["model"], result["tokenizer"]))
             gated = gate_summaries(gate_pairs, gold, scorer, config.gate)
             gates[name], golden_summaries[name] = gated, gold
-            summary_files[name] = write_summaries(gold, out / "summaries" / f"{name}.parquet")
-            summary_files[f"{name}_gated"] = write_summaries(gated.summaries, out / "summaries" / f"{name}_gated.parquet")
+            summary_files[f"{name}_gated"] = evaluate.write_summaries(gated.summaries,
+                                                                     out / "summaries" / f"{name}_gated.parquet")
             held_rewards[name] = pair_rewards(heldout, held, scorer) if len(heldout) else np.array([])
             ground = groundedness_stats(gold, products, n_boot=config.n_boot, seed=base.seed)
             words = gold.str.split().str.len()
@@ -214,10 +216,9 @@ def run(config: AblateConfig, scorer=None) -> dict:
         evaluation = evaluate.run(evaluate.EvaluateConfig(
             golden=config.golden, reward_model=reward_model, summaries=summary_files, out_dir=str(out / "evaluation"),
             n_boot=config.n_boot, seed=base.seed,
-            min_summary_coverage=0.0 if config.max_eval_products else 0.95), scorer=scorer)  # a sample on purpose
+            min_summary_coverage=0.0 if config.max_eval_products else 0.95),  # a sample on purpose
+            scorer=scorer, extra_sections=sections)
         metrics = evaluation["metrics"]
-        # evaluate.run has no extra_sections yet: rewrite its report with the groundedness and gate sections.
-        write_report(metrics, read_table(evaluation["paths"]["scores"]), out / "evaluation", extra_sections=sections)
         markdown = _markdown(rows, metrics, config) + "\n## Groundedness\n\n" + sections["Groundedness"] + \
             "\n\n## Deployment gate\n\n" + sections["Deployment gate"] + "\n"
         with atomic_path(out / "ablation.md") as tmp:
@@ -227,8 +228,7 @@ def run(config: AblateConfig, scorer=None) -> dict:
         write_json_atomic(summary, out / "ablation.json")
         if parent is not None:
             for cand, vals in metrics["subsets"]["full"]["candidates"].items():
-                tracking.log_metrics({f"{cand}.full_r90p": vals["recall_at_precision"]["value"],
-                                      f"{cand}.full_ndcg5": vals["ndcg_at_k"]["value"]})
+                tracking.log_metrics({ablation_key(cand, m): vals[m]["value"] for m in EVAL_METRICS})
             mlflow.log_text(markdown, "ablation.md")
             tracking.log_json(summary, "ablation.json")
             summary["mlflow_run_id"] = parent.info.run_id

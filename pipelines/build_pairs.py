@@ -12,12 +12,14 @@ from __future__ import annotations
 import dataclasses
 import logging
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
 from relsum.config import cfg
 from relsum.pairs import FilterConfig, filter_pairs, label_and_gap
 from relsum.paths import SAMPLE_DIR
+from relsum.scoring.protocol import RelevanceScorer
 
 logger = logging.getLogger(__name__)
 
@@ -68,41 +70,86 @@ def extract_pairs(catalog: pd.DataFrame, log: pd.DataFrame, config: BuildPairsCo
     return run_sql("extract_pairs", tables, params), run_sql("count_unmatched_pairs", tables, params)
 
 
-def run(config: BuildPairsConfig, scorer=None) -> dict:
-    """Build, score and filter the pairs; returns the output paths and the filter statistics."""
-    from relsum.data.io import write_csv_atomic, write_json_atomic, write_parquet_atomic
-    from relsum.scoring.scorer import Scorer, ScorerConfig
+@dataclasses.dataclass(frozen=True)
+class PairsPaths:
+    """The files one pairs build writes (all in one folder)."""
 
-    out = Path(config.out_dir)
+    pairs: str
+    dropped: str
+    stats: str
+    histogram: str
+
+    @classmethod
+    def under(cls, out: Path) -> PairsPaths:
+        return cls(pairs=str(out / "pairs.parquet"), dropped=str(out / "dropped.parquet"),
+                   stats=str(out / "filter_stats.json"), histogram=str(out / "gap_histogram.png"))
+
+
+@dataclasses.dataclass(frozen=True)
+class PairsResult:
+    """What :func:`run` (and the retrain DAG's ``score_filter`` step) returns: the files and the statistics."""
+
+    paths: PairsPaths
+    stats: dict[str, Any]
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def extract_range(config: BuildPairsConfig, out: Path) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Validated inputs -> the date range's deduplicated pairs joined to the catalog, plus input counts.
+
+    The rejects of each input are written to ``<out>/rejects/<table>.csv`` (never dropped silently).
+    """
+    from relsum.data.io import write_csv_atomic
+
     (out / "rejects").mkdir(parents=True, exist_ok=True)
     catalog, log, rejects = load_inputs(config)
     for table, frame in rejects.items():
         write_csv_atomic(frame, out / "rejects" / f"{table}.csv")
     pairs, unmatched = extract_pairs(catalog, log, config)
     logger.info("extracted %d deduplicated pairs (%d without a catalog product)", len(pairs), len(unmatched))
+    return pairs, {"log_rows_in": int(len(log) + len(rejects["search_log"])),
+                   "log_rows_rejected": int(len(rejects["search_log"])),
+                   "catalog_rows_rejected": int(len(rejects["catalog"])),
+                   "pairs_without_catalog_product": int(len(unmatched)),
+                   "date_range": [config.start_date, config.end_date]}
+
+
+def score_and_filter(pairs: pd.DataFrame, scorer: RelevanceScorer, filter_config: FilterConfig, out: Path,
+                     input_stats: dict[str, Any]) -> PairsResult:
+    """Score r(q,t) and r(q,[t;d]) with the one scorer, set proxy labels, filter by the gap, write the files.
+
+    ``input_stats`` (the extraction's counts) are merged into ``filter_stats.json`` with the scorer's
+    fingerprint, so the statistics say which inputs and which scorer produced the pairs.
+    """
+    from relsum.data.io import write_json_atomic, write_parquet_atomic
+
+    queries, titles = pairs["query"].tolist(), pairs["title"].tolist()
+    r_title = scorer.score(queries, titles)
+    r_desc = scorer.score(queries, titles, pairs["text"].tolist())
+    kept, dropped, stats = filter_pairs(label_and_gap(pairs, r_title, r_desc), filter_config)
+    stats.update(input_stats)
+    stats["scorer_fingerprint"] = scorer.fingerprint
+    paths = PairsPaths.under(out)
+    write_parquet_atomic(kept, Path(paths.pairs))
+    write_parquet_atomic(dropped, Path(paths.dropped))
+    write_json_atomic(stats, Path(paths.stats))
+    plot_gap_histogram(stats, filter_config, Path(paths.histogram))
+    return PairsResult(paths, stats)
+
+
+def run(config: BuildPairsConfig, scorer: RelevanceScorer | None = None) -> PairsResult:
+    """Build, score and filter the pairs; returns the output paths and the filter statistics."""
+    from relsum.scoring.scorer import Scorer, ScorerConfig
+
+    out = Path(config.out_dir)
+    pairs, input_stats = extract_range(config, out)
     if scorer is None:
         if not config.reward_model:
             raise ValueError("build_pairs needs reward_model (a local cross-encoder folder)")
         scorer = Scorer(config.reward_model, ScorerConfig(store=True))
-    queries, titles = pairs["query"].tolist(), pairs["title"].tolist()
-    r_title = scorer.score(queries, titles)
-    r_desc = scorer.score(queries, titles, pairs["text"].tolist())
-    kept, dropped, stats = filter_pairs(label_and_gap(pairs, r_title, r_desc), config.filter)
-    stats.update({
-        "log_rows_in": int(len(log) + len(rejects["search_log"])),
-        "log_rows_rejected": int(len(rejects["search_log"])),
-        "catalog_rows_rejected": int(len(rejects["catalog"])),
-        "pairs_without_catalog_product": int(len(unmatched)),
-        "date_range": [config.start_date, config.end_date],
-        "scorer_fingerprint": getattr(scorer, "fingerprint", None),
-    })
-    paths = {"pairs": out / "pairs.parquet", "dropped": out / "dropped.parquet",
-             "stats": out / "filter_stats.json", "histogram": out / "gap_histogram.png"}
-    write_parquet_atomic(kept, paths["pairs"])
-    write_parquet_atomic(dropped, paths["dropped"])
-    write_json_atomic(stats, paths["stats"])
-    plot_gap_histogram(stats, config.filter, paths["histogram"])
-    return {"paths": {k: str(v) for k, v in paths.items()}, "stats": stats}
+    return score_and_filter(pairs, scorer, config.filter, out, input_stats)
 
 
 def plot_gap_histogram(stats: dict, config: FilterConfig, path: Path) -> None:

@@ -1,7 +1,7 @@
 """Steps of the ``relsum_catalog_summaries`` and ``relsum_interleaving_export`` DAGs (champion in, files out).
 
-Split out of :mod:`relsum.pipelines.retrain` (which re-exports these steps for the DAGs): both DAGs start
-from the model version behind the champion alias that the retrain DAG's gate moves.
+Both DAGs start from the model version behind the champion alias that the retrain DAG's gate moves;
+:mod:`relsum.pipelines.retrain` (the import path the DAGs use) re-exports these steps.
 """
 
 from __future__ import annotations
@@ -16,14 +16,14 @@ from relsum.pipelines.dag_common import (
     CATALOG,
     EXPORT,
     DagConfig,
-    _catalog_subset,
-    _file_sha,
-    _fingerprint,
-    _once,
-    _reward_model,
-    _scorer,
+    catalog_subset,
+    dag_scorer,
+    file_sha,
+    fingerprint,
+    reward_model_dir,
+    run_once,
 )
-from relsum.summarize.job import SummarizeConfig
+from relsum.summarize.config import SummarizeConfig
 
 # ---- relsum_catalog_summaries and relsum_interleaving_export ----------------------------------------
 
@@ -59,7 +59,7 @@ def summarize_candidates(config: DagConfig, key: str, champion: dict) -> dict:
     from relsum.data.golden import find_catalog, load_golden
     from relsum.data.io import read_table, write_parquet_atomic
     from relsum.pipelines import summarize
-    from relsum.summarize.job import load_summaries
+    from relsum.pipelines.evaluate import load_summaries, write_summaries
 
     out = config.step_dir(EXPORT, key, "summaries")
     xc = config.export
@@ -74,15 +74,15 @@ def summarize_candidates(config: DagConfig, key: str, champion: dict) -> dict:
             cands = cands[cands["query_id"].isin(sorted(cands["query_id"].unique())[:xc.max_queries])]
         write_parquet_atomic(cands[["query_id", "query", "product_id"]].reset_index(drop=True), out / "candidates.parquet")
         source = xc.catalog or str(find_catalog(Path(config.evaluate.golden)))
-        catalog = _catalog_subset(source, set(cands["product_id"].astype(str)), out / "catalog")
+        catalog = catalog_subset(source, set(cands["product_id"].astype(str)), out / "catalog")
         sc = _summarize_config(config, champion, catalog=catalog, out_dir=str(out / "job"), incremental=False)
         summarize.run(sc)
-        frame = load_summaries(sc.out_dir)[["product_id", "summary"]]
-        write_parquet_atomic(frame, out / "summaries.parquet")
+        # one file (not the job folder) so the export step can fingerprint it by its bytes
+        write_summaries(load_summaries(sc.out_dir), out / "summaries.parquet")
         return {"candidates": str(out / "candidates.parquet"), "catalog": catalog,
                 "summaries": str(out / "summaries.parquet"), "model_version": champion["version"]}
 
-    return _once(out, _fingerprint(champion, to_dict(xc), config.evaluate.golden), body)
+    return run_once(out, fingerprint(champion, to_dict(xc), config.evaluate.golden), body)
 
 
 def export(config: DagConfig, key: str, prepared: dict) -> dict:
@@ -92,7 +92,7 @@ def export(config: DagConfig, key: str, prepared: dict) -> dict:
     out = config.step_dir(EXPORT, key, "export")
     xc = config.export
     ec = ExportConfig(candidates=prepared["candidates"], catalog=prepared["catalog"], summaries=prepared["summaries"],
-                      reward_model=_reward_model(config), out_dir=str(out), seed=xc.seed, length=xc.length,
+                      reward_model=reward_model_dir(config), out_dir=str(out), seed=xc.seed, length=xc.length,
                       experiment_id=f"{xc.experiment_id}-v{prepared['model_version']}")
-    fp = _fingerprint(to_dict(ec), _file_sha(prepared["candidates"]), _file_sha(prepared["summaries"]))
-    return _once(out, fp, lambda: run_export(ec, scorer=_scorer(config))["paths"])
+    fp = fingerprint(to_dict(ec), file_sha(prepared["candidates"]), file_sha(prepared["summaries"]))
+    return run_once(out, fp, lambda: run_export(ec, scorer=dag_scorer(config))["paths"])

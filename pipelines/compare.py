@@ -1,7 +1,7 @@
 """Stage ``compare``: MLflow runs side by side (metrics with CIs, key params, data/model versions, champion).
 
 Reads the evaluation metrics that the retrain DAG logs on each training run (naming scheme in
-:mod:`relsum.registry`: ``eval.<subset>.<metric>[.lo|.hi]``), the run's key params, the data interval
+:mod:`relsum.metric_names`: ``eval.<subset>.<metric>[.lo|.hi]``), the run's key params, the data interval
 and scorer fingerprint, and the registered model versions of the run (marking the one holding the
 ``champion`` alias). Prints a table and writes ``comparison.md`` / ``comparison.html`` with
 ``ndcg.png`` (NDCG@5 with 95% CI error bars per run, full and tail) when ``out_dir`` is set.
@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from relsum.config import cfg
+from relsum.metric_names import STATS, eval_key
 from relsum.registry import METRICS, SUBSETS, TAG_GATE, TAG_INTERVAL, champion_version, client
 from relsum.tracking import TrackingConfig
 
@@ -84,8 +85,8 @@ def collect(config: CompareConfig) -> list[dict[str, Any]]:
                "metrics": {}}
         for subset in SUBSETS:
             for metric in METRICS:
-                name = f"eval.{subset}.{metric}"
-                rec["metrics"][f"{subset}.{metric}"] = tuple(m.get(name + s, math.nan) for s in ("", ".lo", ".hi"))
+                rec["metrics"][f"{subset}.{metric}"] = tuple(m.get(eval_key(subset, metric, stat), math.nan)
+                                                             for stat in STATS)
         records.append(rec)
     return records
 

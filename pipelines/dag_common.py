@@ -1,8 +1,9 @@
 """What every DAG step shares: the DAG config, interval keys, run-once commits and the one scorer.
 
-Split out of :mod:`relsum.pipelines.retrain` (still the import path the DAGs use; it re-exports the public
-names) so the step modules hold only steps. ``_once`` is the idempotence of every step: outputs are
-committed with ``_SUCCESS.json`` and a fingerprint of the step's inputs.
+:func:`run_once` is the idempotence of every step: outputs are committed with ``_SUCCESS.json`` and a
+:func:`fingerprint` of the step's inputs, so a retry with the same inputs returns the committed outputs.
+The steps themselves live in :mod:`relsum.pipelines.retrain` (the import path the DAGs use),
+:mod:`relsum.pipelines.retrain_evaluate` and :mod:`relsum.pipelines.champion_steps`.
 """
 
 from __future__ import annotations
@@ -20,8 +21,9 @@ from relsum.config import cfg, load_config
 from relsum.paths import SAMPLE_DIR, home
 from relsum.pipelines.build_pairs import BuildPairsConfig
 from relsum.pipelines.train import TrainStageConfig
-from relsum.registry import GateConfig
-from relsum.summarize.job import SummarizeConfig
+from relsum.registry import PromotionGateConfig
+from relsum.scoring.protocol import RelevanceScorer
+from relsum.summarize.config import SummarizeConfig
 
 logger = logging.getLogger(__name__)
 
@@ -65,7 +67,7 @@ class DagConfig:
     pairs: BuildPairsConfig = cfg(default_factory=BuildPairsConfig, help="Pair extraction and filter (dates come from the interval).")
     train: TrainStageConfig = cfg(default_factory=TrainStageConfig, help="Training and MLflow tracking (train.tracking).")
     evaluate: EvalSection = cfg(default_factory=EvalSection, help="Golden-set evaluation.")
-    gate: GateConfig = cfg(default_factory=GateConfig, help="Champion/challenger gate.")
+    gate: PromotionGateConfig = cfg(default_factory=PromotionGateConfig, help="Champion/challenger gate.")
     summarize: SummarizeConfig = cfg(default_factory=_summarize_default, help="Catalog summaries (model from the champion).")
     export: ExportSection = cfg(default_factory=ExportSection, help="Interleaving export.")
     validate: ValidateSection = cfg(default_factory=ValidateSection, help="Strict input validation before each DAG's work.")
@@ -105,29 +107,32 @@ def task_setup(context: dict) -> tuple[DagConfig, str, str | None, str | None]:
             end.date().isoformat() if end else None)
 
 
-def _fingerprint(*parts: Any) -> str:
+def fingerprint(*parts: Any) -> str:
+    """16 hex digits of the SHA-256 of ``parts`` as sorted JSON: a step's inputs, compared on every retry."""
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def _file_sha(path: str | Path) -> str:
+def file_sha(path: str | Path) -> str:
+    """16 hex digits of a file's SHA-256: inputs enter a fingerprint by content, not by path or mtime."""
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
 
 
-def _once(out: Path, fingerprint: str, body: Callable[[], dict]) -> dict:
-    """Return the committed outputs of ``out`` for ``fingerprint``, else run ``body`` and commit them."""
+def run_once(out: Path, digest: str, body: Callable[[], dict]) -> dict:
+    """Return the committed outputs of ``out`` for ``digest`` (see :func:`fingerprint`), else run ``body``
+    and commit them."""
     from relsum.data.io import write_json_atomic
 
     marker = out / "_SUCCESS.json"
     if marker.is_file():
         done = json.loads(marker.read_text())
-        if done["fingerprint"] == fingerprint:
+        if done["fingerprint"] == digest:
             logger.info("%s: already done for these inputs, reusing", out)
             return done["outputs"]
-        logger.info("%s: inputs changed (%s -> %s), recomputing", out, done["fingerprint"], fingerprint)
+        logger.info("%s: inputs changed (%s -> %s), recomputing", out, done["fingerprint"], digest)
         marker.unlink()
     out.mkdir(parents=True, exist_ok=True)
     outputs = body()
-    write_json_atomic({"fingerprint": fingerprint, "outputs": outputs}, marker)
+    write_json_atomic({"fingerprint": digest, "outputs": outputs}, marker)
     return outputs
 
 
@@ -147,23 +152,25 @@ def validate_inputs(config: DagConfig, dag_id: str, key: str) -> dict:
         return {"validation": str(out / "validation.json"),
                 "valid_rows": {t: s["valid"] for t, s in summary["tables"].items()}}
 
-    shas = {t: _file_sha(v) if Path(v).is_file() else v for t, v in tables.items()}
-    return _once(out, _fingerprint(shas, config.validate.max_reject_rate), body)
+    shas = {t: file_sha(v) if Path(v).is_file() else v for t, v in tables.items()}
+    return run_once(out, fingerprint(shas, config.validate.max_reject_rate), body)
 
 
-def _reward_model(config: DagConfig) -> str:
+def reward_model_dir(config: DagConfig) -> str:
+    """The frozen cross-encoder folder of the DAGs (bootstrapped once into RELSUM_HOME when unset)."""
     from relsum.pipelines.reward_model import ensure_reward_model
 
     return ensure_reward_model(config.reward_model)
 
 
-def _scorer(config: DagConfig):
+def dag_scorer(config: DagConfig) -> RelevanceScorer:
+    """The one scorer of a DAG task (persistent score store on, so retries and later steps reuse scores)."""
     from relsum.scoring.scorer import Scorer, ScorerConfig
 
-    return Scorer(_reward_model(config), ScorerConfig(store=True))
+    return Scorer(reward_model_dir(config), ScorerConfig(store=True))
 
 
-def _catalog_subset(source: str, products: set[str], dst: Path) -> str:
+def catalog_subset(source: str, products: set[str], dst: Path) -> str:
     """The catalog rows of ``products``: raw JSONL lines copied as they are (nested attributes stay intact)."""
     from relsum.data.io import atomic_path, read_table, write_parquet_atomic
 

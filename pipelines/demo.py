@@ -23,18 +23,12 @@ from pathlib import Path
 from relsum.config import cfg
 from relsum.paths import SAMPLE_DIR, home
 from relsum.pipelines.build_pairs import BuildPairsConfig
-from relsum.pipelines.demo_report import (
-    golden_subset,
-    heldout_lines,
-    log_demo_evaluation,
-    seed_runs,
-    write_summaries,
-)
+from relsum.pipelines.demo_report import golden_subset, heldout_lines, log_demo_evaluation, seed_runs
 from relsum.pipelines.train import TrainStageConfig
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["DemoConfig", "heldout_lines", "run", "write_summaries"]
+__all__ = ["DemoConfig", "heldout_lines", "run"]
 
 
 def _demo_train() -> TrainStageConfig:
@@ -99,10 +93,9 @@ def run(config: DemoConfig) -> dict:
     from relsum.evaluation.examples import examples_section
     from relsum.pipelines import build_pairs, evaluate, train, validate
     from relsum.pipelines.reward_model import ensure_reward_model
-    from relsum.policy_eval import summarize_products
     from relsum.scoring.scorer import Scorer, ScorerConfig
     from relsum.training.grounding import groundedness_section, groundedness_stats
-    from relsum.training.policy import load_policy, resolve_model_dir
+    from relsum.training.policy import resolve_model_dir
 
     out = config.resolved_out()
     timings: dict[str, float] = {}
@@ -130,7 +123,7 @@ def run(config: DemoConfig) -> dict:
     for name, seed in seed_runs(tc.algo, tc.seed, config.train_seeds):
         stage = copy.deepcopy(config.train)
         stage.train.seed = seed
-        stage.train.train_data, stage.train.scorer_model_dir = pairs["paths"]["pairs"], reward_model
+        stage.train.train_data, stage.train.scorer_model_dir = pairs.paths.pairs, reward_model
         stage.train.out_dir = str(out / "train" / (name if config.train_seeds else ""))
         logger.info("demo: training %s (seed %d)", name, seed)
         runs[name] = train.run(stage, scorer=scorer)
@@ -140,15 +133,12 @@ def run(config: DemoConfig) -> dict:
     lap("train")
     golden_dir, subset_note = golden_subset(config.golden, config.golden_products, config.seed, out / "golden_subset")
     golden = load_golden(golden_dir)
-    products = golden.catalog[golden.catalog["product_id"].isin(golden.judgments["product_id"])]
-    products = products[["product_id", "title", "text"]].drop_duplicates("product_id")
+    products = evaluate.golden_products(golden)
     summaries, series = {}, {}
     for name, adapter in (("sum_ref", None), *((n, r["adapter_dir"]) for n, r in runs.items())):
         logger.info("demo: %s summaries of %d golden products", name, len(products))
-        model, tokenizer = load_policy(policy_dir, adapter, merge=adapter is not None, dtype=tc.policy.load_dtype())
-        series[name] = summarize_products(model, tokenizer, products, tc.policy, show_progress=True)
-        summaries[name] = write_summaries(series[name], out / "summaries" / f"{name}.parquet")
-        del model
+        summaries[name] = str(out / "summaries" / f"{name}.parquet")
+        series[name] = evaluate.summarize_golden(products, tc.policy, summaries[name], policy_dir, adapter)
     lap("summarize")
     grounded = {name: groundedness_stats(s, products, n_boot=config.n_boot, seed=config.seed) for name, s in series.items()}
     sections = {"Groundedness": groundedness_section(series, products, n_boot=config.n_boot, seed=config.seed)}
@@ -175,7 +165,7 @@ def run(config: DemoConfig) -> dict:
         *(f"  {name:<8} {g['groundedness']:.3f} [{g['ci_low']:.3f}, {g['ci_high']:.3f}]   numbers "
           f"{g['numbers_grounded']:.3f} ({g['n_with_numbers']} summaries with numbers)   empty {g['n_empty']}"
           for name, g in grounded.items()), "",
-        f"pairs kept {pairs['stats']['kept']} of {pairs['stats']['pairs_in']}",
+        f"pairs kept {pairs.stats['kept']} of {pairs.stats['pairs_in']}",
         *(f"{name}: MLflow run {r.get('mlflow_run_id')} model version {r.get('model_version')} adapter "
           f"{r['adapter_dir']}" for name, r in runs.items()),
         f"policy {policy_dir}",
@@ -185,7 +175,7 @@ def run(config: DemoConfig) -> dict:
     paths = {"policy_dir": policy_dir, "adapter_dir": trained["adapter_dir"], "summaries": summaries,
              "adapters": {name: r["adapter_dir"] for name, r in runs.items()},
              "golden": golden_dir, "report": evaluation["paths"].get("html"), "reward_model": reward_model}
-    result = {"validation": validation, "pairs": pairs, "train": trained, "evaluation": evaluation["metrics"],
+    result = {"validation": validation, "pairs": pairs.to_dict(), "train": trained, "evaluation": evaluation["metrics"],
               "seeds": {name: {k: v for k, v in r.items() if k != "log_history"} for name, r in runs.items()},
               "groundedness": grounded, "timings": timings, "paths": paths, "golden_subset": subset_note,
               "report_text": "\n".join(lines)}

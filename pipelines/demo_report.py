@@ -1,5 +1,5 @@
-"""Helpers of the ``demo`` stage (re-exported by :mod:`relsum.pipelines.demo`): the golden subset, the
-held-out comparison as report lines, summaries files, and the evaluation logged to the MLflow run.
+"""The demo's reporting: the seeded golden subset, the held-out comparison as report lines, and the
+evaluation logged to the training run in MLflow (in :mod:`relsum.metric_names`' scheme).
 """
 
 from __future__ import annotations
@@ -10,16 +10,9 @@ from pathlib import Path
 
 import pandas as pd
 
+from relsum.metric_names import groundedness_key, heldout_key
+
 logger = logging.getLogger(__name__)
-
-
-def write_summaries(series: pd.Series, path: Path) -> str:
-    """product_id -> summary as a ``product_id, summary`` Parquet file (atomic); returns the path."""
-    from relsum.data.io import write_parquet_atomic
-
-    frame = pd.DataFrame({"product_id": series.index, "summary": series.to_numpy()})
-    write_parquet_atomic(frame, path)
-    return str(path)
 
 
 def seed_runs(algo: str, seed: int, seeds: list[int]) -> list[tuple[str, int]]:
@@ -32,16 +25,16 @@ def heldout_lines(heldout: dict, algo: str) -> list[str]:
     nan = float("nan")
     lines = [f"Held-out reward -|r(q,[t;s]) - l| on {heldout.get('heldout_pairs', 0)} pairs / "
              f"{heldout.get('heldout_products', 0)} unseen products (95% CI: paired bootstrap over products):"]
-    rows = [("greedy summary (deployed)", "")]
+    rows = [("greedy summary (deployed)", False)]
     if "sampled_k" in heldout:
-        rows.insert(0, (f"expected, {heldout['sampled_k']} samples", "sampled_"))
-    for label, key in rows:
-        lo, hi = heldout.get(f"{key}reward_diff_ci95", [nan, nan])
-        lines.append(f"  {label:<26} reference {heldout.get(f'{key}reward_reference', nan):.4f}   "
-                     f"{algo} {heldout.get(f'{key}reward_trained', nan):.4f}   "
-                     f"difference {heldout.get(f'{key}reward_diff', nan):+.4f} [{lo:+.4f}, {hi:+.4f}]")
-    for label, key in rows:
-        shifts = heldout.get(f"{key}label_shifts") or []
+        rows.insert(0, (f"expected, {heldout['sampled_k']} samples", True))
+    for label, sampled in rows:
+        lo, hi = heldout.get(heldout_key("reward_diff", sampled, ci=True), [nan, nan])
+        lines.append(f"  {label:<26} reference {heldout.get(heldout_key('reward_reference', sampled), nan):.4f}   "
+                     f"{algo} {heldout.get(heldout_key('reward_trained', sampled), nan):.4f}   "
+                     f"difference {heldout.get(heldout_key('reward_diff', sampled), nan):+.4f} [{lo:+.4f}, {hi:+.4f}]")
+    for label, sampled in rows:
+        shifts = heldout.get(heldout_key("label_shifts", sampled)) or []
         if shifts:
             lines.append(f"  score shift r(q,[t;s]) by label, {label.split(',')[0].split(' (')[0]}: "
                          "(a healthy policy raises label-1 and lowers label-0 scores)")
@@ -120,8 +113,9 @@ def log_demo_evaluation(tracking, run_id: str, evaluation: dict, algo: str, grou
     registry.log_evaluation(tracking, run_id, metrics, None, artifacts)
     flat = {}
     for name, g in grounded.items():
-        flat.update({f"groundedness.{name}": g["groundedness"], f"groundedness.{name}.lo": g["ci_low"],
-                     f"groundedness.{name}.hi": g["ci_high"], f"groundedness.{name}.numbers": g["numbers_grounded"]})
+        flat.update({groundedness_key(name): g["groundedness"], groundedness_key(name, "lo"): g["ci_low"],
+                     groundedness_key(name, "hi"): g["ci_high"],
+                     groundedness_key(name, "numbers"): g["numbers_grounded"]})
     c = client(tracking)
     for key, value in sorted(_finite(flat).items()):
         c.log_metric(run_id, key, value)

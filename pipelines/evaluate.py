@@ -22,6 +22,7 @@ import pandas as pd
 from relsum.config import cfg
 from relsum.errors import InputError
 from relsum.paths import SAMPLE_DIR
+from relsum.scoring.protocol import RelevanceScorer
 
 logger = logging.getLogger(__name__)
 
@@ -53,11 +54,18 @@ class EvaluateConfig:
 
 
 def load_summaries(path: str) -> pd.Series:
-    """product_id -> summary, ids stripped as the contracts strip them; bad files raise InputError."""
+    """product_id -> summary, ids stripped as the contracts strip them; bad files raise InputError.
+
+    ``path`` may also be a ``relsum summarize`` output folder (its last committed run is read)."""
     from relsum.data.contract_types import as_id
     from relsum.data.io import read_table
 
-    frame = read_table(path)
+    if Path(path).is_dir():
+        from relsum.summarize.output import read_job_output
+
+        frame = read_job_output(path)[["product_id", "summary"]]
+    else:
+        frame = read_table(path)
     missing = {"product_id", "summary"} - set(frame.columns)
     if missing:
         raise InputError(f"{path}: summaries file lacks column(s) {sorted(missing)} (has {list(frame.columns)})")
@@ -70,6 +78,42 @@ def load_summaries(path: str) -> pd.Series:
         raise InputError(f"{path}: {len(dupes)} duplicate product_id row(s) after stripping, e.g. {dupes.iloc[0]!r}")
     return pd.Series(frame["summary"].fillna("").astype(str).to_numpy(), index=pd.Index(ids, name="product_id"),
                      name="summary")
+
+
+def write_summaries(series: pd.Series, path: str | Path) -> str:
+    """product_id -> summary as a ``product_id, summary`` Parquet file (atomic); returns the path.
+
+    The file format :func:`load_summaries` reads: every stage that makes a candidate writes it here."""
+    from relsum.data.io import write_parquet_atomic
+
+    write_parquet_atomic(pd.DataFrame({"product_id": series.index, "summary": series.to_numpy()}), Path(path))
+    return str(path)
+
+
+def golden_products(golden) -> pd.DataFrame:
+    """The judged golden products (``product_id, title, text``), once each: what every candidate summarizes."""
+    products = golden.catalog[golden.catalog["product_id"].isin(golden.judgments["product_id"])]
+    return products[["product_id", "title", "text"]].drop_duplicates("product_id").reset_index(drop=True)
+
+
+def summarize_golden(products: pd.DataFrame, policy, path: str | Path, model_dir: str = "",
+                     adapter_dir: str | None = None, loaded: tuple | None = None) -> pd.Series:
+    """Greedy served summaries of ``products`` by one policy, written to ``path`` with :func:`write_summaries`.
+
+    The one way the demo, the ablation and the retrain DAG make a summaries candidate: ``loaded`` is a
+    ``(model, tokenizer)`` already in memory, else the policy is loaded from ``model_dir`` (+ ``adapter_dir``,
+    merged) in ``policy.load_dtype()``. ``policy`` is the :class:`~relsum.training.config.PolicyConfig`
+    (prompt cap, generation settings); served_summary is applied inside generation.
+    """
+    from relsum.policy_eval import summarize_products
+
+    if loaded is None:
+        from relsum.training.policy import load_policy
+
+        loaded = load_policy(model_dir, adapter_dir, merge=adapter_dir is not None, dtype=policy.load_dtype())
+    series = summarize_products(loaded[0], loaded[1], products, policy, show_progress=True)
+    write_summaries(series, path)
+    return series
 
 
 def judged_pairs(golden) -> pd.DataFrame:
@@ -113,7 +157,7 @@ def check_coverage(coverage: dict[str, dict], paths: dict[str, str], floor: floa
             "min_summary_coverage=0 to score the uncovered ones as title only")
 
 
-def score_candidates(golden, summaries: dict[str, pd.Series], scorer) -> tuple[pd.DataFrame, dict]:
+def score_candidates(golden, summaries: dict[str, pd.Series], scorer: RelevanceScorer) -> tuple[pd.DataFrame, dict]:
     """One row per judged pair with a ``score_<candidate>`` column per candidate, plus coverage counts."""
     pairs = judged_pairs(golden)
     queries, titles = pairs["query"].tolist(), pairs["title"].tolist()
@@ -130,7 +174,7 @@ def score_candidates(golden, summaries: dict[str, pd.Series], scorer) -> tuple[p
     return scores, coverage
 
 
-def run(config: EvaluateConfig, scorer=None, extra_sections: dict[str, str] | None = None) -> dict:
+def run(config: EvaluateConfig, scorer: RelevanceScorer | None = None, extra_sections: dict[str, str] | None = None) -> dict:
     from relsum.data.golden import load_golden
     from relsum.data.io import write_json_atomic, write_parquet_atomic
     from relsum.evaluation.offline import compute_offline_metrics, format_table, to_jsonable
@@ -158,7 +202,7 @@ def run(config: EvaluateConfig, scorer=None, extra_sections: dict[str, str] | No
     metrics = to_jsonable(metrics)
     metrics["summary_coverage"] = coverage
     metrics["golden_rejects"] = rejected
-    metrics["scorer_fingerprint"] = getattr(scorer, "fingerprint", None)
+    metrics["scorer_fingerprint"] = scorer.fingerprint
     write_parquet_atomic(scores, out / "scores.parquet")
     write_json_atomic(metrics, out / "metrics.json")
     report = write_report(metrics, scores, out, extra_sections=extra_sections)

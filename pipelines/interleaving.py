@@ -23,7 +23,8 @@ from relsum.config import cfg
 from relsum.data import contracts as dc
 from relsum.data import io as rio
 from relsum.data.contracts import as_id
-from relsum.pipelines.interleaving_report import _plot, _write_report
+from relsum.pipelines.interleaving_report import plot_wins_per_query, write_interleaving_report
+from relsum.scoring.protocol import RelevanceScorer
 
 logger = logging.getLogger(__name__)
 
@@ -106,7 +107,7 @@ def _validate_candidates(cands: pd.DataFrame, titles: pd.Series,
     return valid, il.rejects_frame(cands, reasons)
 
 
-def run_export(config: ExportConfig, scorer=None) -> dict[str, Any]:
+def run_export(config: ExportConfig, scorer: RelevanceScorer | None = None) -> dict[str, Any]:
     """Write one interleaved list per query (Parquet + JSONL), ``rejects.csv`` and ``export_manifest.json``."""
     from relsum.scoring.scorer import Scorer, ScorerConfig
 
@@ -168,7 +169,7 @@ def run_export(config: ExportConfig, scorer=None) -> dict[str, Any]:
         "queries_with_identical_top": int(identical),
         "products_without_summary": int(valid.loc[summary.eq("").to_numpy(), "product_id"].nunique()),
         "candidate_rows_title_only": int(summary.eq("").sum()),
-        "scorer_fingerprint": getattr(scorer, "fingerprint", None)}
+        "scorer_fingerprint": scorer.fingerprint}
     if manifest["products_without_summary"]:
         logger.warning("%d products have no summary; their variation score uses the title only",
                        manifest["products_without_summary"])
@@ -259,7 +260,7 @@ def run_analyze(config: AnalyzeConfig) -> dict[str, Any]:
     rio.write_csv_atomic(rejects, paths["rejects"])
     title = (f"{experiment}: Δ = {delta:+.3f} (variation vs control), sign test p = {p:.3g}, "
              f"{overall['wins']}W / {overall['losses']}L / {overall['ties']}T")
-    _plot(per_query, overall, title, paths["plot"])
-    _write_report(results, paths["report"])
+    plot_wins_per_query(per_query, overall, title, paths["plot"])
+    write_interleaving_report(results, paths["report"])
     logger.info("interleaving %s: %s", experiment, verdict)
     return {"results": results, "paths": {k: str(v) for k, v in paths.items()}}

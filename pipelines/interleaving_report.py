@@ -1,7 +1,7 @@
 """How an interleaving analysis is shown: the per-query wins-minus-losses plot and the Markdown report.
 
-Split out of :mod:`relsum.pipelines.interleaving` so the stage module holds the export and the
-statistics; these two writers only render the results it computed (atomically, like every output).
+Rendering only: these two writers show the results that :mod:`relsum.pipelines.interleaving` computed
+(atomically, like every output), so the stage module holds the export and the statistics.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import pandas as pd
 from relsum.data import io as rio
 
 
-def _plot(per_query: pd.DataFrame, overall: dict, title: str, path: Path) -> None:
+def plot_wins_per_query(per_query: pd.DataFrame, overall: dict, title: str, path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -43,7 +43,7 @@ def _plot(per_query: pd.DataFrame, overall: dict, title: str, path: Path) -> Non
     plt.close(fig)
 
 
-def _write_report(results: dict, path: Path) -> None:
+def write_interleaving_report(results: dict, path: Path) -> None:
 
     o = results["overall"]
     fmt = lambda v, spec: "n/a" if v is None else format(v, spec)  # noqa: E731

@@ -12,7 +12,7 @@ retrain: validate -> extract -> score_filter -> train -> evaluate -> register ->
 catalog summaries: validate, resolve_champion -> summarize_catalog
 interleaving export: resolve_champion -> summarize_candidates -> export
 
-The shared machinery (``DagConfig``, ``interval_key``, ``_once``) is in :mod:`relsum.pipelines.dag_common`,
+The shared machinery (``DagConfig``, ``interval_key``, ``run_once``) is in :mod:`relsum.pipelines.dag_common`,
 evaluate/register/gate in :mod:`relsum.pipelines.retrain_evaluate` and the champion DAGs' steps in
 :mod:`relsum.pipelines.champion_steps`; everything is re-exported here, the import path the DAGs use.
 """
@@ -33,13 +33,13 @@ from relsum.pipelines.dag_common import (
     DagConfig,
     EvalSection,
     ExportSection,
-    _file_sha,
-    _fingerprint,
-    _once,
-    _reward_model,
-    _scorer,
+    dag_scorer,
+    file_sha,
+    fingerprint,
     interval_key,
     load,
+    reward_model_dir,
+    run_once,
     task_setup,
     validate_inputs,
 )
@@ -57,59 +57,38 @@ __all__ = ["CATALOG", "EXPORT", "RETRAIN", "DagConfig", "EvalSection", "ExportSe
 
 def extract(config: DagConfig, key: str, start: str | None, end: str | None) -> dict:
     """Validated inputs -> the interval's deduplicated pairs joined to the catalog (``pairs_raw.parquet``)."""
-    from relsum.data.io import write_csv_atomic, write_json_atomic, write_parquet_atomic
-    from relsum.pipelines.build_pairs import extract_pairs, load_inputs
+    from relsum.data.io import write_json_atomic, write_parquet_atomic
+    from relsum.pipelines.build_pairs import extract_range
 
     pc = dataclasses.replace(config.pairs, start_date=start, end_date=end)
     out = config.step_dir(RETRAIN, key, "extract")
 
     def body() -> dict:
-        catalog, log, rejects = load_inputs(pc)
-        (out / "rejects").mkdir(exist_ok=True)
-        for table, frame in rejects.items():
-            write_csv_atomic(frame, out / "rejects" / f"{table}.csv")
-        pairs, unmatched = extract_pairs(catalog, log, pc)
+        pairs, stats = extract_range(pc, out)
         if pairs.empty:
             raise ValueError(f"no search-log pairs in [{start}, {end}): nothing to train on")
         write_parquet_atomic(pairs, out / "pairs_raw.parquet")
-        write_json_atomic({"log_rows_in": int(len(log) + len(rejects["search_log"])),
-                           "log_rows_rejected": int(len(rejects["search_log"])),
-                           "catalog_rows_rejected": int(len(rejects["catalog"])),
-                           "pairs_without_catalog_product": int(len(unmatched)), "pairs": int(len(pairs)),
-                           "date_range": [start, end]}, out / "extract_stats.json")
+        write_json_atomic(stats | {"pairs": int(len(pairs))}, out / "extract_stats.json")
         return {"pairs_raw": str(out / "pairs_raw.parquet"), "stats": str(out / "extract_stats.json")}
 
-    return _once(out, _fingerprint(to_dict(pc), _file_sha(pc.search_log) if Path(pc.search_log).is_file() else
-                                   pc.search_log), body)
+    return run_once(out, fingerprint(to_dict(pc), file_sha(pc.search_log) if Path(pc.search_log).is_file() else
+                                     pc.search_log), body)
 
 
 def score_filter(config: DagConfig, key: str, extracted: dict) -> dict:
     """Score r(q,t) and r(q,[t;d]) with the one scorer, label, filter by the gap: ``pairs.parquet``."""
-    from relsum.data.io import read_table, write_json_atomic, write_parquet_atomic
-    from relsum.pairs import filter_pairs, label_and_gap
-    from relsum.pipelines.build_pairs import plot_gap_histogram
+    from relsum.data.io import read_table
+    from relsum.pipelines.build_pairs import score_and_filter
 
     out = config.step_dir(RETRAIN, key, "pairs")
 
     def body() -> dict:
-        pairs = read_table(extracted["pairs_raw"])
-        scorer = _scorer(config)
-        queries, titles = pairs["query"].tolist(), pairs["title"].tolist()
-        r_title = scorer.score(queries, titles)
-        r_desc = scorer.score(queries, titles, pairs["text"].tolist())
-        kept, dropped, stats = filter_pairs(label_and_gap(pairs, r_title, r_desc), config.pairs.filter)
-        stats.update(json.loads(Path(extracted["stats"]).read_text()))
-        stats["scorer_fingerprint"] = getattr(scorer, "fingerprint", None)
-        paths = {"pairs": out / "pairs.parquet", "dropped": out / "dropped.parquet",
-                 "stats": out / "filter_stats.json", "histogram": out / "gap_histogram.png"}
-        write_parquet_atomic(kept, paths["pairs"])
-        write_parquet_atomic(dropped, paths["dropped"])
-        write_json_atomic(stats, paths["stats"])
-        plot_gap_histogram(stats, config.pairs.filter, paths["histogram"])
-        return {k: str(v) for k, v in paths.items()} | {"kept": int(stats["kept"])}
+        result = score_and_filter(read_table(extracted["pairs_raw"]), dag_scorer(config), config.pairs.filter, out,
+                                  json.loads(Path(extracted["stats"]).read_text()))
+        return dataclasses.asdict(result.paths) | {"kept": int(result.stats["kept"])}
 
-    return _once(out, _fingerprint(to_dict(config.pairs.filter), _reward_model(config),
-                                   _file_sha(extracted["pairs_raw"])), body)
+    return run_once(out, fingerprint(to_dict(config.pairs.filter), reward_model_dir(config),
+                                     file_sha(extracted["pairs_raw"])), body)
 
 
 def train(config: DagConfig, key: str, pairs: dict) -> dict:
@@ -120,8 +99,8 @@ def train(config: DagConfig, key: str, pairs: dict) -> dict:
     ts = config.train
     out = config.step_dir(RETRAIN, key, "train")
     ts.train.train_data, ts.train.out_dir = pairs["pairs"], str(out)
-    ts.train.scorer_model_dir = _reward_model(config)
-    fp = _fingerprint(to_dict(ts), _file_sha(pairs["pairs"]))
+    ts.train.scorer_model_dir = reward_model_dir(config)
+    fp = fingerprint(to_dict(ts), file_sha(pairs["pairs"]))
     tags = {TAG_INTERVAL: f"{RETRAIN}/{key}", TAG_FINGERPRINT: fp}
 
     def body() -> dict:
@@ -142,4 +121,4 @@ def train(config: DagConfig, key: str, pairs: dict) -> dict:
                                     out / "downloaded")
         return resolved | {"interval": tags[TAG_INTERVAL]}
 
-    return _once(out, fp, body)
+    return run_once(out, fp, body)

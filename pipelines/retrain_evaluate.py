@@ -1,7 +1,8 @@
-"""The back half of the ``relsum_retrain`` DAG: evaluate the new version, log its metrics, gate the alias.
+"""The model-judging steps of the ``relsum_retrain`` DAG: evaluate the new version, log its metrics, gate the alias.
 
-Split out of :mod:`relsum.pipelines.retrain` (which re-exports these steps for the DAGs) to keep each
-module short; the golden-set subsetting for smoke runs lives here because only evaluation uses it.
+These steps judge a trained version against the champion; :mod:`relsum.pipelines.retrain` (the import
+path the DAGs use) re-exports them. The golden-set subsetting for smoke runs lives here because only
+evaluation uses it.
 """
 
 from __future__ import annotations
@@ -13,15 +14,15 @@ from relsum.config import to_dict
 from relsum.pipelines.dag_common import (
     RETRAIN,
     DagConfig,
-    _catalog_subset,
-    _fingerprint,
-    _once,
-    _reward_model,
-    _scorer,
+    catalog_subset,
+    dag_scorer,
+    fingerprint,
+    reward_model_dir,
+    run_once,
 )
 
 
-def _golden_subset(config: DagConfig, out: Path) -> str:
+def golden_smoke_subset(config: DagConfig, out: Path) -> str:
     """The golden folder, or a copy with ``max_queries`` queries (half tail) for smoke runs."""
     import pandas as pd
 
@@ -44,20 +45,15 @@ def _golden_subset(config: DagConfig, out: Path) -> str:
         if (src / name).is_file():
             (sub / name).write_text((src / name).read_text())
     products = set(pd.read_csv(sub / "judgments.csv", dtype=str)["product_id"])
-    _catalog_subset(str(find_catalog(src)), products, sub / "products.jsonl")
+    catalog_subset(str(find_catalog(src)), products, sub / "products.jsonl")
     return str(sub)
 
 
 def evaluate(config: DagConfig, key: str, trained: dict) -> dict:
     """Summarize the golden products with the new adapter, the champion and the reference; evaluate all."""
-    import pandas as pd
-
     from relsum import registry
     from relsum.data.golden import load_golden
-    from relsum.data.io import write_parquet_atomic
     from relsum.pipelines import evaluate as evaluate_stage
-    from relsum.policy_eval import summarize_products
-    from relsum.training.policy import load_policy
 
     out = config.step_dir(RETRAIN, key, "evaluate")
     tracking = config.train.tracking
@@ -67,32 +63,26 @@ def evaluate(config: DagConfig, key: str, trained: dict) -> dict:
         champ_info = None
         if champ is not None and str(champ.version) != trained["version"]:
             champ_info = registry.resolve(tracking, champ, config.step_dir(RETRAIN, key, "champion"))
-        golden_dir = _golden_subset(config, out)
-        golden = load_golden(golden_dir)
-        products = golden.catalog[golden.catalog["product_id"].isin(golden.judgments["product_id"])]
-        products = products[["product_id", "title", "text"]]
+        golden_dir = golden_smoke_subset(config, out)
+        products = evaluate_stage.golden_products(load_golden(golden_dir))
         models = {"challenger": (trained["policy_dir"], trained["adapter_dir"]), "sum_ref": (trained["policy_dir"], None)}
         if champ_info:
             models["champion"] = (champ_info["policy_dir"], champ_info["adapter_dir"])
         summaries = {}
-        pc = config.train.train.policy
         for name, (policy, adapter) in models.items():
             # served_summary is applied inside generation: the gate judges the strings the catalog serves
-            model, tokenizer = load_policy(policy, adapter, merge=adapter is not None, dtype=pc.load_dtype())
-            series = summarize_products(model, tokenizer, products, pc, show_progress=True)
-            path = out / "summaries" / f"{name}.parquet"
-            write_parquet_atomic(pd.DataFrame({"product_id": series.index, "summary": series.to_numpy()}), path)
-            summaries[name] = str(path)
+            summaries[name] = str(out / "summaries" / f"{name}.parquet")
+            evaluate_stage.summarize_golden(products, config.train.train.policy, summaries[name], policy, adapter)
         ec = config.evaluate
         result = evaluate_stage.run(evaluate_stage.EvaluateConfig(
-            golden=golden_dir, reward_model=_reward_model(config), summaries=summaries, out_dir=str(out / "evaluation"),
-            k=ec.k, min_precision=ec.min_precision, n_boot=ec.n_boot), scorer=_scorer(config))
+            golden=golden_dir, reward_model=reward_model_dir(config), summaries=summaries, out_dir=str(out / "evaluation"),
+            k=ec.k, min_precision=ec.min_precision, n_boot=ec.n_boot), scorer=dag_scorer(config))
         return {"metrics": result["paths"]["metrics"], "report": [v for k, v in result["paths"].items() if k in ("md", "html")],
                 "champion_version": champ_info["version"] if champ_info else None}
 
     # The champion compared against is pinned by the committed outputs (champion_version): after the gate
     # promotes this version, a rerun must not re-evaluate it against itself.
-    return _once(out, _fingerprint(trained, to_dict(config.evaluate)), body)
+    return run_once(out, fingerprint(trained, to_dict(config.evaluate)), body)
 
 
 def register(config: DagConfig, key: str, trained: dict, evaluated: dict) -> dict:
@@ -119,4 +109,4 @@ def gate(config: DagConfig, key: str, registered: dict) -> dict:
         write_json_atomic(decision, out / "gate.json")
         return decision
 
-    return _once(out, _fingerprint(registered["version"], to_dict(config.gate)), body)
+    return run_once(out, fingerprint(registered["version"], to_dict(config.gate)), body)

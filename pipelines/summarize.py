@@ -25,7 +25,8 @@ from typing import Any
 
 from relsum.config import load_config
 from relsum.errors import InputError
-from relsum.summarize.job import SummarizeConfig, run_summarize
+from relsum.summarize.config import SummarizeConfig
+from relsum.summarize.job import run_summarize
 
 logger = logging.getLogger(__name__)
 

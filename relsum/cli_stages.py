@@ -105,6 +105,8 @@ def run_stage(stage: Stage, args: argparse.Namespace) -> int:
 
 
 def show_json(result: Any, config: Any, args: argparse.Namespace) -> int:
+    if dataclasses.is_dataclass(result) and not isinstance(result, type):  # typed stage results (PairsResult)
+        result = dataclasses.asdict(result)
     print(json.dumps(result, indent=2, default=str))
     return 0
 
@@ -232,7 +234,7 @@ STAGES: tuple[Stage, ...] = (
               Flag("--algo", "train.algo", "Training algorithm (train.algo).", {"choices": ["grpo", "dpo"]}),
           ), show=show_training),
     Stage("summarize", "Summarize every product (or, incrementally, the new and changed ones).",
-          "relsum.summarize.job:SummarizeConfig", "relsum.pipelines.summarize:run", (
+          "relsum.summarize.config:SummarizeConfig", "relsum.pipelines.summarize:run", (
               Flag("--catalog", "catalog", "Catalog table."),
               Flag("--model", "model_dir", "Local causal-LM folder (the policy)."),
               Flag("--adapter", "adapter_dir", "LoRA adapter folder (optional)."),

@@ -34,7 +34,7 @@ logger = logging.getLogger(__name__)
 
 
 @dataclasses.dataclass
-class GateConfig:
+class SummaryGateConfig:
     margin: float = cfg(0.0, help="keep a summary when r(q,[t;s]) >= r(q,t) - margin (see rule)")
     rule: Literal["mean", "all"] = cfg("mean", help="mean: per-product mean difference >= -margin; all: every query")
     keep_unjudged: bool = cfg(False, help="keep summaries of products that have no held-out query")
@@ -47,7 +47,7 @@ class GateConfig:
 
 
 @dataclasses.dataclass
-class GateResult:
+class SummaryGateResult:
     summaries: pd.Series  # product_id -> summary after the gate ("" = title only)
     decisions: pd.DataFrame  # product_id, n_queries, mean_diff, min_diff, keep, reason
     coverage: float  # kept / products that had a non-empty summary
@@ -55,9 +55,9 @@ class GateResult:
 
 
 def gate_summaries(pairs: pd.DataFrame, summaries: pd.Series, scorer: Any,
-                   config: GateConfig | None = None) -> GateResult:
+                   config: SummaryGateConfig | None = None) -> SummaryGateResult:
     """Apply the gate. ``pairs``: held-out (query, product_id, title) rows; ``summaries``: product_id -> summary."""
-    config = config or GateConfig()
+    config = config or SummaryGateConfig()
     missing = {"query", "product_id", "title"} - set(pairs.columns)
     if missing:
         raise ValueError(f"gate pairs lack columns {sorted(missing)}")
@@ -95,10 +95,10 @@ def gate_summaries(pairs: pd.DataFrame, summaries: pd.Series, scorer: Any,
              "margin": config.margin, "rule": config.rule}
     logger.info("gate: kept %d of %d summaries (coverage %.3f, rule %s, margin %g)", stats["kept"], n, coverage,
                 config.rule, config.margin)
-    return GateResult(summaries=gated, decisions=decisions.reset_index(drop=True), coverage=coverage, stats=stats)
+    return SummaryGateResult(summaries=gated, decisions=decisions.reset_index(drop=True), coverage=coverage, stats=stats)
 
 
-def gate_section(results: dict[str, GateResult]) -> str:
+def gate_section(results: dict[str, SummaryGateResult]) -> str:
     """Markdown for ``evaluation.report.write_report(extra_sections={"Deployment gate": ...})``."""
     lines = ["A summary is served only where, on held-out queries, r(q,[t;s]) >= r(q,t) - margin "
              "(otherwise title only).", "",

@@ -30,19 +30,19 @@ from typing import Any
 from urllib.parse import urlparse
 from urllib.request import url2pathname
 
+from relsum import metric_names as names
 from relsum.config import cfg
-from relsum.tracking import TrackingConfig
+from relsum.tracking import TrackingConfig, client
 
 logger = logging.getLogger(__name__)
 
-SUBSETS = ("full", "tail")
-METRICS = ("ndcg_at_k", "recall_at_precision")
+SUBSETS, METRICS = names.SUBSETS, names.EVAL_METRICS
 TAG_INTERVAL, TAG_FINGERPRINT, TAG_GATE = "relsum.interval", "relsum.fingerprint", "relsum.gate"
 TAG_CHAMPION_EVAL = "relsum.eval.champion_version"
 
 
 @dataclasses.dataclass
-class GateConfig:
+class PromotionGateConfig:
     alias: str = cfg("champion", help="Registered-model alias of the serving model.")
     min_ndcg_gain: float = cfg(0.0, help="NDCG@5 must exceed the champion's by more than this (absolute), full and tail.")
     r_at_p_tolerance: float = cfg(0.01, help="Largest allowed R@90P loss (absolute) against the champion, full and tail.")
@@ -52,12 +52,6 @@ class GateConfig:
             raise ValueError("min_ndcg_gain and r_at_p_tolerance must be >= 0")
         if not self.alias.strip():
             raise ValueError("alias must be a non-empty name")
-
-
-def client(tracking: TrackingConfig):
-    from relsum.tracking import _client
-
-    return _client(tracking)
 
 
 def champion_version(tracking: TrackingConfig, alias: str = "champion"):
@@ -106,20 +100,19 @@ def resolve(tracking: TrackingConfig, version, download_root: Path) -> dict[str,
 
 
 def eval_metric_dict(metrics: dict[str, Any], candidate: str) -> dict[str, float]:
-    """Flat MLflow metrics for one candidate of an evaluate ``metrics.json`` (scheme in the module doc)."""
+    """Flat MLflow metrics for one candidate of an evaluate ``metrics.json`` (names: :mod:`relsum.metric_names`)."""
     out: dict[str, float] = {}
+    own = candidate == names.OWN
     for subset in SUBSETS:
         sub = metrics["subsets"][subset]
         block = sub["candidates"][candidate]
-        base = "eval" if candidate == "challenger" else f"baseline.{candidate}"
-        head = f"eval.{subset}" if candidate == "challenger" else f"{base}.{subset}"
         for metric in METRICS:
-            for stat, suffix in (("value", ""), ("lo", ".lo"), ("hi", ".hi")):
-                out[f"{head}.{metric}{suffix}"] = block[metric][stat]
-                if candidate == "challenger":
-                    out[f"{head}.{metric}.gain_pct{suffix}"] = block["gain_pct"][metric][stat]
-        if candidate == "challenger":
-            out[f"{head}.n_queries"] = sub["n_queries"]
+            for stat in names.STATS:
+                out[names.eval_key(subset, metric, stat, candidate)] = block[metric][stat]
+                if own:
+                    out[names.eval_key(subset, metric, stat, candidate, gain=True)] = block["gain_pct"][metric][stat]
+        if own:
+            out[names.n_queries_key(subset)] = sub["n_queries"]
     return {k: float(v) for k, v in out.items() if v is not None and math.isfinite(float(v))}
 
 
@@ -145,14 +138,15 @@ def log_evaluation(tracking: TrackingConfig, run_id: str, metrics: dict[str, Any
     return flat
 
 
-def read_eval(tracking: TrackingConfig, run_id: str, prefix: str = "eval") -> dict[str, dict[str, float]]:
-    """``{subset: {metric: value}}`` of a run's ``<prefix>.<subset>.<metric>`` metrics (missing = nan)."""
+def read_eval(tracking: TrackingConfig, run_id: str, candidate: str = names.OWN) -> dict[str, dict[str, float]]:
+    """``{subset: {metric: value}}`` of a run's own (or a baseline ``candidate``'s) metrics (missing = nan)."""
     metrics = client(tracking).get_run(run_id).data.metrics
-    return {s: {m: float(metrics.get(f"{prefix}.{s}.{m}", math.nan)) for m in METRICS} for s in SUBSETS}
+    return {s: {m: float(metrics.get(names.eval_key(s, m, candidate=candidate), math.nan)) for m in METRICS}
+            for s in SUBSETS}
 
 
 def decide(challenger: dict[str, dict[str, float]], champion: dict[str, dict[str, float]] | None,
-           gate: GateConfig) -> tuple[bool, list[str]]:
+           gate: PromotionGateConfig) -> tuple[bool, list[str]]:
     """(promote, reasons): pure gate logic; undefined metrics never pass."""
     if champion is None:
         return True, ["no champion yet: the first version becomes champion"]
@@ -170,7 +164,7 @@ def decide(challenger: dict[str, dict[str, float]], champion: dict[str, dict[str
     return ok, reasons
 
 
-def apply_gate(tracking: TrackingConfig, version: str, gate: GateConfig) -> dict[str, Any]:
+def apply_gate(tracking: TrackingConfig, version: str, gate: PromotionGateConfig) -> dict[str, Any]:
     """Gate ``version`` against the current champion and move the alias if it wins (idempotent)."""
     c = client(tracking)
     name = tracking.registered_model
@@ -188,7 +182,7 @@ def apply_gate(tracking: TrackingConfig, version: str, gate: GateConfig) -> dict
         if current is not None:
             run = c.get_run(mv.run_id)
             paired = run.data.tags.get(TAG_CHAMPION_EVAL) == str(current.version)
-            champion = read_eval(tracking, mv.run_id, "baseline.champion") if paired else read_eval(
+            champion = read_eval(tracking, mv.run_id, "champion") if paired else read_eval(
                 tracking, current.run_id)
         promote, reasons = decide(challenger, champion, gate)
     if promote:

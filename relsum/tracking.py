@@ -38,7 +38,8 @@ class TrackingConfig:
         return self.artifact_location or (home() / "mlartifacts").as_uri()
 
 
-def _client(config: TrackingConfig):
+def client(config: TrackingConfig):
+    """An ``MlflowClient`` on the config's tracking URI (also set as mlflow's global one), RELSUM_HOME made."""
     import mlflow
 
     home().mkdir(parents=True, exist_ok=True)
@@ -47,11 +48,11 @@ def _client(config: TrackingConfig):
 
 
 def experiment_id(config: TrackingConfig) -> str:
-    client = _client(config)
-    found = client.get_experiment_by_name(config.experiment)
+    c = client(config)
+    found = c.get_experiment_by_name(config.experiment)
     if found is not None:
         return found.experiment_id
-    return client.create_experiment(config.experiment, artifact_location=config.resolved_artifacts())
+    return c.create_experiment(config.experiment, artifact_location=config.resolved_artifacts())
 
 
 @contextlib.contextmanager
@@ -103,13 +104,13 @@ def log_artifacts(path: str | Path, artifact_path: str | None = None) -> None:
 def register_adapter(config: TrackingConfig, run_id: str, artifact_path: str = "adapter",
                      tags: dict[str, str] | None = None) -> str:
     """Create one registered model version whose source is the run's adapter folder; returns the version."""
-    client = _client(config)
+    c = client(config)
     try:
-        client.get_registered_model(config.registered_model)
+        c.get_registered_model(config.registered_model)
     except Exception:  # noqa: BLE001 - MLflow raises its own RestException for 'not found'
-        client.create_registered_model(config.registered_model)
-    run = client.get_run(run_id)
+        c.create_registered_model(config.registered_model)
+    run = c.get_run(run_id)
     source = f"{run.info.artifact_uri.rstrip('/')}/{artifact_path}"
-    version = client.create_model_version(config.registered_model, source=source, run_id=run_id, tags=tags or {})
+    version = c.create_model_version(config.registered_model, source=source, run_id=run_id, tags=tags or {})
     logger.info("registered %s version %s from %s", config.registered_model, version.version, source)
     return str(version.version)

@@ -6,11 +6,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from relsum.gate import GateConfig, gate_section, gate_summaries
+from relsum.gate import SummaryGateConfig, gate_section, gate_summaries
 
 
 class TableScorer:
     """A scorer whose scores are written down in the test (the real Scorer is exercised below)."""
+
+    fingerprint = None  # no stable identity: a table, not weights
 
     def __init__(self, table: dict[tuple[str, str], float]):
         self.table = table
@@ -29,7 +31,7 @@ SCORES = {("q1", ""): 0.5, ("q1", "sa"): 0.7, ("q2", ""): 0.5, ("q2", "sa"): 0.3
 
 
 def test_mean_rule_on_hand_made_case():
-    res = gate_summaries(PAIRS, SUMMARIES, TableScorer(SCORES), GateConfig(margin=0.0, rule="mean"))
+    res = gate_summaries(PAIRS, SUMMARIES, TableScorer(SCORES), SummaryGateConfig(margin=0.0, rule="mean"))
     keep = dict(zip(res.decisions["product_id"], res.decisions["keep"], strict=True))
     assert keep == {"a": True, "b": False, "c": False, "d": False}  # d: no held-out query; e: no summary
     assert res.coverage == pytest.approx(1 / 4)
@@ -38,9 +40,9 @@ def test_mean_rule_on_hand_made_case():
 
 
 def test_margin_all_rule_and_unjudged():
-    loose = gate_summaries(PAIRS, SUMMARIES, TableScorer(SCORES), GateConfig(margin=0.05, keep_unjudged=True))
+    loose = gate_summaries(PAIRS, SUMMARIES, TableScorer(SCORES), SummaryGateConfig(margin=0.05, keep_unjudged=True))
     assert loose.stats["kept"] == 3 and loose.coverage == pytest.approx(3 / 4)  # a, c (within margin), d
-    strict = gate_summaries(PAIRS, SUMMARIES, TableScorer(SCORES), GateConfig(margin=0.05, rule="all"))
+    strict = gate_summaries(PAIRS, SUMMARIES, TableScorer(SCORES), SummaryGateConfig(margin=0.05, rule="all"))
     assert strict.stats["kept"] == 1 and strict.summaries["c"] == "sc"  # a fails on q2 (-0.15)
     assert "| x | 25.0% |" in gate_section({"x": strict})
 
@@ -52,7 +54,7 @@ def test_gate_with_the_real_scorer(tiny_cross_encoder_dir):
     pairs = pd.DataFrame({"query": ["usb cable", "black headphones", "usb cable"], "product_id": ["p", "p", "q"],
                           "title": ["Cable", "Cable", "Headset"]})
     summaries = pd.Series({"p": "usb c braided 1 m", "q": "over-ear, black, bluetooth"})
-    res = gate_summaries(pairs, summaries, scorer, GateConfig())
+    res = gate_summaries(pairs, summaries, scorer, SummaryGateConfig())
     diff = (scorer.score(pairs["query"].tolist(), pairs["title"].tolist(), pairs["product_id"].map(summaries).tolist())
             - scorer.score(pairs["query"].tolist(), pairs["title"].tolist()))
     expected = {"p": diff[:2].mean() >= 0, "q": diff[2] >= 0}

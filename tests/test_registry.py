@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from relsum import registry
-from relsum.registry import GateConfig, decide
+from relsum.registry import PromotionGateConfig, decide
 from relsum.tracking import TrackingConfig
 
 
@@ -18,7 +18,7 @@ def _scores(full_ndcg, tail_ndcg, full_r=0.5, tail_r=0.5):
 
 
 def test_decide_rules():
-    gate = GateConfig(r_at_p_tolerance=0.02)
+    gate = PromotionGateConfig(r_at_p_tolerance=0.02)
     champ = _scores(0.50, 0.40)
     assert decide(_scores(0.51, 0.41), None, gate)[0]
     assert decide(_scores(0.51, 0.41), champ, gate)[0]
@@ -28,9 +28,9 @@ def test_decide_rules():
     ok, reasons = decide(_scores(0.51, 0.41, tail_r=0.47), champ, gate)  # loses 0.03 > 0.02
     assert not ok and any("tail R@90P" in r and "loses too much" in r for r in reasons)
     assert not decide(_scores(0.51, math.nan), champ, gate)[0]  # undefined never passes
-    assert not decide(_scores(0.51, 0.41), champ, GateConfig(min_ndcg_gain=0.05))[0]
+    assert not decide(_scores(0.51, 0.41), champ, PromotionGateConfig(min_ndcg_gain=0.05))[0]
     with pytest.raises(ValueError):
-        GateConfig(r_at_p_tolerance=-1)
+        PromotionGateConfig(r_at_p_tolerance=-1)
 
 
 @pytest.fixture
@@ -64,7 +64,7 @@ def make_version(tracking, scores, extra=None, tags=None, adapter_dir=None):
 def test_better_version_becomes_champion_worse_does_not(tracking):
     from mlflow import MlflowClient
 
-    gate = GateConfig(r_at_p_tolerance=0.01)
+    gate = PromotionGateConfig(r_at_p_tolerance=0.01)
     client = MlflowClient(tracking.resolved_uri())
     v1 = make_version(tracking, _scores(0.50, 0.40))
     assert registry.apply_gate(tracking, v1, gate)["promoted"]  # the first version ever
@@ -85,7 +85,7 @@ def test_better_version_becomes_champion_worse_does_not(tracking):
 
 def test_gate_prefers_paired_champion_figures(tracking):
     """When the challenger was evaluated against the current champion, those paired figures decide."""
-    gate = GateConfig()
+    gate = PromotionGateConfig()
     v1 = make_version(tracking, _scores(0.30, 0.30))  # champion's own (older, easier) evaluation
     registry.apply_gate(tracking, v1, gate)
     paired = {f"baseline.champion.{s}.{m}": 0.70 for s in ("full", "tail")

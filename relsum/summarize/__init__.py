@@ -14,7 +14,7 @@ _EXPORTS = {
     "GenSettings": "relsum.summarize.backends", "HFBackend": "relsum.summarize.backends",
     "RayBackend": "relsum.summarize.backends", "SummarizerBackend": "relsum.summarize.backends",
     "VLLMBackend": "relsum.summarize.backends", "make_backend": "relsum.summarize.backends",
-    "SummarizeConfig": "relsum.summarize.job", "load_summaries": "relsum.summarize.job",
+    "SummarizeConfig": "relsum.summarize.config", "read_job_output": "relsum.summarize.job",
     "run_summarize": "relsum.summarize.job", "clean_summary": "relsum.summarize.postprocess",
     "served_summary": "relsum.summarize.served",
 }

@@ -1,6 +1,6 @@
 """Planning and generating the job's shards: token-budget check, length-sorted shards, one commit per shard.
 
-Split out of :mod:`relsum.summarize.job`, which decides *what* to generate; these two steps do it
+:mod:`relsum.summarize.job` decides *what* to generate; these two steps do it
 (:func:`plan_shards` once per run, :func:`generate_shards` on every invocation until all shards are
 committed). A shard counts as committed when its record (size and SHA-256 of its files) matches; a
 missing, truncated or changed shard of an interrupted run is regenerated, with a warning.
@@ -11,17 +11,15 @@ from __future__ import annotations
 import logging
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pandas as pd
 
 from relsum.data.io import write_parquet_atomic
 from relsum.summarize.backends import GenSettings, make_backend
+from relsum.summarize.config import SummarizeConfig
 from relsum.summarize.output import fault_point, record_shard, shard_paths, shard_problem
 from relsum.summarize.served import served_summary
-
-if TYPE_CHECKING:
-    from relsum.summarize.job import SummarizeConfig
 
 logger = logging.getLogger(__name__)
 

@@ -17,7 +17,7 @@ On-disk layout under ``out_dir`` (everything written atomically: temp name + ``o
 Damage: every rerun checks the committed files against the manifest and an interrupted run's shards
 against their ``done.json``; a missing, truncated or changed shard is logged and its products are
 generated again (a repair run carries over every intact shard, incremental or not), a damaged manifest,
-index or plan makes the job start that part over. :func:`load_summaries` refuses damaged output with an
+index or plan makes the job start that part over. :func:`read_job_output` refuses damaged output with an
 error naming the file and the repair command. ``RELSUM_FAULT_AT`` is a test hook (see
 :func:`relsum.summarize.output.fault_point`).
 
@@ -26,37 +26,37 @@ generation settings)``. With ``incremental`` only products whose key is not in t
 are planned; the others are carried over (their index rows point at older shards). The run id is a hash
 of the catalog's keys, the base run and the settings, so a killed job restarted with the same arguments
 finds its own plan and finished shards and only does the rest; a catalog that is already fully
-summarized is a no-op. Read the output with :func:`load_summaries` (each product exactly once).
+summarized is a no-op. Read the output with :func:`read_job_output` (each product exactly once).
 
 Over-length input: the prompt is capped at ``min(max_input_tokens, context - max_new_tokens)`` tokens by
 cutting the description (``fit_texts``); a product whose frame + title alone exceed that budget cannot be
 summarized and is rejected with reason ``over-length input``.
 
 The output helpers are in :mod:`relsum.summarize.output` and shard planning/generation in
-:mod:`relsum.summarize.generation`; :func:`load_summaries` is re-exported here.
+:mod:`relsum.summarize.generation`; :func:`read_job_output` is re-exported here.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import json
 import logging
 import os
 import time
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import pandas as pd
 import yaml
 
-from relsum.config import cfg, to_dict
-from relsum.data.contracts import ContractConfig, validate_catalog
+from relsum.config import to_dict
+from relsum.data.contracts import validate_catalog
 from relsum.data.io import atomic_path, read_table, write_csv_atomic, write_json_atomic, write_parquet_atomic
 from relsum.errors import EnvironmentProblem, InputError, RelsumError, is_environment_oserror, os_error_text
 from relsum.paths import home
 from relsum.scoring.model_files import find_safetensors
 from relsum.summarize.backends import model_version_of, policy_context_length
+from relsum.summarize.config import SummarizeConfig
 from relsum.summarize.generation import generate_shards, plan_shards
 from relsum.summarize.output import (
     CONFIG_FILE,
@@ -67,9 +67,9 @@ from relsum.summarize.output import (
     damaged_files,
     fault_point,
     file_record,
-    load_summaries,
     lock,
     publish,
+    read_job_output,
     read_manifest,
     sha,
 )
@@ -77,50 +77,7 @@ from relsum.training.policy import prompt_cap
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["INDEX_COLUMNS", "OUTPUT_COLUMNS", "SummarizeConfig", "load_summaries", "run_summarize"]
-
-
-@dataclasses.dataclass
-class SummarizeConfig:
-    """One summarization run over a catalog (see the module docstring for the output layout)."""
-
-    catalog: str = cfg("", help="catalog source (csv/jsonl/parquet path or duckdb:<db>:<table|query>)")
-    model_dir: str = cfg("", help="local causal-LM folder of the policy (base model)")
-    adapter_dir: str | None = cfg(None, help="optional LoRA adapter folder, merged into the base for inference")
-    out_dir: str | None = cfg(None, help="output folder; default <relsum home>/summaries")
-    incremental: bool = cfg(True, help="only generate products whose content key is not in the last output")
-    shard_size: int = cfg(256, help="products per shard (the unit of commit and of restart)")
-    batch_size: int = cfg(16, help="generation batch size (in-process and vLLM)")
-    max_new_tokens: int = cfg(48, help="generated tokens per summary")
-    max_input_tokens: int = cfg(384, help="prompt token cap; the description is cut to fit, over-long frames rejected")
-    max_summary_words: int = cfg(64, help="cap on the stored summary, in whitespace words")
-    backend: Literal["hf", "ray", "vllm"] = cfg("hf", help="hf (in-process, default) | ray (Ray Data) | vllm (GPU)")
-    threads: int = cfg(0, help="torch threads for the hf backend (0 = torch default)")
-    ray_address: str = cfg("", help="Ray cluster address ('' = start a local Ray, 'auto' = the running cluster)")
-    ray_num_actors: int = cfg(2, help="Ray actor pool size (each actor loads the policy once)")
-    ray_batch_size: int = cfg(16, help="products per Ray batch")
-    ray_num_cpus: int = cfg(0, help="CPUs for a local Ray (0 = ray_num_actors x ray_cpus_per_actor)")
-    ray_cpus_per_actor: float = cfg(1.0, help="CPUs reserved per actor (also its torch threads)")
-    ray_gpus_per_actor: float = cfg(0.0, help="GPUs reserved per actor")
-    vllm_gpu_memory_utilization: float = cfg(0.9, help="vLLM share of GPU memory")
-    vllm_tensor_parallel_size: int = cfg(1, help="vLLM tensor parallel degree (GPUs per model)")
-    vllm_dtype: str = cfg("auto", help="vLLM dtype (auto, bfloat16, float16)")
-    model_version: str = cfg("", help="version stamp; '' = hash of the model config, weight files and adapter")
-    generated_at: str = cfg("", help="timestamp stored with each summary; '' = when the run's plan is made")
-    show_progress: bool = cfg(True, help="tqdm progress bar with ETA over products")
-    contract: ContractConfig = cfg(default_factory=ContractConfig, help="catalog contract settings")
-
-    def __post_init__(self) -> None:
-        if self.out_dir is None:
-            self.out_dir = str(home() / "summaries")
-        for name in ("shard_size", "batch_size", "max_new_tokens", "max_input_tokens", "ray_num_actors",
-                     "ray_batch_size", "vllm_tensor_parallel_size"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.max_summary_words < 0 or self.threads < 0 or self.ray_num_cpus < 0:
-            raise ValueError("max_summary_words, threads and ray_num_cpus must be >= 0")
-        if not 0 < self.vllm_gpu_memory_utilization <= 1:
-            raise ValueError("vllm_gpu_memory_utilization must be in (0, 1]")
+__all__ = ["INDEX_COLUMNS", "OUTPUT_COLUMNS", "SummarizeConfig", "read_job_output", "run_summarize"]
 
 
 def run_summarize(config: SummarizeConfig, *, base_dir: str | Path | None = None) -> dict[str, Any]:

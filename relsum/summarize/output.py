@@ -1,11 +1,12 @@
 """The job's on-disk output: its columns, the manifest and index readers, checksums, the lock, temp cleanup.
 
-Split out of :mod:`relsum.summarize.job` (which re-exports :func:`load_summaries` and the column lists);
-the layout these helpers read and write is described in that module's docstring.
+Everything that touches the committed files lives here, apart from the decisions of
+:mod:`relsum.summarize.job` (which re-exports :func:`read_job_output` and the column lists); the layout
+these helpers read and write is described in that module's docstring.
 
 Every shard is recorded with its size and SHA-256 when it is written (``shard-NNNNN.done.json``) and
 every file the committed index points at is recorded in the manifest (``files``). A rerun verifies
-them and regenerates what is missing or damaged; :func:`load_summaries` refuses damaged output with an
+them and regenerates what is missing or damaged; :func:`read_job_output` refuses damaged output with an
 error that names the file and the command that repairs it, instead of a pyarrow ``ArrowInvalid``.
 """
 
@@ -137,7 +138,7 @@ def damaged_files(out: Path, manifest: dict[str, Any]) -> dict[str, str]:
     return {s: p for s, p in found.items() if p}
 
 
-def load_summaries(out_dir: str | Path) -> pd.DataFrame:
+def read_job_output(out_dir: str | Path) -> pd.DataFrame:
     """The committed output: one row per product (OUTPUT_COLUMNS), read through the last run's index.
 
     Every file is checked against the size and checksum recorded when it was written; a missing or

@@ -168,7 +168,7 @@ def test_retrain_dag_end_to_end_and_rerun_is_idempotent(env, dagbag, overrides):
 
 @pytest.mark.slow
 def test_catalog_summaries_dag_partitions_with_the_champion(env, dagbag, overrides):
-    from relsum.summarize.job import load_summaries
+    from relsum.summarize.job import read_job_output
 
     dag = dagbag.get_dag("relsum_catalog_summaries")
     _run(dag, dt.datetime(2026, 10, 20, tzinfo=dt.UTC), overrides)
@@ -176,7 +176,7 @@ def test_catalog_summaries_dag_partitions_with_the_champion(env, dagbag, overrid
     root = env / "relsum_home" / "runs" / "relsum_catalog_summaries"
     parts = sorted(p.name for p in root.glob("partition=*"))
     assert parts == ["partition=2026-10-19", "partition=2026-10-20"]
-    first, second = (load_summaries(root / p) for p in parts)
+    first, second = (read_job_output(root / p) for p in parts)
     assert len(first) == 12 and set(first["model_version"]) == {"relsum-summarizer/v1"}
     assert first[["product_id", "summary"]].equals(second[["product_id", "summary"]])
     manifest = json.loads((root / parts[1] / "manifest.json").read_text())

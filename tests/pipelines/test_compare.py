@@ -29,7 +29,7 @@ def store(tmp_path, monkeypatch):
                            "relsum.train_data": f"/pairs/{i}.parquet"})
             run_ids.append(active.info.run_id)
         version = tr.register_adapter(tracking, active.info.run_id, tags={"policy_dir": "/p"})
-        registry.apply_gate(tracking, version, registry.GateConfig())
+        registry.apply_gate(tracking, version, registry.PromotionGateConfig())
     with tr.tracked_run(tracking, "not-evaluated"):
         pass
     return tracking, run_ids[:2]

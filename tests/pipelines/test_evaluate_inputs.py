@@ -91,3 +91,18 @@ def test_bad_summaries_files_are_input_errors(tmp_path):
     no_column.write_text("id,summary\na,b\n")
     with pytest.raises(InputError, match="lacks column"):
         load_summaries(str(no_column))
+
+
+def test_summarize_golden_writes_the_file_load_summaries_reads(golden, tmp_path, tiny_policy_dir):
+    from relsum.data.golden import load_golden
+    from relsum.pipelines.evaluate import golden_products, summarize_golden
+    from relsum.training.config import PolicyConfig
+
+    products = golden_products(load_golden(golden))
+    assert products["product_id"].is_unique and list(products.columns) == ["product_id", "title", "text"]
+    products = products.head(4)
+    policy = PolicyConfig(model_dir=tiny_policy_dir, max_prompt_tokens=128, max_summary_tokens=12)
+    series = summarize_golden(products, policy, tmp_path / "s.parquet", tiny_policy_dir)
+    assert series.index.tolist() == products["product_id"].tolist()
+    pd.testing.assert_series_equal(load_summaries(str(tmp_path / "s.parquet")), series, check_names=False,
+                                   check_index_type=False)

@@ -25,7 +25,7 @@ import yaml
 
 from relsum.cli import main
 from relsum.paths import SAMPLE_DIR
-from relsum.summarize.job import load_summaries
+from relsum.summarize.job import read_job_output
 from relsum.summarize.output import FAULT_ENV, DamagedOutputError, shard_paths
 
 from . import build_random_policy
@@ -131,7 +131,7 @@ def _config(folder: Path, policy: Path, out: Path, incremental: bool) -> Path:
 def assert_each_product_once_or_rejected(out: Path, catalog: Path | None = None) -> pd.DataFrame:
     """Committed output: every row of the committed run's catalog once in the output or rejected with a reason."""
     manifest = json.loads((out / "manifest.json").read_text())
-    summaries = load_summaries(out)
+    summaries = read_job_output(out)
     rejects = pd.read_csv(out / manifest["rejects"], dtype=str, keep_default_na=False)
     assert summaries["product_id"].is_unique
     assert (rejects["reason"].str.strip() != "").all(), rejects
@@ -187,11 +187,11 @@ def test_damaged_committed_and_uncommitted_shards_are_regenerated(tmp_path, zygo
     before = assert_each_product_once_or_rejected(out)
     manifest = json.loads((out / "manifest.json").read_text())
 
-    # a committed shard truncated: load_summaries names it and the repair command; a rerun repairs it
+    # a committed shard truncated: read_job_output names it and the repair command; a rerun repairs it
     victim = manifest["shards"][1]
     _damage(out / victim)
     with pytest.raises(DamagedOutputError, match=rf"{victim}.*truncated.*relsum summarize --config"):
-        load_summaries(out)
+        read_job_output(out)
     caplog.set_level(logging.WARNING)
     assert main(["summarize", "--config", str(out / "summarize.yaml")]) == 0
     assert f"committed shard {victim}" in caplog.text and "regenerating" in caplog.text
@@ -205,7 +205,7 @@ def test_damaged_committed_and_uncommitted_shards_are_regenerated(tmp_path, zygo
     gone = manifest["shards"][0]
     (out / gone).unlink()
     with pytest.raises(DamagedOutputError, match="missing"):
-        load_summaries(out)
+        read_job_output(out)
     assert main(["summarize", "--config", str(job), f"catalog={first}"]) == 0
     assert_each_product_once_or_rejected(out, first)
 
@@ -229,12 +229,12 @@ def test_damaged_committed_and_uncommitted_shards_are_regenerated(tmp_path, zygo
     index = json.loads((out / "manifest.json").read_text())["index"]
     _damage(out / index)
     with pytest.raises(DamagedOutputError, match=rf"{index}.*truncated"):
-        load_summaries(out)
+        read_job_output(out)
     assert main(["summarize", "--config", str(no_carry), f"catalog={second}"]) == 0
     assert_each_product_once_or_rejected(out, second)
     (out / "manifest.json").write_text('{"run_id": ')
     with pytest.raises(DamagedOutputError, match="manifest.json is damaged"):
-        load_summaries(out)
+        read_job_output(out)
     assert main(["summarize", "--config", str(no_carry), f"catalog={second}"]) == 0
     assert_each_product_once_or_rejected(out, second)
 
@@ -265,7 +265,7 @@ def test_run_folder_made_read_only_mid_run(tmp_path, zygote, base_catalog, polic
     out = tmp_path / "out"
     job = _config(tmp_path, policy, out, incremental=False)
     assert main(["summarize", "--config", str(job), f"catalog={_catalog(base_catalog, tmp_path, 0)}"]) == 0
-    committed = load_summaries(out)
+    committed = read_job_output(out)
     catalog = _catalog(base_catalog, tmp_path, 1)
     result = zygote.run(["summarize", "--config", str(job), f"catalog={catalog}"], tmp_path / "k.log", fault="shard:4")
     assert result["signal"] == signal.SIGKILL, _log_tail(tmp_path / "k.log")
@@ -275,7 +275,7 @@ def test_run_folder_made_read_only_mid_run(tmp_path, zygote, base_catalog, polic
         assert main(["summarize", "--config", str(job), f"catalog={catalog}"]) == 2
     line = _one_error_line(capsys)
     assert str(run_dir) in line and "rerun to resume" in line, line
-    pd.testing.assert_frame_equal(load_summaries(out), committed)  # nothing committed was lost
+    pd.testing.assert_frame_equal(read_job_output(out), committed)  # nothing committed was lost
     assert main(["summarize", "--config", str(job), f"catalog={catalog}"]) == 0
     assert_each_product_once_or_rejected(out, catalog)
 

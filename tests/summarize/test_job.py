@@ -16,7 +16,7 @@ import yaml
 
 from relsum.paths import SAMPLE_DIR
 from relsum.summarize.backends import summarize_safely
-from relsum.summarize.job import SummarizeConfig, load_summaries, run_summarize
+from relsum.summarize.job import SummarizeConfig, read_job_output, run_summarize
 
 from . import build_random_policy
 
@@ -75,7 +75,7 @@ def test_killed_job_resumes_and_ends_with_each_product_once(tmp_path, catalog, p
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["timings"]["resumed_shards"] >= len(shards_before)
     assert manifest["counts"]["in_output"] == N, (out / "rejects.csv").read_text()[-2000:]
-    summaries = load_summaries(out)
+    summaries = read_job_output(out)
     assert len(summaries) == N and summaries["product_id"].is_unique
     index = pd.read_parquet(out / "index.parquet")
     assert sorted(index["product_id"]) == sorted(summaries["product_id"])
@@ -96,13 +96,13 @@ def test_incremental_rerun_regenerates_only_changed_products(tmp_path, catalog, 
     second = run_summarize(_config(cat2, policy, out))
     c = second["counts"]
     assert (c["planned"], c["carried_over"], c["in_output"]) == (2, N - 2, N)
-    summaries = load_summaries(out)
+    summaries = read_job_output(out)
     assert len(summaries) == N and summaries["product_id"].is_unique
     fresh = summaries[summaries["run_id"] == second["run_id"]]
     assert sorted(fresh["product_id"]) == sorted(changed)
     assert (summaries[summaries["run_id"] != second["run_id"]]["run_id"] == first["run_id"]).all()
     full = run_summarize(_config(cat2, policy, tmp_path / "full", incremental=False))
-    merged = summaries.merge(load_summaries(tmp_path / "full"), on="product_id")
+    merged = summaries.merge(read_job_output(tmp_path / "full"), on="product_id")
     assert full["counts"]["planned"] == N
     assert (merged["summary_x"] == merged["summary_y"]).all()  # greedy: incremental == full rerun
     _no_temps(out)
@@ -131,7 +131,7 @@ def test_bad_rows_are_rejected_with_reasons_and_counts_add_up(tmp_path, policy):
     assert reasons["No id"].startswith("missing key") and reasons["Duplicate"].startswith("duplicate key")
     assert reasons[""].startswith("empty title")
     assert reasons[rows[5]["title"]].startswith("over-length input")
-    out = load_summaries(tmp_path / "out").set_index("product_id")
+    out = read_job_output(tmp_path / "out").set_index("product_id")
     assert sorted(out.index) == ["a1", "a4"]
     assert out.loc["a4", "summary"] == "" and out.loc["a4", "summary_status"] == "empty_input"
     assert out.loc["a1", "summary_status"] == "ok"
@@ -156,7 +156,7 @@ def test_partitions_are_idempotent_and_carry_over(tmp_path, catalog, policy):
     assert run(cfg, partition="2024-05-01")["run_id"] == day1["run_id"]
     day2 = run(cfg, partition="2024-05-02")
     assert day2["counts"]["planned"] == 0 and day2["counts"]["carried_over"] == N
-    s1 = load_summaries(tmp_path / "out" / "partition=2024-05-01")
-    s2 = load_summaries(tmp_path / "out" / "partition=2024-05-02")
+    s1 = read_job_output(tmp_path / "out" / "partition=2024-05-01")
+    s2 = read_job_output(tmp_path / "out" / "partition=2024-05-02")
     pd.testing.assert_frame_equal(s1, s2)
 

@@ -48,6 +48,7 @@ class RecordingScorer:
 
     def __init__(self, scorer):
         self.scorer, self.texts = scorer, []
+        self.fingerprint = scorer.fingerprint
 
     def score(self, queries, titles, texts=None):
         self.texts.append(None if texts is None else list(texts))
@@ -89,12 +90,12 @@ def _raw_completions(model, tok, products: pd.DataFrame, prompt_tokens: int) -> 
 
 @pytest.mark.slow
 def test_every_path_scores_and_serves_the_same_string(tmp_path, products, tiny_policy_dir, tiny_cross_encoder_dir):
-    from relsum.gate import GateConfig, gate_summaries
+    from relsum.gate import SummaryGateConfig, gate_summaries
     from relsum.pipelines import evaluate as evaluate_stage
     from relsum.pipelines.interleaving import ExportConfig, run_export
     from relsum.policy_eval import compare_policies, summarize_products
     from relsum.scoring.scorer import Scorer, ScorerConfig
-    from relsum.summarize.job import SummarizeConfig, load_summaries, run_summarize
+    from relsum.summarize.job import SummarizeConfig, read_job_output, run_summarize
     from relsum.training.config import PolicyConfig
     from relsum.training.options import OptionsConfig, SummaryReward
     from relsum.training.policy import load_policy, prompt_cap
@@ -128,7 +129,7 @@ def test_every_path_scores_and_serves_the_same_string(tmp_path, products, tiny_p
     # the catalog job (in-process HF backend)
     run_summarize(SummarizeConfig(catalog=str(catalog_path), model_dir=tiny_policy_dir, out_dir=str(tmp_path / "job"),
                                   max_new_tokens=MAX_NEW, show_progress=False, threads=1, incremental=False))
-    stored = load_summaries(str(tmp_path / "job")).set_index("product_id")["summary"]
+    stored = read_job_output(str(tmp_path / "job")).set_index("product_id")["summary"]
     assert stored.loc[ids].tolist() == expected
     assert evaluate_stage.load_summaries(str(tmp_path / "job")).loc[ids].tolist() == expected  # `--summaries grpo=<job out>`
 
@@ -136,7 +137,7 @@ def test_every_path_scores_and_serves_the_same_string(tmp_path, products, tiny_p
     stored_path = tmp_path / "stored.parquet"
     stored.rename_axis("product_id").reset_index().to_parquet(stored_path)
     assert evaluate_stage.load_summaries(str(stored_path)).loc[ids].tolist() == expected
-    gated = gate_summaries(pairs, stored, scorer, GateConfig(margin=1.0))
+    gated = gate_summaries(pairs, stored, scorer, SummaryGateConfig(margin=1.0))
     assert scorer.last() == expected and gated.summaries.loc[ids].tolist() == expected
     cands = tmp_path / "cands.csv"
     pd.DataFrame({"query_id": [f"q{i}" for i in range(len(ids))], "query": queries, "product_id": ids}).to_csv(
