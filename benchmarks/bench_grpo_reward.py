@@ -30,6 +30,7 @@ def main() -> None:
 
     import pandas as pd
 
+    from relsum import machine
     from relsum.config import load_config
     from relsum.data.contracts import ContractConfig, validate_catalog
     from relsum.data.io import read_table
@@ -39,6 +40,7 @@ def main() -> None:
     from relsum.training.grpo import train_grpo
     from relsum.training.tiny_policy import build_tiny_policy
 
+    print(machine.describe())
     work = Path(tempfile.mkdtemp(prefix="bench_grpo_"))
     catalog = validate_catalog(read_table(SAMPLE_DIR / "products.jsonl"), ContractConfig()).valid
     policy = args.policy or str(build_tiny_policy(catalog, work / "policy", TinyPolicyConfig(max_seconds=60)))

@@ -73,6 +73,9 @@ def main() -> None:
     ce.model.float().eval()
     tok = scorer.tokenizer([q for q, _ in cold], [d for _, d in cold], truncation=True, max_length=args.max_length)
     lens = np.array([len(x) for x in tok["input_ids"]])
+    from relsum import machine
+
+    print(machine.describe())
     print(f"model {model_dir} | threads {torch.get_num_threads()} | max_length {args.max_length} | "
           f"{len(cold)} unique pairs, tokens median {int(np.median(lens))} max {lens.max()}")
 

@@ -71,6 +71,9 @@ def main() -> None:
     ap.add_argument("--no-ray", action="store_true")
     args = ap.parse_args()
     torch.set_num_threads(2)
+    from relsum import machine
+
+    print(machine.describe())
     full = validate_catalog(pd.read_json(SAMPLE_DIR / "products.jsonl", lines=True)).valid
     sample = full[full["text"] != ""].head(args.n)
     titles, texts = list(sample["title"]), list(sample["text"])

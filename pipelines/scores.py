@@ -57,11 +57,24 @@ def stats(config: StatsConfig) -> list[dict]:
     return out
 
 
-def format_stats(rows: list[dict]) -> str:
-    lines = [f"{'fingerprint':<16} {'rows':>10} {'parts':>6} {'MiB':>9}  last write"]
+def auto_choices(config: StatsConfig) -> list[dict]:
+    """The cached ``path: auto`` choices (newest first) with each candidate's measured figures."""
+    from relsum.scoring.auto_path import list_choices
+
+    return list_choices(_root(config.store_dir))
+
+
+def format_stats(rows: list[dict], choices: list[dict] | None = None) -> str:
+    """The fingerprint table (with the path each one is scored on and why), then the auto choices."""
+    from relsum.scoring.auto_path import format_choice
+
+    lines = [f"{'fingerprint':<16} {'rows':>10} {'parts':>6} {'MiB':>9}  {'last write':<25} {'path':<16} why"]
     for r in rows:
         lines.append(f"{r['fingerprint'][:16]:<16} {r['rows']:>10} {r['parts']:>6} "
-                     f"{r['bytes'] / 2**20:>9.2f}  {r['last_write'] or '-'}")
+                     f"{r['bytes'] / 2**20:>9.2f}  {r['last_write'] or '-':<25} {r.get('path', '?'):<16} "
+                     f"{r.get('path_reason', '')[:160]}")
+    for choice in choices or []:
+        lines += ["", format_choice(choice)]
     return "\n".join(lines)
 
 

@@ -6,10 +6,14 @@ path is used only after it passes the fidelity gate of :mod:`relsum.scoring.fide
 
 Paths (``ScorerConfig.path``):
 - ``fp32``: the reference (torch eager).
-- ``bf16``: torch autocast to bfloat16; CPU only with native bf16 (avx512_bf16 / AMX), else refused.
+- ``bf16``: the encoder cast to bfloat16 once, its Linears prepacked for oneDNN (see
+  :mod:`relsum.scoring.bf16`: autocast recast the weights at every call and lost the gain); the head
+  stays fp32. CPU only with native bf16 (avx512_bf16 / AMX), else refused.
 - ``onnx-fp32`` / ``onnx-int8``: ONNX Runtime on a model exported by ``torch.onnx.export``; int8 is
   ``onnxruntime.quantization.quantize_dynamic`` (weights int8 per output channel, activations quantized
   per batch). Needs ``onnxruntime`` and ``onnx`` (the ``onnx`` extra). Exports are cached under the store root.
+- ``onnx-int8-static``: ONNX Runtime static QDQ int8, activation scales calibrated once, so a pair's
+  score does not depend on its batch (see :mod:`relsum.scoring.int8_static`).
 - ``torch-int8``: ``torch.ao.quantization.quantize_dynamic`` on the Linear layers, per channel (no extra deps).
 
 The int8 recipe (both runtimes) keeps the classifier head and the encoder layers named by
@@ -21,7 +25,8 @@ per-channel keeps Spearman at 0.997 but moves NDCG@5 by -0.010; keeping the firs
 fp32 as well gives Spearman 0.9985 and |dNDCG@5| 0.0004, at 1.2-1.4x fp32 speed on an AVX2 CPU.
 Dynamic int8 picks activation scales per batch, so a pair's int8 score depends (slightly) on which pairs
 share its batch: under other batch sizes the same recipe measured |dNDCG@5| 0.0006 and was refused. The
-store keeps whatever was computed first; use fp32 or onnx-fp32 where scores must be bit-reproducible.
+store keeps whatever was computed first; use fp32, onnx-fp32 or onnx-int8-static (scales fixed once,
+canonical padding) where scores must not depend on the batch.
 - ``fp16-cuda``: the model in float16 on a CUDA device; refused without CUDA.
 """
 
@@ -35,15 +40,17 @@ from pathlib import Path
 
 import numpy as np
 
+from relsum.errors import RelsumError
+
 logger = logging.getLogger(__name__)
 
-PATHS = ("fp32", "bf16", "onnx-fp32", "onnx-int8", "torch-int8", "fp16-cuda")
+PATHS = ("fp32", "bf16", "onnx-fp32", "onnx-int8", "onnx-int8-static", "torch-int8", "fp16-cuda")
 
 #: feats (numpy int64 arrays: input_ids, attention_mask[, token_type_ids]) -> float32 logits (n, labels)
 Runner = Callable[[dict[str, np.ndarray]], np.ndarray]
 
 
-class PathUnavailableError(RuntimeError):
+class PathUnavailableError(RelsumError, RuntimeError):
     """The requested inference path cannot run here (hardware or package missing)."""
 
 
@@ -124,7 +131,7 @@ def int8_tag(n_layers: int, fp32_layers: str) -> str:
 _LAYER = re.compile(r"[./]layer\.(\d+)[./]")
 
 
-def _in_layers(name: str, layers: list[int]) -> bool:
+def in_layers(name: str, layers: list[int]) -> bool:
     match = _LAYER.search(name)
     return bool(match) and int(match.group(1)) in layers
 
@@ -166,7 +173,7 @@ def export_onnx(model, out_dir: Path, use_types: bool, int8_layers: list[int] | 
         from onnxruntime.quantization import QuantType, quantize_dynamic
 
         nodes = [n.name for n in onnx.load(str(fp32_file)).graph.node if n.op_type in ("MatMul", "Gemm")]
-        keep = [n for n in nodes if not _in_layers(n, int8_layers)]
+        keep = [n for n in nodes if not in_layers(n, int8_layers)]
         if len(keep) == len(nodes):
             raise PathUnavailableError(f"onnx-int8: no MatMul of encoder layers {int8_layers} found in the export "
                                        "(node names carry no 'layer.N'); set int8_fp32_layers to quantize some")
@@ -196,15 +203,22 @@ def onnx_runner(model_file: Path, num_threads: int | None) -> Runner:
 
 
 def build_runner(path: str, model, *, device: str, export_dir: Path, use_types: bool,
-                 num_threads: int | None = None, int8_fp32_layers: str = "0,-1") -> Runner:
-    """The runner for ``path`` (after :func:`check_path`); ``model`` is the loaded fp32 torch model."""
+                 num_threads: int | None = None, int8_fp32_layers: str = "0,-1",
+                 static_calib: tuple[str, Callable] | None = None) -> Runner:
+    """The runner for ``path`` (after :func:`check_path`); ``model`` is the loaded fp32 torch model.
+
+    ``static_calib`` = (file tag, () -> iterable of feature batches) calibrates ``onnx-int8-static``;
+    its runner carries ``batch_invariant = True`` so the scorer pads each pair to its canonical width.
+    """
     import torch
 
     check_path(path, device)
     if path == "fp32":
         return torch_runner(model, device)
     if path == "bf16":
-        return torch_runner(model, device, autocast_dtype=torch.bfloat16)
+        from relsum.scoring.bf16 import bf16_model
+
+        return torch_runner(bf16_model(model, device), device)
     if path == "fp16-cuda":
         return torch_runner(copy.deepcopy(model).half(), device)
     layers = quantized_layers(model.config.num_hidden_layers, int8_fp32_layers)
@@ -212,11 +226,24 @@ def build_runner(path: str, model, *, device: str, export_dir: Path, use_types: 
         from torch.ao.quantization import per_channel_dynamic_qconfig
 
         spec = {name: per_channel_dynamic_qconfig for name, module in model.named_modules()
-                if isinstance(module, torch.nn.Linear) and _in_layers(name, layers)}
+                if isinstance(module, torch.nn.Linear) and in_layers(name, layers)}
         if not spec:
             raise PathUnavailableError(f"torch-int8: no Linear of encoder layers {layers} found; "
                                        "set int8_fp32_layers to quantize some")
         quantized = torch.ao.quantization.quantize_dynamic(copy.deepcopy(model).cpu(), spec, dtype=torch.qint8)
         return torch_runner(quantized.eval(), "cpu")
     model_file = export_onnx(model, export_dir, use_types, int8_layers=layers if path == "onnx-int8" else None)
+    if path == "onnx-int8-static":
+        from relsum.scoring import int8_static
+
+        if static_calib is None:
+            raise ValueError("onnx-int8-static needs static_calib=(tag, batches)")
+        tag, batches = static_calib
+        out = export_dir / f"model-{int8_static.RECIPE}-{_recipe_name(layers)}-{tag}.onnx"
+        from relsum.machine import native_int8
+
+        model_file = int8_static.export_static(model_file, out, batches, layers, reduce_range=not native_int8())
+        runner = onnx_runner(model_file, num_threads)
+        runner.batch_invariant = True
+        return runner
     return onnx_runner(model_file, num_threads)

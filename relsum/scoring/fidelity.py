@@ -15,6 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
+from relsum.errors import RelsumError
+from relsum.metrics import mean_ndcg_at_k
 from relsum.scoring.fast import Runner
 
 logger = logging.getLogger(__name__)
@@ -24,7 +26,7 @@ NDCG_TOL = 5e-4  # "equal to 3 decimals"
 GATE_VERSION = 2
 
 
-class FidelityGateError(RuntimeError):
+class FidelityGateError(RelsumError, RuntimeError):
     """A fast path disagrees with fp32 beyond the gate; the message gives the measured numbers."""
 
 
@@ -77,8 +79,6 @@ def compare(path: str, ref: np.ndarray, cand: np.ndarray, calib) -> GateResult:
     """Apply the gate to fp32 scores ``ref`` and the path's scores ``cand`` on ``calib``'s rows."""
     from scipy.stats import spearmanr
 
-    from relsum.evaluation.metrics import mean_ndcg_at_k
-
     qids, gains = calib["query_id"].to_numpy(), calib["label"].to_numpy(dtype=float)
     reason = ""
     if not np.all(np.isfinite(cand)):
@@ -107,21 +107,22 @@ def save_gate(result: GateResult, file: Path) -> None:
     write_json_atomic({"version": GATE_VERSION, **dataclasses.asdict(result)}, file)
 
 
-def ensure_gate(scorer, runner: Runner) -> GateResult:
+def ensure_gate(scorer, runner: Runner, path: str | None = None) -> GateResult:
     """Pass ``runner`` through the gate (cached per fingerprint + calibration set) or raise FidelityGateError.
 
     The reference is the scorer's fp32 torch path; both score the same calibration pairs with the
     scorer's own tokenization and batching, so only the arithmetic differs.
     """
     config = scorer.config
+    path = path or scorer.path
     calib = calibration_set(config.gate_golden, config.gate_max_pairs)
-    gate_file = scorer.store_root / scorer.fingerprint / f"gate-{calibration_key(calib)}.json"
+    gate_file = scorer.store_root / scorer.path_fingerprint(path) / f"gate-{calibration_key(calib)}.json"
     result = load_gate(gate_file)
     if result is None:
         pairs = list(zip(calib["query"], calib["doc"], strict=True))
         ref = _reference_scores(scorer, calib, pairs)
-        cand = scorer._compute(pairs, desc=f"fidelity gate ({config.path})", runner=runner)
-        result = compare(config.path, ref, cand, calib)
+        cand = scorer._compute(pairs, desc=f"fidelity gate ({path})", runner=runner)
+        result = compare(path, ref, cand, calib)
         save_gate(result, gate_file)
     if not result.passed:
         raise FidelityGateError(result.message())
@@ -131,7 +132,7 @@ def ensure_gate(scorer, runner: Runner) -> GateResult:
 
 def _reference_scores(scorer, calib, pairs: list[tuple[str, str]]) -> np.ndarray:
     """fp32 scores of the calibration pairs, kept in the fp32 fingerprint's store (computed once per model)."""
-    from relsum.scoring.store import ScoreStore, text_hash
+    from relsum.scoring.store import ScoreStore, read_meta, text_hash, write_meta
 
     store = ScoreStore(scorer.fp32_fingerprint, scorer.store_root)
     queries, hashes = calib["query"].tolist(), [text_hash(d) for d in calib["doc"]]
@@ -141,4 +142,7 @@ def _reference_scores(scorer, calib, pairs: list[tuple[str, str]]) -> np.ndarray
         ref[missing] = scorer._compute([pairs[i] for i in missing], desc="fidelity gate (fp32)",
                                        runner=scorer._fp32_runner)
         store.append([queries[i] for i in missing], [hashes[i] for i in missing], ref[missing])
+        if read_meta(store.folder) is None:
+            write_meta(store.folder, {"path": "fp32", "reason": "fp32 reference of the fidelity gate",
+                                      "model_dir": str(scorer.model_dir)})
     return ref

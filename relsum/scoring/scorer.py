@@ -110,25 +110,55 @@ class Scorer:
         self._fp32_fingerprint: str | None = None
         self._store = None
         self.gate_result = None
+        self.path = self.config.path  # the path in use ("auto" resolves to one in _make_runner)
+        self.auto_choice: dict | None = None
         self._runner = self._make_runner()
 
     def _make_runner(self):
-        """The inference runner of ``config.path``; a fast path must pass (or have passed) the gate."""
+        """The inference runner of the path in use; a fast path must pass (or have passed) the gate.
+
+        ``path: auto`` first picks the fastest gate-passing path here (measured once per model, CPU and
+        thread count, see :mod:`relsum.scoring.auto_path`).
+        """
         from relsum.scoring import fast
 
-        use_types = "token_type_ids" in self.tokenizer.model_input_names
-        if self.config.path == "fp32":
-            return fast.torch_runner(self.model, self.config.device)
-        fast.check_path(self.config.path, self.config.device)
         self._fp32_runner = fast.torch_runner(self.model, self.config.device)
-        runner = fast.build_runner(self.config.path, self.model, device=self.config.device,
-                                   export_dir=self.store_root / ".onnx" / self.fp32_fingerprint,
-                                   use_types=use_types, num_threads=self.config.num_threads,
-                                   int8_fp32_layers=self.config.int8_fp32_layers)
+        if self.config.path == "auto":
+            from relsum.scoring.auto_path import resolve_auto
+
+            self.auto_choice = resolve_auto(self)
+            self.path = self.auto_choice["chosen"]
+        if self.path == "fp32":
+            return self._fp32_runner
+        runner = self.build_path_runner(self.path)
         from relsum.scoring.fidelity import ensure_gate
 
-        self.gate_result = ensure_gate(self, runner)
+        self.gate_result = ensure_gate(self, runner, self.path)
         return runner
+
+    def build_path_runner(self, path: str):
+        """The runner of ``path`` for this model (export/calibration cached), without the gate."""
+        from relsum.scoring import fast
+
+        fast.check_path(path, self.config.device)
+        use_types = "token_type_ids" in self.tokenizer.model_input_names
+        return fast.build_runner(path, self.model, device=self.config.device,
+                                 export_dir=self.store_root / ".onnx" / self.fp32_fingerprint,
+                                 use_types=use_types, num_threads=self.config.num_threads,
+                                 int8_fp32_layers=self.config.int8_fp32_layers,
+                                 static_calib=self._static_calib() if path == "onnx-int8-static" else None)
+
+    def _static_calib(self):
+        """(tag, batches) calibrating the static int8 scales on this scorer's own tokenization."""
+        from relsum.machine import native_int8
+        from relsum.scoring import int8_static
+
+        pairs = int8_static.calibration_pairs(self.config.int8_calib_dir, self.config.int8_calib_pairs)
+        tag = int8_static.calibration_key(pairs, not native_int8())
+
+        def batches():
+            return (feats for _, feats in self.feature_batches(pairs, canonical=True))
+        return tag, batches
 
     @property
     def store_root(self) -> Path:
@@ -143,7 +173,20 @@ class Scorer:
             from relsum.scoring.store import ScoreStore
 
             self._store = ScoreStore(self.fingerprint, self.store_root)
+            from relsum.scoring.store import write_meta
+
+            write_meta(self._store.folder, {"path": self.path, "reason": self.path_reason(),
+                                            "model_dir": str(self.model_dir)})
         return self._store
+
+    def path_reason(self) -> str:
+        """Why this scorer runs on its path (shown by ``relsum scores stats``)."""
+        if self.auto_choice is not None:
+            return f"auto: {self.auto_choice['reason']}"
+        if self.path == "fp32":
+            return "configured fp32 (the reference)"
+        gate = self.gate_result.message() if self.gate_result else "gate not run"
+        return f"configured {self.path}; {gate}"
 
     # ------------------------------------------------------------------ identity and cache
     @property
@@ -156,16 +199,24 @@ class Scorer:
         paths existed): different arithmetic means different scores and different store keys.
         """
         if self._fingerprint is None:
-            fp = self.fp32_fingerprint
-            if self.config.path != "fp32":
-                path = self.config.path
-                if path.endswith("int8"):
-                    from relsum.scoring.fast import int8_tag
-
-                    path += "|" + int8_tag(self.model.config.num_hidden_layers, self.config.int8_fp32_layers)
-                fp = hashlib.sha256(f"{fp}|path={path}".encode()).hexdigest()
-            self._fingerprint = fp
+            if self.path == "auto":
+                raise RuntimeError("the fingerprint is known once path auto has resolved")
+            self._fingerprint = self.path_fingerprint(self.path)
         return self._fingerprint
+
+    def path_fingerprint(self, path: str) -> str:
+        """The fingerprint this model and config have on inference ``path`` (int8: with its recipe)."""
+        fp = self.fp32_fingerprint
+        if path == "fp32":
+            return fp
+        key = path
+        if "int8" in path:
+            from relsum.scoring.fast import int8_tag
+
+            key += "|" + int8_tag(self.model.config.num_hidden_layers, self.config.int8_fp32_layers)
+        if path == "onnx-int8-static":
+            key += "|calib=" + self._static_calib()[0]
+        return hashlib.sha256(f"{fp}|path={key}".encode()).hexdigest()
 
     @property
     def fp32_fingerprint(self) -> str:
@@ -276,43 +327,64 @@ class Scorer:
                 out.append(dict(enc))
             return out
 
-    def _batches(self, lengths: np.ndarray) -> Iterator[np.ndarray]:
-        """Index batches, longest first, with rows x padded length <= the token budget."""
-        order = np.argsort(-lengths, kind="stable")
+    def _batches(self, lengths: np.ndarray, widths: np.ndarray | None = None) -> Iterator[np.ndarray]:
+        """Index batches, longest first, with rows x padded length <= the token budget.
+
+        With ``widths`` (canonical padding) a batch only holds pairs of one width.
+        """
+        key = lengths if widths is None else widths
+        order = np.argsort(-key, kind="stable")
         max_rows = 4 * self.config.batch_size
         start = 0
         while start < len(order):
-            rows = min(max_rows, max(1, self.config.max_tokens_per_batch // int(lengths[order[start]])))
+            width = int(key[order[start]])
+            rows = min(max_rows, max(1, self.config.max_tokens_per_batch // width))
+            if widths is not None:
+                rows = min(rows, int(np.count_nonzero(widths[order[start:start + rows]] == width)))
             yield order[start:start + rows]
             start += rows
+
+    def feature_batches(self, pairs: list[tuple[str, str]], *, canonical: bool = False
+                        ) -> Iterator[tuple[np.ndarray, dict[str, np.ndarray]]]:
+        """(row indices, int64 features) per batch, as the runners take them.
+
+        ``canonical`` pads every pair to a width that depends on its own length only
+        (:func:`relsum.scoring.int8_static.canonical_width`), so its row is the same in any batch.
+        """
+        encoded = self._tokenize(pairs)
+        lengths = np.array([len(e["input_ids"]) for e in encoded], dtype=np.int64)
+        widths = None
+        if canonical:
+            from relsum.scoring.int8_static import canonical_width
+
+            widths = np.array([canonical_width(int(n), self.config.max_length) for n in lengths], dtype=np.int64)
+        pad_id = self.tokenizer.pad_token_id or 0
+        use_types = "token_type_ids" in encoded[0]
+        for idx in self._batches(lengths, widths):
+            width = int((lengths if widths is None else widths)[idx].max())
+            ids = np.full((len(idx), width), pad_id, dtype=np.int64)
+            mask = np.zeros((len(idx), width), dtype=np.int64)
+            types = np.zeros((len(idx), width), dtype=np.int64)
+            for r, i in enumerate(idx):
+                n = lengths[i]
+                ids[r, :n] = encoded[i]["input_ids"]
+                mask[r, :n] = 1
+                if use_types:
+                    types[r, :n] = encoded[i]["token_type_ids"]
+            feats = {"input_ids": ids, "attention_mask": mask}
+            if use_types:
+                feats["token_type_ids"] = types
+            yield idx, feats
 
     def _compute(self, pairs: list[tuple[str, str]], desc: str | None, runner=None) -> np.ndarray:
         from tqdm.auto import tqdm
 
         runner = runner or self._runner
-
-        encoded = self._tokenize(pairs)
-        lengths = np.array([len(e["input_ids"]) for e in encoded], dtype=np.int64)
         out = np.empty(len(pairs), dtype=np.float32)
-        pad_id = self.tokenizer.pad_token_id or 0
-        use_types = "token_type_ids" in encoded[0]
         bar = tqdm(total=len(pairs), desc=desc or "scoring pairs", unit="pair",
                    disable=not self.progress_enabled(len(pairs)))
         with bar, self._threads():
-            for idx in self._batches(lengths):
-                width = int(lengths[idx].max())
-                ids = np.full((len(idx), width), pad_id, dtype=np.int64)
-                mask = np.zeros((len(idx), width), dtype=np.int64)
-                types = np.zeros((len(idx), width), dtype=np.int64)
-                for r, i in enumerate(idx):
-                    n = lengths[i]
-                    ids[r, :n] = encoded[i]["input_ids"]
-                    mask[r, :n] = 1
-                    if use_types:
-                        types[r, :n] = encoded[i]["token_type_ids"]
-                feats = {"input_ids": ids, "attention_mask": mask}
-                if use_types:
-                    feats["token_type_ids"] = types
+            for idx, feats in self.feature_batches(pairs, canonical=getattr(runner, "batch_invariant", False)):
                 logits = runner(feats).astype(np.float64)
                 if self.num_labels == 1:
                     probs = 1.0 / (1.0 + np.exp(-logits[:, 0]))

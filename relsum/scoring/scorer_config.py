@@ -6,11 +6,20 @@ Kept apart from :mod:`relsum.scoring.scorer` so that stage configs can embed it 
 from __future__ import annotations
 
 import dataclasses
+import os
 import re
 
 from relsum.config import cfg
 
 _SUPPORTED_DTYPES = ("float32",)
+#: Environment variable giving the default ``path`` of every scorer a stage builds (e.g. ``auto``).
+PATH_ENV = "RELSUM_SCORER_PATH"
+
+
+def default_path() -> str:
+    """``$RELSUM_SCORER_PATH`` or fp32: one switch routes every stage's scorer (labelling, reward,
+    evaluation, promotion gate) through a path, ``auto`` included, without a config key per stage."""
+    return os.environ.get(PATH_ENV, "").strip() or "fp32"
 
 
 @dataclasses.dataclass
@@ -31,13 +40,19 @@ class ScorerConfig:
     num_threads: int | None = cfg(None, help="torch intra-op threads while scoring; None = torch default")
     dtype: str = cfg("float32", help="compute dtype; only float32 is supported for now")
     init_seed: int = cfg(0, help="seed for a randomly initialised classifier head (untrained start)")
-    path: str = cfg("fp32", help="inference path: fp32, bf16, onnx-fp32, onnx-int8, torch-int8 or fp16-cuda; "
-                    "anything but fp32 must pass the fidelity gate against fp32 first")
+    path: str = cfg(help="inference path: fp32, bf16, onnx-fp32, onnx-int8, onnx-int8-static, torch-int8, "
+                    "fp16-cuda or auto (the fastest gate-passing path here, measured once and cached); anything "
+                    f"but fp32 must pass the fidelity gate against fp32 first; default ${PATH_ENV} or fp32",
+                    default_factory=default_path)
     int8_fp32_layers: str = cfg("0,-1", help="encoder layers kept in fp32 on the int8 paths, comma-separated "
                                 "(negative = from the end; empty = quantize every layer); the head stays fp32")
     store: bool = cfg(False, help="persist scores on disk per fingerprint and serve repeats from there")
     store_dir: str | None = cfg(None, help="score-store root; None = <RELSUM_HOME>/scores (also holds gate "
                                 "results and ONNX exports)")
+    int8_calib_dir: str | None = cfg(None, help="golden-layout folder whose pairs calibrate onnx-int8-static's "
+                                     "activation scales; None = the bundled train sample (not the gate's set)")
+    int8_calib_pairs: int = cfg(256, help="calibration pairs for onnx-int8-static (0 = all)")
+    auto_paths: list = cfg([], help="paths that path=auto may choose from (fp32 always); [] = all of them")
     gate_golden: str | None = cfg(None, help="golden folder of the fidelity gate's calibration set; "
                                   "None = the bundled sample")
     gate_max_pairs: int | None = cfg(None, help="cap on calibration pairs (whole queries); None = all")
@@ -58,8 +73,13 @@ class ScorerConfig:
             raise ValueError(f"device must be cpu, mps, cuda or cuda:N, got {self.device!r}")
         from relsum.scoring.fast import PATHS
 
-        if self.path not in PATHS:
-            raise ValueError(f"path must be one of {PATHS}, got {self.path!r}")
+        if self.path not in (*PATHS, "auto"):
+            raise ValueError(f"path must be one of {(*PATHS, 'auto')}, got {self.path!r}")
+        bad = [p for p in self.auto_paths if p not in PATHS]
+        if bad:
+            raise ValueError(f"auto_paths: unknown paths {bad}; choose from {PATHS}")
+        if self.int8_calib_pairs < 0:
+            raise ValueError(f"int8_calib_pairs must be >= 0, got {self.int8_calib_pairs}")
         from relsum.scoring.fast import parse_layers
 
         parse_layers(self.int8_fp32_layers)

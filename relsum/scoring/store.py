@@ -37,6 +37,7 @@ logger = logging.getLogger(__name__)
 PART_GLOB = "part-*.parquet"
 TMP_PREFIX = ".tmp-"
 LOCK_NAME = ".lock"
+META_NAME = "scorer.json"  # which model and inference path wrote the scores, and why that path
 
 
 def text_hash(doc: str) -> bytes:
@@ -178,6 +179,40 @@ class ScoreStore:
         return part
 
 
+def write_meta(folder: Path, meta: dict) -> None:
+    """Record (atomically) which model and path write this fingerprint; kept if unchanged."""
+    import json
+
+    from relsum.data.io import write_json_atomic
+
+    folder.mkdir(parents=True, exist_ok=True)
+    if read_meta(folder) != json.loads(json.dumps(meta, default=str)):
+        write_json_atomic(meta, folder / META_NAME)
+
+
+def read_meta(folder: Path) -> dict | None:
+    import json
+
+    try:
+        return json.loads((folder / META_NAME).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _meta_from_gates(folder: Path) -> dict:
+    """A folder without scores but with gate results still says which path it belongs to."""
+    import json
+
+    for gate in sorted(folder.glob("gate-*.json")):
+        try:
+            data = json.loads(gate.read_text())
+        except (OSError, ValueError):
+            continue
+        verdict = "passed" if data.get("passed") else "refused"
+        return {"path": data.get("path", "?"), "reason": f"gate results only ({verdict})"}
+    return {}
+
+
 def fingerprint_stats(folder: Path) -> dict:
     """rows, parts, bytes and last write (epoch seconds) of one fingerprint folder."""
     import pyarrow.parquet as pq
@@ -191,8 +226,10 @@ def fingerprint_stats(folder: Path) -> dict:
             st = part.stat()
             size += st.st_size
             last = max(last, st.st_mtime)
+    meta = read_meta(folder) or _meta_from_gates(folder)
     return {"fingerprint": folder.name, "rows": rows, "parts": len(parts), "bytes": size,
-            "last_write": last or None, "gates": sorted(p.name for p in folder.glob("gate-*.json"))}
+            "last_write": last or None, "gates": sorted(p.name for p in folder.glob("gate-*.json")),
+            "path": meta.get("path", "?"), "path_reason": meta.get("reason", ""), "model_dir": meta.get("model_dir")}
 
 
 def list_fingerprints(root: str | Path | None = None) -> list[Path]:
