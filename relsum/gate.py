@@ -78,8 +78,8 @@ def gate_summaries(pairs: pd.DataFrame, summaries: pd.Series, scorer: Any,
         diff = r_sum - r_title
     per = (pd.DataFrame({"product_id": rows["product_id"], "diff": diff}).groupby("product_id", sort=False)["diff"]
            .agg(n_queries="size", mean_diff="mean", min_diff="min"))
-    decisions = pd.DataFrame({"product_id": with_summary.index}).merge(
-        per, left_on="product_id", right_index=True, how="left")
+    # reindex, not merge: an empty ``per`` (no held-out query for any product) has an untyped index
+    decisions = per.reindex(pd.Index(with_summary.index, name="product_id")).reset_index()
     decisions["n_queries"] = decisions["n_queries"].fillna(0).astype(int)
     judged = decisions["n_queries"] > 0
     stat = decisions["mean_diff"] if config.rule == "mean" else decisions["min_diff"]

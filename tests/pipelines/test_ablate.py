@@ -41,7 +41,13 @@ def test_ablate_end_to_end(tmp_path, monkeypatch, tiny_cross_encoder_dir):
     full = result["evaluation"]["subsets"]["full"]["candidates"]
     assert {"none", "desc", "sum_ref", "paper", "paper_gated", "all_gated"} <= set(full)
     for r in rows.values():
-        assert 0.0 <= r["gate_coverage"] <= 1.0 and r["heldout_reward"] <= 0.0
+        # a 1-epoch tiny policy may write only separators, which the served form empties: then the gate
+        # has nothing to cover and says so (n/a), instead of reporting a coverage of 0 or 1
+        if r["gate"]["products_with_summary"]:
+            assert 0.0 <= r["gate_coverage"] <= 1.0
+        else:
+            assert r["gate_coverage"] is None and r["empty_summaries"] == config.max_eval_products
+        assert r["heldout_reward"] <= 0.0
     md = (tmp_path / "ablate" / "ablation.md").read_text()
     assert "| paper |" in md and "| all_gated |" in md and "## Deployment gate" in md
     assert json.loads((tmp_path / "ablate" / "ablation.json").read_text())["variants"][0]["variant"] == "paper"
