@@ -131,14 +131,14 @@ def _compare_heldout(config: TrainStageConfig, heldout: pd.DataFrame, adapter_di
 
 def label_shift_metrics(comparison: dict) -> dict[str, float]:
     """Flat MLflow metrics of the per-label score shifts: ``heldout_[sampled_]label_<l>_shift[_ci_low|_ci_high]``."""
+    from relsum.metric_names import heldout_key, label_shift_metric
+
     out = {}
-    for key in ("label_shifts", "sampled_label_shifts"):
-        prefix = "heldout_sampled_label" if key.startswith("sampled") else "heldout_label"
-        for row in comparison.get(key, []):
-            name = f"{prefix}_{row['label']:g}"
-            out.update({f"{name}_shift": row["shift"], f"{name}_shift_ci_low": row["shift_ci95"][0],
-                        f"{name}_shift_ci_high": row["shift_ci95"][1], f"{name}_score_reference": row["score_reference"],
-                        f"{name}_score_trained": row["score_trained"]})
+    for sampled in (False, True):
+        for row in comparison.get(heldout_key("label_shifts", sampled), []):
+            fields = {"shift": row["shift"], "shift_ci_low": row["shift_ci95"][0], "shift_ci_high": row["shift_ci95"][1],
+                      "score_reference": row["score_reference"], "score_trained": row["score_trained"]}
+            out.update({label_shift_metric(row["label"], f, sampled): v for f, v in fields.items()})
     return out
 
 
@@ -188,7 +188,7 @@ def run(config: TrainStageConfig, scorer=None) -> dict:
         if active is not None:
             # Prefixed: TRL's MLflow callback logs the TrainingArguments under their bare names.
             params = {**flat_params(tc), "data.train_pairs": len(train_df), "data.heldout_pairs": len(heldout),
-                      "scorer.fingerprint": getattr(scorer, "fingerprint", "")}
+                      "scorer.fingerprint": scorer.fingerprint or ""}
             tracking.log_params({f"relsum.{k}": v for k, v in params.items()})
             tracking.log_json(to_dict(config), "config.json")
             tracking.log_json(data_stats, "training_set_stats.json")
@@ -207,10 +207,12 @@ def run(config: TrainStageConfig, scorer=None) -> dict:
             write_parquet_atomic(samples, out / "heldout_summaries.parquet")
         result.update({"heldout": comparison, "data": data_stats, "policy_dir": tc.policy.model_dir})
         if active is not None:
-            tracking.log_metrics({f"heldout_{k}": v for k, v in comparison.items() if np.isscalar(v)})
+            from relsum.metric_names import heldout_key, heldout_metric
+
+            tracking.log_metrics({heldout_metric(k): v for k, v in comparison.items() if np.isscalar(v)})
             if comparison:
-                tracking.log_metrics({f"heldout_{key}_ci_{side}": comparison[f"{key}_ci95"][i]
-                                      for key in ("reward_diff", "sampled_reward_diff") if f"{key}_ci95" in comparison
+                tracking.log_metrics({heldout_metric(heldout_key("reward_diff", s), side): ci[i]
+                                      for s in (False, True) if (ci := comparison.get(heldout_key("reward_diff", s, ci=True)))
                                       for i, side in enumerate(("low", "high"))})
                 tracking.log_metrics(label_shift_metrics(comparison))
                 import mlflow

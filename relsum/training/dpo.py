@@ -18,7 +18,13 @@ import pandas as pd
 
 from relsum.training.config import TrainConfig
 from relsum.training.generate import generate_summaries
-from relsum.training.grpo import prepare_train_df, prompt_column, save_adapter
+from relsum.training.grpo import (
+    prepare_policy,
+    prepare_train_df,
+    prompt_column,
+    save_adapter,
+    write_policy_info,
+)
 from relsum.training.policy import load_policy, lora_config, resolve_policy_dir
 from relsum.training.prompt import resolve_chat_template
 from relsum.training.rewards import relevance_rewards
@@ -43,6 +49,7 @@ def build_preference_pairs(model: Any, tokenizer: Any, train_df: pd.DataFrame, s
         max_new_tokens=config.policy.max_summary_tokens, batch_size=d.generation_batch_size, do_sample=True,
         temperature=d.temperature, num_return_sequences=d.samples_per_prompt, seed=config.seed,
         use_chat_template=templated, max_prompt_tokens=config.policy.max_prompt_tokens,
+        prompt=config.policy.prompt,
     ) if len(work) else []
     stats["generation_seconds"] = time.perf_counter() - start
     k = d.samples_per_prompt
@@ -56,12 +63,13 @@ def build_preference_pairs(model: Any, tokenizer: Any, train_df: pd.DataFrame, s
     stats.update(near_ties_dropped=int((~keep).sum()), pairs=int(keep.sum()),
                  mean_margin=float(margin[keep].mean()) if keep.any() else 0.0)
     prompts = prompt_column(tokenizer, work, config)
-    # Non-chat completions continue the prompt after "are:", so they start with a space (as sampled).
-    lead = "" if templated else " "
-    wrap = (lambda s: [{"role": "assistant", "content": s}]) if templated else (lambda s: lead + s)
+    # A completion that continues text ("... are:", an answer start) starts with a space, as sampled; one
+    # after a chat template's assistant header ("...assistant\n") does not.
+    wrap = lambda s, p: s if p[-1:].isspace() else " " + s  # noqa: E731
     rows = []
     for i in np.flatnonzero(keep):
-        row = {"prompt": prompts[i], "chosen": wrap(samples[i][best[i]]), "rejected": wrap(samples[i][worst[i]]),
+        row = {"prompt": prompts[i], "chosen": wrap(samples[i][best[i]], prompts[i]),
+               "rejected": wrap(samples[i][worst[i]], prompts[i]),
                "query": work.at[i, "query"], "product_id": work.at[i, "product_id"], "title": work.at[i, "title"],
                "label": float(work.at[i, "label"]), "reward_chosen": float(rewards[i, best[i]]),
                "reward_rejected": float(rewards[i, worst[i]])}
@@ -89,14 +97,18 @@ def train_dpo(config: TrainConfig, train_df: pd.DataFrame, scorer: Any, *,
     out = Path(config.out_dir)
     policy_dir = resolve_policy_dir(config, df)
     device = "cuda" if config.policy.bf16 else None
-    model, tokenizer = load_policy(policy_dir, bf16=config.policy.bf16, device=device)
+    model, tokenizer = load_policy(policy_dir, dtype=config.policy.load_dtype(), device=device)
+    info = prepare_policy(model, tokenizer, config)
     pairs, stats = build_preference_pairs(model, tokenizer, df, scorer, config)
     if pairs.empty:
         raise ValueError(f"no preference pairs left after dropping near-ties: {stats}")
     model.train()
     dataset = Dataset.from_dict({c: pairs[c].tolist() for c in ("prompt", "chosen", "rejected")})
+    # A prompt can exceed the cap when the frame alone (chat wrapper, system line, title) does; TRL would
+    # cut it, so the limit is the longest prompt actually built, plus the summary and its end tokens.
+    longest = max(len(ids) for ids in tokenizer(pairs["prompt"].tolist())["input_ids"])
     args = config.dpo.to_dpo_config(
-        str(out / "trainer"), max_length=config.policy.max_prompt_tokens + config.policy.max_summary_tokens + 8,
+        str(out / "trainer"), max_length=max(longest, config.policy.max_prompt_tokens) + config.policy.max_summary_tokens + 8,
         seed=config.seed, report_to=config.report_to, bf16=config.policy.bf16)
     trainer = DPOTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
                          peft_config=lora_config(config.policy), callbacks=callbacks)
@@ -104,11 +116,12 @@ def train_dpo(config: TrainConfig, train_df: pd.DataFrame, scorer: Any, *,
     trainer.train()
     seconds = time.perf_counter() - start
     adapter_dir = save_adapter(trainer.model, out / "adapter")
+    write_policy_info(adapter_dir, info)
     steps = int(trainer.state.global_step)
     logger.info("DPO: %d pairs, %d steps in %.1fs, adapter at %s", len(pairs), steps, seconds, adapter_dir)
     return {
         "algo": "dpo", "adapter_dir": str(adapter_dir), "policy_dir": str(policy_dir), "pairs": pairs,
         "pair_stats": stats, "log_history": list(trainer.state.log_history), "train_seconds": seconds,
         "steps": steps, "rows": len(df), "seconds_per_step": seconds / max(steps, 1),
-        "model": trainer.model, "tokenizer": tokenizer,
+        "model": trainer.model, "tokenizer": tokenizer, **info,
     }

@@ -1,9 +1,14 @@
 """ReLSum_GRPO: LoRA-GRPO of the summarizer against the frozen cross-encoder reward, through TRL.
 
-The same code trains the tiny CPU policy and a local Mistral-7B-Instruct folder; only
-``config.policy.model_dir`` (and ``bf16`` / ``grpo.extra`` on GPU) change. The policy sees only the
-prompt (title + description); query and label travel as extra dataset columns that TRL hands to the
-reward function, mirroring the paper's "the query is the environment" design.
+The same code trains the tiny CPU policy, SmolLM2-135M-Instruct (``policy.model_dir=smollm2``) and a
+local Mistral-7B-Instruct folder; only ``config.policy.model_dir`` (and ``bf16`` / ``grpo.extra`` on GPU)
+change. The policy sees only the prompt (title + description); query and label travel as extra dataset
+columns that TRL hands to the reward function, mirroring the paper's "the query is the environment" design.
+
+Prompts reach TRL as finished strings (chat template, system line and answer start already applied, see
+:func:`relsum.training.prompt.render_prompts`), so GRPO, DPO and serving feed the model the same tokens;
+completions end at the first line break (the model's EOS list is widened with
+:func:`relsum.training.prompt.stop_token_ids`, which TRL also uses to mask what follows).
 """
 
 from __future__ import annotations
@@ -20,8 +25,14 @@ import pandas as pd
 
 from relsum.training.config import TrainConfig
 from relsum.training.options import SummaryReward, product_rows
-from relsum.training.policy import load_policy, lora_config, resolve_policy_dir
-from relsum.training.prompt import as_messages, build_prompt, fit_texts, resolve_chat_template
+from relsum.training.policy import PROMPT_INFO_FILE, load_policy, lora_config, resolve_policy_dir
+from relsum.training.prompt import (
+    render_prompts,
+    resolve_chat_template,
+    resolve_variant,
+    stop_token_ids,
+    trainer_text,
+)
 from relsum.training.rewards import RelevanceReward
 
 logger = logging.getLogger(__name__)
@@ -52,13 +63,32 @@ def prepare_train_df(train_df: pd.DataFrame, config: TrainConfig) -> pd.DataFram
     return df
 
 
-def prompt_column(tokenizer: Any, df: pd.DataFrame, config: TrainConfig) -> list[Any]:
-    """Per-row prompts: strings, or one-turn conversations when the chat template is in use (TRL applies it)."""
+def prompt_column(tokenizer: Any, df: pd.DataFrame, config: TrainConfig) -> list[str]:
+    """Per-row prompt strings as TRL tokenizes them (chat template applied here when in use, no double BOS)."""
     templated = resolve_chat_template(tokenizer, config.policy.use_chat_template)
-    titles = df["title"].tolist()
-    fitted = fit_texts(tokenizer, titles, df["text"].tolist(), config.policy.max_prompt_tokens)
-    prompts = [build_prompt(t, x) for t, x in zip(titles, fitted, strict=True)]
-    return [as_messages(p) for p in prompts] if templated else prompts
+    strings = render_prompts(tokenizer, df["title"].tolist(), df["text"].tolist(),
+                             max_prompt_tokens=config.policy.max_prompt_tokens, use_chat_template=templated,
+                             variant=config.policy.prompt)
+    return [trainer_text(tokenizer, s, templated) for s in strings]
+
+
+def prepare_policy(model: Any, tokenizer: Any, config: TrainConfig) -> dict[str, Any]:
+    """Make the loaded policy stop at the first line break (TRL reads the model's EOS list) and return
+    what to record beside the adapter: prompt variant, chat template use, precision."""
+    import torch
+
+    model.generation_config.eos_token_id = stop_token_ids(tokenizer)
+    templated = resolve_chat_template(tokenizer, config.policy.use_chat_template)
+    dtype = next(model.parameters()).dtype
+    return {"prompt": resolve_variant(config.policy.prompt, templated).name, "chat_template": templated,
+            "dtype": "bf16" if dtype == torch.bfloat16 else "fp32"}
+
+
+def write_policy_info(adapter_dir: Path, info: dict[str, Any]) -> None:
+    """``relsum_prompt.json`` beside the adapter: serving must use the prompt variant it was trained with."""
+    from relsum.data.io import write_json_atomic
+
+    write_json_atomic(info, adapter_dir / PROMPT_INFO_FILE)
 
 
 def save_adapter(model: Any, adapter_dir: Path) -> Path:
@@ -92,8 +122,9 @@ def train_grpo(config: TrainConfig, train_df: pd.DataFrame, scorer: Any, *,
     df = prepare_train_df(train_df, config)
     out = Path(config.out_dir)
     policy_dir = resolve_policy_dir(config, df)
-    model, tokenizer = load_policy(policy_dir, bf16=config.policy.bf16,
+    model, tokenizer = load_policy(policy_dir, dtype=config.policy.load_dtype(),
                                    device="cuda" if config.policy.bf16 else None)
+    info = prepare_policy(model, tokenizer, config)
     model.train()
     opt = config.options
     if opt.product_reward:  # one prompt per product; its queries and labels ride along as list columns
@@ -121,7 +152,13 @@ def train_grpo(config: TrainConfig, train_df: pd.DataFrame, scorer: Any, *,
     start = time.perf_counter()
     trainer.train()
     seconds = time.perf_counter() - start
-    adapter_dir = save_adapter(trainer.model, out / "adapter")
+    from relsum.training import distributed
+
+    adapter_dir = out / "adapter"
+    if distributed.is_main_process():  # DDP: one adapter, written by rank 0 (weights are equal on all ranks)
+        save_adapter(trainer.model, adapter_dir)
+        write_policy_info(adapter_dir, info)
+    distributed.barrier()
     steps = int(trainer.state.global_step)
     logger.info("GRPO: %d steps in %.1fs (reward %.1f%%), adapter at %s", steps, seconds,
                 100 * reward.total_seconds / max(seconds, 1e-9), adapter_dir)
@@ -131,5 +168,5 @@ def train_grpo(config: TrainConfig, train_df: pd.DataFrame, scorer: Any, *,
         "reward_seconds": reward.total_seconds, "reward_calls": reward.calls, "steps": steps,
         "rows": len(df), "seconds_per_step": seconds / max(steps, 1),
         "reward_fraction": reward.total_seconds / max(seconds, 1e-9),
-        "model": trainer.model, "tokenizer": tokenizer, "reward_stats": reward.stats(),
+        "model": trainer.model, "tokenizer": tokenizer, "reward_stats": reward.stats(), **info,
     }

