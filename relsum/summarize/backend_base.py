@@ -29,6 +29,8 @@ class GenSettings:
     max_prompt_tokens: int = 384
     batch_size: int = 16
     threads: int = 0
+    prompt: str = "auto"
+    dtype: str = "fp32"
 
 
 def summarize_safely(fn: SummarizeFn, titles: list[str], texts: list[str]) -> tuple[list[str], list[str | None]]:
@@ -89,7 +91,8 @@ class _Generator:
         if settings.threads:
             torch.set_num_threads(settings.threads)
         self.settings = settings
-        self.model, self.tokenizer = load_policy(settings.model_dir, settings.adapter_dir, merge=True)
+        self.model, self.tokenizer = load_policy(settings.model_dir, settings.adapter_dir, merge=True,
+                                                 dtype=settings.dtype)
 
     def __call__(self, titles: list[str], texts: list[str]) -> list[str]:
         from relsum.training.generate import generate_summaries
@@ -97,4 +100,4 @@ class _Generator:
         s = self.settings
         return list(generate_summaries(self.model, self.tokenizer, titles, texts, max_new_tokens=s.max_new_tokens,
                                        batch_size=s.batch_size, do_sample=False, show_progress=False,
-                                       max_prompt_tokens=s.max_prompt_tokens))
+                                       max_prompt_tokens=s.max_prompt_tokens, prompt=s.prompt))

@@ -29,6 +29,10 @@ class SummarizeConfig:
     max_new_tokens: int = cfg(48, help="generated tokens per summary")
     max_input_tokens: int = cfg(384, help="prompt token cap; the description is cut to fit, over-long frames rejected")
     max_summary_words: int = cfg(64, help="cap on the stored summary, in whitespace words")
+    prompt: str = cfg("auto", help="prompt variant (paper | one_line | one_line_started); auto = the one the "
+                      "adapter was trained with (its relsum_prompt.json), else one_line for chat models, paper otherwise")
+    dtype: Literal["auto", "fp32", "bf16"] = cfg("auto", help="policy precision for the hf/ray backends: auto = bf16 on "
+                                                "CPUs with native bf16 (and bf16 GPUs), fp32 elsewhere")
     backend: Literal["hf", "ray", "vllm"] = cfg("hf", help="hf (in-process, default) | ray (Ray Data) | vllm (GPU)")
     threads: int = cfg(0, help="torch threads for the hf backend (0 = torch default)")
     ray_address: str = cfg("", help="Ray cluster address ('' = start a local Ray, 'auto' = the running cluster)")

@@ -24,16 +24,21 @@ from relsum.summarize.served import served_summary
 logger = logging.getLogger(__name__)
 
 
-def plan_shards(config: SummarizeConfig, todo: pd.DataFrame, budget: int) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(plan, over-length rejects): non-empty prompts checked against the token budget, sorted, sharded."""
+def plan_shards(config: SummarizeConfig, todo: pd.DataFrame, budget: int,
+                prompt: str = "auto") -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(plan, over-length rejects): non-empty prompts checked against the token budget, sorted, sharded.
+
+    The frame measured is the one generation builds: ``prompt`` variant, chat template when the tokenizer
+    has one."""
     from relsum.training.policy import load_tokenizer
-    from relsum.training.prompt import build_prompt, policy_text, resolve_chat_template
+    from relsum.training.prompt import build_prompt, policy_text, resolve_chat_template, resolve_variant
 
     over = pd.Series(False, index=todo.index)
     if len(todo):
         tok = load_tokenizer(config.model_dir)
         templated = resolve_chat_template(tok, None)
-        frames = [policy_text(tok, build_prompt(t, ""), templated) for t in todo["title"]]
+        variant = resolve_variant(prompt, templated)
+        frames = [policy_text(tok, build_prompt(t, "", variant), templated, variant) for t in todo["title"]]
         lengths = [len(ids) for ids in tok(frames, add_special_tokens=not templated)["input_ids"]]
         over = pd.Series([n > budget for n in lengths], index=todo.index) & (todo["text"] != "")
         reasons = [f"over-length input: prompt frame + title is {n} tokens, budget {budget}" for n in lengths]
@@ -68,7 +73,7 @@ def generate_shards(config: SummarizeConfig, plan: pd.DataFrame, run_dir: Path, 
     groups = {s: plan[plan["shard"] == s] for s in todo}
     needs_model = any((g["text"] != "").any() for g in groups.values())
     settings = GenSettings(config.model_dir, config.adapter_dir, config.max_new_tokens, budget, config.batch_size,
-                           config.threads)
+                           config.threads, meta.get("prompt", "auto"), meta.get("dtype", "fp32"))
     backend = None
     if needs_model:
         options: dict[str, Any] = {}

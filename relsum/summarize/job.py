@@ -38,6 +38,7 @@ The output helpers are in :mod:`relsum.summarize.output` and shard planning/gene
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import logging
@@ -73,7 +74,8 @@ from relsum.summarize.output import (
     read_manifest,
     sha,
 )
-from relsum.training.policy import prompt_cap
+from relsum.training.gguf_policy import SMOLLM2
+from relsum.training.policy import adapter_prompt, prompt_cap, resolve_dtype, resolve_model_dir
 
 logger = logging.getLogger(__name__)
 
@@ -91,6 +93,8 @@ def run_summarize(config: SummarizeConfig, *, base_dir: str | Path | None = None
     """
     if not config.catalog or not config.model_dir:
         raise InputError("summarize needs a catalog and a policy model folder (catalog=..., model_dir=...)")
+    if config.model_dir == SMOLLM2:  # the keyword names the converted folder (converted once)
+        config = dataclasses.replace(config, model_dir=str(resolve_model_dir(config.model_dir)))
     find_safetensors(config.model_dir, "policy model")
     if config.adapter_dir:
         find_safetensors(config.adapter_dir, "adapter")
@@ -169,8 +173,12 @@ def _run_locked(config: SummarizeConfig, out: Path, base_dir: Path | None) -> di
     context = policy_context_length(config.model_dir)
     budget = min(config.max_input_tokens, context - config.max_new_tokens) if context else config.max_input_tokens
     budget = prompt_cap(config.model_dir, budget)
+    # serve with the prompt the adapter was trained with; precision changes greedy outputs, so both are
+    # generation settings in the content key
+    prompt = adapter_prompt(config.adapter_dir) if config.prompt == "auto" else config.prompt
+    dtype = resolve_dtype(config.dtype, config.model_dir)
     gen_fp = {"model_version": version, "max_new_tokens": config.max_new_tokens, "budget": budget,
-              "max_summary_words": config.max_summary_words}
+              "max_summary_words": config.max_summary_words, "prompt": prompt, "dtype": dtype}
     valid["content_key"] = [sha([h, gen_fp])[:32] for h in valid["content_hash"]]
     digest = sha(sorted(zip(valid["product_id"], valid["content_key"], strict=True)))
     committed, bad = _verified(out)
@@ -203,8 +211,9 @@ def _run_locked(config: SummarizeConfig, out: Path, base_dir: Path | None) -> di
     else:
         for old in run_dir.glob("shard-*"):  # outputs of an older plan of this run id
             old.unlink()
-        plan, over = plan_shards(config, todo, budget)
+        plan, over = plan_shards(config, todo, budget, prompt)
         meta = {"run_id": run_id, "model_version": version, "shards": int(plan["shard"].nunique()),
+                "prompt": prompt, "dtype": dtype,
                 "generated_at": config.generated_at or dt.datetime.now(dt.UTC).isoformat(timespec="seconds")}
         write_parquet_atomic(plan, run_dir / "plan.parquet")
         fault_point("plan")

@@ -50,18 +50,22 @@ class VLLMBackend(_Base):
         self.templated = resolve_chat_template(self.tokenizer, None)
         self.llm = vllm.LLM(model=model_path, tensor_parallel_size=tensor_parallel_size,
                             gpu_memory_utilization=gpu_memory_utilization, dtype=dtype, trust_remote_code=False)
-        self.params = vllm.SamplingParams(temperature=0.0, max_tokens=settings.max_new_tokens)
+        from relsum.training.prompt import stop_token_ids
+
+        # stop at the first line break, as the hf backend and training do (the served form is one line)
+        self.params = vllm.SamplingParams(temperature=0.0, max_tokens=settings.max_new_tokens,
+                                          stop_token_ids=stop_token_ids(self.tokenizer))
 
     def summarize(self, titles: Sequence[str], texts: Sequence[str]) -> list[str]:
         from relsum.summarize.served import served_summary
-        from relsum.training.prompt import build_prompt, fit_texts, policy_text
+        from relsum.training.prompt import render_prompts
 
         out = [""] * len(titles)
         todo = [i for i, x in enumerate(texts) if x and str(x).strip()]
-        fitted = fit_texts(self.tokenizer, [titles[i] for i in todo], [texts[i] for i in todo],
-                           self.settings.max_prompt_tokens)
-        strings = [policy_text(self.tokenizer, build_prompt(titles[i], text), self.templated)
-                   for i, text in zip(todo, fitted, strict=True)]
+        # the same prompt strings as the hf backend and training (variant, chat template, cut text)
+        strings = render_prompts(self.tokenizer, [titles[i] for i in todo], [texts[i] for i in todo],
+                                 max_prompt_tokens=self.settings.max_prompt_tokens,
+                                 use_chat_template=self.templated, variant=self.settings.prompt)
         # token ids, not strings: a chat-templated string already holds BOS, so vLLM must not add another
         ids = self.tokenizer(strings, add_special_tokens=not self.templated)["input_ids"]
         prompts = [{"prompt_token_ids": p} for p in ids]

@@ -42,6 +42,7 @@ def policy(tmp_path_factory, catalog) -> Path:
 def _config(catalog, policy, out, **kw) -> SummarizeConfig:
     """batch_size=1: a product's greedy summary does not depend on its batch (padded shapes round differently
     on different CPUs' kernels), so incremental and full reruns must agree exactly on any CPU."""
+    kw.setdefault("dtype", "fp32")  # auto would pick bf16 on native-bf16 CPUs only
     return SummarizeConfig(catalog=str(catalog), model_dir=str(policy), out_dir=str(out), shard_size=8,
                            max_new_tokens=6, show_progress=False, threads=1, batch_size=1, **kw)
 
@@ -160,3 +161,20 @@ def test_partitions_are_idempotent_and_carry_over(tmp_path, catalog, policy):
     s2 = read_job_output(tmp_path / "out" / "partition=2024-05-02")
     pd.testing.assert_frame_equal(s1, s2)
 
+
+
+def test_prompt_variant_is_a_generation_setting(tmp_path, catalog, policy):
+    """The catalog serves with the prompt the adapter was trained with: the variant reaches the plan and the
+    generated text, and changing it regenerates every product (it is part of the content key)."""
+    out = tmp_path / "out"
+    paper = run_summarize(_config(catalog, policy, out, prompt="paper"))
+    plan = json.loads((out / "runs" / paper["run_id"] / "plan.json").read_text())
+    assert plan["prompt"] == "paper" and plan["dtype"] == "fp32"
+    first = read_job_output(out)
+    one_line = run_summarize(_config(catalog, policy, out, prompt="one_line"))
+    assert one_line["run_id"] != paper["run_id"]
+    second = read_job_output(out)
+    assert set(first["content_key"]).isdisjoint(second["content_key"])
+    assert json.loads((out / "runs" / one_line["run_id"] / "plan.json").read_text())["prompt"] == "one_line"
+    with pytest.raises(ValueError, match="unknown prompt variant"):
+        run_summarize(_config(catalog, policy, tmp_path / "bad", prompt="nonsense"))
