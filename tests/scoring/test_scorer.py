@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shutil
-import time
 
 import numpy as np
 import pytest
@@ -115,11 +114,20 @@ def test_bad_inputs_are_refused(tiny_cross_encoder_dir):
         scorer.score_pairs([("", "doc")])
 
 
-def test_hub_id_is_refused_quickly():
-    start = time.monotonic()
+def test_hub_id_is_refused_without_touching_the_network(monkeypatch):
+    """Refused up front: no socket is opened (behaviour, not a timing, so it holds on any machine)."""
+    import socket
+
+    attempts: list = []
+
+    def no_connect(self, address):
+        attempts.append(address)
+        raise OSError("network disabled in this test")
+
+    monkeypatch.setattr(socket.socket, "connect", no_connect)
     with pytest.raises(FileNotFoundError, match="local folders"):
         Scorer("sentence-transformers/all-MiniLM-L6-v2")
-    assert time.monotonic() - start < 2.0
+    assert attempts == []
 
 
 def test_missing_folder_and_pickle_weights_are_refused(tmp_path, tiny_cross_encoder_dir):
