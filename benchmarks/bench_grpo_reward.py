@@ -21,7 +21,8 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=10, help="GRPO optimizer steps to time.")
     parser.add_argument("--reward-model", default="", help="Cross-encoder folder (default: bundled MiniLM).")
     parser.add_argument("--policy", default="", help="Policy folder (default: build a tiny one, ~1-2 min).")

@@ -76,7 +76,8 @@ def main() -> None:
     print(machine.describe())
     df = make_scores(args.n_queries)
     y, s, qids = df["label"].to_numpy(), df["score_relsum"].to_numpy(), df["query_id"].to_numpy()
-    print(f"data: {len(df)} pairs, {df['query_id'].nunique()} queries, {df['score_relsum'].nunique()} distinct "
+    print(f"data: {len(df)} pairs, {df['query_id'].nunique()} "
+          f"queries, {df['score_relsum'].nunique()} distinct "
           f"scores, labels {df['label'].value_counts().sort_index().to_dict()}; cpus={os.cpu_count()}")
 
     t_rap, rap = best_of(lambda: recall_at_precision(y, s, 0.9))

@@ -30,7 +30,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 
 def _pairs(n_products: int, seed: int):
-    """One labelled train-split search-log pair per product, seeded sample (catalog text as the summarizer reads it)."""
+    """One labelled train-split search-log pair per product, seeded sample (catalog text as the summarizer
+    reads it)."""
     import pandas as pd
 
     from relsum.data.contracts import ContractConfig, validate_catalog
@@ -45,7 +46,8 @@ def _pairs(n_products: int, seed: int):
     return pairs.drop_duplicates("product_id").head(n_products).reset_index(drop=True)
 
 
-def bench_generation(policy: str, dtype: str, pairs, prompt_tokens: int, new_tokens: int) -> tuple[float, float]:
+def bench_generation(policy: str, dtype: str, pairs, prompt_tokens: int,
+                     new_tokens: int) -> tuple[float, float]:
     """(products per wall second, products per CPU second of this process)."""
     from relsum.training.generate import generate_summaries
     from relsum.training.policy import load_policy
@@ -88,7 +90,8 @@ def bench_grpo(policy: str, dtype: str, pairs, scorer, args) -> dict:
             "first_step": result["train_seconds"] - wall, "reward_fraction": result["reward_fraction"]}
 
 
-def select_prompts(policy: str, pairs, scorer, variants: list[str], prompt_tokens: int, new_tokens: int, dtype: str):
+def select_prompts(policy: str, pairs, scorer, variants: list[str], prompt_tokens: int, new_tokens: int,
+                   dtype: str):
     import numpy as np
 
     from relsum.training.generate import generate_summaries
@@ -112,13 +115,15 @@ def select_prompts(policy: str, pairs, scorer, variants: list[str], prompt_token
     for v in variants[1:]:
         d = rewards[v] - rewards[base]
         boot = [d[rng.integers(0, len(d), len(d))].mean() for _ in range(2000)]
-        print(f"  {v} - {base}: {d.mean():+.4f} [{np.percentile(boot, 2.5):+.4f}, {np.percentile(boot, 97.5):+.4f}]")
+        print(f"  {v} - {base}: {d.mean():+.4f} "
+              f"[{np.percentile(boot, 2.5):+.4f}, {np.percentile(boot, 97.5):+.4f}]")
     for v in variants:
         print(f"  examples {v}: {examples[v]}")
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--policy", default="smollm2", help="policy folder or keyword (default smollm2)")
     parser.add_argument("--dtypes", default="fp32,bf16", help="precisions to time")
     parser.add_argument("--steps", type=int, default=2, help="timed GRPO steps (after one warm-up step)")
@@ -127,7 +132,8 @@ def main() -> None:
     parser.add_argument("--max-new-tokens", type=int, default=48)
     parser.add_argument("--prompt-tokens", type=int, default=256)
     parser.add_argument("--reward-model", default="", help="cross-encoder folder (default: bundled MiniLM)")
-    parser.add_argument("--select-prompts", type=int, default=0, help="products for the prompt comparison (0 = skip)")
+    parser.add_argument("--select-prompts", type=int, default=0, help="products for the prompt "
+                                                                      "comparison (0 = skip)")
     parser.add_argument("--variants", default="paper,one_line,one_line_started")
     parser.add_argument("--skip-timing", action="store_true")
     args = parser.parse_args()
@@ -147,13 +153,17 @@ def main() -> None:
         for dtype in args.dtypes.split(","):
             gen, gen_cpu = bench_generation(policy, dtype, pairs.head(args.products), args.prompt_tokens,
                                             args.max_new_tokens)
-            print(f"{dtype}: generation {gen:.2f} products/s wall, {gen_cpu:.2f} per CPU-second (greedy, batch 8, "
-                  f"{args.products} products, <= {args.prompt_tokens}-token prompts, <= {args.max_new_tokens} new "
+            print(f"{dtype}: generation {gen:.2f} products/s wall, {gen_cpu:.2f} per "
+                  f"CPU-second (greedy, batch 8, "
+                  f"{args.products} products, <= {args.prompt_tokens}-token prompts, "
+                  f"<= {args.max_new_tokens} new "
                   f"tokens; load average {os.getloadavg()[0]:.1f})", flush=True)
             if args.steps > 0:
                 grpo = bench_grpo(policy, dtype, pairs, scorer, args)
-                print(f"{dtype}: GRPO {grpo['seconds_per_step']:.1f} s/step wall, {grpo['cpu_seconds_per_step']:.1f} "
-                      f"CPU-s/step ({args.prompts} prompts x 4 completions; first step {grpo['first_step']:.1f} s; "
+                print(f"{dtype}: GRPO {grpo['seconds_per_step']:.1f} s/step "
+                      f"wall, {grpo['cpu_seconds_per_step']:.1f} "
+                      f"CPU-s/step ({args.prompts} prompts x 4 completions; first "
+                      f"step {grpo['first_step']:.1f} s; "
                       f"reward {100 * grpo['reward_fraction']:.0f}% of training; torch threads "
                       f"{torch.get_num_threads()}; load average {os.getloadavg()[0]:.1f})", flush=True)
     import resource

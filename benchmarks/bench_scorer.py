@@ -44,7 +44,8 @@ def default_data_dir() -> Path:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="", help="local model folder (default: bundled MiniLM)")
     parser.add_argument("--n", type=int, default=150, help="judged pairs to sample (each gives 2 docs)")
     parser.add_argument("--data", default="", help="golden-layout folder (default: the bundled golden split)")
@@ -60,8 +61,8 @@ def main() -> None:
     model_dir = Path(args.model) if args.model else minilm_dir()
     judged = load_judged(Path(args.data) if args.data else default_data_dir(), args.n)
     title_only = [(q, t) for q, t in zip(judged["query"], judged["title"], strict=True)]
-    with_text = [(q, join_title_text(t, x)) for q, t, x in zip(judged["query"], judged["title"], judged["text"],
-                                                                 strict=True)]
+    with_text = [(q, join_title_text(t, x))
+                 for q, t, x in zip(judged["query"], judged["title"], judged["text"], strict=True)]
     cold = list(dict.fromkeys(title_only + with_text))
     one_eval = [p for trio in zip(title_only, with_text, title_only, strict=True) for p in trio]
 
@@ -71,7 +72,8 @@ def main() -> None:
                       local_files_only=True, trust_remote_code=False)
     ce.model.load_state_dict(scorer.model.state_dict())  # identical weights, incl. a random head
     ce.model.float().eval()
-    tok = scorer.tokenizer([q for q, _ in cold], [d for _, d in cold], truncation=True, max_length=args.max_length)
+    tok = scorer.tokenizer([q for q, _ in cold], [d for _, d in cold], truncation=True,
+                           max_length=args.max_length)
     lens = np.array([len(x) for x in tok["input_ids"]])
     from relsum import machine
 

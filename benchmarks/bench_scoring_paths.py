@@ -30,8 +30,10 @@ from _timing import timed  # noqa: E402
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--n", type=int, default=200, help="benchmark pairs (half title-only, half title|text)")
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--n", type=int, default=200, help="benchmark pairs (half "
+                                                           "title-only, half title|text)")
     parser.add_argument("--gate-max-pairs", type=int, default=None,
                         help="calibration pairs of the gate (default: all golden pairs, as the scorer does)")
     parser.add_argument("--paths", nargs="+", default=["fp32", "onnx-fp32", "onnx-int8", "onnx-int8-static",
@@ -40,7 +42,8 @@ def main() -> None:
     parser.add_argument("--skip-auto", action="store_true", help="do not resolve path=auto")
     parser.add_argument("--store-dir", default="", help="gate/ONNX cache (default: a temporary folder)")
     parser.add_argument("--skip-ray", action="store_true")
-    parser.add_argument("--model", default="", help="cross-encoder folder (default: the bundled MiniLM, untrained head)")
+    parser.add_argument("--model", default="", help="cross-encoder folder (default: the bundled "
+                                                    "MiniLM, untrained head)")
     args = parser.parse_args()
 
     import pandas as pd
@@ -66,7 +69,8 @@ def main() -> None:
                                                             truncation=True, max_length=256)["input_ids"]])
     print(machine.describe())
     print(f"model {model_dir} | torch threads {torch.get_num_threads()} | {len(pairs)} pairs, tokens "
-          f"median {int(np.median(lens))} max {lens.max()} | gate calibration {args.gate_max_pairs or 'all'} pairs")
+          f"median {int(np.median(lens))} max {lens.max()} | gate "
+          f"calibration {args.gate_max_pairs or 'all'} pairs")
 
     ce = CrossEncoder(str(model_dir), num_labels=1, max_length=256, device="cpu", local_files_only=True)
     ce.model.load_state_dict(ref_scorer.model.state_dict())
@@ -74,7 +78,8 @@ def main() -> None:
     ref = ref_scorer.score_pairs(pairs)
     scorers, inits = {}, {}
     for path in args.paths:
-        cfg = ScorerConfig(cache=False, path=path, store_dir=str(gate_dir), gate_max_pairs=args.gate_max_pairs)
+        cfg = ScorerConfig(cache=False, path=path, store_dir=str(gate_dir),
+                           gate_max_pairs=args.gate_max_pairs)
         try:
             scorers[path], inits[path] = timed(Scorer, model_dir, cfg)
         except (fast.PathUnavailableError, fidelity.FidelityGateError) as exc:
@@ -94,8 +99,8 @@ def main() -> None:
         rate = len(pairs) / best[path]
         gate = scorer.gate_result.message() if scorer.gate_result else "reference"
         rho = spearmanr(ref, scorer.score_pairs(pairs)).statistic
-        print(f"    {path:<16} {rate:6.1f} pairs/s = {rate / base:4.2f}x predict | bench Spearman {rho:.4f} | "
-              f"init+gate {inits[path]:.0f}s | {gate}")
+        print(f"    {path:<16} {rate:6.1f} pairs/s = {rate / base:4.2f}x predict | bench "
+              f"Spearman {rho:.4f} | init+gate {inits[path]:.0f}s | {gate}")
         if path != "fp32" and scorer.gate_result and scorer.gate_result.passed and rate > fastest[1]:
             fastest = (path, rate)
     print(f"    best gate-passing fast path: {fastest[0]} at {fastest[1] / base:.2f}x predict "
@@ -103,19 +108,22 @@ def main() -> None:
     if not args.skip_auto:
         from relsum.scoring.auto_path import format_choice
 
-        auto, t_auto = timed(Scorer, model_dir, ScorerConfig(cache=False, path="auto", store_dir=str(gate_dir),
-                                                             gate_max_pairs=args.gate_max_pairs))
+        auto, t_auto = timed(Scorer, model_dir,
+                             ScorerConfig(cache=False, path="auto", store_dir=str(gate_dir),
+                                          gate_max_pairs=args.gate_max_pairs))
         print(f"    auto ({t_auto:.0f}s incl. measuring; cached afterwards): {auto.path}")
         print("    " + format_choice(auto.auto_choice).replace("\n", "\n    "))
 
     store_dir = tmp / "store"
-    workload = [(q, d) for q, t, d in zip(sample["query"], titles, sample["doc"], strict=True) for d in (t, d)]
+    workload = [(q, d) for q, t, d in zip(sample["query"], titles, sample["doc"], strict=True)
+                for d in (t, d)]
     cold_scorer = Scorer(model_dir, ScorerConfig(store=True, store_dir=str(store_dir)))
     cold, t_cold = timed(cold_scorer.score_pairs, workload)
     warm_scorer = Scorer(model_dir, ScorerConfig(store=True, store_dir=str(store_dir)))  # empty memory cache
     warm, t_warm = timed(warm_scorer.score_pairs, workload)
     assert np.array_equal(cold, warm)
-    print(f"(2) repeated evaluation, {len(workload)} pairs: cold store {t_cold:.2f}s, warm store {t_warm:.3f}s "
+    print(f"(2) repeated evaluation, {len(workload)} pairs: cold store {t_cold:.2f}s, warm "
+          f"store {t_warm:.3f}s "
           f"-> {t_cold / t_warm:.0f}x (target >= 20x); store hits {warm_scorer.store.hits}")
 
     if args.skip_ray:

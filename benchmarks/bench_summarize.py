@@ -44,7 +44,8 @@ def build_policy(catalog: pd.DataFrame, out: Path) -> Path:
 
 
 def count_tokens(tok, texts: list[str]) -> int:
-    return sum(len(ids) for ids in tok([t for t in texts if t], add_special_tokens=False)["input_ids"]) if any(texts) else 0
+    return sum(len(ids) for ids in tok([t for t in texts if t],
+                                       add_special_tokens=False)["input_ids"]) if any(texts) else 0
 
 
 def per_item(model, tok, titles, texts, max_new_tokens: int, max_prompt_tokens: int) -> list[str]:
@@ -55,7 +56,8 @@ def per_item(model, tok, titles, texts, max_new_tokens: int, max_prompt_tokens: 
                 out.append("")
                 continue
             enc = tok(build_prompt(title, fit_text(tok, title, text, max_prompt_tokens)), return_tensors="pt")
-            gen = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=tok.pad_token_id,
+            gen = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False,
+                                 pad_token_id=tok.pad_token_id,
                                  eos_token_id=tok.eos_token_id, temperature=None, top_p=None, top_k=None)
             out.append(postprocess(tok.decode(gen[0, enc["input_ids"].shape[1]:], skip_special_tokens=True)))
     return out
@@ -86,7 +88,8 @@ def main() -> None:
     kw = {"max_new_tokens": args.max_new_tokens, "max_prompt_tokens": args.max_prompt_tokens}
 
     t = time.perf_counter()
-    batched = generate_summaries(model, tok, titles, texts, batch_size=args.batch_size, show_progress=False, **kw)
+    batched = generate_summaries(model, tok, titles, texts, batch_size=args.batch_size, show_progress=False,
+                                 **kw)
     tb = time.perf_counter() - t
     nb, tokb = len(titles), count_tokens(tok, batched)
     m = min(args.per_item_n, len(titles))
@@ -95,14 +98,18 @@ def main() -> None:
     ts = time.perf_counter() - t
     toks = count_tokens(tok, single)
     agree = sum(a == b for a, b in zip(batched[:m], single, strict=True)) / m
-    print(f"batched  (bs={args.batch_size}): {nb / tb:8.2f} products/s {tokb / tb:9.1f} tokens/s ({tb:.1f}s, {nb} products)", flush=True)
-    print(f"per-item           : {m / ts:8.2f} products/s {toks / ts:9.1f} tokens/s ({ts:.1f}s, {m} products)", flush=True)
-    print(f"ratio batched/per-item: {(nb / tb) / (m / ts):.1f}x products/s, {(tokb / tb) / (toks / ts):.1f}x tokens/s; "
+    print(f"batched  (bs={args.batch_size}): {nb / tb:8.2f} products/s {tokb / tb:9.1f} tokens/s "
+          f"({tb:.1f}s, {nb} products)", flush=True)
+    print(f"per-item           : {m / ts:8.2f} products/s {toks / ts:9.1f} tokens/s "
+          f"({ts:.1f}s, {m} products)", flush=True)
+    print(f"ratio batched/per-item: {(nb / tb) / (m / ts):.1f}x "
+          f"products/s, {(tokb / tb) / (toks / ts):.1f}x tokens/s; "
           f"greedy outputs identical for {agree:.0%} of products")
 
     if args.no_ray:
         return
-    settings = GenSettings(str(policy), max_new_tokens=args.max_new_tokens, max_prompt_tokens=args.max_prompt_tokens,
+    settings = GenSettings(str(policy), max_new_tokens=args.max_new_tokens,
+                           max_prompt_tokens=args.max_prompt_tokens,
                            batch_size=args.batch_size, threads=2)
     t = time.perf_counter()
     hf = HFBackend(settings).summarize(titles, texts)
@@ -120,9 +127,11 @@ def main() -> None:
     backend.close()
     same = sum(a == b for a, b in zip(hf, rs, strict=True)) / len(hf)
     print(f"in-process hf (2 threads, incl. load): {len(hf) / th:8.2f} products/s ({th:.1f}s)", flush=True)
-    print(f"ray (2 actors x 1 thread): ray.init {t_init:.1f}s; 1st run {tr:.1f}s ({len(rs) / tr:.2f} products/s), "
+    print(f"ray (2 actors x 1 thread): ray.init {t_init:.1f}s; 1st run {tr:.1f}s "
+          f"({len(rs) / tr:.2f} products/s), "
           f"2nd run {tr2:.1f}s ({len(rs) / tr2:.2f} products/s), both incl. actor start + policy load")
-    print(f"ratio ray/in-process (2nd run): {(len(rs) / tr2) / (len(hf) / th):.2f}x; outputs identical for {same:.0%}", flush=True)
+    print(f"ratio ray/in-process (2nd run): {(len(rs) / tr2) / (len(hf) / th):.2f}x; outputs "
+          f"identical for {same:.0%}", flush=True)
 
 
 if __name__ == "__main__":

@@ -43,9 +43,11 @@ def scorer_batches(scorer, pairs):
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="", help="cross-encoder folder (default: bundled MiniLM)")
-    parser.add_argument("--n", type=int, default=100, help="golden pairs (each gives title-only and title|text)")
+    parser.add_argument("--n", type=int, default=100, help="golden pairs (each gives "
+                                                           "title-only and title|text)")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--top", type=int, default=12, help="profile rows per variant (0 = no profile)")
     args = parser.parse_args()

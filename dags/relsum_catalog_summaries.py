@@ -1,6 +1,7 @@
 """Daily catalog summaries with the current champion: new and changed products, one partition per interval.
 
-Validates the catalog strictly (``validate`` task), resolves the MLflow alias ``champion`` -> version -> adapter + policy dir (version tags), then runs
+Validates the catalog strictly (``validate`` task), resolves the MLflow alias ``champion`` -> version ->
+adapter + policy dir (version tags), then runs
 ``relsum.pipelines.summarize`` incrementally into
 ``<RELSUM_HOME>/runs/relsum_catalog_summaries/partition=<interval start>/`` (unchanged products are
 carried over from the previous partition; a rerun of the same interval is a no-op). Config as in
@@ -15,7 +16,8 @@ from airflow.sdk import CronDataIntervalTimetable, Param, dag, task
 
 DEFAULT_ARGS = {"owner": "relsum", "retries": 2, "retry_delay": dt.timedelta(minutes=5),
                 "execution_timeout": dt.timedelta(hours=6)}
-PARAMS = {"config": Param("", type="string", description="YAML path of DagConfig ('' = Variable relsum_config or the default)"),
+PARAMS = {"config": Param("", type="string", description="YAML path of DagConfig ('' = Variable "
+                                                         "relsum_config or the default)"),
           "overrides": Param([], type="array", description="key=value overrides")}
 
 

@@ -14,7 +14,8 @@ from airflow.sdk import Param, dag, task
 
 DEFAULT_ARGS = {"owner": "relsum", "retries": 1, "retry_delay": dt.timedelta(minutes=2),
                 "execution_timeout": dt.timedelta(hours=2)}
-PARAMS = {"config": Param("", type="string", description="YAML path of DagConfig ('' = Variable relsum_config or the default)"),
+PARAMS = {"config": Param("", type="string", description="YAML path of DagConfig ('' = Variable "
+                                                         "relsum_config or the default)"),
           "overrides": Param([], type="array", description="key=value overrides")}
 
 

@@ -16,8 +16,10 @@ from airflow.sdk import CronDataIntervalTimetable, Param, dag, task
 
 DEFAULT_ARGS = {"owner": "relsum", "retries": 2, "retry_delay": dt.timedelta(minutes=5),
                 "execution_timeout": dt.timedelta(hours=2)}
-PARAMS = {"config": Param("", type="string", description="YAML path of DagConfig ('' = Variable relsum_config or the default)"),
-          "overrides": Param([], type="array", description="key=value overrides, e.g. train.grpo.max_steps=2")}
+PARAMS = {"config": Param("", type="string", description="YAML path of DagConfig ('' = Variable "
+                                                         "relsum_config or the default)"),
+          "overrides": Param([], type="array", description="key=value overrides, e.g. "
+                                                           "train.grpo.max_steps=2")}
 
 
 @dag(dag_id="relsum_retrain", schedule=CronDataIntervalTimetable("0 0 * * 1", timezone="UTC"),

@@ -94,7 +94,8 @@ def recall_at_precision_replicates(
     has precision ``<= P / (P + fp)`` (at best all remaining positives and no more negatives).
     """
     q = np.asarray(query_codes)
-    return _r_at_p_replicates(q, labels, scores, _counts_t(counts, q), min_precision, positive_label, max_cells)
+    return _r_at_p_replicates(q, labels, scores, _counts_t(counts, q), min_precision, positive_label,
+                              max_cells)
 
 
 def _counts_t(counts: np.ndarray, query_codes: np.ndarray) -> np.ndarray:

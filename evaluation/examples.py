@@ -63,7 +63,8 @@ def examples_section(golden: Any, summaries: dict[str, pd.Series], scorer: Any, 
         cands = cands.assign(_r=rng.random(len(cands))).sort_values(["label", "_r"], ascending=[False, True])
         for _, row in cands.head(per_query).iterrows():
             rows.append({"query_id": qid, "query": query_text[qid], "tail": bool(tails[qid]),
-                         "product_id": row["product_id"], "title": titles[row["product_id"]], "label": row["label"]})
+                         "product_id": row["product_id"], "title": titles[row["product_id"]],
+                         "label": row["label"]})
     if not rows:
         return "No judged golden query to show."
     frame = pd.DataFrame(rows)
@@ -71,12 +72,14 @@ def examples_section(golden: Any, summaries: dict[str, pd.Series], scorer: Any, 
         frame[name] = frame["product_id"].map(summaries[name]).fillna("").astype(str)
         frame[f"score_{name}"] = np.asarray(scorer.score(frame["query"].tolist(), frame["title"].tolist(),
                                                          [s or None for s in frame[name]]), dtype=np.float64)
-    lines = [f"{len(qids)} golden queries (seed {seed}; tail and head alternate), up to {per_query} judged products "
-             f"each, label-1 first. Score = r(q,[t;s]) from the reward model; an empty summary is scored as the "
-             f"title alone. Change = {after} - {before}.", ""]
+    lines = [f"{len(qids)} golden queries (seed {seed}; tail and head alternate), up "
+             f"to {per_query} judged products "
+             "each, label-1 first. Score = r(q,[t;s]) from the reward model; an empty "
+             f"summary is scored as the title alone. Change = {after} - {before}.", ""]
     for qid, group in frame.groupby("query_id", sort=False):
         first = group.iloc[0]
-        lines += [f"**Query {_cell(qid)}: \"{_cell(first['query'])}\"** ({'tail' if first['tail'] else 'head'})", "",
+        lines += [f"**Query {_cell(qid)}: \"{_cell(first['query'])}\"** "
+                  f"({'tail' if first['tail'] else 'head'})", "",
                   f"| product title | label | {before} summary | score | {after} summary | score | change |",
                   "|---|---|---|---|---|---|---|"]
         for _, r in group.iterrows():

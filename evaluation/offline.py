@@ -61,7 +61,8 @@ def _validate(scores: pd.DataFrame, candidates: list[str]) -> None:
         raise ValueError(f"column 'tail' must be boolean, found values {sorted(map(repr, tail_values))[:5]}")
     mixed = scores.groupby("query_id", sort=False)["tail"].nunique() > 1
     if mixed.any():
-        raise ValueError(f"'tail' differs within {int(mixed.sum())} query(ies), e.g. {mixed[mixed].index[0]!r}")
+        raise ValueError(f"'tail' differs within {int(mixed.sum())} query(ies), "
+                         f"e.g. {mixed[mixed].index[0]!r}")
 
 
 def compute_offline_metrics(
@@ -95,7 +96,8 @@ def compute_offline_metrics(
     _validate(scores, candidates)
     out: dict[str, Any] = {
         "config": {
-            "candidates": candidates, "baseline": baseline, "k": int(k), "min_precision": float(min_precision),
+            "candidates": candidates, "baseline": baseline, "k": int(k),
+            "min_precision": float(min_precision),
             "n_boot": int(n_boot), "seed": int(seed), "level": float(level),
             "metric_names": metric_names(min_precision, k),
         },
@@ -106,7 +108,8 @@ def compute_offline_metrics(
         labels = df["label"].to_numpy(dtype=np.float64)
         qids = df["query_id"].to_numpy()
         has_gain = pd.Series(labels > 0).groupby(qids).any() if len(df) else pd.Series(dtype=bool)
-        single = (pd.Series(qids).value_counts() < MIN_JUDGED).reindex(has_gain.index) if len(df) else has_gain
+        single = ((pd.Series(qids).value_counts() < MIN_JUDGED).reindex(has_gain.index) if len(df)
+                  else has_gain)
         result = paired_bootstrap(
             qids, labels, {c: df[f"score_{c}"].to_numpy(dtype=np.float64) for c in candidates},
             baseline=baseline, k=k, min_precision=min_precision, n_boot=n_boot, seed=seed, level=level,
@@ -207,8 +210,10 @@ def ndcg_note(metrics: Mapping[str, Any]) -> str | None:
     if not single:
         return None
     used = full["n_queries_ndcg"]
-    verdict = (f"{names['ndcg_at_k']} is undefined on this set; read {names['recall_at_precision']}" if used == 0
-               else f"{names['ndcg_at_k']} rests on {used} queries only; read {names['recall_at_precision']} first"
+    verdict = (f"{names['ndcg_at_k']} is undefined on this set; "
+               f"read {names['recall_at_precision']}" if used == 0
+               else f"{names['ndcg_at_k']} rests on {used} queries only; "
+                    f"read {names['recall_at_precision']} first"
                if leads_with_recall(metrics) else f"{names['ndcg_at_k']} uses the other {used}")
     return (f"{single} of {full['n_queries']} queries have a single judged product and are left out of "
             f"{names['ndcg_at_k']} (its value there is 1 whatever the scores): {verdict}.")
@@ -263,7 +268,8 @@ def absolute_table(metrics: Mapping[str, Any], candidates: list[str] | None = No
             if "reward" in sub["candidates"][c]:
                 rec["reward −|r−l|"] = format_value(sub["candidates"][c]["reward"])
             rec.update({
-                "queries": sub["n_queries"], "pairs": sub["n_pairs"], "label-1 pairs": sub["n_positive_pairs"],
+                "queries": sub["n_queries"], "pairs": sub["n_pairs"],
+                "label-1 pairs": sub["n_positive_pairs"],
                 "excluded (no positive)": sub["n_queries_excluded_no_positive"],
                 "excluded (single judged)": sub.get("n_queries_excluded_single_judged", 0),
             })

@@ -71,8 +71,10 @@ def pr_curves_png(metrics: Mapping[str, Any], scores: pd.DataFrame) -> bytes:
             continue
         labels = df["label"].to_numpy(dtype=np.float64)
         for cand in cfg["candidates"]:
-            _, precision, recall, _ = precision_recall_points(labels, df[f"score_{cand}"].to_numpy(np.float64))
-            r_at_p = as_float(sub["candidates"][cand]["recall_at_precision"]["value"])  # None after to_jsonable
+            _, precision, recall, _ = precision_recall_points(labels,
+                                                              df[f"score_{cand}"].to_numpy(np.float64))
+            # None after to_jsonable
+            r_at_p = as_float(sub["candidates"][cand]["recall_at_precision"]["value"])
             (line,) = ax.plot(np.r_[0.0, recall], np.r_[1.0, precision], lw=1.6,
                               label=f"{cand} ({name} = {r_at_p:.3f})")
             ax.plot([r_at_p], [p_min], "o", color=line.get_color(), ms=6)
@@ -145,7 +147,8 @@ def _counts_text(metrics: Mapping[str, Any]) -> str:
 
 _CSS = ("body{font-family:sans-serif;max-width:1200px;margin:2em auto;color:#222}"
         ".tbl{border-collapse:collapse;margin:1em 0}.tbl td,.tbl th{border:1px solid #ccc;padding:4px 8px}"
-        ".tbl th{background:#f3f3f3}img{max-width:100%}pre{background:#f7f7f7;padding:1em;white-space:pre-wrap}")
+        ".tbl th{background:#f3f3f3}img{max-width:100%}"
+        "pre{background:#f7f7f7;padding:1em;white-space:pre-wrap}")
 
 
 def write_report(
@@ -190,13 +193,16 @@ def write_report(
 
     esc = html.escape
     body = [f"<h1>{esc(title)}</h1>", f"<p>{esc(setup)}</p>", "<h2>Counts</h2>",
-            "<ul>" + "".join(f"<li>{esc(line[2:])}</li>" for line in _counts_text(metrics).splitlines()) + "</ul>",
+            "<ul>" + "".join(f"<li>{esc(line[2:])}</li>"
+                             for line in _counts_text(metrics).splitlines()) + "</ul>",
             *([f"<p><strong>Note:</strong> {esc(note)}</p>"] if (note := ndcg_note(metrics)) else []),
-            f"<h2>Gain over {esc(cfg['baseline'])} in % [{round(100 * cfg['level'])}% CI]</h2>", _html_table(gains_table(metrics)),
+            f"<h2>Gain over {esc(cfg['baseline'])} in % "
+            f"[{round(100 * cfg['level'])}% CI]</h2>", _html_table(gains_table(metrics)),
             "<h2>Absolute metrics</h2>", _html_table(absolute_table(metrics))]
     for key, data in pngs.items():
         b64 = base64.b64encode(data).decode("ascii")
-        body += [f"<h2>{esc(captions[key])}</h2>", f'<img alt="{esc(captions[key])}" src="data:image/png;base64,{b64}">']
+        body += [f"<h2>{esc(captions[key])}</h2>", f'<img alt="{esc(captions[key])}" '
+                                                   f'src="data:image/png;base64,{b64}">']
     for heading, text in extra.items():
         body += [f"<h2>{esc(heading)}</h2>", f"<pre>{esc(text)}</pre>"]
     page = (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{esc(title)}</title>'

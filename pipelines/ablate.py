@@ -49,22 +49,28 @@ def _train_defaults() -> TrainConfig:
 @dataclasses.dataclass
 class AblateConfig:
     out_dir: str = cfg("", help="Output folder (default: <RELSUM_HOME>/ablate).")
-    reward_model: str = cfg("", help="Cached local cross-encoder folder (empty = the bootstrap one in RELSUM_HOME).")
-    policy_dir: str = cfg("", help="Cached policy folder (e.g. the tiny policy); empty = <RELSUM_HOME>/tiny_policy, built once.")
-    pairs: str = cfg("", help="pairs.parquet from `relsum pairs`; empty = build from the bundled sample into <out_dir>/pairs.")
-    build: BuildPairsConfig = cfg(default_factory=BuildPairsConfig, help="Pair building when `pairs` is empty (out_dir is set here).")
+    reward_model: str = cfg("", help="Cached local cross-encoder folder (empty = the bootstrap "
+                                     "one in RELSUM_HOME).")
+    policy_dir: str = cfg("", help="Cached policy folder (e.g. the tiny policy); empty = "
+                                   "<RELSUM_HOME>/tiny_policy, built once.")
+    pairs: str = cfg("", help="pairs.parquet from `relsum pairs`; empty = build from the bundled sample "
+                              "into <out_dir>/pairs.")
+    build: BuildPairsConfig = cfg(default_factory=BuildPairsConfig,
+                                  help="Pair building when `pairs` is empty (out_dir is set here).")
     golden: str = cfg(str(SAMPLE_DIR / "golden"), help="Golden-layout folder to evaluate on.")
     variants: list[str] = cfg(list(VARIANTS), help=f"Variants to run, from {list(VARIANTS)}.")
     max_steps: int = cfg(30, help="GRPO optimizer steps per variant (the shared budget).")
     max_train_rows: int = cfg(0, help="Cap on training pairs per variant (0 = all).")
     max_eval_products: int = cfg(0, help="Evaluate on at most this many golden products (0 = all; seeded).")
-    max_heldout_products: int = cfg(0, help="Held-out reward on at most this many held-out products (0 = all; seeded).")
+    max_heldout_products: int = cfg(0, help="Held-out reward on at most this many held-out "
+                                            "products (0 = all; seeded).")
     holdout_fraction: float = cfg(0.2, help="Fraction of products held out for the reward comparison.")
     options: OptionsConfig = cfg(default_factory=lambda: OptionsConfig(
         product_reward=True, product_max_queries=8, group_filter=True, group_min_std=1e-3,
         top_entropy_quantile=0.2, variance_credit=0.5, grounding_weight=0.5),
         help="Option values used when a variant switches an option on.")
-    train: TrainConfig = cfg(default_factory=_train_defaults, help="Base training config (options are set per variant).")
+    train: TrainConfig = cfg(default_factory=_train_defaults, help="Base training config (options "
+                                                                   "are set per variant).")
     gate: SummaryGateConfig = cfg(default_factory=SummaryGateConfig, help="Deployment gate.")
     n_boot: int = cfg(1000, help="Bootstrap resamples for the CIs.")
     tracking: TrackingConfig = cfg(default_factory=TrackingConfig, help="MLflow tracking.")
@@ -73,8 +79,10 @@ class AblateConfig:
         unknown = sorted(set(self.variants) - set(VARIANTS))
         if unknown or not self.variants:
             raise ValueError(f"variants must be a non-empty subset of {list(VARIANTS)}; unknown {unknown}")
-        if self.max_steps < 1 or min(self.max_train_rows, self.max_eval_products, self.max_heldout_products) < 0:
-            raise ValueError("max_steps must be >= 1; max_train_rows, max_eval_products, max_heldout_products >= 0")
+        if self.max_steps < 1 or min(self.max_train_rows, self.max_eval_products,
+                                     self.max_heldout_products) < 0:
+            raise ValueError("max_steps must be >= 1; max_train_rows, max_eval_products, "
+                             "max_heldout_products >= 0")
 
 
 def variant_options(name: str, on: OptionsConfig) -> OptionsConfig:
@@ -84,7 +92,8 @@ def variant_options(name: str, on: OptionsConfig) -> OptionsConfig:
         return off
     if name == "all":
         return copy.deepcopy(on)
-    fields = {"product_reward": ["product_reward", "product_max_queries"], "group_filter": ["group_filter", "group_min_std"],
+    fields = {"product_reward": ["product_reward", "product_max_queries"],
+              "group_filter": ["group_filter", "group_min_std"],
               "entropy": ["top_entropy_quantile"], "variance_credit": ["variance_credit"],
               "grounding": ["grounding_weight"]}[name]
     return dataclasses.replace(off, **{f: getattr(on, f) for f in fields})
@@ -93,17 +102,19 @@ def variant_options(name: str, on: OptionsConfig) -> OptionsConfig:
 def _cell(iv: dict) -> str:
     if iv.get("value") is None:
         return "n/a"
-    return f"{iv['value']:.3f} [{iv['lo']:.3f}, {iv['hi']:.3f}]" if iv.get("lo") is not None else f"{iv['value']:.3f}"
+    return (f"{iv['value']:.3f} [{iv['lo']:.3f}, {iv['hi']:.3f}]" if iv.get("lo") is not None
+            else f"{iv['value']:.3f}")
 
 
 def _markdown(rows: list[dict], metrics: dict, config: AblateConfig) -> str:
     names = metrics["config"]["metric_names"]
-    head = ["variant", *(f"{s} {names[m]}" for s in ("full", "tail") for m in ("recall_at_precision", "ndcg_at_k")),
+    head = ["variant", *(f"{s} {names[m]}" for s in ("full", "tail")
+                         for m in ("recall_at_precision", "ndcg_at_k")),
             "held-out reward", "vs paper [95% CI]", "length", "groundedness", "gate coverage"]
     lines = [f"# GRPO options ablation ({config.max_steps} steps per variant, seed {config.train.seed})", "",
              "Metrics [95% paired bootstrap CI over queries]; held-out reward -|r(q,[t;s]) - l| on unseen "
-             "products, difference to `paper` with a 95% CI over products. `_gated` rows: the deployment gate "
-             "applied (title only where the summary does not help).", "",
+             "products, difference to `paper` with a 95% CI over products. `_gated` rows: "
+             "the deployment gate applied (title only where the summary does not help).", "",
              "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for row in rows:
         for cand in (row["variant"], f"{row['variant']}_gated"):
@@ -167,7 +178,8 @@ def run(config: AblateConfig, scorer: RelevanceScorer | None = None) -> dict:
         """Golden summaries (written to ``summaries/<name>.parquet``) and held-out ones of one policy."""
         summary_files[name] = str(out / "summaries" / f"{name}.parquet")
         return (evaluate.summarize_golden(products, base.policy, summary_files[name], loaded=loaded),
-                summarize_products(*loaded, held_products, base.policy) if len(held_products) else pd.Series(dtype=str))
+                summarize_products(*loaded, held_products, base.policy) if len(held_products)
+                else pd.Series(dtype=str))
 
     summary_files: dict[str, str] = {}
     # fp32 like the variants, which are summarized by the in-memory training model
@@ -178,7 +190,8 @@ def run(config: AblateConfig, scorer: RelevanceScorer | None = None) -> dict:
         for name in config.variants:
             tc = copy.deepcopy(base)
             tc.options = variant_options(name, config.options)
-            tc.out_dir, tc.max_train_rows, tc.grpo.max_steps = str(out / name), config.max_train_rows, config.max_steps
+            tc.out_dir, tc.max_train_rows, tc.grpo.max_steps = (str(out / name), config.max_train_rows,
+                                                                 config.max_steps)
             tc.report_to = "none"  # per-step metrics are logged into the child run below
             start = time.perf_counter()
             result = train_grpo(tc, train_df, scorer)
@@ -186,16 +199,19 @@ def run(config: AblateConfig, scorer: RelevanceScorer | None = None) -> dict:
             gold, held = summarize(name, (result["model"], result["tokenizer"]))
             gated = gate_summaries(gate_pairs, gold, scorer, config.gate)
             gates[name], golden_summaries[name] = gated, gold
-            summary_files[f"{name}_gated"] = evaluate.write_summaries(gated.summaries,
-                                                                     out / "summaries" / f"{name}_gated.parquet")
+            summary_files[f"{name}_gated"] = evaluate.write_summaries(
+                gated.summaries, out / "summaries" / f"{name}_gated.parquet")
             held_rewards[name] = pair_rewards(heldout, held, scorer) if len(heldout) else np.array([])
             ground = groundedness_stats(gold, products, n_boot=config.n_boot, seed=base.seed)
             words = gold.str.split().str.len()
-            trl_means = pd.DataFrame([r for r in result["log_history"] if "loss" in r]).mean(numeric_only=True)
+            trl_means = pd.DataFrame([r for r in result["log_history"]
+                                      if "loss" in r]).mean(numeric_only=True)
             rows.append({"variant": name, "options": dataclasses.asdict(tc.options), "train_seconds": seconds,
-                         "steps": result["steps"], "heldout_reward": float(np.mean(held_rewards[name])) if len(heldout) else float("nan"),
+                         "steps": result["steps"], "heldout_reward": float(np.mean(held_rewards[name]))
+                         if len(heldout) else float("nan"),
                          "summary_words": float(words.mean()), "empty_summaries": int((words == 0).sum()),
-                         "groundedness": ground["groundedness"], "groundedness_ci": [ground["ci_low"], ground["ci_high"]],
+                         "groundedness": ground["groundedness"],
+                         "groundedness_ci": [ground["ci_low"], ground["ci_high"]],
                          "gate_coverage": gated.coverage, "gate": gated.stats,
                          "trl": {k: float(v) for k, v in trl_means.items()}})
             if parent is not None:
@@ -203,18 +219,21 @@ def run(config: AblateConfig, scorer: RelevanceScorer | None = None) -> dict:
                     tracking.log_params(flat_params(tc.options, "options."))
                     for step, rec in enumerate(r for r in result["log_history"] if "loss" in r):
                         tracking.log_metrics({k.replace("/", "_"): v for k, v in rec.items()}, step=step)
-                    tracking.log_metrics({k: rows[-1][k] for k in ("heldout_reward", "summary_words", "groundedness",
-                                                                    "gate_coverage", "train_seconds")})
+                    tracking.log_metrics({k: rows[-1][k]
+                                          for k in ("heldout_reward", "summary_words", "groundedness",
+                                                    "gate_coverage", "train_seconds")})
             del result
         for row in rows:
             if "paper" in held_rewards and len(heldout) and row["variant"] != "paper":
                 row["reward_vs_paper"] = list(paired_product_bootstrap(
                     heldout["product_id"].to_numpy(), held_rewards[row["variant"]] - held_rewards["paper"],
                     n_boot=config.n_boot, seed=base.seed))
-        sections = {"Groundedness": groundedness_section(golden_summaries, products, n_boot=config.n_boot, seed=base.seed),
+        sections = {"Groundedness": groundedness_section(golden_summaries, products, n_boot=config.n_boot,
+                                                         seed=base.seed),
                     "Deployment gate": gate_section(gates)}
         evaluation = evaluate.run(evaluate.EvaluateConfig(
-            golden=config.golden, reward_model=reward_model, summaries=summary_files, out_dir=str(out / "evaluation"),
+            golden=config.golden, reward_model=reward_model, summaries=summary_files,
+            out_dir=str(out / "evaluation"),
             n_boot=config.n_boot, seed=base.seed,
             min_summary_coverage=0.0 if config.max_eval_products else 0.95),  # a sample on purpose
             scorer=scorer, extra_sections=sections)

@@ -26,14 +26,19 @@ logger = logging.getLogger(__name__)
 
 @dataclasses.dataclass
 class BuildPairsConfig:
-    search_log: str = cfg(str(SAMPLE_DIR / "search_log.csv"), help="Search-log pairs: CSV, JSONL, Parquet or duckdb:<db>:<table|query>.")
+    search_log: str = cfg(str(SAMPLE_DIR / "search_log.csv"), help="Search-log pairs: CSV, JSONL, Parquet or "
+                                                                   "duckdb:<db>:<table|query>.")
     catalog: str = cfg(str(SAMPLE_DIR / "products.jsonl"), help="Catalog table (same formats).")
     reward_model: str = cfg("", help="Local cross-encoder folder used as the one scorer (required).")
-    out_dir: str = cfg("relsum_home/pairs", help="Output folder for pairs.parquet, dropped.parquet and statistics.")
-    start_date: str | None = cfg(None, help="First event_date to include (YYYY-MM-DD, inclusive); none = no lower bound.")
-    end_date: str | None = cfg(None, help="Event dates before this one are included (YYYY-MM-DD, exclusive); none = no upper bound.")
+    out_dir: str = cfg("relsum_home/pairs", help="Output folder for pairs.parquet, "
+                                                 "dropped.parquet and statistics.")
+    start_date: str | None = cfg(None, help="First event_date to include (YYYY-MM-DD, inclusive); "
+                                            "none = no lower bound.")
+    end_date: str | None = cfg(None, help="Event dates before this one are included (YYYY-MM-DD, exclusive); "
+                                          "none = no upper bound.")
     include_undated: bool = cfg(True, help="Include log rows without an event_date.")
-    max_text_tokens: int = cfg(256, help="Cap (whitespace tokens) on the cleaned description + attributes text.")
+    max_text_tokens: int = cfg(256, help="Cap (whitespace tokens) on the cleaned "
+                                         "description + attributes text.")
     filter: FilterConfig = cfg(default_factory=FilterConfig, help="Description-gap filter.")
 
     def __post_init__(self):
@@ -53,7 +58,8 @@ def load_inputs(config: BuildPairsConfig) -> tuple[pd.DataFrame, pd.DataFrame, d
     return catalog.valid, log.valid, {"catalog": catalog.rejects, "search_log": log.rejects}
 
 
-def extract_pairs(catalog: pd.DataFrame, log: pd.DataFrame, config: BuildPairsConfig) -> tuple[pd.DataFrame, pd.DataFrame]:
+def extract_pairs(catalog: pd.DataFrame, log: pd.DataFrame,
+                  config: BuildPairsConfig) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Run the shipped SQL: (pairs of the date range joined to the catalog, unmatched pairs)."""
     from relsum.data.sql import run_sql
 
@@ -87,7 +93,8 @@ class PairsPaths:
 
 @dataclasses.dataclass(frozen=True)
 class PairsResult:
-    """What :func:`run` (and the retrain DAG's ``score_filter`` step) returns: the files and the statistics."""
+    """What :func:`run` (and the retrain DAG's ``score_filter`` step) returns: the files and the
+    statistics."""
 
     paths: PairsPaths
     stats: dict[str, Any]

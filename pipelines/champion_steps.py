@@ -40,7 +40,8 @@ def resolve_champion(config: DagConfig, dag_id: str, key: str) -> dict:
 
 def _summarize_config(config: DagConfig, champion: dict, **changes: Any) -> SummarizeConfig:
     stamp = f"{config.train.tracking.registered_model}/v{champion['version']}"
-    return dataclasses.replace(config.summarize, model_dir=champion["policy_dir"], adapter_dir=champion["adapter_dir"],
+    return dataclasses.replace(config.summarize, model_dir=champion["policy_dir"],
+                               adapter_dir=champion["adapter_dir"],
                                model_version=stamp, **changes)
 
 
@@ -72,7 +73,8 @@ def summarize_candidates(config: DagConfig, key: str, champion: dict) -> dict:
             cands = golden.judgments[["query_id", "product_id"]].merge(golden.queries[["query_id", "query"]])
         if xc.max_queries:
             cands = cands[cands["query_id"].isin(sorted(cands["query_id"].unique())[:xc.max_queries])]
-        write_parquet_atomic(cands[["query_id", "query", "product_id"]].reset_index(drop=True), out / "candidates.parquet")
+        write_parquet_atomic(cands[["query_id", "query", "product_id"]].reset_index(drop=True),
+                             out / "candidates.parquet")
         source = xc.catalog or str(find_catalog(Path(config.evaluate.golden)))
         catalog = catalog_subset(source, set(cands["product_id"].astype(str)), out / "catalog")
         sc = _summarize_config(config, champion, catalog=catalog, out_dir=str(out / "job"), incremental=False)
@@ -91,7 +93,8 @@ def export(config: DagConfig, key: str, prepared: dict) -> dict:
 
     out = config.step_dir(EXPORT, key, "export")
     xc = config.export
-    ec = ExportConfig(candidates=prepared["candidates"], catalog=prepared["catalog"], summaries=prepared["summaries"],
+    ec = ExportConfig(candidates=prepared["candidates"], catalog=prepared["catalog"],
+                      summaries=prepared["summaries"],
                       reward_model=reward_model_dir(config), out_dir=str(out), seed=xc.seed, length=xc.length,
                       experiment_id=f"{xc.experiment_id}-v{prepared['model_version']}")
     fp = fingerprint(to_dict(ec), file_sha(prepared["candidates"]), file_sha(prepared["summaries"]))

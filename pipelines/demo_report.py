@@ -16,31 +16,38 @@ logger = logging.getLogger(__name__)
 
 
 def seed_runs(algo: str, seed: int, seeds: list[int]) -> list[tuple[str, int]]:
-    """(candidate name, training seed) per adapter: ``[(algo, seed)]``, or ``<algo>_s<seed>`` per listed seed."""
+    """(candidate name, training seed) per adapter: ``[(algo, seed)]``, or ``<algo>_s<seed>`` per listed
+    seed."""
     return [(f"{algo}_s{s}", s) for s in seeds] if seeds else [(algo, seed)]
 
 
 def heldout_lines(heldout: dict, algo: str) -> list[str]:
-    """The held-out reward comparison as report lines: sampled (expected reward), greedy (deployed), per label."""
+    """The held-out reward comparison as report lines: sampled (expected reward), greedy (deployed), per
+    label."""
     nan = float("nan")
     lines = [f"Held-out reward -|r(q,[t;s]) - l| on {heldout.get('heldout_pairs', 0)} pairs / "
-             f"{heldout.get('heldout_products', 0)} unseen products (95% CI: paired bootstrap over products):"]
+             f"{heldout.get('heldout_products', 0)} unseen products (95% CI: paired "
+             f"bootstrap over products):"]
     rows = [("greedy summary (deployed)", False)]
     if "sampled_k" in heldout:
         rows.insert(0, (f"expected, {heldout['sampled_k']} samples", True))
     for label, sampled in rows:
         lo, hi = heldout.get(heldout_key("reward_diff", sampled, ci=True), [nan, nan])
-        lines.append(f"  {label:<26} reference {heldout.get(heldout_key('reward_reference', sampled), nan):.4f}   "
+        lines.append(f"  {label:<26} "
+                     f"reference {heldout.get(heldout_key('reward_reference', sampled), nan):.4f}   "
                      f"{algo} {heldout.get(heldout_key('reward_trained', sampled), nan):.4f}   "
-                     f"difference {heldout.get(heldout_key('reward_diff', sampled), nan):+.4f} [{lo:+.4f}, {hi:+.4f}]")
+                     f"difference {heldout.get(heldout_key('reward_diff', sampled), nan):+.4f} "
+                     f"[{lo:+.4f}, {hi:+.4f}]")
     for label, sampled in rows:
         shifts = heldout.get(heldout_key("label_shifts", sampled)) or []
         if shifts:
             lines.append(f"  score shift r(q,[t;s]) by label, {label.split(',')[0].split(' (')[0]}: "
                          "(a healthy policy raises label-1 and lowers label-0 scores)")
         for s in shifts:
-            lines.append(f"    label {s['label']:<4g} {s['pairs']:>4} pairs ({100 * s['share']:.0f}%)   reference "
-                         f"{s['score_reference']:.4f}   {algo} {s['score_trained']:.4f}   shift {s['shift']:+.4f} "
+            lines.append(f"    label {s['label']:<4g} {s['pairs']:>4} pairs "
+                         f"({100 * s['share']:.0f}%)   reference "
+                         f"{s['score_reference']:.4f}   {algo} {s['score_trained']:.4f}   "
+                         f"shift {s['shift']:+.4f} "
                          f"[{s['shift_ci95'][0]:+.4f}, {s['shift_ci95'][1]:+.4f}]")
     return lines
 
@@ -68,7 +75,8 @@ def golden_subset(golden: str, max_products: int, seed: int, out: Path) -> tuple
             keep.append(qid)
             products |= mine
     if not keep:
-        raise ValueError(f"golden_products={max_products} is smaller than every golden query's candidate list")
+        raise ValueError(f"golden_products={max_products} is smaller than every golden "
+                         f"query's candidate list")
     src = Path(golden)
     out.mkdir(parents=True, exist_ok=True)
     for name in ("queries.csv", "judgments.csv"):
@@ -83,7 +91,8 @@ def golden_subset(golden: str, max_products: int, seed: int, out: Path) -> tuple
     catalog.to_json(out / "products.jsonl.tmp", orient="records", lines=True, force_ascii=False)
     (out / "products.jsonl.tmp").replace(out / "products.jsonl")
     note = (f"golden set: seeded subset (seed {seed}, demo.golden_products={max_products}) of {len(keep)} of "
-            f"{n_queries} judged queries, {len(products)} of {n_products} products; golden_products=0 runs all")
+            f"{n_queries} judged queries, {len(products)} of {n_products} products; "
+            f"golden_products=0 runs all")
     logger.info(note)
     return str(out), note
 
@@ -93,10 +102,12 @@ def _finite(values: dict) -> dict[str, float]:
 
 
 def log_demo_evaluation(tracking, run_id: str, evaluation: dict, algo: str, grounded: dict) -> None:
-    """Log the evaluation on the training run, in :mod:`relsum.registry`'s scheme, so ``relsum compare`` reads it.
+    """Log the evaluation on the training run, in :mod:`relsum.registry`'s scheme, so ``relsum compare``
+    reads it.
 
     The trained candidate (``algo``) is the run's own adapter, so it gets the ``eval.*`` names; the others
-    (none, desc, sum_ref) become ``baseline.<name>.*``. Groundedness goes in as ``groundedness.<name>[.lo|.hi]``
+    (none, desc, sum_ref) become ``baseline.<name>.*``. Groundedness goes in as
+    ``groundedness.<name>[.lo|.hi]``
     and ``groundedness.<name>.numbers``, the report files as artifacts under ``evaluation/``. The held-out
     comparison is already on the run (the train stage logs it).
     """
@@ -108,8 +119,10 @@ def log_demo_evaluation(tracking, run_id: str, evaluation: dict, algo: str, grou
     metrics = copy.deepcopy(evaluation["metrics"])
     for sub in metrics["subsets"].values():
         sub["candidates"]["challenger"] = sub["candidates"].pop(algo)
-    metrics["config"]["candidates"] = ["challenger" if c == algo else c for c in metrics["config"]["candidates"]]
-    artifacts = [p for k, p in evaluation["paths"].items() if k in ("md", "html", "metrics") and Path(p).is_file()]
+    metrics["config"]["candidates"] = ["challenger" if c == algo else c
+                                       for c in metrics["config"]["candidates"]]
+    artifacts = [p for k, p in evaluation["paths"].items() if k in ("md", "html", "metrics")
+                 and Path(p).is_file()]
     registry.log_evaluation(tracking, run_id, metrics, None, artifacts)
     flat = {}
     for name, g in grounded.items():

@@ -31,16 +31,20 @@ _NAME = re.compile(r"^[A-Za-z0-9_\-]+$")
 
 @dataclasses.dataclass
 class EvaluateConfig:
-    golden: str = cfg(str(SAMPLE_DIR / "golden"), help="Golden-layout folder: queries.csv, judgments.csv and a catalog.")
-    reward_model: str = cfg("", help="Local cross-encoder folder (default: the bootstrap model in RELSUM_HOME, trained once if missing).")
+    golden: str = cfg(str(SAMPLE_DIR / "golden"), help="Golden-layout folder: queries.csv, "
+                                                       "judgments.csv and a catalog.")
+    reward_model: str = cfg("", help="Local cross-encoder folder (default: the bootstrap model in "
+                                     "RELSUM_HOME, trained once if missing).")
     summaries: dict = cfg({}, help="Candidate name -> summaries file (columns product_id, summary).")
     out_dir: str = cfg("relsum_home/evaluation", help="Output folder.")
     k: int = cfg(5, help="Cut-off of NDCG@k.")
     min_precision: float = cfg(0.9, help="Precision floor of R@P (0.9 gives the paper's R@90P).")
     n_boot: int = cfg(1000, help="Bootstrap resamples over queries for the 95% confidence intervals.")
     seed: int = cfg(0, help="Bootstrap seed.")
-    min_summary_coverage: float = cfg(0.95, help="Refuse a summaries file that has rows for less than this share "
-                                      "of the judged golden products (ids compared stripped, case-sensitive); "
+    min_summary_coverage: float = cfg(0.95, help="Refuse a summaries file that has rows for "
+                                                 "less than this share "
+                                      "of the judged golden products (ids compared "
+                                      "stripped, case-sensitive); "
                                       "0 = evaluate anyway, uncovered products scored as title only.")
 
     def __post_init__(self):
@@ -68,15 +72,18 @@ def load_summaries(path: str) -> pd.Series:
         frame = read_table(path)
     missing = {"product_id", "summary"} - set(frame.columns)
     if missing:
-        raise InputError(f"{path}: summaries file lacks column(s) {sorted(missing)} (has {list(frame.columns)})")
+        raise InputError(f"{path}: summaries file lacks column(s) {sorted(missing)} "
+                         f"(has {list(frame.columns)})")
     ids = frame["product_id"].map(as_id)
     if ids.isna().any():
         raise InputError(f"{path}: {int(ids.isna().sum())} row(s) without a product_id, e.g. row "
                          f"{int(ids[ids.isna()].index[0]) + 2} (header = row 1)")
     dupes = ids[ids.duplicated()]
     if len(dupes):
-        raise InputError(f"{path}: {len(dupes)} duplicate product_id row(s) after stripping, e.g. {dupes.iloc[0]!r}")
-    return pd.Series(frame["summary"].fillna("").astype(str).to_numpy(), index=pd.Index(ids, name="product_id"),
+        raise InputError(f"{path}: {len(dupes)} duplicate product_id row(s) after stripping, "
+                         f"e.g. {dupes.iloc[0]!r}")
+    return pd.Series(frame["summary"].fillna("").astype(str).to_numpy(),
+                     index=pd.Index(ids, name="product_id"),
                      name="summary")
 
 
@@ -91,14 +98,16 @@ def write_summaries(series: pd.Series, path: str | Path) -> str:
 
 
 def golden_products(golden) -> pd.DataFrame:
-    """The judged golden products (``product_id, title, text``), once each: what every candidate summarizes."""
+    """The judged golden products (``product_id, title, text``), once each: what every candidate
+    summarizes."""
     products = golden.catalog[golden.catalog["product_id"].isin(golden.judgments["product_id"])]
     return products[["product_id", "title", "text"]].drop_duplicates("product_id").reset_index(drop=True)
 
 
 def summarize_golden(products: pd.DataFrame, policy, path: str | Path, model_dir: str = "",
                      adapter_dir: str | None = None, loaded: tuple | None = None) -> pd.Series:
-    """Greedy served summaries of ``products`` by one policy, written to ``path`` with :func:`write_summaries`.
+    """Greedy served summaries of ``products`` by one policy, written to ``path`` with
+    :func:`write_summaries`.
 
     The one way the demo, the ablation and the retrain DAG make a summaries candidate: ``loaded`` is a
     ``(model, tokenizer)`` already in memory, else the policy is loaded from ``model_dir`` (+ ``adapter_dir``,
@@ -151,13 +160,15 @@ def check_coverage(coverage: dict[str, dict], paths: dict[str, str], floor: floa
         hint = (f"; {case} of the missing ids match only when case is ignored (ids are case-sensitive)"
                 if case else "")
         raise InputError(
-            f"summaries {name!r} ({paths[name]}) cover {cov['products_with_summary']} of {cov['judged_products']} "
+            f"summaries {name!r} ({paths[name]}) cover {cov['products_with_summary']} "
+            f"of {cov['judged_products']} "
             f"judged golden products ({100 * cov['coverage']:.1f}%), below min_summary_coverage={floor:g}; "
-            f"missing e.g. {cov['missing_examples'][:3]}{hint}. Summarize the golden catalog's products, or set "
-            "min_summary_coverage=0 to score the uncovered ones as title only")
+            f"missing e.g. {cov['missing_examples'][:3]}{hint}. Summarize the golden "
+            f"catalog's products, or set min_summary_coverage=0 to score the uncovered ones as title only")
 
 
-def score_candidates(golden, summaries: dict[str, pd.Series], scorer: RelevanceScorer) -> tuple[pd.DataFrame, dict]:
+def score_candidates(golden, summaries: dict[str, pd.Series],
+                     scorer: RelevanceScorer) -> tuple[pd.DataFrame, dict]:
     """One row per judged pair with a ``score_<candidate>`` column per candidate, plus coverage counts."""
     pairs = judged_pairs(golden)
     queries, titles = pairs["query"].tolist(), pairs["title"].tolist()
@@ -169,12 +180,14 @@ def score_candidates(golden, summaries: dict[str, pd.Series], scorer: RelevanceS
         texts = pairs["product_id"].map(by_product)
         coverage[name] = summary_coverage(pairs, by_product)
         if texts.isna().any():
-            logger.warning("%s: %d judged pairs have no summary; scored as title only", name, int(texts.isna().sum()))
+            logger.warning("%s: %d judged pairs have no summary; "
+                           "scored as title only", name, int(texts.isna().sum()))
         scores[f"score_{name}"] = scorer.score(queries, titles, texts.fillna("").tolist())
     return scores, coverage
 
 
-def run(config: EvaluateConfig, scorer: RelevanceScorer | None = None, extra_sections: dict[str, str] | None = None) -> dict:
+def run(config: EvaluateConfig, scorer: RelevanceScorer | None = None,
+        extra_sections: dict[str, str] | None = None) -> dict:
     from relsum.data.golden import load_golden
     from relsum.data.io import write_json_atomic, write_parquet_atomic
     from relsum.evaluation.offline import compute_offline_metrics, format_table, to_jsonable
@@ -198,7 +211,8 @@ def run(config: EvaluateConfig, scorer: RelevanceScorer | None = None, extra_sec
     scores, coverage = score_candidates(golden, summaries, scorer)
     candidates = ["none", "desc", *summaries]
     metrics = compute_offline_metrics(scores, candidates, baseline="none", k=config.k,
-                                      min_precision=config.min_precision, n_boot=config.n_boot, seed=config.seed)
+                                      min_precision=config.min_precision, n_boot=config.n_boot,
+                                      seed=config.seed)
     metrics = to_jsonable(metrics)
     metrics["summary_coverage"] = coverage
     metrics["golden_rejects"] = rejected

@@ -47,8 +47,10 @@ class ExportConfig:
     candidates: str = cfg("", help="Table (query_id, query, product_id) of candidate products per query: "
                           ".csv/.jsonl/.parquet or duckdb:<db>:<table or SELECT>.")
     catalog: str = cfg("", help="Product catalog (product_id, title, description, ...) for the titles.")
-    summaries: str = cfg("", help="Summaries file (product_id, summary); products without one use the title only.")
-    reward_model: str = cfg("", help="Local cross-encoder folder (default: the bootstrap model in RELSUM_HOME).")
+    summaries: str = cfg("", help="Summaries file (product_id, summary); products without "
+                                  "one use the title only.")
+    reward_model: str = cfg("", help="Local cross-encoder folder (default: the bootstrap "
+                                     "model in RELSUM_HOME).")
     out_dir: str = cfg("relsum_home/interleaving", help="Output folder.")
     seed: int = cfg(0, help="Seed of the team-draft coin flips; each query's RNG is sha256(seed, query_id).")
     length: int = cfg(10, help="Length of each interleaved list (items shown per query).")
@@ -68,7 +70,8 @@ def _load_catalog(path: str) -> tuple[pd.Series, dict[str, str], int]:
     """product_id -> clean title, product_id -> reason for catalog rejects, and the reject count."""
     result = dc.validate_catalog(rio.read_table(path))
     rejected = {}
-    for pid, reason in zip(result.rejects.get("product_id", []), result.rejects.get("reason", []), strict=False):
+    for pid, reason in zip(result.rejects.get("product_id", []), result.rejects.get("reason", []),
+                           strict=False):
         if as_id(pid) is not None:
             rejected.setdefault(as_id(pid), reason)
     return result.valid.set_index("product_id")["title"], rejected, len(result.rejects)
@@ -81,10 +84,12 @@ def _validate_candidates(cands: pd.DataFrame, titles: pd.Series,
     first_query: dict[str, tuple[str, int]] = {}
     seen: dict[tuple[str, str], int] = {}
     keep = []
-    for i, (q_raw, text, p_raw) in enumerate(zip(cands["query_id"], cands["query"], cands["product_id"], strict=True)):
+    for i, (q_raw, text, p_raw) in enumerate(zip(cands["query_id"], cands["query"], cands["product_id"],
+                                                 strict=True)):
         qid, pid = as_id(q_raw), as_id(p_raw)
         query = "" if text is None or (isinstance(text, float) and text != text) else str(text).strip()
-        problems = [f"{dc.R_MISSING_KEY}: {col}" for col, v in (("query_id", qid), ("product_id", pid)) if v is None]
+        problems = [f"{dc.R_MISSING_KEY}: {col}" for col, v in (("query_id", qid), ("product_id", pid))
+                    if v is None]
         if not query:
             problems.append(dc.R_EMPTY_QUERY)
         if pid is not None and pid not in titles.index:
@@ -108,7 +113,8 @@ def _validate_candidates(cands: pd.DataFrame, titles: pd.Series,
 
 
 def run_export(config: ExportConfig, scorer: RelevanceScorer | None = None) -> dict[str, Any]:
-    """Write one interleaved list per query (Parquet + JSONL), ``rejects.csv`` and ``export_manifest.json``."""
+    """Write one interleaved list per query (Parquet + JSONL), ``rejects.csv`` and
+    ``export_manifest.json``."""
     from relsum.scoring.scorer import Scorer, ScorerConfig
 
     from .evaluate import load_summaries
@@ -139,7 +145,8 @@ def run_export(config: ExportConfig, scorer: RelevanceScorer | None = None) -> d
         identical += control[:config.length] == variation[:config.length]
         c_rank = {p: r for r, p in enumerate(control, 1)}
         v_rank = {p: r for r, p in enumerate(variation, 1)}
-        items = il.team_draft_interleave(control, variation, rng=il.query_rng(config.seed, qid), length=config.length)
+        items = il.team_draft_interleave(control, variation, rng=il.query_rng(config.seed, qid),
+                                         length=config.length)
         first_pick[items[0][1]] += 1
         query = group["query"].iloc[0]
         for pos, (pid, team) in enumerate(items, 1):
@@ -161,10 +168,12 @@ def run_export(config: ExportConfig, scorer: RelevanceScorer | None = None) -> d
     manifest = {
         "experiment_id": config.experiment_id, "seed": config.seed, "length": config.length,
         "inputs": {"candidates": config.candidates, "catalog": config.catalog, "summaries": config.summaries},
-        "candidate_rows": len(cands), "valid_candidate_rows": len(valid), "rejected_candidate_rows": len(rejects),
-        "reject_reasons": rejects["reason"].str.split(":").str[0].value_counts().to_dict() if len(rejects) else {},
-        "catalog_rejects": n_catalog_rejects, "queries": len(lists), "items": len(frame),
-        "team_items": frame["team"].value_counts().reindex([il.CONTROL, il.VARIATION], fill_value=0).to_dict(),
+        "candidate_rows": len(cands), "valid_candidate_rows": len(valid),
+        "rejected_candidate_rows": len(rejects),
+        "reject_reasons": rejects["reason"].str.split(":").str[0].value_counts().to_dict() if len(rejects)
+        else {}, "catalog_rejects": n_catalog_rejects, "queries": len(lists), "items": len(frame),
+        "team_items": frame["team"].value_counts().reindex([il.CONTROL, il.VARIATION],
+                                                           fill_value=0).to_dict(),
         "first_pick": {t: first_pick.get(t, 0) for t in (il.CONTROL, il.VARIATION)},
         "queries_with_identical_top": int(identical),
         "products_without_summary": int(valid.loc[summary.eq("").to_numpy(), "product_id"].nunique()),
@@ -183,7 +192,8 @@ def run_export(config: ExportConfig, scorer: RelevanceScorer | None = None) -> d
 class AnalyzeConfig:
     export: str = cfg("", help="interleaved.parquet written by the export stage.")
     events: str = cfg("", help="Logged events (query_id, impression_id, event, and position (1-based) and/or "
-                      "product_id); event is click, add_to_cart or impression (an impression row only registers "
+                      "product_id); event is click, add_to_cart or impression (an "
+                      "impression row only registers "
                       "the impression). Optional experiment_id must match the export's.")
     count_events: list[str] = cfg(["click"], help="Event types that give credit to the clicked item's team.")
     out_dir: str = cfg("relsum_home/interleaving/analysis", help="Output folder.")
@@ -206,11 +216,12 @@ def _clean(value: Any) -> Any:
 
 
 def run_analyze(config: AnalyzeConfig) -> dict[str, Any]:
-    """Outcome per impression, wins/losses/ties per query and overall, Δ and sign test; results + plot + report."""
+    """Outcome per impression, wins/losses/ties per query and overall, Δ and sign test; results + plot +
+    report."""
 
     export = rio.read_table(config.export)
-    _require(f"export {config.export}", export, ["experiment_id", "query_id", "query", "position", "product_id",
-                                                 "team"])
+    _require(f"export {config.export}", export, ["experiment_id", "query_id", "query", "position",
+                                                 "product_id", "team"])
     events = rio.read_table(config.events).reset_index(drop=True)
     _require(f"events {config.events}", events, ["query_id", "impression_id", "event"])
     if "position" not in events.columns and "product_id" not in events.columns:
@@ -224,8 +235,8 @@ def run_analyze(config: AnalyzeConfig) -> dict[str, Any]:
     for (qid, iid), _ in matched.groupby(["query_id", "impression_id"], sort=False):
         c, v = il.attribute_clicks(lists[qid], clicks.get((qid, iid), set()))
         impressions.append((qid, iid, c, v, il.outcome_from_credit(c, v) if c + v else il.NO_PREFERENCE))
-    imp = pd.DataFrame(impressions, columns=["query_id", "impression_id", "control_credit", "variation_credit",
-                                             "outcome"])
+    imp = pd.DataFrame(impressions, columns=["query_id", "impression_id", "control_credit",
+                                             "variation_credit", "outcome"])
     queries = export.drop_duplicates("query_id")[["query_id", "query"]].astype({"query_id": str})
     by_query = imp.groupby("query_id")["outcome"].agg(list).to_dict()
     stats = [{"query_id": q, **il.summarize_outcomes(by_query.get(q, []))} for q in queries["query_id"]]
@@ -236,19 +247,25 @@ def run_analyze(config: AnalyzeConfig) -> dict[str, Any]:
     decided = overall["wins"] + overall["losses"]
     verdict = ("no decided impressions" if not decided else
                f"no significant preference (p >= {config.alpha})" if p >= config.alpha else
-               f"{il.VARIATION if overall['wins'] > overall['losses'] else il.CONTROL} preferred (p < {config.alpha})")
+               f"{il.VARIATION if overall['wins'] > overall['losses'] else il.CONTROL} preferred "
+               f"(p < {config.alpha})")
     results = {
         "experiment_id": experiment, "count_events": list(config.count_events),
         "overall": {k: _clean(v) for k, v in overall.items()} | {
             "win_rate": overall["wins"] / decided if decided else None},
-        "verdict": verdict, "queries": len(per_query), "queries_with_impressions": int((per_query["impressions"] > 0).sum()),
+        "verdict": verdict, "queries": len(per_query),
+        "queries_with_impressions": int((per_query["impressions"] > 0).sum()),
         "events_in": len(events), "events_matched": len(matched), "events_counted": len(counted),
         "events_rejected": len(rejects), "reject_reasons": _reason_counts(
             {i: r.split("; ") for i, r in enumerate(rejects["reason"])}) if len(rejects) else {},
-        "conventions": "wins = variation wins, losses = control wins; credit = distinct items of a team with a "
-                       "counted event; impressions without counted events are no_preference and excluded from "
-                       "wins/losses/ties, Δ and the sign test; delta = (wins - losses) / (wins + losses + ties) "
-                       "(twice Chapelle et al.'s Δ_AB, given as delta_chapelle); p_value = two-sided sign test."}
+        "conventions": "wins = variation wins, losses = control wins; credit = distinct "
+                       "items of a team with a "
+                       "counted event; impressions without counted events are "
+                       "no_preference and excluded from "
+                       "wins/losses/ties, Δ and the sign test; delta = (wins - losses) / "
+                       "(wins + losses + ties) "
+                       "(twice Chapelle et al.'s Δ_AB, given as delta_chapelle); p_value = "
+                       "two-sided sign test."}
     out = Path(config.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = {"results": out / "interleaving_results.json", "per_query": out / "per_query.csv",

@@ -49,13 +49,17 @@ def write_interleaving_report(results: dict, path: Path) -> None:
     fmt = lambda v, spec: "n/a" if v is None else format(v, spec)  # noqa: E731
     lines = [f"# Interleaving test {results['experiment_id']}", "",
              f"**{results['verdict']}** (counted events: {', '.join(results['count_events'])})", "",
-             "| impressions | variation wins | control wins | ties | no preference | Δ | Δ_AB (Chapelle) | p (sign test) |",
+             "| impressions | variation wins | control wins | ties | no preference | Δ | Δ_AB "
+             "(Chapelle) | p (sign test) |",
              "| --- | --- | --- | --- | --- | --- | --- | --- |",
              f"| {o['impressions']} | {o['wins']} | {o['losses']} | {o['ties']} | {o['no_preference']} | "
-             f"{fmt(o['delta'], '+.3f')} | {fmt(o['delta_chapelle'], '+.3f')} | {fmt(o['p_value'], '.3g')} |", "",
-             f"Queries: {results['queries']} exported, {results['queries_with_impressions']} with impressions. "
+             f"{fmt(o['delta'], '+.3f')} | {fmt(o['delta_chapelle'], '+.3f')} "
+             f"| {fmt(o['p_value'], '.3g')} |", "",
+             f"Queries: {results['queries']} "
+             f"exported, {results['queries_with_impressions']} with impressions. "
              f"Events: {results['events_in']} in, {results['events_counted']} counted, "
-             f"{results['events_rejected']} rejected (rejects.csv).", "", f"Conventions: {results['conventions']}", "",
+             f"{results['events_rejected']} "
+             f"rejected (rejects.csv).", "", f"Conventions: {results['conventions']}", "",
              "![per-query wins minus losses](interleaving.png)", ""]
     with rio.atomic_path(path) as tmp:
         tmp.write_text("\n".join(lines), encoding="utf-8")

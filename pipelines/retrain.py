@@ -71,8 +71,8 @@ def extract(config: DagConfig, key: str, start: str | None, end: str | None) -> 
         write_json_atomic(stats | {"pairs": int(len(pairs))}, out / "extract_stats.json")
         return {"pairs_raw": str(out / "pairs_raw.parquet"), "stats": str(out / "extract_stats.json")}
 
-    return run_once(out, fingerprint(to_dict(pc), file_sha(pc.search_log) if Path(pc.search_log).is_file() else
-                                     pc.search_log), body)
+    return run_once(out, fingerprint(to_dict(pc), file_sha(pc.search_log) if Path(pc.search_log).is_file()
+                                     else pc.search_log), body)
 
 
 def score_filter(config: DagConfig, key: str, extracted: dict) -> dict:
@@ -83,8 +83,8 @@ def score_filter(config: DagConfig, key: str, extracted: dict) -> dict:
     out = config.step_dir(RETRAIN, key, "pairs")
 
     def body() -> dict:
-        result = score_and_filter(read_table(extracted["pairs_raw"]), dag_scorer(config), config.pairs.filter, out,
-                                  json.loads(Path(extracted["stats"]).read_text()))
+        result = score_and_filter(read_table(extracted["pairs_raw"]), dag_scorer(config), config.pairs.filter,
+                                  out, json.loads(Path(extracted["stats"]).read_text()))
         return dataclasses.asdict(result.paths) | {"kept": int(result.stats["kept"])}
 
     return run_once(out, fingerprint(to_dict(config.pairs.filter), reward_model_dir(config),
@@ -117,7 +117,8 @@ def train(config: DagConfig, key: str, pairs: dict) -> dict:
         for tag, value in tags.items():
             client.set_model_version_tag(tracking.registered_model, found.version, tag, value)
         client.set_tag(found.run_id, TAG_INTERVAL, tags[TAG_INTERVAL])
-        resolved = registry.resolve(tracking, client.get_model_version(tracking.registered_model, found.version),
+        resolved = registry.resolve(tracking,
+                                    client.get_model_version(tracking.registered_model, found.version),
                                     out / "downloaded")
         return resolved | {"interval": tags[TAG_INTERVAL]}
 

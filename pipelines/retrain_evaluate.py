@@ -1,4 +1,5 @@
-"""The model-judging steps of the ``relsum_retrain`` DAG: evaluate the new version, log its metrics, gate the alias.
+"""The model-judging steps of the ``relsum_retrain`` DAG: evaluate the new version, log its metrics, gate the
+alias.
 
 These steps judge a trained version against the champion; :mod:`relsum.pipelines.retrain` (the import
 path the DAGs use) re-exports them. The golden-set subsetting for smoke runs lives here because only
@@ -32,7 +33,8 @@ def golden_smoke_subset(config: DagConfig, out: Path) -> str:
     if not ec.max_queries:
         return ec.golden
     golden = load_golden(ec.golden)
-    judged = golden.queries[golden.queries["query_id"].isin(golden.judgments["query_id"])].sort_values("query_id")
+    judged = (golden.queries[golden.queries["query_id"].isin(golden.judgments["query_id"])]
+              .sort_values("query_id"))
     tail = judged[judged["tail"]].head((ec.max_queries + 1) // 2)
     keep = set(pd.concat([tail, judged[~judged["tail"]].head(ec.max_queries - len(tail))])["query_id"])
     sub = out / "golden"
@@ -65,19 +67,23 @@ def evaluate(config: DagConfig, key: str, trained: dict) -> dict:
             champ_info = registry.resolve(tracking, champ, config.step_dir(RETRAIN, key, "champion"))
         golden_dir = golden_smoke_subset(config, out)
         products = evaluate_stage.golden_products(load_golden(golden_dir))
-        models = {"challenger": (trained["policy_dir"], trained["adapter_dir"]), "sum_ref": (trained["policy_dir"], None)}
+        models = {"challenger": (trained["policy_dir"], trained["adapter_dir"]),
+                  "sum_ref": (trained["policy_dir"], None)}
         if champ_info:
             models["champion"] = (champ_info["policy_dir"], champ_info["adapter_dir"])
         summaries = {}
         for name, (policy, adapter) in models.items():
             # served_summary is applied inside generation: the gate judges the strings the catalog serves
             summaries[name] = str(out / "summaries" / f"{name}.parquet")
-            evaluate_stage.summarize_golden(products, config.train.train.policy, summaries[name], policy, adapter)
+            evaluate_stage.summarize_golden(products, config.train.train.policy, summaries[name], policy,
+                                            adapter)
         ec = config.evaluate
         result = evaluate_stage.run(evaluate_stage.EvaluateConfig(
-            golden=golden_dir, reward_model=reward_model_dir(config), summaries=summaries, out_dir=str(out / "evaluation"),
+            golden=golden_dir, reward_model=reward_model_dir(config), summaries=summaries,
+            out_dir=str(out / "evaluation"),
             k=ec.k, min_precision=ec.min_precision, n_boot=ec.n_boot), scorer=dag_scorer(config))
-        return {"metrics": result["paths"]["metrics"], "report": [v for k, v in result["paths"].items() if k in ("md", "html")],
+        return {"metrics": result["paths"]["metrics"],
+                "report": [v for k, v in result["paths"].items() if k in ("md", "html")],
                 "champion_version": champ_info["version"] if champ_info else None}
 
     # The champion compared against is pinned by the committed outputs (champion_version): after the gate
@@ -92,7 +98,8 @@ def register(config: DagConfig, key: str, trained: dict, evaluated: dict) -> dic
     metrics = json.loads(Path(evaluated["metrics"]).read_text())
     artifacts = [evaluated["metrics"], *evaluated.get("report", [])]
     flat = registry.log_evaluation(config.train.tracking, trained["run_id"], metrics,
-                                   evaluated.get("champion_version"), [p for p in artifacts if Path(p).is_file()])
+                                   evaluated.get("champion_version"),
+                                   [p for p in artifacts if Path(p).is_file()])
     return {"version": trained["version"], "run_id": trained["run_id"], "n_metrics": len(flat),
             "tracking_uri": config.train.tracking.resolved_uri()}
 

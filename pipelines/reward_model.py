@@ -20,15 +20,21 @@ logger = logging.getLogger(__name__)
 
 @dataclasses.dataclass
 class RewardModelStageConfig:
-    train_dir: str = cfg(str(SAMPLE_DIR / "train"), help="Golden-layout folder (queries.csv, judgments.csv, catalog) to train on.")
-    eval_dir: str = cfg(str(SAMPLE_DIR / "golden"), help="Golden-layout folder with held-out queries for NDCG@5.")
+    train_dir: str = cfg(str(SAMPLE_DIR / "train"), help="Golden-layout folder (queries.csv, judgments.csv, "
+                                                         "catalog) to train on.")
+    eval_dir: str = cfg(str(SAMPLE_DIR / "golden"), help="Golden-layout folder with "
+                                                         "held-out queries for NDCG@5.")
     out_dir: str = cfg("", help="Where to save the model (default: <RELSUM_HOME>/reward_model).")
-    base_model: str = cfg("", help="Local cross-encoder/encoder folder to start from (default: bundled MiniLM).")
+    base_model: str = cfg("", help="Local cross-encoder/encoder folder to start from "
+                                   "(default: bundled MiniLM).")
     max_length: int = cfg(128, help="Token cap of (query, document) pairs during training.")
     epochs: int = cfg(1, help="Training epochs.")
     batch_size: int = cfg(16, help="Pairs per training batch.")
     learning_rate: float = cfg(5e-5, help="Peak learning rate.")
-    max_train_pairs: int | None = cfg(None, help="Subsample the training judgments to at most this many (none = all: the sample's 1,092 pairs train in ~4 minutes on 2 cores; 500 pairs reached NDCG@5 0.706 against 0.766 for all).")
+    max_train_pairs: int | None = cfg(None, help="Subsample the training judgments to at most this many "
+                                                 "(none = all: the sample's 1,092 pairs train in ~4 minutes "
+                                                 "on 2 cores; 500 pairs reached NDCG@5 0.706 "
+                                                 "against 0.766 for all).")
     seed: int = cfg(0, help="Seed for the subsample, the head initialisation and training.")
 
     def resolved_out_dir(self) -> Path:
@@ -69,6 +75,7 @@ def ensure_reward_model(path: str = "") -> str:
     default = home() / "reward_model"
     if (default / "model.safetensors").exists() or (default / "config.json").exists():
         return str(default)
-    logger.warning("no reward model given: bootstrapping one from MiniLM at %s (a few minutes, once)", default)
+    logger.warning("no reward model given: bootstrapping one from MiniLM at %s "
+                   "(a few minutes, once)", default)
     run(RewardModelStageConfig(out_dir=str(default)))
     return str(default)

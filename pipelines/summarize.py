@@ -44,7 +44,8 @@ def partition_dir(out_dir: str | Path, partition: str) -> Path:
 
 def _previous_partition(root: Path, current: Path) -> Path | None:
     """The latest committed partition that sorts before ``current`` (ISO dates sort by time)."""
-    earlier = sorted(p for p in root.glob(f"{PREFIX}*") if p.name < current.name and (p / "manifest.json").is_file())
+    earlier = sorted(p for p in root.glob(f"{PREFIX}*") if p.name < current.name
+                     and (p / "manifest.json").is_file())
     return earlier[-1] if earlier else None
 
 
@@ -60,7 +61,8 @@ def run(config: SummarizeConfig, partition: str | None = None) -> dict[str, Any]
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m relsum.pipelines.summarize", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m "
+                                          "relsum.pipelines.summarize", description=__doc__.split("\n")[0])
     parser.add_argument("config", nargs="?", help="YAML config (SummarizeConfig fields)")
     parser.add_argument("overrides", nargs="*", help="key=value overrides")
     parser.add_argument("--partition", default=None, help="output partition key (e.g. a data-interval date)")

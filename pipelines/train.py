@@ -31,14 +31,22 @@ logger = logging.getLogger(__name__)
 class TrainStageConfig:
     train: TrainConfig = cfg(default_factory=TrainConfig, help="Policy, LoRA, GRPO and DPO settings.")
     tracking: TrackingConfig = cfg(default_factory=TrackingConfig, help="MLflow tracking.")
-    catalog: str = cfg(str(SAMPLE_DIR / "products.jsonl"), help="Catalog the tiny default policy is built from.")
-    tiny_policy_dir: str = cfg("", help="Where the tiny default policy lives (default: <RELSUM_HOME>/tiny_policy).")
+    catalog: str = cfg(str(SAMPLE_DIR / "products.jsonl"), help="Catalog the tiny default "
+                                                                "policy is built from.")
+    tiny_policy_dir: str = cfg("", help="Where the tiny default policy lives (default: "
+                                        "<RELSUM_HOME>/tiny_policy).")
     holdout_fraction: float = cfg(0.2, help="Fraction of products held out for the reward comparison.")
-    heldout_samples: int = cfg(8, help="Summaries sampled per held-out product at the training temperature to estimate each policy's expected reward, the quantity GRPO maximises (0 = greedy comparison only).")
+    heldout_samples: int = cfg(8, help="Summaries sampled per held-out product at the training temperature "
+                                       "to estimate each policy's expected reward, the quantity GRPO "
+                                       "maximises (0 = greedy comparison only).")
     n_sample_summaries: int = cfg(20, help="Held-out summaries logged as a sample artifact.")
     n_boot: int = cfg(1000, help="Bootstrap resamples for the held-out reward CI.")
-    max_heldout_products: int = cfg(0, help="Compare the policies on at most this many held-out products (seeded subset; 0 = all): generation dominates the comparison's time on a CPU.")
-    balance_labels: bool = cfg(False, help="Per product, keep as many training pairs of each label value as of its rarest one (seeded): with mostly low labels, -|r - l| otherwise rewards lowering every score.")
+    max_heldout_products: int = cfg(0, help="Compare the policies on at most this many held-out products "
+                                            "(seeded subset; 0 = all): generation dominates the "
+                                            "comparison's time on a CPU.")
+    balance_labels: bool = cfg(False, help="Per product, keep as many training pairs of each label value as "
+                                           "of its rarest one (seeded): with mostly low labels, -|r - l| "
+                                           "otherwise rewards lowering every score.")
 
     def __post_init__(self):
         if not 0.0 <= self.holdout_fraction < 1.0:
@@ -104,7 +112,8 @@ def ensure_policy(config: TrainStageConfig) -> str:
     return str(out)
 
 
-def _compare_heldout(config: TrainStageConfig, heldout: pd.DataFrame, adapter_dir: str, scorer) -> tuple[dict, pd.DataFrame]:
+def _compare_heldout(config: TrainStageConfig, heldout: pd.DataFrame, adapter_dir: str,
+                     scorer) -> tuple[dict, pd.DataFrame]:
     """Reference policy against the trained adapter on held-out pairs: greedy and sampled rewards."""
     from relsum.policy_eval import compare_policies, sample_products, summarize_products
     from relsum.training.policy import load_policy
@@ -121,7 +130,8 @@ def _compare_heldout(config: TrainStageConfig, heldout: pd.DataFrame, adapter_di
         if config.heldout_samples:
             sampled[name] = sample_products(model, tokenizer, products, tc.policy, config.heldout_samples,
                                             temperature, seed=tc.seed, show_progress=True)
-    comparison = compare_policies(heldout, greedy["reference"], greedy["trained"], scorer, n_boot=config.n_boot,
+    comparison = compare_policies(heldout, greedy["reference"], greedy["trained"], scorer,
+                                  n_boot=config.n_boot,
                                   seed=tc.seed, reference_samples=sampled.get("reference"),
                                   trained_samples=sampled.get("trained"))
     samples = products.assign(summary_reference=products["product_id"].map(greedy["reference"]),
@@ -130,13 +140,15 @@ def _compare_heldout(config: TrainStageConfig, heldout: pd.DataFrame, adapter_di
 
 
 def label_shift_metrics(comparison: dict) -> dict[str, float]:
-    """Flat MLflow metrics of the per-label score shifts: ``heldout_[sampled_]label_<l>_shift[_ci_low|_ci_high]``."""
+    """Flat MLflow metrics of the per-label score shifts:
+    ``heldout_[sampled_]label_<l>_shift[_ci_low|_ci_high]``."""
     from relsum.metric_names import heldout_key, label_shift_metric
 
     out = {}
     for sampled in (False, True):
         for row in comparison.get(heldout_key("label_shifts", sampled), []):
-            fields = {"shift": row["shift"], "shift_ci_low": row["shift_ci95"][0], "shift_ci_high": row["shift_ci95"][1],
+            fields = {"shift": row["shift"], "shift_ci_low": row["shift_ci95"][0],
+                      "shift_ci_high": row["shift_ci95"][1],
                       "score_reference": row["score_reference"], "score_trained": row["score_trained"]}
             out.update({label_shift_metric(row["label"], f, sampled): v for f, v in fields.items()})
     return out
@@ -176,7 +188,8 @@ def run(config: TrainStageConfig, scorer=None) -> dict:
     if main:
         write_parquet_atomic(heldout, out / "heldout_pairs.parquet")
     stats_path = Path(tc.train_data).with_name("filter_stats.json")
-    data_stats = {"pairs": int(len(pairs)), "train_pairs": int(len(train_df)), "heldout_pairs": int(len(heldout)),
+    data_stats = {"pairs": int(len(pairs)), "train_pairs": int(len(train_df)),
+                  "heldout_pairs": int(len(heldout)),
                   "train_products": int(train_df["product_id"].nunique())}
     if stats_path.exists():
         data_stats["filter"] = json.loads(stats_path.read_text())
@@ -187,7 +200,8 @@ def run(config: TrainStageConfig, scorer=None) -> dict:
     with tracking.tracked_run(track, run_name, tags={"relsum.algo": tc.algo}) as active:
         if active is not None:
             # Prefixed: TRL's MLflow callback logs the TrainingArguments under their bare names.
-            params = {**flat_params(tc), "data.train_pairs": len(train_df), "data.heldout_pairs": len(heldout),
+            params = {**flat_params(tc), "data.train_pairs": len(train_df),
+                      "data.heldout_pairs": len(heldout),
                       "scorer.fingerprint": scorer.fingerprint or ""}
             tracking.log_params({f"relsum.{k}": v for k, v in params.items()})
             tracking.log_json(to_dict(config), "config.json")
@@ -202,7 +216,8 @@ def run(config: TrainStageConfig, scorer=None) -> dict:
             result = train_dpo(tc, train_df, scorer)
         for in_memory in ("model", "tokenizer"):
             result.pop(in_memory, None)
-        comparison, samples = _compare_heldout(config, heldout, result["adapter_dir"], scorer) if len(heldout) and main else ({}, None)
+        comparison, samples = _compare_heldout(config, heldout, result["adapter_dir"],
+                                               scorer) if len(heldout) and main else ({}, None)
         if samples is not None:
             write_parquet_atomic(samples, out / "heldout_summaries.parquet")
         result.update({"heldout": comparison, "data": data_stats, "policy_dir": tc.policy.model_dir})
@@ -212,7 +227,8 @@ def run(config: TrainStageConfig, scorer=None) -> dict:
             tracking.log_metrics({heldout_metric(k): v for k, v in comparison.items() if np.isscalar(v)})
             if comparison:
                 tracking.log_metrics({heldout_metric(heldout_key("reward_diff", s), side): ci[i]
-                                      for s in (False, True) if (ci := comparison.get(heldout_key("reward_diff", s, ci=True)))
+                                      for s in (False, True)
+                                      if (ci := comparison.get(heldout_key("reward_diff", s, ci=True)))
                                       for i, side in enumerate(("low", "high"))})
                 tracking.log_metrics(label_shift_metrics(comparison))
                 import mlflow

@@ -2,12 +2,13 @@
 
 Outputs under ``out_dir``:
 
-| path | contents |
-| --- | --- |
-| ``clean/<table>.parquet`` | the valid, cleaned rows of each table given |
-| ``rejects/<table>.csv`` | rejected rows (original values + ``row_number`` + ``reason``), always written, header-only when none |
-| ``flags/catalog.csv`` | valid catalog rows whose title or text looks like instructions to a model (``product_id, field, pattern, match``), always written with a catalog |
-| ``validation.json`` | per table: source, rows in, valid, rejected, reject rate, counts by reason kind, problems; the catalog's flags (count + examples); ``problems`` and ``passed`` overall |
+- ``clean/<table>.parquet``: the valid, cleaned rows of each table given
+- ``rejects/<table>.csv``: rejected rows (original values + ``row_number`` + ``reason``), always written,
+  header-only when none
+- ``flags/catalog.csv``: valid catalog rows whose title or text looks like instructions to a model
+  (``product_id, field, pattern, match``), always written with a catalog
+- ``validation.json``: per table: source, rows in, valid, rejected, reject rate, counts by reason kind,
+  problems; the catalog's flags (count + examples); ``problems`` and ``passed`` overall
 
 Judgments are checked against the validated queries and catalog, and the search log against the
 catalog, so a pair pointing at a rejected product is itself rejected rather than silently orphaned.
@@ -66,7 +67,8 @@ class ValidationFailed(InputError):
 class ValidateConfig:
     """Which tables to validate and where the cleaned tables, rejects and report go."""
 
-    catalog: str | None = cfg(None, help="catalog source (csv/jsonl/parquet path or duckdb:<db>:<table|query>)")
+    catalog: str | None = cfg(None, help="catalog source (csv/jsonl/parquet path or "
+                                         "duckdb:<db>:<table|query>)")
     search_log: str | None = cfg(None, help="search-log pairs source, same formats")
     queries: str | None = cfg(None, help="golden queries source, same formats")
     judgments: str | None = cfg(None, help="golden judgments source, same formats")
@@ -75,11 +77,14 @@ class ValidateConfig:
     grade_map_from_folder: bool = cfg(True, help="use the grade_map of a relsum.yaml beside the judgments "
                                       "file (or in its parent folder), as load_golden does")
     strict: bool = cfg(False, help="fail when a table ends up empty (header-only, or every row rejected) or "
-                       "rejects more than max_reject_rate of its rows: outputs are written, then the run raises "
+                       "rejects more than max_reject_rate of its rows: outputs are written, "
+                       "then the run raises "
                        "(CLI: one-line error, exit 2; the --strict flag exits 1 with the report instead)")
-    max_reject_rate: float = cfg(0.0, help="highest share of a table's rows that may be rejected before it counts "
-                                 "as a problem (0 = any reject); an empty table is always a problem")
-    flag_examples: int = cfg(5, help="flagged catalog rows shown in validation.json (all are in flags/catalog.csv)")
+    max_reject_rate: float = cfg(0.0, help="highest share of a table's rows that may be "
+                                           "rejected before it counts as a problem (0 = any reject); "
+                                           "an empty table is always a problem")
+    flag_examples: int = cfg(5, help="flagged catalog rows shown in validation.json (all are "
+                                     "in flags/catalog.csv)")
 
     def __post_init__(self) -> None:
         if not any(getattr(self, t) for t in TABLES):
@@ -98,7 +103,8 @@ def _storable(df: pd.DataFrame) -> pd.DataFrame:
     for col in out.columns:
         if out[col].dtype == object and out[col].map(lambda v: isinstance(v, dict | list | tuple)).any():
             out[col] = out[col].map(
-                lambda v: json.dumps(v, ensure_ascii=False, default=str) if isinstance(v, dict | list | tuple) else v)
+                lambda v: json.dumps(v, ensure_ascii=False, default=str)
+                if isinstance(v, dict | list | tuple) else v)
     return out
 
 
@@ -132,12 +138,14 @@ def injection_flags(catalog: pd.DataFrame, examples: int = 5) -> tuple[pd.DataFr
     frame = pd.DataFrame(hits, columns=FLAG_COLUMNS)
     report = {"products": int(frame["product_id"].nunique()),
               "by_pattern": {k: int(v) for k, v in sorted(frame["pattern"].value_counts().items())},
-              "examples": [{**h, "excerpt": e} for h, e in zip(hits[:examples], excerpts[:examples], strict=True)]}
+              "examples": [{**h, "excerpt": e} for h,
+                           e in zip(hits[:examples], excerpts[:examples], strict=True)]}
     return frame, report
 
 
 def run(config: ValidateConfig) -> dict[str, Any]:
-    """Validate the tables given, write clean tables, rejects, flags and ``validation.json``; return the summary.
+    """Validate the tables given, write clean tables, rejects, flags and ``validation.json``; return the
+    summary.
 
     With ``config.strict``, raises :class:`ValidationFailed` after writing when any table has a problem.
     """
@@ -177,9 +185,12 @@ def run(config: ValidateConfig) -> dict[str, Any]:
             flags, entry["flags"] = injection_flags(result.valid, config.flag_examples)
             write_csv_atomic(flags, out_dir / "flags" / "catalog.csv")
             if len(flags):
-                logger.warning("validate catalog: %d products have text that reads as instructions to a model "
-                               "(kept verbatim; see %s)", entry["flags"]["products"], out_dir / "flags" / "catalog.csv")
-        logger.log(logging.WARNING if found else logging.INFO, "validate %-10s %6d in  %6d valid  %6d rejected%s%s",
+                logger.warning("validate catalog: %d products have text that reads as "
+                               "instructions to a model "
+                               "(kept verbatim; see %s)", entry["flags"]["products"],
+                               out_dir / "flags" / "catalog.csv")
+        logger.log(logging.WARNING if found else logging.INFO,
+                   "validate %-10s %6d in  %6d valid  %6d rejected%s%s",
                    table, result.rows_in, len(result.valid), len(result.rejects),
                    "".join(f"  <- {'EMPTY: ' if p.startswith('no ') else ''}{p}" for p in found),
                    "".join(f"\n    {n:6d}  {reason}" for reason, n in result.summary()["reasons"].items()))

@@ -62,7 +62,8 @@ def add_stage_parser(sub, name: str, stage: Stage) -> argparse.ArgumentParser:
 
 def build_parser() -> argparse.ArgumentParser:
     """The whole ``relsum`` parser from :data:`relsum.cli_stages.STAGES`; imports no stage module."""
-    parser = StageParser(prog="relsum", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = StageParser(prog="relsum", description=__doc__,
+                         formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("-v", "--verbose", action="store_true", help="Debug logging.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     groups = {}  # group name -> its subparsers

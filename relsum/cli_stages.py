@@ -89,7 +89,8 @@ def load_stage_config(stage: Stage, args: argparse.Namespace) -> Any:
     """The stage's config from ``--config`` YAML, the typed flag values, then ``key=value`` overrides."""
     from relsum.config import load_config
 
-    return load_config(stage.config_class(), args.config, list(args.overrides or []), values=flag_values(stage, args))
+    return load_config(stage.config_class(), args.config, list(args.overrides or []),
+                       values=flag_values(stage, args))
 
 
 def run_stage(stage: Stage, args: argparse.Namespace) -> int:
@@ -118,7 +119,8 @@ def show_validation(report: dict, config: Any, args: argparse.Namespace) -> int:
 
 def show_reward_model(metrics: dict, config: Any, args: argparse.Namespace) -> int:
     print(f"reward model saved to {metrics['out_dir']}\n"
-          f"held-out NDCG@5: untrained start {metrics['ndcg5_untrained']:.4f} -> trained {metrics['ndcg5_trained']:.4f}")
+          f"held-out NDCG@5: untrained start {metrics['ndcg5_untrained']:.4f} -> "
+          f"trained {metrics['ndcg5_trained']:.4f}")
     return 0
 
 
@@ -164,7 +166,8 @@ def show_key(key: str) -> Callable[[dict, Any, argparse.Namespace], int]:
 
 
 def summaries_by_name(items: list[str]) -> dict[str, str]:
-    """``["mine=a.csv", "base=b.csv"]`` -> ``{"mine": "a.csv", "base": "b.csv"}`` (``--summaries NAME=FILE``)."""
+    """``["mine=a.csv", "base=b.csv"]`` -> ``{"mine": "a.csv", "base": "b.csv"}`` (``--summaries
+    NAME=FILE``)."""
     from relsum.errors import InputError
 
     pairs = {}
@@ -184,7 +187,7 @@ def with_reward_model(config: Any) -> Any:
     return config
 
 
-# ---- the table ------------------------------------------------------------------------------------------------
+# ---- the table ---------------------------------------------------------------------------------------------
 
 TABLE_HELP = "Catalog table (CSV, JSONL, Parquet or duckdb:<db>:<table|query>)."
 
@@ -208,7 +211,8 @@ STAGES: tuple[Stage, ...] = (
               Flag("--strict", None, "Exit with status 1 when a table ends up empty or rejects more than "
                    "max_reject_rate of its rows (default 0: any reject).", {"action": "store_true"}),
           ), show=show_validation),
-    Stage("reward-model train", "Bootstrap a cross-encoder from the bundled MiniLM weights on graded judgments.",
+    Stage("reward-model train", "Bootstrap a cross-encoder from the bundled MiniLM weights "
+                                "on graded judgments.",
           "relsum.pipelines.reward_model:RewardModelStageConfig", "relsum.pipelines.reward_model:run", (
               Flag("--train", "train_dir", "Golden-layout folder to train on."),
               Flag("--eval", "eval_dir", "Golden-layout folder with held-out queries."),
@@ -218,7 +222,8 @@ STAGES: tuple[Stage, ...] = (
           "relsum.pipelines.evaluate:EvaluateConfig", "relsum.pipelines.evaluate:run", (
               Flag("--golden", "golden", "Golden-layout folder (default: the bundled sample's golden set)."),
               reward_model_flag(),
-              Flag("--summaries", "summaries", "A summaries candidate (columns product_id, summary); repeatable.",
+              Flag("--summaries", "summaries", "A summaries candidate (columns product_id, "
+                                               "summary); repeatable.",
                    {"action": "append", "metavar": "NAME=FILE"}, convert=summaries_by_name),
               out_flag(),
           ), show=show_evaluation),
@@ -242,11 +247,13 @@ STAGES: tuple[Stage, ...] = (
               Flag("--incremental", "incremental", "Only summarize products new or changed since the last "
                    "committed run.", {"action": argparse.BooleanOptionalAction, "default": None}),
               Flag("--backend", "backend", "Generation backend.", {"choices": ["hf", "ray", "vllm"]}),
-              Flag("--partition", None, "Output partition key (e.g. a data-interval date); reruns are idempotent."),
+              Flag("--partition", None, "Output partition key (e.g. a data-interval date); "
+                                        "reruns are idempotent."),
           ), show=show_summaries, run_args=("partition",)),
     Stage("export-interleaving", "Write seeded team-draft interleaved lists (title-only vs title+summary).",
           "relsum.pipelines.interleaving:ExportConfig", "relsum.pipelines.interleaving:run_export", (
-              Flag("--candidates", "candidates", "Candidate products per query (query_id, query, product_id)."),
+              Flag("--candidates", "candidates", "Candidate products per query "
+                                                 "(query_id, query, product_id)."),
               Flag("--catalog", "catalog", "Catalog table (titles)."),
               Flag("--summaries", "summaries", "Summaries table (product_id, summary)."),
               reward_model_flag(),

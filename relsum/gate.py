@@ -36,7 +36,8 @@ logger = logging.getLogger(__name__)
 @dataclasses.dataclass
 class SummaryGateConfig:
     margin: float = cfg(0.0, help="keep a summary when r(q,[t;s]) >= r(q,t) - margin (see rule)")
-    rule: Literal["mean", "all"] = cfg("mean", help="mean: per-product mean difference >= -margin; all: every query")
+    rule: Literal["mean", "all"] = cfg("mean", help="mean: per-product mean difference >= "
+                                                    "-margin; all: every query")
     keep_unjudged: bool = cfg(False, help="keep summaries of products that have no held-out query")
 
     def __post_init__(self) -> None:
@@ -56,7 +57,8 @@ class SummaryGateResult:
 
 def gate_summaries(pairs: pd.DataFrame, summaries: pd.Series, scorer: Any,
                    config: SummaryGateConfig | None = None) -> SummaryGateResult:
-    """Apply the gate. ``pairs``: held-out (query, product_id, title) rows; ``summaries``: product_id -> summary."""
+    """Apply the gate. ``pairs``: held-out (query, product_id, title) rows; ``summaries``: product_id ->
+    summary."""
     config = config or SummaryGateConfig()
     missing = {"query", "product_id", "title"} - set(pairs.columns)
     if missing:
@@ -76,7 +78,8 @@ def gate_summaries(pairs: pd.DataFrame, summaries: pd.Series, scorer: Any,
         r_sum = np.asarray(scorer.score(queries, titles, rows["product_id"].map(with_summary).tolist()),
                            dtype=np.float64)
         diff = r_sum - r_title
-    per = (pd.DataFrame({"product_id": rows["product_id"], "diff": diff}).groupby("product_id", sort=False)["diff"]
+    per = (pd.DataFrame({"product_id": rows["product_id"], "diff": diff})
+           .groupby("product_id", sort=False)["diff"]
            .agg(n_queries="size", mean_diff="mean", min_diff="min"))
     # reindex, not merge: an empty ``per`` (no held-out query for any product) has an untyped index
     decisions = per.reindex(pd.Index(with_summary.index, name="product_id")).reset_index()
@@ -85,7 +88,8 @@ def gate_summaries(pairs: pd.DataFrame, summaries: pd.Series, scorer: Any,
     stat = decisions["mean_diff"] if config.rule == "mean" else decisions["min_diff"]
     passes = judged & (stat >= -config.margin)
     decisions["keep"] = passes | (~judged & config.keep_unjudged)
-    decisions["reason"] = np.where(~judged, "no held-out query", np.where(passes, "helps or neutral", "hurts"))
+    decisions["reason"] = np.where(~judged, "no held-out query",
+                                   np.where(passes, "helps or neutral", "hurts"))
     kept = set(decisions.loc[decisions["keep"], "product_id"])
     gated = summ.where(summ.index.isin(kept), "")
     n = len(decisions)
@@ -93,9 +97,11 @@ def gate_summaries(pairs: pd.DataFrame, summaries: pd.Series, scorer: Any,
     stats = {"products_with_summary": n, "kept": int(decisions["keep"].sum()), "coverage": coverage,
              "no_heldout_query": int((~judged).sum()), "hurts": int((judged & ~passes).sum()),
              "margin": config.margin, "rule": config.rule}
-    logger.info("gate: kept %d of %d summaries (coverage %.3f, rule %s, margin %g)", stats["kept"], n, coverage,
+    logger.info("gate: kept %d of %d summaries (coverage "
+                "%.3f, rule %s, margin %g)", stats["kept"], n, coverage,
                 config.rule, config.margin)
-    return SummaryGateResult(summaries=gated, decisions=decisions.reset_index(drop=True), coverage=coverage, stats=stats)
+    return SummaryGateResult(summaries=gated, decisions=decisions.reset_index(drop=True), coverage=coverage,
+                             stats=stats)
 
 
 def gate_section(results: dict[str, SummaryGateResult]) -> str:

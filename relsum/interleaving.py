@@ -209,12 +209,14 @@ def delta_score(wins: int, losses: int, ties: int) -> float:
 
 
 def chapelle_delta(wins: int, losses: int, ties: int) -> float:
-    """Δ_AB exactly as Chapelle et al. (2012) define it: ``(wins + ties/2) / n - 1/2`` (half of :func:`delta_score`)."""
+    """Δ_AB exactly as Chapelle et al. (2012) define it: ``(wins + ties/2) / n - 1/2`` (half of
+    :func:`delta_score`)."""
     return delta_score(wins, losses, ties) / 2
 
 
 def summarize_outcomes(outcomes: Iterable[str]) -> dict[str, float | int]:
-    """Counts and statistics of impression outcomes (``"variation"``, ``"control"``, ``"tie"``, ``"no_preference"``).
+    """Counts and statistics of impression outcomes (``"variation"``, ``"control"``, ``"tie"``,
+    ``"no_preference"``).
 
     ``wins`` = variation wins, ``losses`` = control wins; ``no_preference`` impressions are counted but
     kept out of Δ and the sign test (module conventions).
@@ -267,7 +269,8 @@ def match_events(export: pd.DataFrame, events: pd.DataFrame) -> tuple[pd.DataFra
             ("query_id", "impression_id", "event", "position", "product_id", "experiment_id")]
     for i, (q, imp, ev, pos_raw, p_raw, exp) in enumerate(zip(*cols, strict=True)):
         qid, iid, pid, ev = as_id(q), as_id(imp), as_id(p_raw), as_id(ev)
-        problems = [f"{dc.R_MISSING_KEY}: {c}" for c, v in (("query_id", qid), ("impression_id", iid)) if v is None]
+        problems = [f"{dc.R_MISSING_KEY}: {c}" for c, v in (("query_id", qid), ("impression_id", iid))
+                    if v is None]
         if ev not in KNOWN_EVENTS:
             problems.append(f"unknown event type: {ev!r} (expected one of {list(KNOWN_EVENTS)})")
         if as_id(exp) is not None and as_id(exp) not in experiments:
@@ -284,7 +287,8 @@ def match_events(export: pd.DataFrame, events: pd.DataFrame) -> tuple[pd.DataFra
             elif pos is not None and pos > len(items):
                 problems.append(f"position not in the interleaved list: {pos} > list length {len(items)}")
             elif pos is not None and pid is not None and items[pos - 1][0] != pid:
-                problems.append(f"position and product_id disagree: position {pos} holds {items[pos - 1][0]!r}")
+                problems.append(f"position and product_id disagree: position {pos} "
+                                f"holds {items[pos - 1][0]!r}")
             elif pos is None and pid is None:
                 problems.append(f"{dc.R_MISSING_KEY}: position or product_id")
             elif pos is None and pid not in {p for p, _ in items}:

@@ -100,7 +100,8 @@ def describe() -> str:
     model, flags = cpu_info()
     marks = " ".join(f"{f}{'+' if f in flags else '-'}" for f in FLAGS_THAT_MATTER)
     return (f"machine: {model} | class {info['cpu_class']} | {marks} | torch capability "
-            f"{info['torch_cpu_capability']} | torch threads {info['torch_threads']} of {info['logical_cpus']} "
+            f"{info['torch_cpu_capability']} | torch threads {info['torch_threads']} "
+            f"of {info['logical_cpus']} "
             f"cpus | torch {info['torch']} | transformers {info['transformers']} | onnxruntime "
             f"{info['onnxruntime']}")
 

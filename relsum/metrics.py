@@ -138,14 +138,15 @@ def ndcg_at_k(gains, scores, k: int = 5) -> float:
     return float(mean_gain @ disc_per_group) / idcg
 
 
-def per_query_ndcg_at_k(query_ids, gains, scores, k: int = 5, min_judged: int = 1) -> tuple[np.ndarray, np.ndarray]:
+def per_query_ndcg_at_k(query_ids, gains, scores, k: int = 5,
+                        min_judged: int = 1) -> tuple[np.ndarray, np.ndarray]:
     """NDCG@k of every query at once: ``(unique_query_ids, values)``, sorted by query id.
 
     Same definition and tie convention as :func:`ndcg_at_k` (the tests check equality);
     ``values`` is ``nan`` for queries without a positive gain and for queries with fewer than
     ``min_judged`` judged pairs. ``min_judged=2`` is what the offline table uses: a query with one
-    judged product (ESCI-style exports) has NDCG = 1 whatever the scores, so it compares nothing. Vectorised: one lexsort by
-    (query, score desc) and one by (query, gain desc), then ``reduceat`` / ``bincount`` over
+    judged product (ESCI-style exports) has NDCG = 1 whatever the scores, so it compares nothing. Vectorised:
+    one lexsort by (query, score desc) and one by (query, gain desc), then ``reduceat`` / ``bincount`` over
     tie groups and queries -- O(n log n), no Python loop over queries.
 
     References: as :func:`ndcg_at_k` (Järvelin & Kekäläinen 2002; McSherry & Najork 2008).

@@ -29,7 +29,8 @@ class FilterConfig:
     mode: Literal["threshold", "top_fraction"] = cfg(
         "threshold", help="'threshold' keeps gap >= threshold; 'top_fraction' keeps the largest gaps.")
     threshold: float = cfg(0.1, help="Minimum |r(q,[t;d]) - r(q,t)| to keep a pair (mode=threshold).")
-    top_fraction: float = cfg(0.3, help="Fraction of scorable pairs with the largest gaps to keep (mode=top_fraction).")
+    top_fraction: float = cfg(0.3, help="Fraction of scorable pairs with the largest gaps to keep "
+                                        "(mode=top_fraction).")
     histogram_bins: int = cfg(20, help="Bins of the gap histogram in the filter statistics.")
 
     def __post_init__(self):
@@ -69,7 +70,8 @@ def filter_pairs(scored: pd.DataFrame, config: FilterConfig) -> tuple[pd.DataFra
         reason[order[n_keep:]] = DROP_TOP
     kept = scored[reason.eq("")].reset_index(drop=True)
     dropped = scored[reason.ne("")].assign(drop_reason=reason[reason.ne("")]).reset_index(drop=True)
-    counts, edges = np.histogram(scored["gap"].to_numpy(dtype=float), bins=config.histogram_bins, range=(0.0, 1.0))
+    counts, edges = np.histogram(scored["gap"].to_numpy(dtype=float), bins=config.histogram_bins,
+                                 range=(0.0, 1.0))
     stats = {
         "pairs_in": int(len(scored)),
         "kept": int(len(kept)),
@@ -84,5 +86,6 @@ def filter_pairs(scored: pd.DataFrame, config: FilterConfig) -> tuple[pd.DataFra
         "kept_products": int(kept["product_id"].nunique()) if len(kept) else 0,
         "kept_queries": int(kept["query_id"].nunique()) if len(kept) else 0,
     }
-    logger.info("filter kept %d of %d pairs (%s)", stats["kept"], stats["pairs_in"], stats["dropped_by_reason"])
+    logger.info("filter "
+                "kept %d of %d pairs (%s)", stats["kept"], stats["pairs_in"], stats["dropped_by_reason"])
     return kept, dropped, stats

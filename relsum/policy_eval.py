@@ -42,12 +42,14 @@ def summarize_products(model, tokenizer, products: pd.DataFrame, policy, batch_s
     ``policy`` is the :class:`~relsum.training.config.PolicyConfig` the model was trained with: its prompt
     and summary token caps apply here too, so evaluation sees the prompts training saw.
     """
-    texts = _generate(model, tokenizer, products, policy, batch_size, do_sample=False, show_progress=show_progress)
+    texts = _generate(model, tokenizer, products, policy, batch_size, do_sample=False,
+                      show_progress=show_progress)
     return pd.Series(texts, index=products["product_id"].to_numpy(), name="summary")
 
 
 def sample_products(model, tokenizer, products: pd.DataFrame, policy, k: int, temperature: float,
-                    seed: int = 0, batch_size: int = 32, show_progress: bool | None = None) -> list[pd.Series]:
+                    seed: int = 0, batch_size: int = 32,
+                    show_progress: bool | None = None) -> list[pd.Series]:
     """``k`` sampled summaries per product, as ``k`` Series product_id -> summary (seeded)."""
     outs = _generate(model, tokenizer, products, policy, batch_size, do_sample=True, temperature=temperature,
                      num_return_sequences=k, seed=seed, show_progress=show_progress)
@@ -56,7 +58,8 @@ def sample_products(model, tokenizer, products: pd.DataFrame, policy, k: int, te
 
 
 def sample_pair_scores(pairs: pd.DataFrame, samples: list[pd.Series], scorer) -> np.ndarray:
-    """``(k, n)`` array of r(q,[t;s]) for each pair and each of the k summaries s of its product (one scorer call)."""
+    """``(k, n)`` array of r(q,[t;s]) for each pair and each of the k summaries s of its product (one scorer
+    call)."""
     from relsum.training.rewards import relevance_scores
 
     k, n = len(samples), len(pairs)
@@ -66,10 +69,12 @@ def sample_pair_scores(pairs: pd.DataFrame, samples: list[pd.Series], scorer) ->
 
 
 def expected_pair_rewards(pairs: pd.DataFrame, samples: list[pd.Series], scorer) -> np.ndarray:
-    """Per pair, the mean of -|r(q,[t;s]) - l| over the sampled summaries s of its product (one scorer call)."""
+    """Per pair, the mean of -|r(q,[t;s]) - l| over the sampled summaries s of its product (one scorer
+    call)."""
     from relsum.training.rewards import rewards_from_scores
 
-    return rewards_from_scores(sample_pair_scores(pairs, samples, scorer), pairs["label"].tolist()).mean(axis=0)
+    return rewards_from_scores(sample_pair_scores(pairs, samples, scorer),
+                               pairs["label"].tolist()).mean(axis=0)
 
 
 def pair_rewards(pairs: pd.DataFrame, summaries: pd.Series, scorer) -> np.ndarray:
@@ -92,21 +97,25 @@ def paired_product_bootstrap(product_ids: np.ndarray, diff: np.ndarray, n_boot: 
 
 def label_shifts(pairs: pd.DataFrame, reference: np.ndarray, trained: np.ndarray, n_boot: int = 1000,
                  seed: int = 0) -> list[dict]:
-    """Per label value: mean r(q,[t;s]) of both policies and the shift (trained - reference) with a 95% CI.
+    """Per label (rounded to 0, 0.5 or 1): mean r(q,[t;s]) of both policies and the shift
+    (trained - reference) with a 95% CI.
 
     Why: -|r - l| can be raised on average by lowering every score when most pairs have a low label
     (reward hacking the objective allows under label imbalance). A healthy policy raises r on label-1
     pairs and lowers it on label-0 pairs; a negative shift on every label shows the template collapse.
     ``reference`` / ``trained``: per-pair scores (greedy, or the mean over sampled summaries).
     """
-    labels = pairs["label"].to_numpy(dtype=np.float64)
+    # proxy labels are continuous (r(q,[t;d])): group every label with the nearest human grade value
+    # (0, 0.5, 1), or each proxy value would be a row of its own with one pair
+    labels = np.round(pairs["label"].to_numpy(dtype=np.float64) * 2) / 2
     products = pairs["product_id"].to_numpy()
     rows = []
     for value in np.unique(labels):
         mask = labels == value
         mean, lo, hi = paired_product_bootstrap(products[mask], trained[mask] - reference[mask], n_boot, seed)
         rows.append({"label": float(value), "pairs": int(mask.sum()), "share": float(mask.mean()),
-                     "score_reference": float(reference[mask].mean()), "score_trained": float(trained[mask].mean()),
+                     "score_reference": float(reference[mask].mean()),
+                     "score_trained": float(trained[mask].mean()),
                      "shift": mean, "shift_ci95": [lo, hi]})
     return rows
 

@@ -44,8 +44,10 @@ TAG_CHAMPION_EVAL = "relsum.eval.champion_version"
 @dataclasses.dataclass
 class PromotionGateConfig:
     alias: str = cfg("champion", help="Registered-model alias of the serving model.")
-    min_ndcg_gain: float = cfg(0.0, help="NDCG@5 must exceed the champion's by more than this (absolute), full and tail.")
-    r_at_p_tolerance: float = cfg(0.01, help="Largest allowed R@90P loss (absolute) against the champion, full and tail.")
+    min_ndcg_gain: float = cfg(0.0, help="NDCG@5 must exceed the champion's by more than this "
+                                         "(absolute), full and tail.")
+    r_at_p_tolerance: float = cfg(0.01, help="Largest allowed R@90P loss (absolute) against the "
+                                             "champion, full and tail.")
 
     def __post_init__(self):
         if self.min_ndcg_gain < 0 or self.r_at_p_tolerance < 0:
@@ -65,7 +67,8 @@ def champion_version(tracking: TrackingConfig, alias: str = "champion"):
 
 
 def find_version(tracking: TrackingConfig, tags: dict[str, str]):
-    """The newest version of the registered model carrying all ``tags`` (interval, fingerprint), or ``None``."""
+    """The newest version of the registered model carrying all ``tags`` (interval, fingerprint), or
+    ``None``."""
     found = [v for v in client(tracking).search_model_versions(f"name='{tracking.registered_model}'")
              if all(v.tags.get(k) == val for k, val in tags.items())]
     return max(found, key=lambda v: int(v.version)) if found else None
@@ -100,7 +103,8 @@ def resolve(tracking: TrackingConfig, version, download_root: Path) -> dict[str,
 
 
 def eval_metric_dict(metrics: dict[str, Any], candidate: str) -> dict[str, float]:
-    """Flat MLflow metrics for one candidate of an evaluate ``metrics.json`` (names: :mod:`relsum.metric_names`)."""
+    """Flat MLflow metrics for one candidate of an evaluate ``metrics.json`` (names:
+    :mod:`relsum.metric_names`)."""
     out: dict[str, float] = {}
     own = candidate == names.OWN
     for subset in SUBSETS:
@@ -110,7 +114,8 @@ def eval_metric_dict(metrics: dict[str, Any], candidate: str) -> dict[str, float
             for stat in names.STATS:
                 out[names.eval_key(subset, metric, stat, candidate)] = block[metric][stat]
                 if own:
-                    out[names.eval_key(subset, metric, stat, candidate, gain=True)] = block["gain_pct"][metric][stat]
+                    out[names.eval_key(subset, metric, stat, candidate,
+                                       gain=True)] = block["gain_pct"][metric][stat]
         if own:
             out[names.n_queries_key(subset)] = sub["n_queries"]
     return {k: float(v) for k, v in out.items() if v is not None and math.isfinite(float(v))}
@@ -138,8 +143,10 @@ def log_evaluation(tracking: TrackingConfig, run_id: str, metrics: dict[str, Any
     return flat
 
 
-def read_eval(tracking: TrackingConfig, run_id: str, candidate: str = names.OWN) -> dict[str, dict[str, float]]:
-    """``{subset: {metric: value}}`` of a run's own (or a baseline ``candidate``'s) metrics (missing = nan)."""
+def read_eval(tracking: TrackingConfig, run_id: str,
+              candidate: str = names.OWN) -> dict[str, dict[str, float]]:
+    """``{subset: {metric: value}}`` of a run's own (or a baseline ``candidate``'s) metrics (missing =
+    nan)."""
     metrics = client(tracking).get_run(run_id).data.metrics
     return {s: {m: float(metrics.get(names.eval_key(s, m, candidate=candidate), math.nan)) for m in METRICS}
             for s in SUBSETS}
@@ -189,7 +196,8 @@ def apply_gate(tracking: TrackingConfig, version: str, gate: PromotionGateConfig
         c.set_registered_model_alias(name, gate.alias, str(version))
     c.set_model_version_tag(name, str(version), f"{TAG_GATE}.reason", "; ".join(reasons)[:5000])
     c.set_model_version_tag(name, str(version), TAG_GATE, "promoted" if promote else "rejected")
-    logger.info("gate %s v%s: %s (%s)", name, version, "promoted" if promote else "rejected", "; ".join(reasons))
+    logger.info("gate %s v%s: %s (%s)", name, version, "promoted" if promote else "rejected",
+                "; ".join(reasons))
     now = champion_version(tracking, gate.alias)
     return {"version": str(version), "promoted": promote, "reasons": reasons,
             "champion": str(now.version) if now else None}

@@ -27,9 +27,11 @@ logger = logging.getLogger(__name__)
 class TrackingConfig:
     enabled: bool = cfg(True, help="Track runs in MLflow.")
     tracking_uri: str = cfg("", help="MLflow tracking URI (default: sqlite:///<RELSUM_HOME>/mlflow.db).")
-    artifact_location: str = cfg("", help="Artifact root for new experiments (default: <RELSUM_HOME>/mlartifacts).")
+    artifact_location: str = cfg("", help="Artifact root for new experiments (default: "
+                                          "<RELSUM_HOME>/mlartifacts).")
     experiment: str = cfg("relsum", help="MLflow experiment name.")
-    registered_model: str = cfg("relsum-summarizer", help="Registered model name; each training run adds one version.")
+    registered_model: str = cfg("relsum-summarizer", help="Registered model name; each training "
+                                                          "run adds one version.")
 
     def resolved_uri(self) -> str:
         return self.tracking_uri or f"sqlite:///{home() / 'mlflow.db'}"
@@ -39,7 +41,8 @@ class TrackingConfig:
 
 
 def client(config: TrackingConfig):
-    """An ``MlflowClient`` on the config's tracking URI (also set as mlflow's global one), RELSUM_HOME made."""
+    """An ``MlflowClient`` on the config's tracking URI (also set as mlflow's global one), RELSUM_HOME
+    made."""
     import mlflow
 
     home().mkdir(parents=True, exist_ok=True)

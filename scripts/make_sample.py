@@ -33,7 +33,8 @@ TRAFFIC = {"head": (200, 2000), "torso": (20, 200), "tail": (1, 20)}
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--src", default=str(Path(__file__).resolve().parents[2] / "shared" / "data"))
     src = Path(parser.parse_args().src)
     queries = pd.read_csv(src / "queries.csv", dtype=str, keep_default_na=False)

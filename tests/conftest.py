@@ -24,7 +24,8 @@ def _catalog() -> pd.DataFrame:
         return df[["product_id", "title", "text"]].reset_index(drop=True)
     colours, kinds = ["Black", "White", "Red", "Blue"], ["Headphones", "Cable", "Mouse", "Keyboard"]
     rows = [{"product_id": f"p{i}", "title": f"Acme {kinds[i % 4]} {i}",
-             "text": f"Durable {kinds[i % 4].lower()} for home | product colour: {colours[i % 4]} | weight: {i % 90 + 10}"}
+             "text": f"Durable {kinds[i % 4].lower()} for home | product colour: {colours[i % 4]} | "
+                     f"weight: {i % 90 + 10}"}
             for i in range(320)]
     return pd.DataFrame(rows)
 
@@ -65,7 +66,8 @@ def catalog() -> pd.DataFrame:
 
 @pytest.fixture(scope="session")
 def tiny_policy_dir(tmp_path_factory, catalog):
-    """The tiny default policy, reduced: 300 products, vocab 1000, width 64, a step-bound ~20 s warm-up (no time cap, so quality does not depend on machine load)."""
+    """The tiny default policy, reduced: 300 products, vocab 1000, width 64, a step-bound ~20 s warm-up (no
+    time cap, so quality does not depend on machine load)."""
     from relsum.training.config import TinyPolicyConfig
     from relsum.training.tiny_policy import build_tiny_policy
 

@@ -10,8 +10,8 @@ import pytest
 from relsum.cli import build_parser, main
 from relsum.cli_stages import load_stage_config
 
-SUBCOMMANDS = ["validate", "evaluate", "pairs", "train", "summarize", "export-interleaving", "compare", "ablate",
-               "analyze-interleaving", "demo"]
+SUBCOMMANDS = ["validate", "evaluate", "pairs", "train", "summarize", "export-interleaving", "compare",
+               "ablate", "analyze-interleaving", "demo"]
 
 
 @pytest.mark.parametrize("command", SUBCOMMANDS)
@@ -24,7 +24,8 @@ def test_every_subcommand_explains_its_config_keys(command, capsys):
 
 
 def test_console_script_entry_point_runs():
-    result = subprocess.run([sys.executable, "-m", "relsum.cli", "--help"], capture_output=True, text=True, timeout=120)
+    result = subprocess.run([sys.executable, "-m", "relsum.cli", "--help"], capture_output=True, text=True,
+                            timeout=120)
     assert result.returncode == 0 and "demo" in result.stdout
 
 
@@ -49,9 +50,11 @@ def test_evaluate_on_a_golden_folder(tmp_path, tiny_cross_encoder_dir, sample_di
     judgments.to_csv(golden / "judgments.csv", index=False)
     (golden / "relsum.yaml").write_text((sample_dir / "golden" / "relsum.yaml").read_text())
     products = pd.read_json(sample_dir / "products.jsonl", lines=True, dtype={"product_id": str})
-    products[products.product_id.isin(judgments.product_id)].to_json(golden / "products.jsonl", orient="records", lines=True)
+    products[products.product_id.isin(judgments.product_id)].to_json(golden / "products.jsonl",
+                                                                      orient="records", lines=True)
     summaries = tmp_path / "s.csv"
-    pd.DataFrame({"product_id": judgments.product_id.unique(), "summary": "black usb"}).to_csv(summaries, index=False)
+    pd.DataFrame({"product_id": judgments.product_id.unique(),
+                  "summary": "black usb"}).to_csv(summaries, index=False)
     out = tmp_path / "eval"
     code = main(["evaluate", "--golden", str(golden), "--reward-model", str(tiny_cross_encoder_dir),
                  "--summaries", f"mine={summaries}", "--out", str(out), "n_boot=50"])

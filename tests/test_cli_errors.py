@@ -16,7 +16,8 @@ from relsum.summarize.output import lock
 @pytest.fixture
 def catalog(tmp_path):
     path = tmp_path / "catalog.csv"
-    pd.DataFrame({"product_id": ["p1"], "title": ["Cordless drill"], "description": ["18 V"]}).to_csv(path, index=False)
+    pd.DataFrame({"product_id": ["p1"], "title": ["Cordless drill"],
+                  "description": ["18 V"]}).to_csv(path, index=False)
     return path
 
 
@@ -61,13 +62,15 @@ def test_pickle_adapter_is_refused_before_any_work(tmp_path, catalog, model, cap
     assert main(["summarize", "--catalog", str(catalog), "--model", str(model), "--adapter", str(adapter),
                  "--out", str(out)]) == 2
     line = _error_line(capsys)
-    assert f"adapter folder {adapter} has only pickle weights (adapter_model.bin)" in line and not out.exists()
+    assert f"adapter folder {adapter} has only pickle weights (adapter_model.bin)" in line
+    assert not out.exists()
 
 
 def test_verbose_keeps_the_traceback(tmp_path, catalog, model):
     shutil.rmtree(model)
     with pytest.raises(FileNotFoundError, match="does not exist"):
-        main(["-v", "summarize", "--catalog", str(catalog), "--model", str(model), "--out", str(tmp_path / "o")])
+        main(["-v", "summarize", "--catalog", str(catalog), "--model", str(model), "--out",
+              str(tmp_path / "o")])
 
 
 def test_held_lock_is_one_line(tmp_path, catalog, model, capsys):
@@ -85,7 +88,8 @@ def test_held_lock_is_one_line(tmp_path, catalog, model, capsys):
 def test_output_folder_that_is_a_file_or_under_a_file(tmp_path, catalog, model, capsys):
     blocker = tmp_path / "file"
     blocker.write_text("x")
-    assert main(["summarize", "--catalog", str(catalog), "--model", str(model), "--out", str(blocker / "out")]) == 2
+    assert main(["summarize", "--catalog", str(catalog), "--model", str(model), "--out",
+                 str(blocker / "out")]) == 2
     line = _error_line(capsys)
     assert "cannot create the summaries output folder" in line and str(blocker) in line
     assert main(["evaluate", "--golden", str(tmp_path), "--out", str(blocker / "eval")]) == 2
@@ -102,8 +106,10 @@ def test_missing_config_file_and_bad_summaries_flag(tmp_path, capsys):
 
 
 def test_which_errors_are_user_errors():
-    assert user_error_line(PermissionError(13, "Permission denied", "/out/x.tmp")) == "Permission denied: /out/x.tmp"
-    assert user_error_line(IsADirectoryError(21, "Is a directory", "/a", None, "/b")) == "Is a directory: /a -> /b"
+    assert user_error_line(PermissionError(13, "Permission denied",
+                                           "/out/x.tmp")) == "Permission denied: /out/x.tmp"
+    assert user_error_line(IsADirectoryError(21, "Is a directory", "/a", None,
+                                             "/b")) == "Is a directory: /a -> /b"
     assert user_error_line(EnvironmentProblem("lock held\nby pid 3")) == "lock held by pid 3"
     from relsum.config import ConfigError
     from relsum.scoring.fast import PathUnavailableError
@@ -111,6 +117,8 @@ def test_which_errors_are_user_errors():
 
     for exc in (ConfigError("x"), PathUnavailableError("x"), FidelityGateError("x")):
         assert user_error_line(exc) == "x"
-        assert isinstance(exc, ValueError | RuntimeError)  # old `except RuntimeError/ValueError` still catch them
-    for bug in (ValueError("x"), RuntimeError("CUDA error: device-side assert"), KeyError("k"), OSError(5, "I/O")):
+        # old `except RuntimeError/ValueError` still catch them
+        assert isinstance(exc, ValueError | RuntimeError)
+    for bug in (ValueError("x"), RuntimeError("CUDA "
+                                              "error: device-side assert"), KeyError("k"), OSError(5, "I/O")):
         assert user_error_line(bug) is None  # keeps its traceback

@@ -41,7 +41,8 @@ for argv in (["--help"], ["validate", "--bogus"], ["train", "--algo", "ppo"], ["
             codes.append(exc.code)
 build_parser().parse_args(["validate", "--catalog", "x.csv", "out_dir=y"])
 heavy = [m for m in {HEAVY!r} if m in sys.modules]
-stages = sorted(m for m in sys.modules if m.startswith(("relsum.pipelines", "relsum.summarize", "relsum.scoring")))
+stages = sorted(m for m in sys.modules
+                if m.startswith(("relsum.pipelines", "relsum.summarize", "relsum.scoring")))
 print(json.dumps({{"codes": codes, "heavy": heavy, "stages": stages}}))
 """
     seen = _loaded_after(script)
@@ -93,11 +94,13 @@ def test_every_stage_help_lists_every_config_key_with_its_default(stage, capsys)
 
 
 def test_flags_arrive_typed_without_a_yaml_round_trip(tmp_path, capsys):
-    """A path with ' #' (a YAML comment) or the word 'yes' (a YAML boolean) stays the string it was typed as."""
+    """A path with ' #' (a YAML comment) or the word 'yes' (a YAML boolean) stays the string it was typed
+    as."""
     feed = tmp_path / "feed #1"
     feed.mkdir()
     catalog = feed / "catalog.csv"
-    pd.DataFrame({"product_id": ["p1"], "title": ["Drill"], "description": ["18 V"]}).to_csv(catalog, index=False)
+    pd.DataFrame({"product_id": ["p1"], "title": ["Drill"],
+                  "description": ["18 V"]}).to_csv(catalog, index=False)
     out = tmp_path / "out: v"
     assert main(["validate", "--catalog", str(catalog), "--out", str(out)]) == 0
     report = json.loads((out / "validation.json").read_text())
@@ -115,10 +118,12 @@ def test_yaml_then_flags_then_overrides(tmp_path):
     config_file.write_text("catalog: from_yaml.csv\nqueries: q_yaml.csv\nout_dir: o_yaml\n")
     parser = build_parser()
     stage = stage_named("validate")
-    args = parser.parse_args(["validate", "--config", str(config_file), "--catalog", "flag.csv", "--out", "o_flag"])
+    args = parser.parse_args(["validate", "--config", str(config_file), "--catalog", "flag.csv", "--out",
+                              "o_flag"])
     config = load_stage_config(stage, args)
     assert (config.catalog, config.queries, config.out_dir) == ("flag.csv", "q_yaml.csv", "o_flag")
-    args = parser.parse_args(["validate", "--config", str(config_file), "--catalog", "flag.csv", "catalog=kv.csv"])
+    args = parser.parse_args(["validate", "--config", str(config_file), "--catalog", "flag.csv",
+                              "catalog=kv.csv"])
     assert load_stage_config(stage, args).catalog == "kv.csv"
     args = parser.parse_args(["train", "--algo", "dpo", "train.grpo.learning_rate=2e-5"])
     config = load_stage_config(stage_named("train"), args)
@@ -130,5 +135,6 @@ def test_group_commands_dispatch_to_their_stage(tmp_path, capsys):
     assert args.stage is stage_named("reward-model train")
     assert flag_values(args.stage, args) == {"train_dir": "t", "eval_dir": "e", "out_dir": "o"}
     args = build_parser().parse_args(["summarize", "--no-incremental", "--partition", "2024-01-01"])
-    assert flag_values(args.stage, args) == {"incremental": False}  # --partition goes to run(), not the config
+    # --partition goes to run(), not the config
+    assert flag_values(args.stage, args) == {"incremental": False}
     assert args.partition == "2024-01-01"

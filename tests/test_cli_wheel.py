@@ -22,7 +22,8 @@ import relsum
 
 REPO = Path(relsum.__file__).resolve().parent.parent
 CHECK = """
-import json, relsum, relsum.evaluation, relsum.metrics, relsum.pipelines, relsum.pipelines.validate, relsum.sql
+import json, relsum, relsum.evaluation, relsum.metrics, relsum.pipelines, relsum.pipelines.validate
+import relsum.sql
 from relsum.cli import main
 try:
     main(["--help"])
@@ -51,7 +52,8 @@ def test_plain_wheel_runs_from_the_repo_root_and_elsewhere(tmp_path):
     assert {"relsum/pipelines/validate.py", "relsum/evaluation/bootstrap.py", "relsum/sql/extract_pairs.sql",
             "relsum/metrics.py", "relsum/cli_stages.py"} <= set(names)
 
-    env = {"PYTHONPATH": f"{site}:{sysconfig.get_paths()['purelib']}", "HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin"}
+    env = {"PYTHONPATH": f"{site}:{sysconfig.get_paths()['purelib']}", "HF_HUB_OFFLINE": "1",
+           "PATH": "/usr/bin:/bin"}
     for cwd, origin in ((REPO, REPO), (tmp_path, site)):
         result = subprocess.run([sys.executable, "-S", "-c", CHECK], cwd=cwd, env=env, capture_output=True,
                                 text=True, timeout=300)

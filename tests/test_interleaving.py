@@ -97,7 +97,8 @@ def test_exhausted_team_passes_and_other_keeps_picking():
     assert items == [("a", il.CONTROL), ("b", il.VARIATION), ("c", il.VARIATION), ("d", il.VARIATION)]
     assert il.team_draft_interleave([], [], rng=random.Random(0)) == []
     assert il.team_draft_interleave(["a", "b"], ["b", "a"], rng=random.Random(0), length=0) == []
-    assert len(il.team_draft_interleave(["a", "b", "c"], ["c", "b", "a"], rng=random.Random(0), length=2)) == 2
+    assert len(il.team_draft_interleave(["a", "b", "c"], ["c", "b", "a"], rng=random.Random(0),
+                                        length=2)) == 2
 
 
 def test_bad_inputs_raise():
@@ -114,7 +115,8 @@ def test_seeded_determinism_and_numpy_generator():
     a = il.team_draft_interleave(control, variation, rng=il.query_rng(3, "q1"))
     assert a == il.team_draft_interleave(control, variation, rng=il.query_rng(3, "q1"))
     assert a == il.team_draft_interleave(control, variation, rng=il.query_rng(3, "q1"), length=None)
-    seeds = {tuple(il.team_draft_interleave(control, variation, rng=il.query_rng(s, "q1"))) for s in range(20)}
+    seeds = {tuple(il.team_draft_interleave(control, variation, rng=il.query_rng(s, "q1")))
+             for s in range(20)}
     assert len(seeds) > 1  # the seed matters
     g1 = il.team_draft_interleave(control, variation, rng=np.random.default_rng(4))
     assert g1 == il.team_draft_interleave(control, variation, rng=np.random.default_rng(4))

@@ -1,4 +1,5 @@
-"""relsum.metrics against scikit-learn on random data with ties, on hand-computed cases, and as the one definition."""
+"""relsum.metrics against scikit-learn on random data with ties, on hand-computed cases, and as the one
+definition."""
 
 from __future__ import annotations
 
@@ -215,5 +216,6 @@ def test_metrics_module_needs_only_numpy():
 
     code = ("import sys, relsum.metrics; "
             "print(sorted(m for m in ('pandas', 'scipy', 'torch', 'sklearn') if m in sys.modules))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                         check=True)
     assert out.stdout.strip() == "[]"

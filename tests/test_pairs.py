@@ -23,7 +23,8 @@ def test_label_is_human_where_present_else_proxy():
 
 
 def test_threshold_mode_keeps_known_gaps_and_gives_reasons():
-    scored = label_and_gap(_pairs(), np.array([0.1, 0.5, 0.2, 0.3, 0.9]), np.array([0.8, 0.55, 0.2, 0.9, 0.2]))
+    scored = label_and_gap(_pairs(), np.array([0.1, 0.5, 0.2, 0.3, 0.9]),
+                           np.array([0.8, 0.55, 0.2, 0.9, 0.2]))
     kept, dropped, stats = filter_pairs(scored, FilterConfig(threshold=0.5))
     assert sorted(kept["product_id"]) == ["p1", "p4", "p5"]
     reasons = dict(zip(dropped["product_id"], dropped["drop_reason"], strict=True))
@@ -33,7 +34,8 @@ def test_threshold_mode_keeps_known_gaps_and_gives_reasons():
 
 
 def test_top_fraction_mode_is_stable():
-    scored = label_and_gap(_pairs(), np.array([0.1, 0.5, 0.2, 0.3, 0.9]), np.array([0.8, 0.55, 0.2, 0.9, 0.2]))
+    scored = label_and_gap(_pairs(), np.array([0.1, 0.5, 0.2, 0.3, 0.9]),
+                           np.array([0.8, 0.55, 0.2, 0.9, 0.2]))
     kept, dropped, _ = filter_pairs(scored, FilterConfig(mode="top_fraction", top_fraction=0.5))
     # 4 scorable pairs -> keep 2; gaps p1=0.7, p5=0.7 tie and stay in input order.
     assert kept["product_id"].tolist() == ["p1", "p5"]

@@ -28,7 +28,8 @@ def test_expected_reward_is_the_mean_over_samples(heldout, scorer):
     ids = heldout["product_id"].unique()
     a = pd.Series([f"colour black, weight {i}" for i in range(len(ids))], index=ids)
     b = pd.Series(["usb cable" for _ in ids], index=ids)
-    np.testing.assert_allclose(expected_pair_rewards(heldout, [a, a], scorer), pair_rewards(heldout, a, scorer),
+    np.testing.assert_allclose(expected_pair_rewards(heldout, [a, a], scorer),
+                               pair_rewards(heldout, a, scorer),
                                atol=1e-6)
     both = (pair_rewards(heldout, a, scorer) + pair_rewards(heldout, b, scorer)) / 2
     np.testing.assert_allclose(expected_pair_rewards(heldout, [a, b], scorer), both, atol=1e-6)
@@ -43,14 +44,18 @@ def test_compare_policies_reports_greedy_and_sampled(heldout, scorer, tiny_polic
     policy = PolicyConfig(max_prompt_tokens=128, max_summary_tokens=12)
     samples = sample_products(model, tok, products, policy, k=3, temperature=0.9, seed=0)
     assert len(samples) == 3 and all(list(s.index) == list(products["product_id"]) for s in samples)
-    assert [list(s) for s in samples] == [list(s) for s in sample_products(model, tok, products, policy, 3, 0.9)]
+    assert [list(s) for s in samples] == [list(s)
+                                          for s in sample_products(model, tok, products, policy, 3, 0.9)]
     assert len({tuple(s) for s in samples}) > 1  # three draws, not one draw thrice
     greedy = pd.Series("", index=products["product_id"].to_numpy())
     out = compare_policies(heldout, greedy, greedy, scorer, n_boot=50, reference_samples=samples,
                            trained_samples=samples)
-    assert out["reward_diff"] == 0.0 and out["sampled_k"] == 3 and out["sampled_reward_diff"] == pytest.approx(0.0)
+    assert out["reward_diff"] == 0.0 and out["sampled_k"] == 3
+    assert out["sampled_reward_diff"] == pytest.approx(0.0)
     lo, hi = out["sampled_reward_diff_ci95"]
     assert lo <= 0.0 <= hi
-    assert out["sampled_reward_reference"] == pytest.approx(expected_pair_rewards(heldout, samples, scorer).mean())
+    assert out["sampled_reward_reference"] == pytest.approx(
+        expected_pair_rewards(heldout, samples, scorer).mean())
     with pytest.raises(ValueError, match="same number"):
-        compare_policies(heldout, greedy, greedy, scorer, reference_samples=samples, trained_samples=samples[:2])
+        compare_policies(heldout, greedy, greedy, scorer, reference_samples=samples,
+                         trained_samples=samples[:2])

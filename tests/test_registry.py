@@ -94,7 +94,8 @@ def test_gate_prefers_paired_champion_figures(tracking):
     decision = registry.apply_gate(tracking, v2, gate)
     assert not decision["promoted"] and "0.7000" in decision["reasons"][0]
     v3 = make_version(tracking, _scores(0.60, 0.60), extra=paired, tags={registry.TAG_CHAMPION_EVAL: "99"})
-    assert registry.apply_gate(tracking, v3, gate)["promoted"]  # stale pairing: the champion run's 0.30 decides
+    # stale pairing: the champion run's 0.30 decides
+    assert registry.apply_gate(tracking, v3, gate)["promoted"]
 
 
 def test_resolve_and_log_evaluation_are_idempotent(tracking, tmp_path):
@@ -109,7 +110,8 @@ def test_resolve_and_log_evaluation_are_idempotent(tracking, tmp_path):
     assert resolved["policy_dir"] == "/models/policy" and resolved["version"] == v1
     assert (Path(resolved["adapter_dir"]) / "adapter_config.json").read_text() == "{}"
     iv = {"value": 0.6, "lo": 0.5, "hi": 0.7}
-    block = {"ndcg_at_k": iv, "recall_at_precision": iv, "gain_pct": {"ndcg_at_k": iv, "recall_at_precision": iv}}
+    block = {"ndcg_at_k": iv, "recall_at_precision": iv,
+             "gain_pct": {"ndcg_at_k": iv, "recall_at_precision": iv}}
     metrics = {"config": {"candidates": ["none", "challenger"]},
                "subsets": {s: {"n_queries": 4, "candidates": {"none": block, "challenger": block}}
                            for s in ("full", "tail")}}

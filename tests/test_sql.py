@@ -18,14 +18,15 @@ def _tables():
         "event_date": [dt.date(2026, 10, 1), dt.date(2026, 10, 20), dt.date(2026, 10, 2), None,
                        dt.date(2026, 10, 3), dt.date(2026, 10, 4)],
     })
-    catalog = pd.DataFrame({"product_id": ["p1", "p2"], "title": ["Cable", "Mouse"], "text": ["usb 2m", "red"],
-                            "content_hash": ["h1", "h2"]})
+    catalog = pd.DataFrame({"product_id": ["p1", "p2"], "title": ["Cable", "Mouse"],
+                            "text": ["usb 2m", "red"], "content_hash": ["h1", "h2"]})
     return {"search_log": log, "catalog": catalog}
 
 
 def test_dedupes_and_joins():
     pairs = run_sql("extract_pairs", _tables(), PARAMS_ALL)
-    assert list(zip(pairs.query_id, pairs.product_id, strict=True)) == [("q1", "p1"), ("q1", "p2"), ("q2", "p2"), ("q3", "p1")]
+    assert list(zip(pairs.query_id, pairs.product_id,
+                    strict=True)) == [("q1", "p1"), ("q1", "p2"), ("q2", "p2"), ("q3", "p1")]
     first = pairs.iloc[0]
     assert first.label == pytest.approx(0.75) and first.n_labels == 2 and first.n_events == 2
     assert first.traffic == 5 and first.title == "Cable"

@@ -1,9 +1,8 @@
 """The row-problem collector behind every contract: each input row gets a list of (kind, detail) problems.
 
-Split out of :mod:`relsum.data.contracts` so the per-table validators there only say *what* is checked;
-how problems are recorded, deduplicated and turned into valid/reject frames (``len(valid) +
-len(rejects) == rows in``) lives here, once, for all tables.
-"""
+Records, deduplicates and turns problems into valid/reject frames (``len(valid) + len(rejects) ==
+rows in``), once for all tables, so the per-table validators in :mod:`relsum.data.contracts` only say
+*what* is checked. """
 
 from __future__ import annotations
 
@@ -59,7 +58,8 @@ class RowChecks:
             self.problems[i].append((kind, None if d is None else str(d)))
 
     def ids(self, col: str) -> list[str | None]:
-        """Stripped string ids; missing, blank or null-marker ids and ids of a wrong type are flagged (None)."""
+        """Stripped string ids; missing, blank or null-marker ids and ids of a wrong type are flagged
+        (None)."""
         ids: list[str | None] = []
         for i, v in enumerate(self.df[col]):
             problem = None if is_missing(v) else id_type_problem(v)
@@ -107,7 +107,8 @@ class RowChecks:
                 first[key] = i
 
     def numbers(self, col: str, nan_kind: str, missing_kind: str | None = None) -> np.ndarray:
-        """Floats of ``col`` (NaN where missing/bad); non-numbers (inf too) and, optionally, missing are flagged."""
+        """Floats of ``col`` (NaN where missing/bad); non-numbers (inf too) and, optionally, missing are
+        flagged."""
         out = np.full(len(self.df), np.nan)
         for i, v in enumerate(self.df[col]):
             if is_missing(v) or (isinstance(v, str) and not v.strip()):
@@ -115,7 +116,8 @@ class RowChecks:
                     self.problems[i].append((missing_kind, None))
                 continue
             try:
-                if isinstance(v, bool | np.bool_ | bytes | bytearray):  # float(b"1") works; a label is no bytes
+                # float(b"1") works; a label is no bytes
+                if isinstance(v, bool | np.bool_ | bytes | bytearray):
                     raise ValueError
                 out[i] = float(v)
                 if not np.isfinite(out[i]):
@@ -129,7 +131,8 @@ class RowChecks:
         bad = np.array([bool(p) for p in self.problems], dtype=bool)
         rejects = self.df.loc[bad].drop(columns=[READ_ERROR_COL], errors="ignore").copy()
         rejects["row_number"] = np.flatnonzero(bad)
-        rejects["reason"] = ["; ".join(k if d is None else f"{k}: {d}" for k, d in p) for p in self.problems if p]
+        rejects["reason"] = ["; ".join(k if d is None else f"{k}: {d}" for k, d in p) for p in self.problems
+                             if p]
         counts = Counter(k for p in self.problems for k, _ in p)
         valid = valid.loc[~bad].reset_index(drop=True)
         res = ValidationResult(self.table, valid, rejects.reset_index(drop=True), len(self.df), dict(counts))

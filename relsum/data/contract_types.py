@@ -1,15 +1,17 @@
 """The vocabulary of the data contracts: reason kinds, settings, errors, results, accepted value types.
 
-Split out of :mod:`relsum.data.contracts` so the per-table validators there read as checks only; every
-name here is re-exported from :mod:`relsum.data.contracts`, which stays the import path to use.
+Defines the names the per-table validators in :mod:`relsum.data.contracts` speak in, so those read as
+checks only; every name here is re-exported from :mod:`relsum.data.contracts`, the import path to use.
 
 Accepted Python types per column kind (Parquet and JSONL keep their own types; CSV cells are text):
 
-| kind | columns | accepted | rejected as ``wrong type`` |
-| --- | --- | --- | --- |
-| id | ``product_id``, ``query_id`` | ``str``; ``int``; a whole ``float`` (``12.0`` -> ``"12"``: an int column with nulls comes out of Parquet as float) | ``bool``, ``bytes``, fractional floats (``1.5``), anything else |
-| text | ``title``, ``description``, ``query``, ``rarity_tier`` | ``str`` | ``bytes``, ``bool``, numbers, anything else |
-| attributes | ``attributes``, ``features`` | ``str``, ``dict``, a list; nested values any scalar but ``bytes`` | ``bytes`` anywhere, a bare number or ``bool`` |
+- id: Columns: ``product_id``, ``query_id``. Accepted: ``str``; ``int``; a whole ``float`` (``12.0`` ->
+  ``"12"``: an int column with nulls comes out of Parquet as float). Rejected as ``wrong type``: ``bool``,
+  ``bytes``, fractional floats (``1.5``), anything else.
+- text: Columns: ``title``, ``description``, ``query``, ``rarity_tier``. Accepted: ``str``. Rejected as
+  ``wrong type``: ``bytes``, ``bool``, numbers, anything else.
+- attributes: Columns: ``attributes``, ``features``. Accepted: ``str``, ``dict``, a list; nested values any
+  scalar but ``bytes``. Rejected as ``wrong type``: ``bytes`` anywhere, a bare number or ``bool``.
 
 Nothing is coerced: ``str(b"x")`` would put ``"b'x'"`` in front of the model, ``str(True)`` ``"True"``.
 The strings ``nan``, ``none`` and ``null`` (any case, surrounding blanks) in an id or text column are

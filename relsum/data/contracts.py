@@ -1,11 +1,16 @@
 """Data contracts for the three input tables: every row ends up valid or rejected with a reason.
 
-| table | required columns | optional columns |
-| --- | --- | --- |
-| catalog | ``product_id``, ``title``, ``description`` (may be empty or missing) | ``attributes`` (text, dict or JSON object, rendered ``name: value \\| ...``), ``features`` (alias for attribute text, used where ``attributes`` is empty), extras (passed through) |
-| search log | ``query_id``, ``query``, ``product_id`` | ``label`` (0..1, null = unlabelled), ``traffic`` (count >= 0), ``event_date`` (a date; ISO 8601 ``YYYY-MM-DD`` recommended), extras |
-| queries (golden) | ``query_id``, ``query`` and one of ``tail`` (bool), ``traffic`` (count >= 0; rarest ``tail_fraction`` -> tail, ties by query_id), ``rarity_tier`` (tail = ``"tail"``) | extras |
-| judgments (golden) | ``query_id``, ``product_id``, ``grade`` (``label`` instead when labels come from a column) | ``label``, extras |
+- catalog: Required columns: ``product_id``, ``title``, ``description`` (may be empty or missing). Optional
+  columns: ``attributes`` (text, dict or JSON object, rendered ``name: value \\| ...``), ``features`` (alias
+  for attribute text, used where ``attributes`` is empty), extras (passed through).
+- search log: Required columns: ``query_id``, ``query``, ``product_id``. Optional columns: ``label`` (0..1,
+  null = unlabelled), ``traffic`` (count >= 0), ``event_date`` (a date; ISO 8601 ``YYYY-MM-DD`` recommended),
+  extras.
+- queries (golden): Required columns: ``query_id``, ``query`` and one of ``tail`` (bool), ``traffic`` (count
+  >= 0; rarest ``tail_fraction`` -> tail, ties by query_id), ``rarity_tier`` (tail = ``"tail"``). Optional
+  columns: extras.
+- judgments (golden): Required columns: ``query_id``, ``product_id``, ``grade`` (``label`` instead when labels
+  come from a column). Optional columns: ``label``, extras.
 
 A missing required column is a table-level :class:`ContractError`. Row problems never drop a row
 silently: ``len(valid) + len(rejects) == rows in``. Each reject keeps its original values plus
@@ -81,7 +86,8 @@ __all__ = [
     "PAPER_GRADE_MAP", "R_CONFLICT_QUERY", "R_DATE", "R_DUPLICATE", "R_DUP_JUDGMENT", "R_EMPTY_QUERY",
     "R_EMPTY_TITLE", "R_LABEL_NAN", "R_LABEL_RANGE", "R_MISSING_GRADE", "R_MISSING_KEY", "R_MISSING_LABEL",
     "R_MISSING_TIER", "R_MISSING_TRAFFIC", "R_READ", "R_TAIL_BOOL", "R_TRAFFIC_NAN", "R_TRAFFIC_NEG",
-    "R_UNDECODABLE", "R_UNKNOWN_GRADE", "R_UNKNOWN_PRODUCT", "R_UNKNOWN_QUERY", "R_WRONG_TYPE", "ContractConfig",
+    "R_UNDECODABLE", "R_UNKNOWN_GRADE", "R_UNKNOWN_PRODUCT", "R_UNKNOWN_QUERY", "R_WRONG_TYPE",
+    "ContractConfig",
     "ContractError", "ValidationResult", "as_id", "grade_key", "validate_catalog", "validate_judgments",
     "validate_queries", "validate_search_log"]
 
@@ -111,9 +117,11 @@ def validate_catalog(df: pd.DataFrame, config: ContractConfig | None = None) -> 
     desc_raw = [v if isinstance(v, str) else "" for v in d["description"]]
     attr_raw = _attributes(rows, "attributes") if "attributes" in d else [""] * n
     if "features" in d:
-        attr_raw = [a if a.strip() else f for a, f in zip(attr_raw, _attributes(rows, "features"), strict=True)]
+        attr_raw = [a if a.strip() else f for a, f in zip(attr_raw, _attributes(rows, "features"),
+                                                          strict=True)]
     attrs = _clean_all(attr_raw, config.max_text_tokens)
-    text = [clean_text(" | ".join(p for p in (a, b) if p), config.max_text_tokens) for a, b in zip(desc, attrs, strict=True)]
+    text = [clean_text(" | ".join(p for p in (a, b) if p), config.max_text_tokens) for a,
+            b in zip(desc, attrs, strict=True)]
     rows.dedupe(ids, R_DUPLICATE, lambda k: f"product_id {k!r}")
     out = pd.DataFrame({
         "product_id": ids, "title": title, "description_raw": desc_raw, "description": desc,
@@ -190,7 +198,8 @@ def _majority_query_text(rows: RowChecks, qids: list[str | None], query: list[st
             if n_top == n_next:
                 rows.problems[i].append((R_CONFLICT_QUERY, f"query_id {q!r} has no majority text ({shown})"))
             elif query[i] != top:
-                rows.problems[i].append((R_CONFLICT_QUERY, f"query_id {q!r} is {top!r} in {n_top} of {len(idx)} rows"))
+                rows.problems[i].append((R_CONFLICT_QUERY, f"query_id {q!r} is {top!r} "
+                                                           f"in {n_top} of {len(idx)} rows"))
 
 
 _TRUE, _FALSE = {"true", "1", "yes", "y", "t"}, {"false", "0", "no", "n", "f"}

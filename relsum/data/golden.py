@@ -2,12 +2,13 @@
 
 A golden folder holds:
 
-| file | contents |
-| --- | --- |
-| ``queries.csv`` | ``query_id``, ``query`` and ``tail`` / ``traffic`` / ``rarity_tier`` (see :mod:`relsum.data.contracts`) |
-| ``judgments.csv`` | ``query_id``, ``product_id``, ``grade`` (optional ``label``) |
-| catalog | the first of ``products.jsonl``, ``catalog.parquet``, ``catalog.csv``, ``catalog.jsonl`` in the folder, then ``../products.jsonl`` (the bundled sample keeps ``golden/`` and ``train/`` beside one shared catalog) |
-| ``relsum.yaml`` (optional, in the folder or its parent) | a ``grade_map`` key used when no config is passed |
+- ``queries.csv``: ``query_id``, ``query`` and ``tail`` / ``traffic`` / ``rarity_tier`` (see
+  :mod:`relsum.data.contracts`)
+- ``judgments.csv``: ``query_id``, ``product_id``, ``grade`` (optional ``label``)
+- catalog: the first of ``products.jsonl``, ``catalog.parquet``, ``catalog.csv``, ``catalog.jsonl`` in the
+  folder, then ``../products.jsonl`` (the bundled sample keeps ``golden/`` and ``train/`` beside one shared
+  catalog)
+- ``relsum.yaml`` (optional, in the folder or its parent): a ``grade_map`` key used when no config is passed
 
 Every table is validated and its rejects are kept on the :class:`GoldenSet`: judgments for products
 or queries that did not validate are rejected with a reason, never dropped silently, because a
@@ -37,7 +38,8 @@ from relsum.data.io import read_table
 logger = logging.getLogger(__name__)
 
 SAMPLE_GRADE_MAP = {"3": 1.0, "2": 0.5, "1": 0.0, "0": 0.0, "Exact": 1.0, "Partial": 0.5, "Irrelevant": 0.0}
-CATALOG_CANDIDATES = ("products.jsonl", "catalog.parquet", "catalog.csv", "catalog.jsonl", "../products.jsonl")
+CATALOG_CANDIDATES = ("products.jsonl", "catalog.parquet", "catalog.csv", "catalog.jsonl",
+                      "../products.jsonl")
 CONFIG_FILE = "relsum.yaml"
 
 
@@ -111,7 +113,8 @@ def load_golden(folder: str | Path, config: ContractConfig | None = None,
         known_products=set(results["catalog"].valid["product_id"]))
     for table, result in results.items():
         if result.valid.empty:  # metrics over an empty table are not metrics: say so before anyone reads them
-            logger.warning("golden %s: %s has no valid rows (%d in, %d rejected)", folder, table, result.rows_in,
+            logger.warning("golden %s: %s has no valid rows "
+                           "(%d in, %d rejected)", folder, table, result.rows_in,
                            len(result.rejects))
     judged = set(results["judgments"].valid["query_id"])
     unjudged = sorted(set(results["queries"].valid["query_id"]) - judged)

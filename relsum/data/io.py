@@ -2,13 +2,13 @@
 
 ``read_table(source)`` is the one entry point every stage uses to read its inputs:
 
-| source | read as |
-| --- | --- |
-| ``*.csv`` | every column as text (``dtype=str``); only empty cells are missing, so ``"0012"`` and ``"NA"`` stay text |
-| ``*.jsonl`` / ``*.ndjson`` | one JSON object per line, values as JSON typed them (strings stay strings) |
-| ``*.parquet`` | the stored types |
-| ``duckdb:<db path>:<table>`` | the table (``schema.table`` allowed), read-only connection |
-| ``duckdb:<db path>:SELECT ...`` | the result of exactly one read-only query (``SELECT``, ``WITH``, ``FROM t``), read-only connection |
+- ``*.csv``: every column as text (``dtype=str``); only empty cells are missing, so ``"0012"`` and ``"NA"``
+  stay text
+- ``*.jsonl`` / ``*.ndjson``: one JSON object per line, values as JSON typed them (strings stay strings)
+- ``*.parquet``: the stored types
+- ``duckdb:<db path>:<table>``: the table (``schema.table`` allowed), read-only connection
+- ``duckdb:<db path>:SELECT ...``: the result of exactly one read-only query (``SELECT``, ``WITH``, ``FROM
+  t``), read-only connection
 
 Text files are decoded as UTF-8 with undecodable bytes replaced by U+FFFD rather than raising, so one
 bad byte costs one row (the contract rejects it as ``undecodable text``), not the whole read. A JSONL
@@ -87,7 +87,8 @@ def _decode(path: Path) -> str:
     raw = path.read_bytes()
     text = raw.decode("utf-8-sig", errors="replace")
     if "\ufffd" in text and b"\xef\xbf\xbd" not in raw:
-        logger.warning("%s: undecodable UTF-8 bytes were replaced by U+FFFD; those rows will be rejected", path)
+        logger.warning("%s: undecodable UTF-8 bytes were replaced by U+FFFD; those "
+                       "rows will be rejected", path)
     return text
 
 
@@ -111,7 +112,8 @@ def _read_csv(path: Path) -> pd.DataFrame:
     if not text.strip():
         raise TableReadError(f"{path}: empty CSV file (no header)")
     csv.field_size_limit(max(csv.field_size_limit(), CSV_FIELD_LIMIT))
-    reader = csv.reader(io.StringIO(text, newline=""), strict=True)  # bad quoting: a table error, as in pandas
+    # bad quoting: a table error, as in pandas
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
     try:
         header = next(r for r in reader if r)
         names = _header_names(header)
@@ -123,8 +125,8 @@ def _read_csv(path: Path) -> pd.DataFrame:
             if not record:  # a blank line, as pandas skips it
                 continue
             if len(record) != len(names):
-                kind = "short row, not padded" if len(record) < len(names) else "long row, extra " + ", ".join(
-                    repr(v) for v in record[len(names):])[:120]
+                kind = ("short row, not padded" if len(record) < len(names)
+                        else "long row, extra " + ", ".join(repr(v) for v in record[len(names):])[:120])
                 errors.append(f"line {line}: {len(record)} fields where the header has {len(names)} ({kind})")
             else:
                 errors.append(None)
@@ -173,7 +175,8 @@ def duckdb_select(target: str, source: str = "") -> str:
     try:
         statements = duckdb.extract_statements(target)
     except duckdb.Error as exc:
-        raise TableReadError(f"{where}: {target!r} is neither a table name nor a SELECT query ({exc})") from exc
+        raise TableReadError(f"{where}: {target!r} is neither a table name nor a "
+                             f"SELECT query ({exc})") from exc
     if len(statements) != 1:
         raise TableReadError(f"{where}: expected one SELECT query or a table name, got {len(statements)} "
                              "statements; only one read-only statement is run")

@@ -100,7 +100,8 @@ def _strip_markup(text: str) -> str:
 
 
 def clean_text(raw: Any, max_tokens: int | None = None) -> str:
-    """Plain, normalised, single-line text from untrusted ``raw`` (see module docstring); missing -> ``""``."""
+    """Plain, normalised, single-line text from untrusted ``raw`` (see module docstring); missing ->
+    ``""``."""
     if is_missing(raw):
         return ""
     text = raw if isinstance(raw, str) else str(raw)

@@ -11,10 +11,12 @@ Paths (``ScorerConfig.path``):
   stays fp32. CPU only with native bf16 (avx512_bf16 / AMX), else refused.
 - ``onnx-fp32`` / ``onnx-int8``: ONNX Runtime on a model exported by ``torch.onnx.export``; int8 is
   ``onnxruntime.quantization.quantize_dynamic`` (weights int8 per output channel, activations quantized
-  per batch). Needs ``onnxruntime`` and ``onnx`` (the ``onnx`` extra). Exports are cached under the store root.
+  per batch). Needs ``onnxruntime`` and ``onnx`` (the ``onnx`` extra). Exports are cached under the store
+  root.
 - ``onnx-int8-static``: ONNX Runtime static QDQ int8, activation scales calibrated once, so a pair's
   score does not depend on its batch (see :mod:`relsum.scoring.int8_static`).
-- ``torch-int8``: ``torch.ao.quantization.quantize_dynamic`` on the Linear layers, per channel (no extra deps).
+- ``torch-int8``: ``torch.ao.quantization.quantize_dynamic`` on the Linear layers, per channel (no extra
+deps).
 
 The int8 recipe (both runtimes) keeps the classifier head and the encoder layers named by
 ``ScorerConfig.int8_fp32_layers`` (default the first and the last) in fp32 and quantizes weights per
@@ -71,7 +73,8 @@ def check_path(path: str, device: str) -> None:
     cuda = device.startswith("cuda")
     if path == "fp16-cuda" and not (cuda and torch.cuda.is_available()):
         raise PathUnavailableError("path fp16-cuda needs device=cuda and a CUDA GPU; "
-                                   f"device={device!r}, torch.cuda.is_available()={torch.cuda.is_available()}")
+                                   f"device={device!r}, "
+                                   f"torch.cuda.is_available()={torch.cuda.is_available()}")
     if path == "bf16" and not cuda and not cpu_has_native_bf16():
         cap = torch.backends.cpu.get_cpu_capability()
         raise PathUnavailableError(f"path bf16 refused: this CPU (torch capability {cap}) has no native bf16 "
@@ -83,8 +86,8 @@ def check_path(path: str, device: str) -> None:
             import onnx  # noqa: F401
             import onnxruntime  # noqa: F401
         except ImportError as exc:
-            raise PathUnavailableError(f"path {path} needs onnxruntime and onnx (pip install 'relsum[onnx]'): "
-                                       f"{exc}") from exc
+            raise PathUnavailableError(f"path {path} needs onnxruntime and onnx (pip "
+                                       f"install 'relsum[onnx]'): {exc}") from exc
     if path == "torch-int8" and device != "cpu":
         raise PathUnavailableError("path torch-int8 (dynamic quantization) runs on the CPU only")
 
@@ -113,7 +116,8 @@ def parse_layers(spec: str) -> list[int]:
 
 
 def quantized_layers(n_layers: int, fp32_layers: str) -> list[int]:
-    """Encoder layer indices the int8 recipe quantizes: all but those kept in fp32 (negatives from the end)."""
+    """Encoder layer indices the int8 recipe quantizes: all but those kept in fp32 (negatives from the
+    end)."""
     keep = {k % n_layers for k in parse_layers(fp32_layers) if -n_layers <= k < n_layers}
     return [k for k in range(n_layers) if k not in keep]
 
@@ -175,8 +179,10 @@ def export_onnx(model, out_dir: Path, use_types: bool, int8_layers: list[int] | 
         nodes = [n.name for n in onnx.load(str(fp32_file)).graph.node if n.op_type in ("MatMul", "Gemm")]
         keep = [n for n in nodes if not in_layers(n, int8_layers)]
         if len(keep) == len(nodes):
-            raise PathUnavailableError(f"onnx-int8: no MatMul of encoder layers {int8_layers} found in the export "
-                                       "(node names carry no 'layer.N'); set int8_fp32_layers to quantize some")
+            raise PathUnavailableError(f"onnx-int8: no MatMul of encoder layers {int8_layers} "
+                                       f"found in the export "
+                                       "(node names carry no 'layer.N'); set "
+                                       "int8_fp32_layers to quantize some")
         # The quantizer first rewrites a Gemm into "<name>_MatMul" + Add, so exclude both spellings.
         exclude = keep + [f"{n}_MatMul" for n in keep]
         with atomic_path(int8_file) as tmp:
@@ -230,9 +236,11 @@ def build_runner(path: str, model, *, device: str, export_dir: Path, use_types: 
         if not spec:
             raise PathUnavailableError(f"torch-int8: no Linear of encoder layers {layers} found; "
                                        "set int8_fp32_layers to quantize some")
-        quantized = torch.ao.quantization.quantize_dynamic(copy.deepcopy(model).cpu(), spec, dtype=torch.qint8)
+        quantized = torch.ao.quantization.quantize_dynamic(copy.deepcopy(model).cpu(), spec,
+                                                           dtype=torch.qint8)
         return torch_runner(quantized.eval(), "cpu")
-    model_file = export_onnx(model, export_dir, use_types, int8_layers=layers if path == "onnx-int8" else None)
+    model_file = export_onnx(model, export_dir, use_types, int8_layers=layers if path == "onnx-int8"
+                             else None)
     if path == "onnx-int8-static":
         from relsum.scoring import int8_static
 
@@ -242,7 +250,8 @@ def build_runner(path: str, model, *, device: str, export_dir: Path, use_types: 
         out = export_dir / f"model-{int8_static.RECIPE}-{_recipe_name(layers)}-{tag}.onnx"
         from relsum.machine import native_int8
 
-        model_file = int8_static.export_static(model_file, out, batches, layers, reduce_range=not native_int8())
+        model_file = int8_static.export_static(model_file, out, batches, layers,
+                                               reduce_range=not native_int8())
         runner = onnx_runner(model_file, num_threads)
         runner.batch_invariant = True
         return runner

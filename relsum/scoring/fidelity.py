@@ -31,7 +31,7 @@ class FidelityGateError(RelsumError, RuntimeError):
 
 
 @dataclasses.dataclass
-class GateResult:
+class FidelityResult:
     path: str
     passed: bool
     spearman: float
@@ -75,7 +75,7 @@ def calibration_key(calib) -> str:
     return h.hexdigest()[:16]
 
 
-def compare(path: str, ref: np.ndarray, cand: np.ndarray, calib) -> GateResult:
+def compare(path: str, ref: np.ndarray, cand: np.ndarray, calib) -> FidelityResult:
     """Apply the gate to fp32 scores ``ref`` and the path's scores ``cand`` on ``calib``'s rows."""
     from scipy.stats import spearmanr
 
@@ -90,24 +90,24 @@ def compare(path: str, ref: np.ndarray, cand: np.ndarray, calib) -> GateResult:
     n_ref = mean_ndcg_at_k(qids, gains, ref, k=5).mean
     n_cand = mean_ndcg_at_k(qids, gains, np.nan_to_num(cand), k=5).mean
     passed = bool(not reason and rho >= MIN_SPEARMAN and abs(n_ref - n_cand) < NDCG_TOL)
-    return GateResult(path, passed, rho, float(n_ref), float(n_cand), int(len(calib)), reason)
+    return FidelityResult(path, passed, rho, float(n_ref), float(n_cand), int(len(calib)), reason)
 
 
-def load_gate(file: Path) -> GateResult | None:
+def load_gate(file: Path) -> FidelityResult | None:
     try:
         data = json.loads(file.read_text())
-        return GateResult(**data) if data.pop("version", None) == GATE_VERSION else None
+        return FidelityResult(**data) if data.pop("version", None) == GATE_VERSION else None
     except (OSError, ValueError, TypeError):
         return None
 
 
-def save_gate(result: GateResult, file: Path) -> None:
+def save_gate(result: FidelityResult, file: Path) -> None:
     from relsum.data.io import write_json_atomic
 
     write_json_atomic({"version": GATE_VERSION, **dataclasses.asdict(result)}, file)
 
 
-def ensure_gate(scorer, runner: Runner, path: str | None = None) -> GateResult:
+def ensure_gate(scorer, runner: Runner, path: str | None = None) -> FidelityResult:
     """Pass ``runner`` through the gate (cached per fingerprint + calibration set) or raise FidelityGateError.
 
     The reference is the scorer's fp32 torch path; both score the same calibration pairs with the
@@ -131,7 +131,8 @@ def ensure_gate(scorer, runner: Runner, path: str | None = None) -> GateResult:
 
 
 def _reference_scores(scorer, calib, pairs: list[tuple[str, str]]) -> np.ndarray:
-    """fp32 scores of the calibration pairs, kept in the fp32 fingerprint's store (computed once per model)."""
+    """fp32 scores of the calibration pairs, kept in the fp32 fingerprint's store (computed once per
+    model)."""
     from relsum.scoring.store import ScoreStore, read_meta, text_hash, write_meta
 
     store = ScoreStore(scorer.fp32_fingerprint, scorer.store_root)

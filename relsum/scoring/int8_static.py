@@ -94,7 +94,8 @@ def export_static(fp32_file: Path, out_file: Path, batches: Callable[[], Iterabl
     nodes = [n.name for n in graph.node if n.op_type in ("MatMul", "Gemm")]
     keep = [n for n in nodes if not in_layers(n, int8_layers)]
     if len(keep) == len(nodes):
-        raise PathUnavailableError(f"onnx-int8-static: no MatMul of encoder layers {int8_layers} in the export")
+        raise PathUnavailableError("onnx-int8-static: no MatMul of encoder "
+                                   f"layers {int8_layers} in the export")
     wanted = {i.name for i in graph.input}
     with atomic_path(out_file) as tmp:
         quantize_static(str(fp32_file), str(tmp), _Reader(batches(), wanted), quant_format=QuantFormat.QDQ,
@@ -103,6 +104,7 @@ def export_static(fp32_file: Path, out_file: Path, batches: Callable[[], Iterabl
                         nodes_to_exclude=keep + [f"{n}_MatMul" for n in keep],
                         calibrate_method=CalibrationMethod.MinMax,
                         extra_options={"MatMulConstBOnly": True})
-    logger.info("wrote static int8 ONNX model (%d of %d MatMuls int8) to %s", len(nodes) - len(keep), len(nodes),
+    logger.info("wrote static int8 ONNX model (%d of "
+                "%d MatMuls int8) to %s", len(nodes) - len(keep), len(nodes),
                 out_file)
     return out_file

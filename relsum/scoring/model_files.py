@@ -38,7 +38,8 @@ def find_safetensors(model_dir: str | Path, kind: str = "model") -> list[Path]:
     if not files:
         pickles = sorted({p.name for pattern in PICKLE_PATTERNS for p in path.glob(pattern)})
         if pickles:
-            raise InputError(f"{kind} folder {path} has only pickle weights ({', '.join(pickles)}); convert them "
+            raise InputError(f"{kind} folder {path} has only pickle weights "
+                             f"({', '.join(pickles)}); convert them "
                              "to safetensors (pickle weights are refused)")
         raise InputError(f"{kind} folder {path} has no *.safetensors weights")
     return files

@@ -32,11 +32,13 @@ _PATH_COL = "path"
 
 @dataclasses.dataclass
 class RayLabelConfig:
-    input: str = cfg("", help="a Parquet file or a folder of *.parquet parts with query, title, text[, label]")
+    input: str = cfg("", help="a Parquet file or a folder of *.parquet parts with query, "
+                              "title, text[, label]")
     out_dir: str = cfg("relsum_home/labelled", help="output folder: one labelled part per input part")
     reward_model: str = cfg("", help="local cross-encoder folder (the one scorer)")
     scorer: ScorerConfig = cfg(default_factory=ScorerConfig, help="scorer config used by every actor")
-    address: str | None = cfg(None, help="Ray cluster address (e.g. ray://head:10001 or auto); None = local Ray")
+    address: str | None = cfg(None, help="Ray cluster address (e.g. ray://head:10001 or "
+                                         "auto); None = local Ray")
     local_num_cpus: int | None = cfg(None, help="CPUs of the local Ray runtime; None = all")
     num_actors: int = cfg(2, help="scorer actors (each loads the model once)")
     cpus_per_actor: float = cfg(1.0, help="CPUs reserved per actor; also its torch threads (rounded up)")
@@ -45,8 +47,10 @@ class RayLabelConfig:
     def __post_init__(self):
         if self.num_actors < 1 or self.batch_size < 1 or self.cpus_per_actor <= 0:
             raise ValueError("num_actors and batch_size must be >= 1 and cpus_per_actor > 0")
-        if self.local_num_cpus is not None and self.num_actors * self.cpus_per_actor > self.local_num_cpus - 0.5:
-            raise ValueError(f"{self.num_actors} actors x {self.cpus_per_actor} CPUs leave no CPU of the local "
+        if (self.local_num_cpus is not None
+                and self.num_actors * self.cpus_per_actor > self.local_num_cpus - 0.5):
+            raise ValueError(f"{self.num_actors} actors x {self.cpus_per_actor} CPUs leave "
+                             f"no CPU of the local "
                              f"Ray's {self.local_num_cpus} for reading Parquet (the run would stall); "
                              "lower num_actors or cpus_per_actor")
 
@@ -74,7 +78,8 @@ def input_parts(source: str | Path) -> list[Path]:
         return [path.resolve()]
     parts = sorted(p.resolve() for p in path.glob("*.parquet")) if path.is_dir() else []
     if not parts:
-        raise FileNotFoundError(f"{source}: no Parquet input (a .parquet file or a folder of *.parquet parts)")
+        raise FileNotFoundError(f"{source}: no Parquet input (a .parquet file or a "
+                                f"folder of *.parquet parts)")
     return parts
 
 
@@ -103,11 +108,13 @@ def _init_ray(config: RayLabelConfig) -> bool:
 
     if ray.is_initialized():
         return False
-    env = {"env_vars": {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}}
+    env = {"env_vars": {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
+                        "TOKENIZERS_PARALLELISM": "false"}}
     if config.address:
         ray.init(address=config.address, runtime_env=env, log_to_driver=False)
     else:
-        ray.init(num_cpus=config.local_num_cpus, include_dashboard=False, runtime_env=env, log_to_driver=False)
+        ray.init(num_cpus=config.local_num_cpus, include_dashboard=False, runtime_env=env,
+                 log_to_driver=False)
     return True
 
 
@@ -127,7 +134,8 @@ def run(config: RayLabelConfig) -> dict:
     out = Path(config.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     pending = [p for p in parts if not (out / p.name).is_file()]
-    logger.info("%d input parts, %d already labelled, %d to do", len(parts), len(parts) - len(pending), len(pending))
+    logger.info("%d input parts, %d "
+                "already labelled, %d to do", len(parts), len(parts) - len(pending), len(pending))
     written = rows = 0
     for part in [p for p in pending if expected[p.name] == 0]:  # nothing to score; keep the schema
         empty = pd.read_parquet(part)
@@ -155,13 +163,15 @@ def run(config: RayLabelConfig) -> dict:
                     buffers[name].append(group.drop(columns=_PATH_COL))
                     counts[name] += len(group)
                     if counts[name] > expected[name]:
-                        raise RuntimeError(f"{name}: {counts[name]} labelled rows for {expected[name]} input rows")
+                        raise RuntimeError(f"{name}: {counts[name]} labelled rows "
+                                           f"for {expected[name]} input rows")
                     if counts[name] == expected[name]:
                         frame = pd.concat(buffers.pop(name), ignore_index=True)
                         write_parquet_atomic(frame, out / name)
                         written += 1
                         rows += len(frame)
-            short = {p.name: (counts[p.name], expected[p.name]) for p in pending if counts[p.name] != expected[p.name]}
+            short = {p.name: (counts[p.name], expected[p.name]) for p in pending
+                     if counts[p.name] != expected[p.name]}
             if short:
                 raise RuntimeError(f"parts not fully labelled (got, expected): {short}")
         finally:

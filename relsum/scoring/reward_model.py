@@ -36,7 +36,8 @@ METRICS_FILE = "reward_model_metrics.json"
 
 @dataclasses.dataclass
 class RewardModelConfig:
-    """Reward-model bootstrap; defaults (400 of ~1,000 judged pairs, 128 tokens, 1 epoch) aim at ~3 minutes on 2 CPU cores."""
+    """Reward-model bootstrap; defaults (400 of ~1,000 judged pairs, 128 tokens, 1 epoch) aim at ~3 minutes
+    on 2 CPU cores."""
 
     base_model: str = cfg("", help="local model folder to start from; empty = the bundled MiniLM")
     max_length: int = cfg(128, help="max tokens per (query, doc) pair in training and in the NDCG check")
@@ -95,7 +96,8 @@ def _check_pairs(df: pd.DataFrame, name: str) -> pd.DataFrame:
             raise ValueError(f"{name}: {len(empty)} rows have an empty/non-string {col}, e.g. row {empty[0]}")
     out = df.copy()
     out["label"] = labels.astype(float)
-    out["text"] = out["text"].map(lambda v: "" if v is None or (isinstance(v, float) and math.isnan(v)) else v)
+    out["text"] = out["text"].map(lambda v: "" if v is None or (isinstance(v, float) and math.isnan(v))
+                                  else v)
     return out
 
 
@@ -168,7 +170,8 @@ def train_reward_model(train: pd.DataFrame, eval_: pd.DataFrame, config: RewardM
         CrossEncoderTrainingArguments,
     )
     from sentence_transformers.cross_encoder.losses import BinaryCrossEntropyLoss
-    logger.info("reward model: %d judged pairs -> %d training examples, base %s", len(train), len(dataset), base)
+    logger.info("reward model: %d judged pairs -> %d "
+                "training examples, base %s", len(train), len(dataset), base)
 
     ndcg_untrained, n_eval_queries = _eval_ndcg(base, eval_, config)
     torch.manual_seed(config.seed)

@@ -94,7 +94,8 @@ class Scorer:
                            self.model_dir, archs, self.config.init_seed)
             hf_config.num_labels = 1
         if hf_config.num_labels not in (1, 2):
-            raise ValueError(f"{self.model_dir}: expected a 1- or 2-label classifier, got {hf_config.num_labels}")
+            raise ValueError(f"{self.model_dir}: expected a 1- or 2-label classifier, "
+                             f"got {hf_config.num_labels}")
         max_pos = getattr(hf_config, "max_position_embeddings", None)
         if max_pos is not None and self.config.max_length > max_pos:
             raise ValueError(f"max_length {self.config.max_length} exceeds the model's {max_pos} positions")
@@ -248,7 +249,8 @@ class Scorer:
         queries, titles = list(queries), list(titles)
         texts = [None] * len(titles) if texts is None else list(texts)
         if not len(queries) == len(titles) == len(texts):
-            raise ValueError(f"queries/titles/texts lengths differ: {len(queries)}/{len(titles)}/{len(texts)}")
+            raise ValueError("queries/titles/texts lengths "
+                             f"differ: {len(queries)}/{len(titles)}/{len(texts)}")
         docs = []
         for i, (title, text) in enumerate(zip(titles, texts, strict=True)):
             try:
@@ -287,7 +289,8 @@ class Scorer:
             if self.store is not None:
                 from relsum.scoring.store import text_hash
 
-                self.store.append([unique[j][0] for j in todo], [text_hash(unique[j][1]) for j in todo], computed)
+                self.store.append([unique[j][0] for j in todo], [text_hash(unique[j][1]) for j in todo],
+                                  computed)
             if self.config.cache:
                 self._cache.update(zip((unique[j] for j in todo), computed.tolist(), strict=True))
         return scores[inverse] if len(pairs) else np.empty(0, dtype=np.float32)
@@ -311,7 +314,8 @@ class Scorer:
         return self.config.show_progress
 
     def _tokenize(self, pairs: list[tuple[str, str]]) -> list[dict[str, list[int]]]:
-        """Token ids per pair; the doc is truncated first, both sides only when the query alone is too long."""
+        """Token ids per pair; the doc is truncated first, both sides only when the query alone is too
+        long."""
         kw = {"max_length": self.config.max_length, "padding": False, "return_attention_mask": False}
         qs, ds = [p[0] for p in pairs], [p[1] for p in pairs]
         try:
@@ -357,7 +361,8 @@ class Scorer:
         if canonical:
             from relsum.scoring.int8_static import canonical_width
 
-            widths = np.array([canonical_width(int(n), self.config.max_length) for n in lengths], dtype=np.int64)
+            widths = np.array([canonical_width(int(n), self.config.max_length) for n in lengths],
+                              dtype=np.int64)
         pad_id = self.tokenizer.pad_token_id or 0
         use_types = "token_type_ids" in encoded[0]
         for idx in self._batches(lengths, widths):
@@ -384,7 +389,8 @@ class Scorer:
         bar = tqdm(total=len(pairs), desc=desc or "scoring pairs", unit="pair",
                    disable=not self.progress_enabled(len(pairs)))
         with bar, self._threads():
-            for idx, feats in self.feature_batches(pairs, canonical=getattr(runner, "batch_invariant", False)):
+            for idx, feats in self.feature_batches(pairs,
+                                                   canonical=getattr(runner, "batch_invariant", False)):
                 logits = runner(feats).astype(np.float64)
                 if self.num_labels == 1:
                     probs = 1.0 / (1.0 + np.exp(-logits[:, 0]))

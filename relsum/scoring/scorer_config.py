@@ -41,16 +41,20 @@ class ScorerConfig:
     dtype: str = cfg("float32", help="compute dtype; only float32 is supported for now")
     init_seed: int = cfg(0, help="seed for a randomly initialised classifier head (untrained start)")
     path: str = cfg(help="inference path: fp32, bf16, onnx-fp32, onnx-int8, onnx-int8-static, torch-int8, "
-                    "fp16-cuda or auto (the fastest gate-passing path here, measured once and cached); anything "
+                    "fp16-cuda or auto (the fastest gate-passing path here, measured once "
+                    "and cached); anything "
                     f"but fp32 must pass the fidelity gate against fp32 first; default ${PATH_ENV} or fp32",
                     default_factory=default_path)
     int8_fp32_layers: str = cfg("0,-1", help="encoder layers kept in fp32 on the int8 paths, comma-separated "
-                                "(negative = from the end; empty = quantize every layer); the head stays fp32")
+                                "(negative = from the end; empty = quantize every "
+                                "layer); the head stays fp32")
     store: bool = cfg(False, help="persist scores on disk per fingerprint and serve repeats from there")
     store_dir: str | None = cfg(None, help="score-store root; None = <RELSUM_HOME>/scores (also holds gate "
                                 "results and ONNX exports)")
-    int8_calib_dir: str | None = cfg(None, help="golden-layout folder whose pairs calibrate onnx-int8-static's "
-                                     "activation scales; None = the bundled train sample (not the gate's set)")
+    int8_calib_dir: str | None = cfg(None, help="golden-layout folder whose pairs "
+                                                "calibrate onnx-int8-static's "
+                                     "activation scales; None = the bundled train sample "
+                                     "(not the gate's set)")
     int8_calib_pairs: int = cfg(256, help="calibration pairs for onnx-int8-static (0 = all)")
     auto_paths: list = cfg([], help="paths that path=auto may choose from (fp32 always); [] = all of them")
     gate_golden: str | None = cfg(None, help="golden folder of the fidelity gate's calibration set; "

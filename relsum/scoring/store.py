@@ -147,7 +147,8 @@ class ScoreStore:
             except FileNotFoundError:  # compacted away meanwhile; its rows are in the merged part
                 continue
             cols = table.to_pydict()
-            self._scores.update(zip(zip(cols["query"], cols["text_hash"], strict=True), cols["score"], strict=True))
+            self._scores.update(zip(zip(cols["query"], cols["text_hash"], strict=True), cols["score"],
+                                    strict=True))
             self._loaded.add(part.name)
 
     def lookup(self, queries: Sequence[str], hashes: Sequence[bytes]) -> tuple[np.ndarray, np.ndarray]:
@@ -229,7 +230,8 @@ def fingerprint_stats(folder: Path) -> dict:
     meta = read_meta(folder) or _meta_from_gates(folder)
     return {"fingerprint": folder.name, "rows": rows, "parts": len(parts), "bytes": size,
             "last_write": last or None, "gates": sorted(p.name for p in folder.glob("gate-*.json")),
-            "path": meta.get("path", "?"), "path_reason": meta.get("reason", ""), "model_dir": meta.get("model_dir")}
+            "path": meta.get("path", "?"), "path_reason": meta.get("reason", ""),
+            "model_dir": meta.get("model_dir")}
 
 
 def list_fingerprints(root: str | Path | None = None) -> list[Path]:

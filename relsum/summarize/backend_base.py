@@ -1,8 +1,8 @@
 """The contract every generation backend meets, and the pieces they share.
 
-Split out of :mod:`relsum.summarize.backends` (which re-exports all of it) so each engine's backend can
-live in its own module: the settings shipped to workers, per-item retry of failing batches
-(:func:`summarize_safely`), the default shard streaming and the in-process policy generator.
+Owns what every engine's backend shares, so each backend module holds only its engine: the settings
+shipped to workers, per-item retry of failing batches (:func:`summarize_safely`), the default shard
+streaming and the in-process policy generator (all re-exported by :mod:`relsum.summarize.backends`).
 """
 
 from __future__ import annotations
@@ -33,8 +33,10 @@ class GenSettings:
     dtype: str = "fp32"
 
 
-def summarize_safely(fn: SummarizeFn, titles: list[str], texts: list[str]) -> tuple[list[str], list[str | None]]:
-    """(summaries, errors): ``fn`` on the whole batch; on failure, item by item; failures get an error text."""
+def summarize_safely(fn: SummarizeFn, titles: list[str],
+                     texts: list[str]) -> tuple[list[str], list[str | None]]:
+    """(summaries, errors): ``fn`` on the whole batch; on failure, item by item; failures get an error
+    text."""
     try:
         out = fn(titles, texts)
         if len(out) != len(titles):
@@ -43,7 +45,8 @@ def summarize_safely(fn: SummarizeFn, titles: list[str], texts: list[str]) -> tu
     except Exception as exc:  # noqa: BLE001 - any model error is retried per item, then reported
         if len(titles) == 1:
             return [""], [f"{type(exc).__name__}: {exc}"[:500]]
-        logger.warning("batch of %d failed (%s: %s); retrying one by one", len(titles), type(exc).__name__, exc)
+        logger.warning("batch of %d failed (%s: "
+                       "%s); retrying one by one", len(titles), type(exc).__name__, exc)
     summaries, errors = [], []
     for title, text in zip(titles, texts, strict=True):
         (s,), (e,) = summarize_safely(fn, [title], [text])
@@ -98,6 +101,7 @@ class _Generator:
         from relsum.training.generate import generate_summaries
 
         s = self.settings
-        return list(generate_summaries(self.model, self.tokenizer, titles, texts, max_new_tokens=s.max_new_tokens,
+        return list(generate_summaries(self.model, self.tokenizer, titles, texts,
+                                       max_new_tokens=s.max_new_tokens,
                                        batch_size=s.batch_size, do_sample=False, show_progress=False,
                                        max_prompt_tokens=s.max_prompt_tokens, prompt=s.prompt))

@@ -6,11 +6,12 @@ results shard by shard so the job can commit each shard as soon as it is done. E
 shared (:func:`summarize_safely`): a failing batch is retried item by item, so one poisonous product
 costs one reject, not a shard.
 
-| backend | where it runs | when to use |
-| --- | --- | --- |
-| ``hf`` | this process, ``generate_summaries`` (batched, length-sorted, left padding) | default, CPU, small catalogs |
-| ``ray`` | Ray Data ``map_batches`` over an actor pool; each actor loads the policy once | many CPU/GPU workers, a cluster |
-| ``vllm`` | ``vllm.LLM`` (continuous batching, paged attention), adapter merged first | GPUs, large catalogs |
+- ``hf``: Where it runs: this process, ``generate_summaries`` (batched, length-sorted, left padding). When to
+  use: default, CPU, small catalogs.
+- ``ray``: Where it runs: Ray Data ``map_batches`` over an actor pool; each actor loads the policy once. When
+  to use: many CPU/GPU workers, a cluster.
+- ``vllm``: Where it runs: ``vllm.LLM`` (continuous batching, paged attention), adapter merged first. When to
+  use: GPUs, large catalogs.
 
 Ray and vLLM are imported lazily: neither is needed for the default backend.
 

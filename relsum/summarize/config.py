@@ -21,21 +21,27 @@ class SummarizeConfig:
 
     catalog: str = cfg("", help="catalog source (csv/jsonl/parquet path or duckdb:<db>:<table|query>)")
     model_dir: str = cfg("", help="local causal-LM folder of the policy (base model)")
-    adapter_dir: str | None = cfg(None, help="optional LoRA adapter folder, merged into the base for inference")
+    adapter_dir: str | None = cfg(None, help="optional LoRA adapter folder, merged into "
+                                             "the base for inference")
     out_dir: str | None = cfg(None, help="output folder; default <relsum home>/summaries")
     incremental: bool = cfg(True, help="only generate products whose content key is not in the last output")
     shard_size: int = cfg(256, help="products per shard (the unit of commit and of restart)")
     batch_size: int = cfg(16, help="generation batch size (in-process and vLLM)")
     max_new_tokens: int = cfg(48, help="generated tokens per summary")
-    max_input_tokens: int = cfg(384, help="prompt token cap; the description is cut to fit, over-long frames rejected")
+    max_input_tokens: int = cfg(384, help="prompt token cap; the description is cut to fit, "
+                                          "over-long frames rejected")
     max_summary_words: int = cfg(64, help="cap on the stored summary, in whitespace words")
     prompt: str = cfg("auto", help="prompt variant (paper | one_line | one_line_started); auto = the one the "
-                      "adapter was trained with (its relsum_prompt.json), else one_line for chat models, paper otherwise")
-    dtype: Literal["auto", "fp32", "bf16"] = cfg("auto", help="policy precision for the hf/ray backends: auto = bf16 on "
+                      "adapter was trained with (its relsum_prompt.json), else one_line for chat "
+                      "models, paper otherwise")
+    dtype: Literal["auto", "fp32", "bf16"] = cfg("auto", help="policy precision for the hf/ray "
+                                                "backends: auto = bf16 on "
                                                 "CPUs with native bf16 (and bf16 GPUs), fp32 elsewhere")
-    backend: Literal["hf", "ray", "vllm"] = cfg("hf", help="hf (in-process, default) | ray (Ray Data) | vllm (GPU)")
+    backend: Literal["hf", "ray", "vllm"] = cfg("hf", help="hf (in-process, default) | ray "
+                                                           "(Ray Data) | vllm (GPU)")
     threads: int = cfg(0, help="torch threads for the hf backend (0 = torch default)")
-    ray_address: str = cfg("", help="Ray cluster address ('' = start a local Ray, 'auto' = the running cluster)")
+    ray_address: str = cfg("", help="Ray cluster address ('' = start a local Ray, 'auto' = "
+                                    "the running cluster)")
     ray_num_actors: int = cfg(2, help="Ray actor pool size (each actor loads the policy once)")
     ray_batch_size: int = cfg(16, help="products per Ray batch")
     ray_num_cpus: int = cfg(0, help="CPUs for a local Ray (0 = ray_num_actors x ray_cpus_per_actor)")
@@ -44,7 +50,8 @@ class SummarizeConfig:
     vllm_gpu_memory_utilization: float = cfg(0.9, help="vLLM share of GPU memory")
     vllm_tensor_parallel_size: int = cfg(1, help="vLLM tensor parallel degree (GPUs per model)")
     vllm_dtype: str = cfg("auto", help="vLLM dtype (auto, bfloat16, float16)")
-    model_version: str = cfg("", help="version stamp; '' = hash of the model config, weight files and adapter")
+    model_version: str = cfg("", help="version stamp; '' = hash of the model config, "
+                                      "weight files and adapter")
     generated_at: str = cfg("", help="timestamp stored with each summary; '' = when the run's plan is made")
     show_progress: bool = cfg(True, help="tqdm progress bar with ETA over products")
     contract: ContractConfig = cfg(default_factory=ContractConfig, help="catalog contract settings")

@@ -43,10 +43,12 @@ def plan_shards(config: SummarizeConfig, todo: pd.DataFrame, budget: int,
         over = pd.Series([n > budget for n in lengths], index=todo.index) & (todo["text"] != "")
         reasons = [f"over-length input: prompt frame + title is {n} tokens, budget {budget}" for n in lengths]
     rejects = todo.loc[over, ["product_id", "title"]].assign(
-        reason=[r for r, o in zip(reasons, over, strict=True) if o] if over.any() else [], status="over_length")
+        reason=[r for r, o in zip(reasons, over, strict=True) if o] if over.any() else [],
+        status="over_length")
     plan = todo.loc[~over, ["product_id", "title", "text", "content_key"]].copy()
     plan["_len"] = plan["text"].str.len()
-    plan = plan.sort_values(["_len", "product_id"], ascending=[False, True], ignore_index=True).drop(columns="_len")
+    plan = plan.sort_values(["_len", "product_id"], ascending=[False, True],
+                            ignore_index=True).drop(columns="_len")
     plan["shard"] = plan.index // config.shard_size
     return plan, rejects.reset_index(drop=True)
 
@@ -67,12 +69,14 @@ def generate_shards(config: SummarizeConfig, plan: pd.DataFrame, run_dir: Path, 
             shard_paths(run_dir, s)[2].unlink(missing_ok=True)
         todo.append(s)
     done_products = int(plan["shard"].isin([s for s in shards if s not in todo]).sum())
-    stats = {"seconds": 0.0, "products": 0, "model_products": 0, "generated_tokens": 0, "resumed_shards": len(shards) - len(todo)}
+    stats = {"seconds": 0.0, "products": 0, "model_products": 0, "generated_tokens": 0,
+             "resumed_shards": len(shards) - len(todo)}
     if not todo:
         return stats
     groups = {s: plan[plan["shard"] == s] for s in todo}
     needs_model = any((g["text"] != "").any() for g in groups.values())
-    settings = GenSettings(config.model_dir, config.adapter_dir, config.max_new_tokens, budget, config.batch_size,
+    settings = GenSettings(config.model_dir, config.adapter_dir, config.max_new_tokens, budget,
+                           config.batch_size,
                            config.threads, meta.get("prompt", "auto"), meta.get("dtype", "fp32"))
     backend = None
     if needs_model:
@@ -81,7 +85,8 @@ def generate_shards(config: SummarizeConfig, plan: pd.DataFrame, run_dir: Path, 
             options = {"address": config.ray_address, "num_actors": config.ray_num_actors,
                        "batch_size": config.ray_batch_size, "cpus_per_actor": config.ray_cpus_per_actor,
                        "gpus_per_actor": config.ray_gpus_per_actor,
-                       "num_cpus": config.ray_num_cpus or int(config.ray_num_actors * max(1.0, config.ray_cpus_per_actor))}
+                       "num_cpus": config.ray_num_cpus
+                       or int(config.ray_num_actors * max(1.0, config.ray_cpus_per_actor))}
         elif config.backend == "vllm":
             options = {"gpu_memory_utilization": config.vllm_gpu_memory_utilization,
                        "tensor_parallel_size": config.vllm_tensor_parallel_size, "dtype": config.vllm_dtype}
@@ -89,8 +94,10 @@ def generate_shards(config: SummarizeConfig, plan: pd.DataFrame, run_dir: Path, 
     from relsum.training.policy import load_tokenizer
 
     tok = load_tokenizer(config.model_dir)
-    inputs = ((s, list(g.loc[g["text"] != "", "title"]), list(g.loc[g["text"] != "", "text"])) for s, g in groups.items())
-    bar = tqdm(total=len(plan), initial=done_products, unit="product", desc="summarize", disable=not config.show_progress)
+    inputs = ((s, list(g.loc[g["text"] != "", "title"]), list(g.loc[g["text"] != "", "text"])) for s,
+              g in groups.items())
+    bar = tqdm(total=len(plan), initial=done_products, unit="product", desc="summarize",
+               disable=not config.show_progress)
     start = time.perf_counter()
     try:
         stream = backend.summarize_shards(inputs) if backend else ((s, [], []) for s, _, _ in inputs)
@@ -100,9 +107,12 @@ def generate_shards(config: SummarizeConfig, plan: pd.DataFrame, run_dir: Path, 
             summary, status, err = [""] * len(g), ["empty_input"] * len(g), [None] * len(g)
             for pos, r, e in zip([i for i, ne in enumerate(nonempty) if ne], raw, errors, strict=True):
                 summary[pos], status[pos], err[pos] = served_summary(r, config.max_summary_words), "ok", e
-                stats["generated_tokens"] += len(tok(r, add_special_tokens=False)["input_ids"]) if r and not e else 0
-            out = pd.DataFrame({"product_id": g["product_id"].to_numpy(), "summary": summary, "summary_status": status,
-                                "content_key": g["content_key"].to_numpy(), "model_version": meta["model_version"],
+                stats["generated_tokens"] += (len(tok(r, add_special_tokens=False)["input_ids"])
+                                              if r and not e else 0)
+            out = pd.DataFrame({"product_id": g["product_id"].to_numpy(), "summary": summary,
+                                "summary_status": status,
+                                "content_key": g["content_key"].to_numpy(),
+                                "model_version": meta["model_version"],
                                 "run_id": meta["run_id"], "generated_at": meta["generated_at"]})
             failed = [e is not None for e in err]
             rej = g.loc[failed, ["product_id", "title"]].assign(

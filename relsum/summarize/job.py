@@ -2,9 +2,11 @@
 
 On-disk layout under ``out_dir`` (everything written atomically: temp name + ``os.replace``)::
 
-    manifest.json                 commit point: the last completed run (model version, config, counts, timings)
-                                  and ``files``: size + SHA-256 of its index, rejects and every shard it reads
-    summarize.yaml                that run's config (absolute paths): ``relsum summarize --config`` on it repairs
+    manifest.json                 commit point: the last completed run (model version, config, counts,
+                                  timings) and ``files``: size + SHA-256 of its index, rejects and every
+                                  shard it reads
+    summarize.yaml                that run's config (absolute paths): ``relsum summarize --config`` on
+                                  it repairs
     index.parquet                 complete view: product_id -> content_key, run_id, shard (copy of the run's)
     rejects.csv                   every input row that is not in the output, with reason and status
     runs/<run_id>/plan.parquet    the products to generate (sorted by text length, cut into shards)
@@ -102,15 +104,16 @@ def run_summarize(config: SummarizeConfig, *, base_dir: str | Path | None = None
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise EnvironmentProblem(f"cannot create the summaries output folder {out}: {os_error_text(exc)}") from exc
+        raise EnvironmentProblem("cannot create the summaries output "
+                                 f"folder {out}: {os_error_text(exc)}") from exc
     handle = lock(out)
     try:
         return _run_locked(config, out, Path(base_dir) if base_dir else None)
     except OSError as exc:
         if isinstance(exc, RelsumError) or not is_environment_oserror(exc):
             raise
-        raise EnvironmentProblem(f"summarize into {out} stopped: {os_error_text(exc)}; the last committed output "
-                                 "is intact, fix this and rerun to resume") from exc
+        raise EnvironmentProblem(f"summarize into {out} stopped: {os_error_text(exc)}; the "
+                                 f"last committed output is intact, fix this and rerun to resume") from exc
     finally:
         handle.close()
 
@@ -145,7 +148,8 @@ def _load_plan(run_dir: Path, todo: pd.DataFrame) -> tuple[pd.DataFrame, pd.Data
         plan = pd.read_parquet(run_dir / "plan.parquet")
         over = pd.read_parquet(run_dir / "plan_rejects.parquet")
     except Exception as exc:  # noqa: BLE001 - any damage means: plan again
-        logger.warning("run %s: stored plan is damaged (%s: %s); planning again", run_dir.name, type(exc).__name__, exc)
+        logger.warning("run %s: stored plan is damaged "
+                       "(%s: %s); planning again", run_dir.name, type(exc).__name__, exc)
         return None
     if sorted([*plan["product_id"], *over["product_id"]]) != sorted(todo["product_id"]):
         logger.warning("run %s: stored plan does not cover the products to do; planning again", run_dir.name)
@@ -154,7 +158,8 @@ def _load_plan(run_dir: Path, todo: pd.DataFrame) -> tuple[pd.DataFrame, pd.Data
 
 
 def _repair_config(config: SummarizeConfig, out: Path) -> dict[str, Any]:
-    """The run's config with absolute local paths, so ``relsum summarize --config`` on it works from anywhere."""
+    """The run's config with absolute local paths, so ``relsum summarize --config`` on it works from
+    anywhere."""
     data = to_dict(config)
     data["out_dir"] = str(out.resolve())
     for key in ("catalog", "model_dir", "adapter_dir"):
@@ -171,7 +176,8 @@ def _run_locked(config: SummarizeConfig, out: Path, base_dir: Path | None) -> di
     valid = result.valid
     version = config.model_version or model_version_of(config.model_dir, config.adapter_dir)
     context = policy_context_length(config.model_dir)
-    budget = min(config.max_input_tokens, context - config.max_new_tokens) if context else config.max_input_tokens
+    budget = min(config.max_input_tokens,
+                 context - config.max_new_tokens) if context else config.max_input_tokens
     budget = prompt_cap(config.model_dir, budget)
     # serve with the prompt the adapter was trained with; precision changes greedy outputs, so both are
     # generation settings in the content key
@@ -182,7 +188,8 @@ def _run_locked(config: SummarizeConfig, out: Path, base_dir: Path | None) -> di
     valid["content_key"] = [sha([h, gen_fp])[:32] for h in valid["content_hash"]]
     digest = sha(sorted(zip(valid["product_id"], valid["content_key"], strict=True)))
     committed, bad = _verified(out)
-    same = bool(committed and committed.get("catalog_digest") == digest and committed.get("rows_in") == result.rows_in)
+    same = bool(committed and committed.get("catalog_digest") == digest
+                and committed.get("rows_in") == result.rows_in)
     if same and not bad:
         logger.info("%s: catalog already summarized by run %s; nothing to do", out, committed["run_id"])
         publish(out, out / "runs" / committed["run_id"])
@@ -224,8 +231,8 @@ def _run_locked(config: SummarizeConfig, out: Path, base_dir: Path | None) -> di
     shard_files = [f"runs/{run_id}/shard-{s:05d}.parquet" for s in sorted(plan["shard"].unique())]
     frames = [pd.read_parquet(out / f).assign(shard=f) for f in shard_files]
     new = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=[*OUTPUT_COLUMNS, "shard"])
-    index = pd.concat([carried[INDEX_COLUMNS], new[INDEX_COLUMNS]], ignore_index=True).sort_values("product_id",
-                                                                                                  ignore_index=True)
+    index = pd.concat([carried[INDEX_COLUMNS], new[INDEX_COLUMNS]],
+                      ignore_index=True).sort_values("product_id", ignore_index=True)
     gen_rej = [pd.read_parquet(out / f.replace(".parquet", ".rejects.parquet")) for f in shard_files]
     rejects = pd.concat([result.rejects.assign(status="invalid"), over, *gen_rej], ignore_index=True)
     fault_point("commit")
@@ -236,11 +243,14 @@ def _run_locked(config: SummarizeConfig, out: Path, base_dir: Path | None) -> di
         records[name] = file_record(out / name)
     for name in index["shard"].unique():  # carried shards from an older version's manifest: record them now
         records[name] = records.get(name) or file_record(out / name)
-    counts = {"rows_in": result.rows_in, "valid": len(valid), "planned": len(todo), "carried_over": len(carried),
+    counts = {"rows_in": result.rows_in, "valid": len(valid), "planned": len(todo),
+              "carried_over": len(carried),
               "generated": int((new["summary_status"] == "ok").sum()) if len(new) else 0,
               "empty": int((new["summary_status"] == "empty_input").sum()) if len(new) else 0,
-              "empty_output": int(((new["summary_status"] == "ok") & (new["summary"] == "")).sum()) if len(new) else 0,
-              "rejected": len(rejects), "rejected_invalid": len(result.rejects), "rejected_over_length": len(over),
+              "empty_output": int(((new["summary_status"] == "ok") & (new["summary"] == "")).sum())
+              if len(new) else 0,
+              "rejected": len(rejects), "rejected_invalid": len(result.rejects),
+              "rejected_over_length": len(over),
               "rejected_generation": int(sum(len(r) for r in gen_rej)), "in_output": len(index)}
     secs = stats["seconds"]
     manifest = {

@@ -28,9 +28,11 @@ from relsum.errors import EnvironmentProblem
 
 logger = logging.getLogger(__name__)
 
-OUTPUT_COLUMNS = ["product_id", "summary", "summary_status", "content_key", "model_version", "run_id", "generated_at"]
+OUTPUT_COLUMNS = ["product_id", "summary", "summary_status", "content_key", "model_version", "run_id",
+                  "generated_at"]
 INDEX_COLUMNS = ["product_id", "content_key", "run_id", "shard"]
-#: The config of the last committed run, written beside the manifest; ``relsum summarize --config`` on it repairs.
+#: The config of the last committed run, written beside the manifest; ``relsum summarize --config`` on it
+#: repairs.
 CONFIG_FILE = "summarize.yaml"
 #: Test hook (see :func:`fault_point`).
 FAULT_ENV = "RELSUM_FAULT_AT"
@@ -110,7 +112,8 @@ def read_manifest(out: Path) -> dict[str, Any] | None:
         manifest = json.loads(path.read_text(encoding="utf-8"))
         manifest["run_id"], manifest["index"]  # noqa: B018 - the keys every reader needs
     except (ValueError, KeyError, TypeError) as exc:
-        raise DamagedOutputError(f"{path} is damaged ({type(exc).__name__}: {exc}); {repair_hint(out)}") from exc
+        raise DamagedOutputError(f"{path} is damaged "
+                                 f"({type(exc).__name__}: {exc}); {repair_hint(out)}") from exc
     return manifest
 
 
@@ -209,7 +212,8 @@ def shard_problem(run_dir: Path, shard_no: int, planned: set[str]) -> str | None
 
 
 def lock(out: Path) -> Any:
-    """Hold ``out/.lock`` for the job's lifetime (released by the kernel when the process ends, even killed)."""
+    """Hold ``out/.lock`` for the job's lifetime (released by the kernel when the process ends, even
+    killed)."""
     try:
         handle = open(out / ".lock", "w")  # noqa: SIM115 - held for the job's lifetime
     except OSError as exc:
@@ -235,4 +239,5 @@ def publish(out: Path, run_dir: Path) -> None:
     """Copy the run's index and rejects to the top level (after the manifest commit; redone on rerun)."""
     write_parquet_atomic(pd.read_parquet(run_dir / "index.parquet"), out / "index.parquet")
     fault_point("commit")
-    write_csv_atomic(pd.read_csv(run_dir / "rejects.csv", dtype=str, keep_default_na=False), out / "rejects.csv")
+    write_csv_atomic(pd.read_csv(run_dir / "rejects.csv", dtype=str, keep_default_na=False),
+                     out / "rejects.csv")

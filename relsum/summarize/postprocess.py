@@ -15,7 +15,8 @@ URLs, or run on. :func:`clean_summary` turns it into one line of plain words:
 6. the result is capped at ``max_words`` whitespace tokens (so the cap falls on a word boundary).
 
 The cap is in whitespace words, not model tokens, so it means the same for every tokenizer.
-Callers do not use :func:`clean_summary` on completions directly: :func:`relsum.summarize.served.served_summary`
+Callers do not use :func:`clean_summary` on completions directly:
+:func:`relsum.summarize.served.served_summary`
 (echo cut, first line, this cleaning, repeated to a fixed point) is the one served form.
 """
 

@@ -49,7 +49,8 @@ class RayBackend(_Base):
             if address:
                 ray.init(address=address, include_dashboard=False, logging_level=logging.WARNING)
             else:
-                ray.init(num_cpus=num_cpus or num_actors, include_dashboard=False, logging_level=logging.WARNING,
+                ray.init(num_cpus=num_cpus or num_actors, include_dashboard=False,
+                         logging_level=logging.WARNING,
                          runtime_env={"env_vars": {"HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}})
             self._started = True
         ctx = ray.data.DataContext.get_current()
@@ -62,14 +63,16 @@ class RayBackend(_Base):
 
         df = pd.DataFrame(rows, columns=["idx", "shard", "title", "text"])
         blocks = [df.iloc[i:i + self.batch_size] for i in range(0, len(df), self.batch_size)] or [df]
-        settings = dict(vars(self.settings), threads=self.settings.threads or max(1, int(self.cpus_per_actor)))
+        settings = dict(vars(self.settings), threads=self.settings.threads
+                        or max(1, int(self.cpus_per_actor)))
         return ray.data.from_pandas(blocks).map_batches(
             _RayActor, fn_constructor_kwargs={"settings": settings}, concurrency=self.num_actors,
             batch_size=self.batch_size, batch_format="pandas", num_cpus=self.cpus_per_actor,
             num_gpus=self.gpus_per_actor or None)
 
     def summarize(self, titles: Sequence[str], texts: Sequence[str]) -> list[str]:
-        rows = [{"idx": i, "shard": 0, "title": t, "text": x} for i, (t, x) in enumerate(zip(titles, texts, strict=True))]
+        rows = [{"idx": i, "shard": 0, "title": t, "text": x} for i,
+                (t, x) in enumerate(zip(titles, texts, strict=True))]
         out = self._dataset(rows).to_pandas().sort_values("idx")
         bad = out[out["error"].notna()]
         if len(bad):
@@ -90,9 +93,10 @@ class RayBackend(_Base):
             return
         pending: dict[int, list[tuple[int, str, str | None]]] = {s: [] for s in order}
         for batch in self._dataset(rows).iter_batches(batch_format="pandas", batch_size=None):
-            for i, shard_no, summary, error in zip(batch["idx"], batch["shard"], batch["summary"], batch["error"],
-                                                   strict=True):
-                pending[int(shard_no)].append((int(i), summary, None if error is None or error != error else error))
+            for i, shard_no, summary, error in zip(batch["idx"], batch["shard"], batch["summary"],
+                                                   batch["error"], strict=True):
+                pending[int(shard_no)].append((int(i), summary, None if error is None or error != error
+                                               else error))
                 if len(pending[int(shard_no)]) == sizes[int(shard_no)]:
                     done = sorted(pending.pop(int(shard_no)))
                     yield int(shard_no), [d[1] for d in done], [d[2] for d in done]

@@ -37,7 +37,8 @@ MAX_PASSES = 4
 
 def first_line(text: str) -> str:
     """The first non-empty line of ``text`` (``\\n``, ``\\r``, U+2028/U+2029 and U+0085 break lines)."""
-    for line in text.replace("\r\n", "\n").translate({0x0D: 0x0A, 0x2028: 0x0A, 0x2029: 0x0A, 0x85: 0x0A}).split("\n"):
+    for line in text.replace("\r\n", "\n").translate({0x0D: 0x0A, 0x2028: 0x0A, 0x2029: 0x0A,
+                                                      0x85: 0x0A}).split("\n"):
         if line.strip():
             return line
     return ""

@@ -22,8 +22,8 @@ class VLLMBackend(_Base):
     (or wrap this class in a Ray actor with ``num_gpus=1``).
     """
 
-    def __init__(self, settings: GenSettings, *, gpu_memory_utilization: float = 0.9, tensor_parallel_size: int = 1,
-                 dtype: str = "auto"):
+    def __init__(self, settings: GenSettings, *, gpu_memory_utilization: float = 0.9,
+                 tensor_parallel_size: int = 1, dtype: str = "auto"):
         try:
             import vllm
         except ImportError as exc:
@@ -32,7 +32,8 @@ class VLLMBackend(_Base):
         import torch
 
         if not torch.cuda.is_available():
-            raise RuntimeError('backend "vllm" needs a CUDA GPU and none is visible; use backend "hf" or "ray"')
+            raise RuntimeError('backend "vllm" needs a CUDA GPU and none is visible; use '
+                               'backend "hf" or "ray"')
         from relsum.training.policy import load_policy, load_tokenizer
         from relsum.training.prompt import resolve_chat_template
 
@@ -49,7 +50,8 @@ class VLLMBackend(_Base):
         self.tokenizer = load_tokenizer(model_path)
         self.templated = resolve_chat_template(self.tokenizer, None)
         self.llm = vllm.LLM(model=model_path, tensor_parallel_size=tensor_parallel_size,
-                            gpu_memory_utilization=gpu_memory_utilization, dtype=dtype, trust_remote_code=False)
+                            gpu_memory_utilization=gpu_memory_utilization, dtype=dtype,
+                            trust_remote_code=False)
         from relsum.training.prompt import stop_token_ids
 
         # stop at the first line break, as the hf backend and training do (the served form is one line)

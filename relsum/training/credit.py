@@ -60,7 +60,8 @@ def cross_rollout_disagreement(completion_ids: torch.Tensor, completion_mask: to
     return out.view(b, t_len).clamp(0.0, 1.0)
 
 
-def variance_token_weights(disagreement: torch.Tensor, completion_mask: torch.Tensor, alpha: float) -> torch.Tensor:
+def variance_token_weights(disagreement: torch.Tensor, completion_mask: torch.Tensor,
+                           alpha: float) -> torch.Tensor:
     """(B, T) weights ``(1 - alpha) + alpha * d``, masked, rescaled so each row's masked mean is 1."""
     if not 0.0 <= alpha <= 1.0:
         raise ValueError("alpha must be in [0, 1]")
@@ -81,7 +82,8 @@ def _make_class() -> type:
 
         def __init__(self, *args: Any, credit_alpha: float = 0.5, **kwargs: Any) -> None:
             super().__init__(*args, **kwargs)
-            if self.args.importance_sampling_level != "token" or getattr(self.args, "use_liger_kernel", False):
+            if (self.args.importance_sampling_level != "token"
+                    or getattr(self.args, "use_liger_kernel", False)):
                 raise ValueError("variance_credit needs token-level importance sampling and no liger loss")
             self.credit_alpha = float(credit_alpha)
 

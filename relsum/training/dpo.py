@@ -55,7 +55,8 @@ def build_preference_pairs(model: Any, tokenizer: Any, train_df: pd.DataFrame, s
     k = d.samples_per_prompt
     flat = [s for row in samples for s in row]
     rep = lambda col: np.repeat(work[col].to_numpy(), k).tolist()  # noqa: E731
-    rewards = relevance_rewards(scorer, rep("query"), rep("title"), flat, rep("label")).reshape(len(work), k) \
+    rewards = relevance_rewards(scorer, rep("query"), rep("title"), flat,
+                                rep("label")).reshape(len(work), k) \
         if len(work) else np.zeros((0, k))
     best, worst = rewards.argmax(axis=1), rewards.argmin(axis=1)
     margin = rewards.max(axis=1) - rewards.min(axis=1)
@@ -70,14 +71,15 @@ def build_preference_pairs(model: Any, tokenizer: Any, train_df: pd.DataFrame, s
     for i in np.flatnonzero(keep):
         row = {"prompt": prompts[i], "chosen": wrap(samples[i][best[i]], prompts[i]),
                "rejected": wrap(samples[i][worst[i]], prompts[i]),
-               "query": work.at[i, "query"], "product_id": work.at[i, "product_id"], "title": work.at[i, "title"],
+               "query": work.at[i, "query"], "product_id": work.at[i, "product_id"],
+               "title": work.at[i, "title"],
                "label": float(work.at[i, "label"]), "reward_chosen": float(rewards[i, best[i]]),
                "reward_rejected": float(rewards[i, worst[i]])}
         if "query_id" in work.columns:
             row["query_id"] = work.at[i, "query_id"]
         rows.append(row)
-    pairs = pd.DataFrame(rows, columns=["prompt", "chosen", "rejected", "query", "product_id", "title", "label",
-                                        "reward_chosen", "reward_rejected"] + (
+    pairs = pd.DataFrame(rows, columns=["prompt", "chosen", "rejected", "query", "product_id", "title",
+                                        "label", "reward_chosen", "reward_rejected"] + (
                                             ["query_id"] if "query_id" in work.columns else []))
     logger.info("DPO pairs: %d kept, %d near-ties dropped, %d rows without text", stats["pairs"],
                 stats["near_ties_dropped"], stats["skipped_empty_text"])
@@ -108,7 +110,8 @@ def train_dpo(config: TrainConfig, train_df: pd.DataFrame, scorer: Any, *,
     # cut it, so the limit is the longest prompt actually built, plus the summary and its end tokens.
     longest = max(len(ids) for ids in tokenizer(pairs["prompt"].tolist())["input_ids"])
     args = config.dpo.to_dpo_config(
-        str(out / "trainer"), max_length=max(longest, config.policy.max_prompt_tokens) + config.policy.max_summary_tokens + 8,
+        str(out / "trainer"),
+        max_length=max(longest, config.policy.max_prompt_tokens) + config.policy.max_summary_tokens + 8,
         seed=config.seed, report_to=config.report_to, bf16=config.policy.bf16)
     trainer = DPOTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
                          peft_config=lora_config(config.policy), callbacks=callbacks)

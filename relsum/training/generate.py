@@ -21,7 +21,8 @@ PROGRESS_MIN_BATCHES = 8
 
 
 def postprocess(text: str | None) -> str:
-    """:func:`~relsum.summarize.served.served_summary` under its older name (kept for callers and benchmarks)."""
+    """:func:`~relsum.summarize.served.served_summary` under its older name (kept for callers and
+    benchmarks)."""
     return served_summary(text)
 
 
@@ -80,7 +81,8 @@ def generate_summaries(model: Any, tokenizer: Any, titles: Sequence[Any], texts:
     batches = [order[k:k + batch_size] for k in range(0, len(order), batch_size)]
     gen_kwargs: dict[str, Any] = {
         "max_new_tokens": max_new_tokens, "num_return_sequences": num_return_sequences,
-        "pad_token_id": tokenizer.pad_token_id, "eos_token_id": stop_token_ids(tokenizer), "do_sample": do_sample,
+        "pad_token_id": tokenizer.pad_token_id, "eos_token_id": stop_token_ids(tokenizer),
+        "do_sample": do_sample,
     }
     if do_sample:
         gen_kwargs.update(temperature=temperature, top_p=1.0, top_k=0)

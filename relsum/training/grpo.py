@@ -51,7 +51,8 @@ def prepare_train_df(train_df: pd.DataFrame, config: TrainConfig) -> pd.DataFram
     labels = pd.to_numeric(df["label"], errors="coerce")
     bad = labels.isna() | (labels < 0) | (labels > 1)
     if bad.any():
-        raise ValueError(f"{int(bad.sum())} training rows have a label outside [0, 1] (first at row {int(bad.idxmax())})")
+        raise ValueError(f"{int(bad.sum())} training rows have a label outside [0, 1] (first at "
+                         f"row {int(bad.idxmax())})")
     for col in ("query", "title"):
         blank = df[col].isna() | (df[col].astype(str).str.strip() == "")
         if blank.any():
@@ -64,7 +65,8 @@ def prepare_train_df(train_df: pd.DataFrame, config: TrainConfig) -> pd.DataFram
 
 
 def prompt_column(tokenizer: Any, df: pd.DataFrame, config: TrainConfig) -> list[str]:
-    """Per-row prompt strings as TRL tokenizes them (chat template applied here when in use, no double BOS)."""
+    """Per-row prompt strings as TRL tokenizes them (chat template applied here when in use, no double
+    BOS)."""
     templated = resolve_chat_template(tokenizer, config.policy.use_chat_template)
     strings = render_prompts(tokenizer, df["title"].tolist(), df["text"].tolist(),
                              max_prompt_tokens=config.policy.max_prompt_tokens, use_chat_template=templated,
@@ -134,7 +136,8 @@ def train_grpo(config: TrainConfig, train_df: pd.DataFrame, scorer: Any, *,
         columns = {"query": df["query"].astype(str).tolist(), "label": df["label"].tolist()}
     dataset = Dataset.from_dict({
         "prompt": prompt_column(tokenizer, df, config), **columns, "title": df["title"].astype(str).tolist(),
-        "product_id": df["product_id"].tolist(), **({"text": df["text"].tolist()} if opt.reward_options_on() else {}),
+        "product_id": df["product_id"].tolist(), **({"text": df["text"].tolist()} if opt.reward_options_on()
+                                                    else {}),
     })
     reward: Any = (SummaryReward(scorer, opt, config.grpo.num_generations) if opt.reward_options_on()
                    else RelevanceReward(scorer))
@@ -147,8 +150,8 @@ def train_grpo(config: TrainConfig, train_df: pd.DataFrame, scorer: Any, *,
 
         trainer_cls, extra_kwargs = credit_trainer_class(), {"credit_alpha": opt.variance_credit}
     trainer = trainer_cls(model=model, reward_funcs=[reward], args=args, train_dataset=dataset,
-                          processing_class=tokenizer, peft_config=lora_config(config.policy), callbacks=callbacks,
-                          **extra_kwargs)
+                          processing_class=tokenizer, peft_config=lora_config(config.policy),
+                          callbacks=callbacks, **extra_kwargs)
     start = time.perf_counter()
     trainer.train()
     seconds = time.perf_counter() - start

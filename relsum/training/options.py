@@ -37,13 +37,19 @@ GRID = 2.0 ** -10
 
 @dataclasses.dataclass
 class OptionsConfig:
-    product_reward: bool = cfg(False, help="one prompt per product, rewarded on the mean over its training queries")
-    product_max_queries: int = cfg(0, help="product_reward: use at most this many queries per product (seeded sample; 0 = all)")
+    product_reward: bool = cfg(False, help="one prompt per product, rewarded on the mean over "
+                                           "its training queries")
+    product_max_queries: int = cfg(0, help="product_reward: use at most this many queries per product "
+                                           "(seeded sample; 0 = all)")
     group_filter: bool = cfg(False, help="zero the advantages of groups whose reward std < group_min_std")
-    group_min_std: float = cfg(1e-3, help="group_filter: std threshold (TRL's sample std) below which a group is degenerate")
-    top_entropy_quantile: float = cfg(1.0, help="TRL top_entropy_quantile: train on this top fraction of tokens by entropy (1.0 = all, paper)")
-    variance_credit: float = cfg(0.0, help="alpha in [0, 1]: weight tokens by cross-rollout disagreement (0 = off)")
-    grounding_weight: float = cfg(0.0, help="subtract weight * (fraction of summary content tokens not in title + text) from the reward")
+    group_min_std: float = cfg(1e-3, help="group_filter: std threshold (TRL's sample std) below which "
+                                          "a group is degenerate")
+    top_entropy_quantile: float = cfg(1.0, help="TRL top_entropy_quantile: train on this top fraction of "
+                                                "tokens by entropy (1.0 = all, paper)")
+    variance_credit: float = cfg(0.0, help="alpha in [0, 1]: weight tokens by cross-rollout "
+                                           "disagreement (0 = off)")
+    grounding_weight: float = cfg(0.0, help="subtract weight * (fraction of summary content tokens not in "
+                                            "title + text) from the reward")
 
     def __post_init__(self) -> None:
         if self.product_max_queries < 0:
@@ -75,7 +81,8 @@ def product_rows(df: pd.DataFrame, max_queries: int = 0, seed: int = 0) -> pd.Da
     rows = []
     for pid, group in df.groupby("product_id", sort=False):
         queries, labels = group["query"].astype(str).tolist(), group["label"].astype(float).tolist()
-        if max_queries and len(queries) > max_queries:  # sample from query-sorted order: row order must not matter
+        # sample from query-sorted order: row order must not matter
+        if max_queries and len(queries) > max_queries:
             order = sorted(range(len(queries)), key=lambda i: (queries[i], labels[i]))
             queries, labels = [queries[i] for i in order], [labels[i] for i in order]
             pick = np.sort(np.random.default_rng(_product_seed(seed, str(pid))).choice(
@@ -86,7 +93,8 @@ def product_rows(df: pd.DataFrame, max_queries: int = 0, seed: int = 0) -> pd.Da
     return pd.DataFrame(rows)
 
 
-def filter_groups(rewards: Sequence[float], num_generations: int, min_std: float) -> tuple[np.ndarray, np.ndarray]:
+def filter_groups(rewards: Sequence[float], num_generations: int,
+                  min_std: float) -> tuple[np.ndarray, np.ndarray]:
     """(rewards with degenerate groups flattened, bool per group: dropped).
 
     A group is degenerate when its sample std (ddof=1, as TRL's ``nanstd``) is below ``min_std``;
@@ -129,7 +137,8 @@ class SummaryReward:
         if opt.product_reward:
             if cols.get("queries") is None or cols.get("labels") is None:
                 raise ValueError("product_reward needs the queries and labels columns (one list per product)")
-            rewards = product_relevance_rewards(self.scorer, cols["queries"], titles, summaries, cols["labels"])
+            rewards = product_relevance_rewards(self.scorer, cols["queries"], titles, summaries,
+                                                cols["labels"])
         else:
             if cols.get("query") is None or cols.get("label") is None:
                 raise ValueError("SummaryReward needs the query and label columns")

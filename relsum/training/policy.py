@@ -10,8 +10,8 @@ Precision (``policy.dtype``): ``auto`` loads a pretrained policy in bf16 on a CP
 (avx512_bf16 / AMX) and in fp32 elsewhere. Measured with SmolLM2 on an AMD EPYC with avx512_bf16 (no AMX),
 2 threads, idle (``benchmarks/bench_policy.py``): a GRPO step of 2 prompts x 4 completions (256-token
 prompts, 48 new tokens) took 20.2 s in bf16 against 34.0 s in fp32, and greedy generation (batch 8) ran
-2.34 against 0.89 products/s. On a CPU without native bf16 it would be emulated and slower. The LoRA weights stay
-fp32 either way (PEFT's ``autocast_adapter_dtype``), so small updates are not rounded away. A tiny
+2.34 against 0.89 products/s. On a CPU without native bf16 it would be emulated and slower. The LoRA weights
+stay fp32 either way (PEFT's ``autocast_adapter_dtype``), so small updates are not rounded away. A tiny
 build stays fp32 under ``auto``: its matrices are too small for bf16 to pay, and its warm-up was fp32.
 """
 
@@ -66,7 +66,8 @@ def resolve_model_dir(model_dir: str | Path) -> Path:
 
 
 def resolve_dtype(dtype: str, model_dir: str | Path | None = None, device: str | None = None) -> str:
-    """``fp32`` or ``bf16`` for ``dtype`` in auto / fp32 / bf16 (see the module docstring); logs the choice."""
+    """``fp32`` or ``bf16`` for ``dtype`` in auto / fp32 / bf16 (see the module docstring); logs the
+    choice."""
     import torch
 
     if dtype not in DTYPES:
@@ -79,20 +80,23 @@ def resolve_dtype(dtype: str, model_dir: str | Path | None = None, device: str |
 
     cuda = str(device or "cpu").startswith("cuda")
     if cuda:
-        chosen, why = ("bf16", "CUDA with bf16") if torch.cuda.is_bf16_supported() else ("fp32", "CUDA without bf16")
+        chosen, why = ("bf16",
+                       "CUDA with bf16") if torch.cuda.is_bf16_supported() else ("fp32", "CUDA without bf16")
     elif model_dir is not None and (Path(model_dir) / MARKER_FILE).exists():
         chosen, why = "fp32", "tiny build (too small for bf16 to pay)"
     elif cpu_has_native_bf16():
         chosen, why = "bf16", "CPU with native bf16 (avx512_bf16/amx_bf16)"
     else:
-        chosen, why = "fp32", f"CPU without native bf16 (torch capability {torch.backends.cpu.get_cpu_capability()})"
+        chosen, why = "fp32", ("CPU without native bf16 "
+                               f"(torch capability {torch.backends.cpu.get_cpu_capability()})")
     logger.info("policy precision auto -> %s: %s", chosen, why)
     return chosen
 
 
 def load_policy(model_dir: str | Path, adapter_dir: str | Path | None = None, *, merge: bool = False,
                 bf16: bool = False, device: str | None = None, dtype: str | None = None) -> tuple[Any, Any]:
-    """(model, tokenizer) from a local causal-LM folder (or ``smollm2``), with an optional PEFT adapter on top.
+    """(model, tokenizer) from a local causal-LM folder (or ``smollm2``), with an optional PEFT adapter on
+    top.
 
     ``merge=True`` folds the adapter into the base weights (faster inference, no PEFT wrapper).
     The model is returned in eval mode on ``device`` (default: cpu). Precision: ``dtype`` (auto / fp32 /
@@ -150,7 +154,8 @@ def resolve_policy_dir(config: TrainConfig, catalog: pd.DataFrame | None = None)
     if (tiny_dir / MARKER_FILE).exists():
         return tiny_dir
     if catalog is None:
-        raise ValueError("policy.model_dir is empty and no catalog was given to build the tiny default policy")
+        raise ValueError("policy.model_dir is empty and no catalog was given to build "
+                         "the tiny default policy")
     logger.info("policy.model_dir is empty: building the tiny default policy at %s", tiny_dir)
     return build_tiny_policy(catalog.drop_duplicates(subset=["title", "text"]), tiny_dir, config.tiny)
 

@@ -2,7 +2,8 @@
 
 Frame, with whitespace fixed once here::
 
-    [DESCRIPTION]: {text} [TITLE]: {title}\\nProduct attributes appearing in [DESCRIPTION] but not in [TITLE] are:
+    [DESCRIPTION]: {text} [TITLE]: {title}\\nProduct attributes appearing in [DESCRIPTION] but not in [TITLE]
+    are:
 
 One space after each ``]:``, one space before ``[TITLE]``, exactly one newline before the instruction
 line and NO trailing space after ``are:``: the policy's completion starts with its own leading space
@@ -41,7 +42,8 @@ FRAME = "[DESCRIPTION]: {text} [TITLE]: {title}\n" + INSTRUCTION
 
 SYSTEM_LINE = ("You write one short line of product facts for a search engine. Use only facts from the "
                "details; never add a fact that the details do not state.")
-ONE_LINE_FRAME = ("Product title: {title}\nProduct details: {text}\nIn one line, list the facts from the details "
+ONE_LINE_FRAME = ("Product title: {title}\nProduct details: {text}\nIn one line, list the "
+                  "facts from the details "
                   "that the title does not mention (type, size, material, colour, compatibility, features), "
                   "separated by commas.")
 
@@ -71,7 +73,8 @@ DEFAULT_CHAT_VARIANT = "one_line"
 
 
 def resolve_variant(name: str | PromptVariant | None, templated: bool) -> PromptVariant:
-    """The variant for ``name``; ``auto``/None = :data:`DEFAULT_CHAT_VARIANT` for chat models, else ``paper``."""
+    """The variant for ``name``; ``auto``/None = :data:`DEFAULT_CHAT_VARIANT` for chat models, else
+    ``paper``."""
     if isinstance(name, PromptVariant):
         return name
     if name in (None, "auto"):
@@ -133,7 +136,8 @@ def fit_texts(tokenizer: Any, titles: list[Any], texts: list[Any], max_prompt_to
     live = [i for i, c in enumerate(cleans) if c]
     if not live:
         return cleans
-    fixed = tokenizer([policy_text(tokenizer, build_prompt(titles[i], "", variant), use_chat_template, variant)
+    fixed = tokenizer([policy_text(tokenizer, build_prompt(titles[i], "", variant), use_chat_template,
+                                   variant)
                        for i in live], add_special_tokens=not use_chat_template)["input_ids"]
     budgets = {i: max_prompt_tokens - len(f) for i, f in zip(live, fixed, strict=True)}
     out = list(cleans)
@@ -165,7 +169,8 @@ def resolve_chat_template(tokenizer: Any, use_chat_template: bool | None) -> boo
 
 
 def as_messages(prompt: str, system: str = "") -> list[dict[str, str]]:
-    """The prompt as a one-turn conversation (what TRL and chat templates expect), after a system line if any."""
+    """The prompt as a one-turn conversation (what TRL and chat templates expect), after a system line if
+    any."""
     return ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": prompt}]
 
 
@@ -205,7 +210,8 @@ def render_prompts(tokenizer: Any, titles: list[Any], texts: list[Any], *, max_p
                    use_chat_template: bool, variant: str | PromptVariant | None = "auto") -> list[str]:
     """Each product's :func:`policy_text` under ``variant``, its text cut to ``max_prompt_tokens``."""
     v = resolve_variant(variant, use_chat_template)
-    fitted = fit_texts(tokenizer, titles, texts, max_prompt_tokens, variant=v, use_chat_template=use_chat_template)
+    fitted = fit_texts(tokenizer, titles, texts, max_prompt_tokens, variant=v,
+                       use_chat_template=use_chat_template)
     return [policy_text(tokenizer, build_prompt(t, x, v), use_chat_template, v)
             for t, x in zip(titles, fitted, strict=True)]
 

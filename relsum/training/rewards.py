@@ -27,7 +27,8 @@ def completion_text(completion: Any) -> str:
     if isinstance(completion, dict):
         return str(completion.get("content") or "")
     if isinstance(completion, Sequence):
-        parts = [m.get("content") or "" for m in completion if isinstance(m, dict) and m.get("role") == "assistant"]
+        parts = [m.get("content") or "" for m in completion if isinstance(m, dict)
+                 and m.get("role") == "assistant"]
         if not parts:
             parts = [m.get("content") or "" for m in completion if isinstance(m, dict)]
         return "".join(str(p) for p in parts)
@@ -39,7 +40,8 @@ def relevance_scores(scorer: Any, queries: Sequence[str], titles: Sequence[str],
     """``r(q, [t; s])`` per row (float64); an empty summary is scored as the title alone."""
     if len(titles) != len(queries) or len(summaries) != len(queries):
         raise ValueError("queries, titles and summaries must have the same length")
-    return np.asarray(scorer.score(list(queries), list(titles), [s or None for s in summaries]), dtype=np.float64)
+    return np.asarray(scorer.score(list(queries), list(titles), [s or None for s in summaries]),
+                      dtype=np.float64)
 
 
 def rewards_from_scores(scores: np.ndarray, labels: Sequence[float]) -> np.ndarray:
@@ -109,7 +111,8 @@ def product_relevance_rewards(scorer: Any, queries: Sequence[Sequence[str]], tit
     counts = [len(q) for q in queries]
     for i, (q, lab) in enumerate(zip(queries, labels, strict=True)):
         if len(q) == 0 or len(q) != len(lab):
-            raise ValueError(f"row {i}: needs >= 1 query and one label per query (got {len(q)} and {len(lab)})")
+            raise ValueError(f"row {i}: needs >= 1 query and one label per query "
+                             f"(got {len(q)} and {len(lab)})")
     flat_q = [str(x) for q in queries for x in q]
     flat_t = [t for t, n in zip(titles, counts, strict=True) for _ in range(n)]
     flat_s = [s for s, n in zip(summaries, counts, strict=True) for _ in range(n)]

@@ -74,7 +74,8 @@ def pseudo_summary(title: Any, text: Any, tokenizer: Any = None, max_tokens: int
 
 
 def join_items(items: list[str], tokenizer: Any = None, max_tokens: int = 48) -> str:
-    """``items`` joined with ", ", capped at ``max_tokens`` of ``tokenizer`` (whole items; words if needed)."""
+    """``items`` joined with ", ", capped at ``max_tokens`` of ``tokenizer`` (whole items; words if
+    needed)."""
     if tokenizer is None:
         return ", ".join(items)
     out: list[str] = []
@@ -127,7 +128,8 @@ def _examples(catalog: pd.DataFrame, tokenizer: Any, cfg: TinyPolicyConfig) -> t
     rng = random.Random(cfg.seed)
     examples, empty = [], 0
     titles = catalog["title"].tolist()
-    for title, shown in zip(titles, fit_texts(tokenizer, titles, catalog["text"].tolist(), cfg.max_prompt_tokens),
+    for title, shown in zip(titles, fit_texts(tokenizer, titles, catalog["text"].tolist(),
+                                              cfg.max_prompt_tokens),
                             strict=True):
         items = pseudo_items(title, shown)
         if not items:
@@ -178,7 +180,8 @@ def _completion_loss(model: Any, batch: dict[str, Any]) -> Any:
     """
     import torch
 
-    hidden = model.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
+    hidden = model.model(input_ids=batch["input_ids"],
+                         attention_mask=batch["attention_mask"]).last_hidden_state
     targets = batch["labels"][:, 1:]
     keep = targets != -100
     logits = model.lm_head(hidden[:, :-1][keep])
@@ -192,7 +195,8 @@ def _warm_up(model: Any, examples: list, cfg: TinyPolicyConfig, pad_id: int) -> 
     steps_per_epoch = -(-len(examples) // cfg.batch_size)
     total = steps_per_epoch * cfg.epochs
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.learning_rate, weight_decay=0.0)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / 20) * max(0.05, 1 - s / total))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt,
+                                              lambda s: min(1.0, (s + 1) / 20) * max(0.05, 1 - s / total))
     model.train()
     start, step, losses, stopped = time.perf_counter(), 0, [], False
     for _epoch in range(cfg.epochs):
@@ -218,7 +222,8 @@ def _warm_up(model: Any, examples: list, cfg: TinyPolicyConfig, pad_id: int) -> 
             "seconds": time.perf_counter() - start}
 
 
-def build_tiny_policy(catalog: pd.DataFrame, out_dir: str | Path, config: TinyPolicyConfig | None = None) -> Path:
+def build_tiny_policy(catalog: pd.DataFrame, out_dir: str | Path,
+                      config: TinyPolicyConfig | None = None) -> Path:
     """Build the tiny default policy from ``catalog`` (columns ``title``, ``text``) into ``out_dir``.
 
     Writes safetensors weights, the tokenizer (a ``PreTrainedTokenizerFast``) and ``relsum_policy.json``
@@ -255,7 +260,8 @@ def _build(catalog: pd.DataFrame, out: Path, cfg: TinyPolicyConfig, t0: float) -
         data = data.sample(n=cfg.max_products, random_state=cfg.seed)
     if data.empty:
         raise ValueError("catalog has no rows with non-empty text")
-    corpus = [FRAME, INSTRUCTION] * 50 + [build_prompt(t, x) for t, x in zip(data["title"], data["text"], strict=True)]
+    corpus = [FRAME, INSTRUCTION] * 50 + [build_prompt(t, x) for t,
+                                          x in zip(data["title"], data["text"], strict=True)]
     corpus += [" " + pseudo_summary(t, x) for t, x in zip(data["title"], data["text"], strict=True)]
     tokenizer = _train_tokenizer(corpus, cfg.vocab_size, cfg.max_positions)
     examples, empty = _examples(data, tokenizer, cfg)
@@ -276,7 +282,8 @@ def _build(catalog: pd.DataFrame, out: Path, cfg: TinyPolicyConfig, t0: float) -
         tokenizer.pad_token_id, tokenizer.bos_token_id, tokenizer.eos_token_id)
     gen.do_sample, gen.max_new_tokens = False, cfg.max_summary_tokens
     info = {
-        "kind": "relsum-tiny-policy", "seed": cfg.seed, "config": {k: getattr(cfg, k) for k in cfg.__dataclass_fields__},
+        "kind": "relsum-tiny-policy", "seed": cfg.seed,
+        "config": {k: getattr(cfg, k) for k in cfg.__dataclass_fields__},
         "catalog_rows": int(len(catalog)), "products_used": int(len(data)), "warmup_examples": len(examples),
         "empty_pseudo_summaries": empty, "vocab_size": len(tokenizer),
         "parameters": sum(p.numel() for p in model.parameters()), "warmup": warm,
@@ -295,5 +302,6 @@ def _build(catalog: pd.DataFrame, out: Path, cfg: TinyPolicyConfig, t0: float) -
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     logger.info("built tiny policy (%d params, %d warm-up steps, final loss %.3f) at %s in %.1fs",
-                info["parameters"], warm["steps"], warm["final_loss"] or float("nan"), out, info["build_seconds"])
+                info["parameters"], warm["steps"], warm["final_loss"] or float("nan"), out,
+                info["build_seconds"])
     return out

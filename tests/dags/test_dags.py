@@ -67,13 +67,15 @@ def overrides(env, tiny_cross_encoder_dir):
     assert len(pd.read_json(env / "catalog12.jsonl", lines=True)) == 12
     return [f"reward_model={tiny_cross_encoder_dir}", f"train.train.policy.model_dir={policy}",
             "pairs.filter.mode=top_fraction", "pairs.filter.top_fraction=0.3",
-            "train.train.policy.lora_r=4", "train.train.policy.lora_alpha=8", "train.train.policy.max_prompt_tokens=96",
+            "train.train.policy.lora_r=4", "train.train.policy.lora_alpha=8",
+            "train.train.policy.max_prompt_tokens=96",
             "train.train.policy.max_summary_tokens=12", "train.train.grpo.per_device_train_batch_size=4",
             "train.train.grpo.gradient_accumulation_steps=1", "train.train.grpo.max_steps=2",
-            "train.train.grpo.learning_rate=1e-3", "train.train.max_train_rows=16", "train.holdout_fraction=0.05",
+            "train.train.grpo.learning_rate=1e-3", "train.train.max_train_rows=16",
+            "train.holdout_fraction=0.05",
             "train.n_boot=20", "train.n_sample_summaries=3", "evaluate.max_queries=4", "evaluate.n_boot=20",
-            f"summarize.catalog={env / 'catalog12.jsonl'}", "summarize.max_new_tokens=8", "summarize.batch_size=8",
-            "export.max_queries=2"]
+            f"summarize.catalog={env / 'catalog12.jsonl'}", "summarize.max_new_tokens=8",
+            "summarize.batch_size=8", "export.max_queries=2"]
 
 
 @pytest.fixture(scope="module")
@@ -112,7 +114,8 @@ def test_dagbag_imports_the_three_dags(dagbag):
             assert upstream in retrain.get_task(downstream).upstream_task_ids, (upstream, downstream)
     assert {"train", "evaluate"} <= retrain.get_task("register").upstream_task_ids
     assert retrain.default_args["retries"] >= 1 and retrain.default_args["execution_timeout"]
-    assert "validate" in dagbag.get_dag("relsum_catalog_summaries").get_task("summarize_catalog").upstream_task_ids
+    assert "validate" in (dagbag.get_dag("relsum_catalog_summaries").get_task("summarize_catalog")
+                          .upstream_task_ids)
     assert dagbag.get_dag("relsum_interleaving_export").schedule is None
 
 
@@ -161,7 +164,8 @@ def test_retrain_dag_end_to_end_and_rerun_is_idempotent(env, dagbag, overrides):
     _run(dag, WEEK, overrides)
     after = client.search_model_versions(f"name='{tracking.registered_model}'")
     assert [str(v.version) for v in after] == [str(version.version)]
-    assert len(client.search_runs([client.get_experiment_by_name(tracking.experiment).experiment_id])) == n_runs
+    experiment_id = client.get_experiment_by_name(tracking.experiment).experiment_id
+    assert len(client.search_runs([experiment_id])) == n_runs
     assert _files(runs_dir / key) == before
     assert client.get_run(version.run_id).data.metrics == metrics
 

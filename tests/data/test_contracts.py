@@ -43,7 +43,8 @@ def _cases():
         df = read_table(FIXTURES / f"{table}_bad.csv")
         for i, expect in enumerate(df["expect"]):
             label = expect if isinstance(expect, str) else "valid"
-            yield pytest.param(table, i, expect if isinstance(expect, str) else None, id=f"{table}-{i}-{label}")
+            yield pytest.param(table, i, expect if isinstance(expect, str) else None,
+                               id=f"{table}-{i}-{label}")
 
 
 @pytest.fixture(scope="module")
@@ -115,7 +116,8 @@ def test_row_count_invariant_randomized(seed):
     res = validate_search_log(log, known_products=set(cat.valid["product_id"]))
     assert len(res.valid) + len(res.rejects) == n
     assert res.valid["label"].dropna().between(0, 1).all() and (res.valid["traffic"].dropna() >= 0).all()
-    judg = pd.DataFrame({c: [rng.choice(pool) for _ in range(n)] for c in ("query_id", "product_id", "grade")})
+    judg = pd.DataFrame({c: [rng.choice(pool) for _ in range(n)]
+                         for c in ("query_id", "product_id", "grade")})
     res = validate_judgments(judg, ContractConfig(grade_map=SAMPLE_GRADE_MAP))
     assert len(res.valid) + len(res.rejects) == n
     assert not res.valid.duplicated(["query_id", "product_id"]).any()
@@ -140,7 +142,8 @@ def test_catalog_clean_columns_and_text():
     assert list(v["title"]) == ["Phone X", "Cable", "Lamp"]
     assert v["description_raw"][0] == "Great <i>phone</i>\u200b" and v["description"][0] == "Great phone"
     assert list(v["attributes"]) == ["colour: red | weight: 2 kg", "length: 1 m", "power: 5 W"]
-    assert list(v["text"]) == ["Great phone | colour: red | weight: 2 kg", "length: 1 m", "bright | power: 5 W"]
+    assert list(v["text"]) == ["Great phone | "
+                               "colour: red | weight: 2 kg", "length: 1 m", "bright | power: 5 W"]
     assert v["content_hash"].str.fullmatch(r"[0-9a-f]{64}").all() and v["content_hash"].is_unique
 
 
@@ -198,7 +201,8 @@ def test_config_checks_and_yaml_loading(tmp_path):
     path = tmp_path / "c.yaml"
     path.write_text("grade_map:\n  3: 1.0\n  2: 0.5\nmax_text_tokens: 32\n")
     cfg_ = load_config(ContractConfig, path, ["tail_fraction=0.25"])
-    assert cfg_.grade_map == {"3": 1.0, "2": 0.5} and cfg_.max_text_tokens == 32 and cfg_.tail_fraction == 0.25
+    assert cfg_.grade_map == {"3": 1.0,
+                              "2": 0.5} and cfg_.max_text_tokens == 32 and cfg_.tail_fraction == 0.25
     with pytest.raises(ConfigError):
         load_config(ContractConfig, None, ["max_text_tokens=0"])
 
@@ -243,7 +247,8 @@ def test_empty_tables_and_non_finite_numbers():
     res = validate_catalog(empty)
     assert res.valid.empty and res.rejects.empty and {"row_number", "reason"} <= set(res.rejects.columns)
     assert "content_hash" in res.valid.columns
-    df = pd.DataFrame({"query_id": ["a", "b"], "query": ["x", "y"], "product_id": "p", "traffic": ["inf", "nan"]})
+    df = pd.DataFrame({"query_id": ["a", "b"], "query": ["x", "y"], "product_id": "p",
+                       "traffic": ["inf", "nan"]})
     assert validate_search_log(df).summary()["reasons"] == {"traffic not a number": 2}
 
 
@@ -261,7 +266,8 @@ def types_result():
 
 @pytest.mark.parametrize(("row", "expect"), list(_types_cases()))
 def test_jsonl_types_corpus(types_result, row, expect):
-    """Per column accepted types (ids: str or integral number; text: str); the rest is rejected, not str()-ed."""
+    """Per column accepted types (ids: str or integral number; text: str); the rest is rejected, not
+    str()-ed."""
     df, result = types_result
     assert len(result.valid) + len(result.rejects) == len(df)
     rejected = result.rejects.set_index("row_number")["reason"]
@@ -301,13 +307,15 @@ def test_parquet_bytes_and_booleans_are_rejected_not_stringified(tmp_path):
 
 
 def _log(texts: list[str]) -> pd.DataFrame:
-    return pd.DataFrame({"query_id": "q1", "query": texts, "product_id": [f"p{i}" for i in range(len(texts))]})
+    return pd.DataFrame({"query_id": "q1", "query": texts,
+                         "product_id": [f"p{i}" for i in range(len(texts))]})
 
 
 @pytest.mark.parametrize(("texts", "kept", "reason"), [
     # the issue's cases: a literal NaN first, then 29 good siblings; an edited row first, then 44
     (["NaN"] + ["usb cable"] * 29, 29, "empty query: 'NaN' is a null marker"),
-    (["usb cabel"] + ["usb cable"] * 44, 44, "conflicting query text: query_id 'q1' is 'usb cable' in 44 of 45 rows"),
+    (["usb cabel"] + ["usb cable"] * 44, 44, "conflicting query text: query_id 'q1' is 'usb "
+                                             "cable' in 44 of 45 rows"),
     (["null", "None", "phone"], 1, "empty query: 'null' is a null marker"),
 ])
 def test_query_text_by_majority(texts, kept, reason):

@@ -28,7 +28,8 @@ def test_sample_is_fully_valid(sample_sets):
     judgments = pd.concat([g.judgments for g in sample_sets.values()])
     queries = pd.concat([g.queries for g in sample_sets.values()])
     for golden in sample_sets.values():
-        assert golden.n_rejected == 0, {k: r["reason"].value_counts().to_dict() for k, r in golden.rejects.items()}
+        assert golden.n_rejected == 0, {k: r["reason"].value_counts().to_dict() for k,
+                                        r in golden.rejects.items()}
         assert len(golden.catalog) == 1631
         cat = golden.catalog
         assert cat["title"].str.len().gt(0).all()
@@ -65,12 +66,14 @@ def _write_folder(root: Path, judgments: str, yaml_text: str | None = None) -> P
 
 
 def test_unknown_and_rejected_products_are_rejected_not_dropped(tmp_path):
-    folder = _write_folder(tmp_path, "query_id,product_id,grade\nq1,p1,Exact\nq1,p2,Partial\nq2,p9,Irrelevant\n"
-                                     "q9,p3,Exact\nq3,p3,Great\n", yaml_text=None)
+    folder = _write_folder(tmp_path,
+                           "query_id,product_id,grade\nq1,p1,Exact\nq1,p2,Partial\nq2,p9,Irrelevant\n"
+                           "q9,p3,Exact\nq3,p3,Great\n", yaml_text=None)
     golden = load_golden(folder, ContractConfig(grade_map=SAMPLE_GRADE_MAP))
     assert golden.judgments[["product_id", "label"]].values.tolist() == [["p1", 1.0]]
     reasons = golden.rejects["judgments"]["reason"].tolist()
-    assert reasons == ["unknown product: p2", "unknown product: p9", "unknown query: q9", "unknown grade: 'Great'"]
+    assert reasons == ["unknown product: p2", "unknown product: p9", "unknown query: q9",
+                       "unknown grade: 'Great'"]
     assert golden.rejects["catalog"]["reason"].tolist() == ["empty title"]
     assert golden.queries.set_index("query_id")["tail"].to_dict() == {"q1": False, "q2": False, "q3": True}
     assert golden.summaries["judgments"]["rejected"] == 4

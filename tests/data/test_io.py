@@ -1,4 +1,5 @@
-"""read_table from every format, undecodable bytes, ragged CSV rows, hostile DuckDB sources, atomic writers."""
+"""read_table from every format, undecodable bytes, ragged CSV rows, hostile DuckDB sources, atomic
+writers."""
 
 from __future__ import annotations
 
@@ -65,7 +66,8 @@ def test_duckdb_table_and_query(tmp_path, frame):
         con.execute("CREATE TABLE shop.items AS SELECT * FROM frame")
     _check(read_table(f"duckdb:{db}:products"))
     _check(read_table(f"duckdb:{db}:shop.items"))
-    df = read_table(f"duckdb:{db}:SELECT product_id, title FROM products WHERE title <> 'x' ORDER BY product_id")
+    df = read_table(f"duckdb:{db}:SELECT product_id, title FROM products WHERE title <> "
+                    f"'x' ORDER BY product_id")
     _check(df)
     assert list(df.columns) == ["product_id", "title"]
     with pytest.raises(TableReadError, match="nosuch"):
@@ -150,7 +152,8 @@ def test_ragged_csv_rows_are_rejected_never_padded_or_shifted():
         else:
             assert i not in rejected.index, rejected[i]
     assert rejected[1] == "unreadable row: line 3: 3 fields where the header has 4 (short row, not padded)"
-    assert rejected[2].startswith("unreadable row: line 4: 5 fields where the header has 4 (long row, extra 'extra")
+    assert rejected[2].startswith("unreadable row: line 4: 5 fields where the header has 4 "
+                                  "(long row, extra 'extra")
     # physical line numbers: the quoted newline of r4 and the blank line count
     assert "line 7: 2 fields" in rejected[4] and "line 10: 6 fields" in rejected[6]
     assert res.valid.set_index("product_id").loc["r4", "description"] == "two lines"

@@ -88,8 +88,10 @@ def test_find_injections_flags_instructions_to_a_model(raw, pattern):
 @pytest.mark.parametrize("raw", [
     "Ignore the noise with active noise cancellation", "Follow the instructions in the manual",
     "Previous model had 2 ports", "Personal assistant: Alexa built-in", "You are now ready to enjoy music",
-    "Acts as a stand for your phone", "Summary: must be assembled by an adult", "Do not ignore safety instructions",
-    "Skip the rules of the road: class 1 e-bike", "Forget about tangled cables", "System requirements: Windows 10",
+    "Acts as a stand for your phone", "Summary: must be "
+                                      "assembled by an adult", "Do not ignore safety instructions",
+    "Skip the rules of the road: class 1 e-bike", "Forget about tangled cables",
+    "System requirements: Windows 10",
     None, 3.5,
 ])
 def test_find_injections_leaves_product_text_alone(raw):

@@ -100,7 +100,8 @@ def test_intervals_contain_point_and_are_seeded():
         gain = res["cand"]["gain_pct"][metric]
         assert gain.lo <= gain.value <= gain.hi and gain.value > 0, (metric, gain)
     np.testing.assert_array_equal(_flat(_boot(300)), _flat(res))  # same seed, same intervals
-    other = paired_bootstrap(*_data(300)[:2], {"none": _data(300)[2], "cand": _data(300)[3]}, n_boot=300, seed=9)
+    other = paired_bootstrap(*_data(300)[:2], {"none": _data(300)[2], "cand": _data(300)[3]}, n_boot=300,
+                             seed=9)
     assert other["cand"]["ndcg_at_k"] != res["cand"]["ndcg_at_k"]
 
 

@@ -29,8 +29,8 @@ def hand_scores(tail_queries=(0, 5)) -> pd.DataFrame:
     for q in range(10):
         for label in (1.0, 0.0):
             rows.append({
-                "query_id": f"q{q}", "product_id": f"p{q}_{int(label)}", "label": label, "tail": q in tail_queries,
-                "score_none": (0.9 if q < 5 else 0.1) if label else 0.5,
+                "query_id": f"q{q}", "product_id": f"p{q}_{int(label)}", "label": label,
+                "tail": q in tail_queries, "score_none": (0.9 if q < 5 else 0.1) if label else 0.5,
                 "score_perfect": 0.9 if label else 0.5,
                 "score_same": (0.9 if q < 5 else 0.1) if label else 0.5,
             })
@@ -67,7 +67,8 @@ def test_hand_made_values_and_gains_table():
     # tail = q0 (positive first for both) and q5 (none wrong): NDCG none = (1 + 1/log2 3) / 2
     tail_none = (1 + 1 / math.log2(3)) / 2
     tail = m["subsets"]["tail"]["candidates"]
-    assert tail["perfect"]["gain_pct"]["ndcg_at_k"]["value"] == pytest.approx(100 * (1 - tail_none) / tail_none)
+    assert tail["perfect"]["gain_pct"]["ndcg_at_k"]["value"] == pytest.approx(
+        100 * (1 - tail_none) / tail_none)
 
     table = gains_table(m)
     assert list(table.index) == ["perfect", "same"]
@@ -116,7 +117,8 @@ def test_queries_without_positive_are_counted():
     [
         (lambda df: df.drop(columns="score_perfect"), "lacks column"),
         (lambda df: df.drop(columns="tail"), "lacks column"),
-        (lambda df: df.assign(score_perfect=np.where(df.index == 3, np.nan, df["score_perfect"])), "score_perfect"),
+        (lambda df: df.assign(score_perfect=np.where(df.index == 3, np.nan, df["score_perfect"])),
+         "score_perfect"),
         (lambda df: df.assign(label=df["label"].astype(object).where(df.index != 2, "high")), "'label'"),
         (lambda df: df.assign(label=-df["label"]), "non-negative"),
         (lambda df: pd.concat([df, df.iloc[:1]]), "duplicate"),
@@ -146,7 +148,8 @@ def esci_scores(n_multi: int = 0) -> pd.DataFrame:
     rows = [{"query_id": f"s{q}", "product_id": f"s{q}", "label": float(q % 2), "tail": False,
              "score_none": 0.5, "score_good": 0.9 if q % 2 else 0.1, "score_bad": 0.1 if q % 2 else 0.9}
             for q in range(20)]
-    multi = hand_scores().assign(score_good=lambda d: d["score_perfect"], score_bad=lambda d: 1 - d["score_perfect"])
+    multi = hand_scores().assign(score_good=lambda d: d["score_perfect"],
+                                 score_bad=lambda d: 1 - d["score_perfect"])
     multi = multi[multi["query_id"].isin([f"q{i}" for i in range(n_multi)])]
     return pd.concat([pd.DataFrame(rows), multi[list(rows[0])]], ignore_index=True)
 
@@ -171,8 +174,9 @@ def test_single_judged_queries_are_excluded_from_ndcg_and_the_table_leads_with_r
 
 def test_a_few_single_judged_queries_are_counted_but_ndcg_still_leads():
     scores = esci_scores(n_multi=10)
-    m = compute_offline_metrics(scores[~scores["query_id"].str.startswith("s") | scores["query_id"].isin(["s0", "s1"])],
-                                ["good"], n_boot=20)
+    m = compute_offline_metrics(
+        scores[~scores["query_id"].str.startswith("s") | scores["query_id"].isin(["s0", "s1"])],
+        ["good"], n_boot=20)
     full = m["subsets"]["full"]
     assert (full["n_queries_ndcg"], full["n_queries_excluded_single_judged"]) == (10, 1)
     assert full["candidates"]["good"]["ndcg_at_k"]["value"] == 1.0

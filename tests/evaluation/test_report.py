@@ -71,7 +71,8 @@ def test_win_loss_counts():
 def test_report_says_when_single_judged_queries_leave_ndcg_out(tmp_path):
     df = _scores(n_queries=12, with_tail=False)
     single = df.groupby("query_id").head(1).assign(query_id=lambda d: "s" + d["query_id"], label=1.0)
-    scores = pd.concat([df.head(0), single.iloc[:9], df[df["query_id"].isin(["q0", "q1"])]], ignore_index=True)
+    scores = pd.concat([df.head(0), single.iloc[:9], df[df["query_id"].isin(["q0", "q1"])]],
+                       ignore_index=True)
     metrics = to_jsonable(compute_offline_metrics(scores, ["desc"], n_boot=20))
     metrics["summary_coverage"] = {}
     paths = write_report(metrics, scores, tmp_path)

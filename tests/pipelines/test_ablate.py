@@ -1,4 +1,5 @@
-"""`relsum ablate` end to end at tiny size: paper and all-options variants train, are evaluated, gated, tracked."""
+"""`relsum ablate` end to end at tiny size: paper and all-options variants train, are evaluated, gated,
+tracked."""
 
 from __future__ import annotations
 
@@ -15,7 +16,8 @@ def test_variant_options():
     on = AblateConfig().options
     assert variant_options("paper", on) == type(on)()
     single = variant_options("grounding", on)
-    assert single.grounding_weight == on.grounding_weight and not single.group_filter and not single.product_reward
+    assert single.grounding_weight == on.grounding_weight
+    assert not single.group_filter and not single.product_reward
     assert variant_options("all", on) == on
     with pytest.raises(ValueError, match="variants"):
         AblateConfig(variants=["paper", "nope"])
@@ -25,9 +27,10 @@ def test_variant_options():
 def test_ablate_end_to_end(tmp_path, monkeypatch, tiny_cross_encoder_dir):
     monkeypatch.setenv("RELSUM_HOME", str(tmp_path / "home"))
     config = load_config(AblateConfig, None, [
-        f"out_dir={tmp_path / 'ablate'}", f"reward_model={tiny_cross_encoder_dir}", f"policy_dir={tmp_path / 'policy'}",
-        "build.filter.threshold=0", "variants=[paper, all]", "max_steps=1", "max_train_rows=16", "max_eval_products=10",
-        "max_heldout_products=6", "n_boot=50", "tracking.experiment=ablate-test",
+        f"out_dir={tmp_path / 'ablate'}", f"reward_model={tiny_cross_encoder_dir}",
+        f"policy_dir={tmp_path / 'policy'}",
+        "build.filter.threshold=0", "variants=[paper, all]", "max_steps=1", "max_train_rows=16",
+        "max_eval_products=10", "max_heldout_products=6", "n_boot=50", "tracking.experiment=ablate-test",
         "train.tiny.vocab_size=400", "train.tiny.hidden_size=32", "train.tiny.intermediate_size=64",
         "train.tiny.max_products=60", "train.tiny.epochs=1", "train.tiny.max_seconds=10",
         "train.policy.max_summary_tokens=8", "train.policy.max_prompt_tokens=96", "train.policy.lora_r=4",
@@ -50,7 +53,8 @@ def test_ablate_end_to_end(tmp_path, monkeypatch, tiny_cross_encoder_dir):
         assert r["heldout_reward"] <= 0.0
     md = (tmp_path / "ablate" / "ablation.md").read_text()
     assert "| paper |" in md and "| all_gated |" in md and "## Deployment gate" in md
-    assert json.loads((tmp_path / "ablate" / "ablation.json").read_text())["variants"][0]["variant"] == "paper"
+    ablation = json.loads((tmp_path / "ablate" / "ablation.json").read_text())
+    assert ablation["variants"][0]["variant"] == "paper"
     assert "## Groundedness" in (tmp_path / "ablate" / "evaluation" / "report.md").read_text()
     client = mlflow.MlflowClient(tracking_uri=config.tracking.resolved_uri())
     children = client.search_runs([client.get_experiment_by_name("ablate-test").experiment_id],

@@ -31,11 +31,13 @@ def test_retrain_dag_steps_build_the_same_pairs_as_the_stage(tmp_path, sample_di
     log = pd.read_csv(sample_dir / "search_log.csv", dtype=str, keep_default_na=False).head(40)
     log.to_csv(tmp_path / "log.csv", index=False)
     config = retrain.load(None, [f"runs_dir={tmp_path / 'runs'}", f"reward_model={tiny_cross_encoder_dir}",
-                                 f"pairs.search_log={tmp_path / 'log.csv'}", "pairs.filter.mode=top_fraction"])
+                                 f"pairs.search_log={tmp_path / 'log.csv'}",
+                                 "pairs.filter.mode=top_fraction"])
     extracted = retrain.extract(config, "k", None, None)
     step = retrain.score_filter(config, "k", extracted)
     stage = run(BuildPairsConfig(search_log=str(tmp_path / "log.csv"), out_dir=str(tmp_path / "stage"),
-                                 filter=config.pairs.filter), scorer=Scorer(tiny_cross_encoder_dir, ScorerConfig()))
+                                 filter=config.pairs.filter),
+                scorer=Scorer(tiny_cross_encoder_dir, ScorerConfig()))
     pd.testing.assert_frame_equal(pd.read_parquet(step["pairs"]), pd.read_parquet(stage.paths.pairs))
     assert step["kept"] == stage.stats["kept"]
     assert retrain.score_filter(config, "k", extracted) == step  # committed: a retry returns the same outputs

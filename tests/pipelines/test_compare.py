@@ -18,7 +18,8 @@ def store(tmp_path, monkeypatch):
     tracking = TrackingConfig()
     run_ids = []
     for i, (full, tail) in enumerate([(0.40, 0.30), (0.50, 0.45)]):
-        with tr.tracked_run(tracking, f"grpo-{i}", tags={registry.TAG_INTERVAL: f"relsum_retrain/2026-10-{12 + 7 * i}"}) as active:
+        with tr.tracked_run(tracking, f"grpo-{i}",
+                            tags={registry.TAG_INTERVAL: f"relsum_retrain/2026-10-{12 + 7 * i}"}) as active:
             metrics = {}
             for subset, value in (("full", full), ("tail", tail)):
                 for metric in registry.METRICS:
@@ -45,7 +46,8 @@ def test_compare_lists_runs_with_cis_and_champion(store, tmp_path):
     assert by_id[first]["gate"] == "promoted" and by_id[second]["interval"] == "relsum_retrain/2026-10-19"
     assert "0.450 [0.350, 0.550]" in result["table"] and "n/a" in result["table"]
     md = (tmp_path / "cmp" / "comparison.md").read_text()
-    assert by_id[first]["params"]["grpo.learning_rate"] == "1e-05" and by_id[first]["params"]["algo"] == "grpo"
+    assert by_id[first]["params"]["grpo.learning_rate"] == "1e-05"
+    assert by_id[first]["params"]["algo"] == "grpo"
     assert "grpo-1" in md and "![NDCG@5 per run](ndcg.png)" in md and "/pairs/1.parquet" in md
     assert "<table" in (tmp_path / "cmp" / "comparison.html").read_text()
     assert (tmp_path / "cmp" / "ndcg.png").read_bytes()[:4] == b"\x89PNG"

@@ -28,7 +28,8 @@ def _small_sample(tmp_path, sample_dir, n_golden=5, n_train=4):
 
 
 @pytest.mark.slow
-def test_demo_runs_every_stage_and_tracks_in_mlflow(tmp_path, sample_dir, tiny_cross_encoder_dir, tiny_policy_dir):
+def test_demo_runs_every_stage_and_tracks_in_mlflow(tmp_path, sample_dir, tiny_cross_encoder_dir,
+                                                    tiny_policy_dir):
     from relsum.pipelines.demo import DemoConfig, run
 
     golden, log = _small_sample(tmp_path, sample_dir)
@@ -73,7 +74,8 @@ def test_demo_runs_every_stage_and_tracks_in_mlflow(tmp_path, sample_dir, tiny_c
     assert run_info.data.params["relsum.algo"] == "grpo"
     history = client.get_metric_history(run_info.info.run_id, "reward")
     assert len(history) >= 1  # TRL's per-step reward, logged through its MLflow callback
-    version = client.get_model_version(config.train.tracking.registered_model, result["train"]["model_version"])
+    version = client.get_model_version(config.train.tracking.registered_model,
+                                       result["train"]["model_version"])
     assert version.run_id == run_info.info.run_id
     artifacts = {a.path for a in client.list_artifacts(run_info.info.run_id)}
     assert {"adapter", "training_set_stats.json", "evaluation"} <= artifacts
@@ -90,7 +92,8 @@ def test_demo_runs_every_stage_and_tracks_in_mlflow(tmp_path, sample_dir, tiny_c
 
 
 @pytest.mark.slow
-def test_demo_with_two_seeds_trains_and_reports_each(tmp_path, sample_dir, tiny_cross_encoder_dir, tiny_policy_dir):
+def test_demo_with_two_seeds_trains_and_reports_each(tmp_path, sample_dir, tiny_cross_encoder_dir,
+                                                     tiny_policy_dir):
     from relsum.pipelines.demo import DemoConfig, run
 
     golden, log = _small_sample(tmp_path, sample_dir, n_golden=3, n_train=3)

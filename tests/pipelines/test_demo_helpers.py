@@ -1,4 +1,5 @@
-"""The demo's helpers without a policy: golden subset, label balance, per-label shifts, side-by-side examples."""
+"""The demo's helpers without a policy: golden subset, label balance, per-label shifts, side-by-side
+examples."""
 
 from __future__ import annotations
 
@@ -18,7 +19,8 @@ def test_golden_subset_keeps_whole_queries_and_says_so(tmp_path, sample_dir):
     assert 0 < sub.judgments["product_id"].nunique() <= 60 and not sub.n_rejected
     assert "seeded subset" in note and "golden_products=60" in note
     for qid, group in sub.judgments.groupby("query_id"):  # every kept query keeps its full candidate list
-        assert set(group["product_id"]) == set(full.judgments.loc[full.judgments["query_id"] == qid, "product_id"])
+        expected = full.judgments.loc[full.judgments["query_id"] == qid, "product_id"]
+        assert set(group["product_id"]) == set(expected)
     assert sub.queries["tail"].any() and (~sub.queries["tail"]).any()
     again, _ = golden_subset(str(sample_dir / "golden"), 60, 3, tmp_path / "again")
     assert pd.read_csv(f"{again}/judgments.csv").equals(pd.read_csv(f"{folder}/judgments.csv"))  # seeded
@@ -52,8 +54,10 @@ def test_label_shifts_and_report_lines():
     assert [r["label"] for r in rows] == [0.0, 0.5, 1.0] and [r["pairs"] for r in rows] == [3, 1, 2]
     assert all(r["shift"] == pytest.approx(-0.1) for r in rows)
     assert rows[0]["share"] == pytest.approx(0.5) and rows[2]["score_trained"] == pytest.approx(0.45)
-    lines = heldout_lines({"heldout_pairs": 6, "heldout_products": 3, "reward_reference": -0.4, "reward_trained": -0.38,
-                           "reward_diff": 0.02, "reward_diff_ci95": [-0.01, 0.05], "label_shifts": rows}, "grpo")
+    lines = heldout_lines({"heldout_pairs": 6, "heldout_products": 3, "reward_reference": -0.4,
+                           "reward_trained": -0.38,
+                           "reward_diff": 0.02, "reward_diff_ci95": [-0.01, 0.05],
+                           "label_shifts": rows}, "grpo")
     assert any("label 1" in line and "shift -0.1000" in line for line in lines)
 
 
@@ -67,10 +71,20 @@ def test_examples_section_shows_both_summaries_and_scores(sample_dir, tiny_cross
     before = pd.Series("colour: black", index=ids)
     after = pd.Series([f"size {i} cm" for i in range(len(ids))], index=ids)
     scorer = Scorer(tiny_cross_encoder_dir, ScorerConfig(store=False))
-    text = examples_section(golden, {"sum_ref": before, "grpo": after}, scorer, ("sum_ref", "grpo"), n_queries=2,
-                            per_query=3, seed=1)
+    text = examples_section(golden, {"sum_ref": before, "grpo": after}, scorer, ("sum_ref", "grpo"),
+                            n_queries=2, per_query=3, seed=1)
     assert text.count("**Query ") == 2 and text.count("| sum_ref summary | score | grpo summary |") == 2
     rows = [line for line in text.splitlines() if line.startswith("| ") and "colour: black" in line]
     assert 2 <= len(rows) <= 6 and all("size " in r and r.count("|") == 8 for r in rows)
     assert text == examples_section(golden, {"sum_ref": before, "grpo": after}, scorer, ("sum_ref", "grpo"),
                                     n_queries=2, per_query=3, seed=1)  # seeded
+
+
+def test_label_shifts_group_proxy_labels_with_the_nearest_grade():
+    """Proxy labels (r(q,[t;d]), continuous) join the nearest of 0 / 0.5 / 1 instead of one row per value."""
+    from relsum.policy_eval import label_shifts
+
+    pairs = pd.DataFrame({"product_id": list("abcdef"), "label": [0.0, 0.12, 0.3, 0.5, 0.8, 1.0]})
+    ref = np.full(6, 0.5)
+    rows = label_shifts(pairs, ref, ref + 0.1, n_boot=20)
+    assert [(r["label"], r["pairs"]) for r in rows] == [(0.0, 2), (0.5, 2), (1.0, 2)]

@@ -23,8 +23,8 @@ def golden(tmp_path_factory, sample_dir):
     judgments.to_csv(folder / "judgments.csv", index=False)
     (folder / "relsum.yaml").write_text((sample_dir / "golden" / "relsum.yaml").read_text())
     products = pd.read_json(sample_dir / "products.jsonl", lines=True, dtype={"product_id": str})
-    products[products.product_id.isin(judgments.product_id)].to_json(folder / "products.jsonl", orient="records",
-                                                                      lines=True)
+    products[products.product_id.isin(judgments.product_id)].to_json(folder / "products.jsonl",
+                                                                      orient="records", lines=True)
     return folder
 
 
@@ -39,7 +39,8 @@ def _write(tmp_path, ids, name="s.csv") -> str:
 
 
 def _config(golden, tmp_path, summaries: dict, **kw) -> EvaluateConfig:
-    return EvaluateConfig(golden=str(golden), summaries=summaries, out_dir=str(tmp_path / "eval"), n_boot=20, **kw)
+    return EvaluateConfig(golden=str(golden), summaries=summaries, out_dir=str(tmp_path / "eval"), n_boot=20,
+                          **kw)
 
 
 @pytest.mark.parametrize(("case", "transform", "match"), [
@@ -60,8 +61,8 @@ def test_ids_are_stripped_and_coverage_is_reported(golden, tmp_path, tiny_cross_
     assert load_summaries(padded).index.tolist() == ids
     half = _write(tmp_path, ids[: len(ids) // 2], "half.csv")
     code = main(["evaluate", "--golden", str(golden), "--reward-model", str(tiny_cross_encoder_dir),
-                 "--summaries", f"padded={padded}", "--summaries", f"half={half}", "--out", str(tmp_path / "eval"),
-                 "n_boot=20", "min_summary_coverage=0"])
+                 "--summaries", f"padded={padded}", "--summaries", f"half={half}", "--out",
+                 str(tmp_path / "eval"), "n_boot=20", "min_summary_coverage=0"])
     assert code == 0
     printed = capsys.readouterr().out
     n = len(ids)

@@ -13,8 +13,8 @@ from relsum import interleaving as il
 from relsum.pipelines.interleaving import AnalyzeConfig, ExportConfig, run_analyze, run_export
 from relsum.scoring.scorer import Scorer
 
-QUERIES = {"q1": "wireless noise cancelling headphones", "q2": "usb c charger 65w", "q3": "camera lens adapter",
-           "q4": "gaming mouse"}
+QUERIES = {"q1": "wireless noise cancelling headphones", "q2": "usb c charger 65w",
+           "q3": "camera lens adapter", "q4": "gaming mouse"}
 
 
 @pytest.fixture(scope="module")
@@ -26,9 +26,11 @@ def scorer(tiny_cross_encoder_dir):
 def inputs(tmp_path_factory):
     d = tmp_path_factory.mktemp("interleave_in")
     products = [(f"p{i}", f"Product {i} {word}", f"description {i}") for i, word in
-                enumerate(["headphones", "charger", "adapter", "mouse", "cable", "lens", "speaker", "keyboard"])]
+                enumerate(["headphones", "charger", "adapter", "mouse", "cable", "lens", "speaker",
+                           "keyboard"])]
     products.append(("p_bad", "", "no title"))  # rejected by the catalog contract
-    pd.DataFrame(products, columns=["product_id", "title", "description"]).to_csv(d / "catalog.csv", index=False)
+    pd.DataFrame(products, columns=["product_id", "title",
+                                    "description"]).to_csv(d / "catalog.csv", index=False)
     pd.DataFrame({"product_id": [f"p{i}" for i in range(6)],  # p6, p7 have no summary
                   "summary": [f"summary of product {i} for buyers" for i in range(6)]}).to_csv(
         d / "summaries.csv", index=False)
@@ -64,7 +66,8 @@ def test_export_writes_one_balanced_list_per_query(exported):
         # the top of the list is the first-picking team's top product
         first = g.iloc[0]
         assert first[f"{first['team']}_rank"] == 1
-    lines = [json.loads(line) for line in Path(result["paths"]["jsonl"]).read_text(encoding="utf-8").splitlines()]
+    lines = [json.loads(line)
+             for line in Path(result["paths"]["jsonl"]).read_text(encoding="utf-8").splitlines()]
     assert [obj["query_id"] for obj in lines] == list(QUERIES)
     for obj in lines:
         assert obj["experiment_id"] == "exp-1" and obj["query"] == QUERIES[obj["query_id"]]
@@ -120,7 +123,8 @@ def _synthetic_events(frame: pd.DataFrame, n_per_query: int = 40) -> pd.DataFram
             for pos, pid, team in zip(g["position"], g["product_id"], g["team"], strict=True):
                 if rng.random() < (0.5 if team == "variation" else 0.15):
                     by_position = rng.random() < 0.5
-                    rows.append((qid, imp, "click", pos if by_position else None, None if by_position else pid))
+                    rows.append((qid, imp, "click", pos if by_position else None, None if by_position
+                                 else pid))
                 elif rng.random() < 0.05:
                     rows.append((qid, imp, "add_to_cart", pos, None))
     rows += [("q_nope", "x1", "click", 1, None), ("q1", "q1-imp0", "click", 99, None),
@@ -165,7 +169,8 @@ def test_analyze_counts_add_to_cart_only_when_asked(exported, tmp_path):
     base = {"export": result["paths"]["parquet"], "events": str(tmp_path / "events.parquet")}
     clicks = run_analyze(AnalyzeConfig(**base, out_dir=str(tmp_path / "a")))["results"]["overall"]
     assert clicks["no_preference"] == 1 and clicks["wins"] + clicks["losses"] == 1
-    both = run_analyze(AnalyzeConfig(**base, count_events=["click", "add_to_cart"], out_dir=str(tmp_path / "b")))
+    both = run_analyze(AnalyzeConfig(**base, count_events=["click", "add_to_cart"],
+                                     out_dir=str(tmp_path / "b")))
     winner = "wins" if first["team"] == "variation" else "losses"
     assert both["results"]["overall"][winner] == 2 and both["results"]["overall"]["no_preference"] == 0
     with pytest.raises(ValueError, match="count_events"):

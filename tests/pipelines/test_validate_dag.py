@@ -38,4 +38,5 @@ def test_dag_validate_step_is_strict_and_runs_once(inputs):
     assert out["valid_rows"] == {"catalog": 4, "search_log": 2}
 
     with pytest.raises(ValidationFailed, match="catalog: no rows"):
-        validate_inputs(load(None, [*base, f"summarize.catalog={inputs / 'header_only.csv'}"]), CATALOG, "2026-10-21")
+        validate_inputs(load(None, [*base, f"summarize.catalog={inputs / 'header_only.csv'}"]), CATALOG,
+                        "2026-10-21")

@@ -21,14 +21,16 @@ def test_bf16_model_casts_once_and_keeps_the_head_fp32(scorer, pack):
         pytest.skip("no oneDNN bf16 on this CPU / torch build")
     model = bf16.bf16_model(scorer.model, pack=pack)
     assert scorer.model.classifier.weight.dtype == torch.float32  # the fp32 reference is untouched
-    assert model.classifier.weight.dtype == torch.float32 and model.bert.pooler.dense.weight.dtype == torch.float32
+    assert model.classifier.weight.dtype == torch.float32
+    assert model.bert.pooler.dense.weight.dtype == torch.float32
     assert model.bert.embeddings.word_embeddings.weight.dtype == torch.bfloat16
     layer = model.bert.encoder.layer[0]
     packed = [m for m in model.modules() if type(m).__name__ == "PackedLinear"]
     assert len(packed) == (6 * len(model.bert.encoder.layer) if pack else 0)  # q, k, v, out, ffn up, ffn down
     if pack:  # the FFN's exact GELU is fused into its first matmul
         assert isinstance(layer.intermediate.intermediate_act_fn, torch.nn.Identity)
-    pairs = [("usb cable", "Belkin USB-C cable | braided, 2 m"), ("laptop", "Dell XPS 13"), ("tv", "Samsung QLED")]
+    pairs = [("usb cable", "Belkin USB-C "
+                           "cable | braided, 2 m"), ("laptop", "Dell XPS 13"), ("tv", "Samsung QLED")]
     ref = scorer._compute(pairs, desc=None)
     got = scorer._compute(pairs, desc=None, runner=fast.torch_runner(model, "cpu"))
     assert got.dtype == np.float32 and np.all((got > 0) & (got < 1))

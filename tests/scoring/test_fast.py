@@ -59,12 +59,13 @@ def test_degraded_paths_are_refused_with_measured_numbers(spread_model_dir, cali
     # projections give constant scores (Spearman undefined, NaN), elsewhere a low Spearman. Both must
     # be refused, with the reason in the message.
     assert_refused(result)
-    constant = fidelity.compare("constant", ref, np.full_like(ref, 0.5), calib)  # the NaN outcome, on every CPU
+    # the NaN outcome, on every CPU
+    constant = fidelity.compare("constant", ref, np.full_like(ref, 0.5), calib)
     assert_refused(constant)
     assert math.isnan(constant.spearman) and "Spearman undefined" in constant.message()
 
 
-def assert_refused(result: fidelity.GateResult) -> None:
+def assert_refused(result: fidelity.FidelityResult) -> None:
     """Refused, and the message says why: NaN Spearman with its reason, or the measured low Spearman."""
     message = result.message()
     assert not result.passed and "REFUSED" in message and f"{result.ndcg_ref:.4f}" in message
@@ -85,7 +86,8 @@ def test_onnx_fp32_passes_gate_once_and_has_its_own_fingerprint(tmp_path, spread
     assert scorer.fingerprint != ref.fingerprint and scorer.fp32_fingerprint == ref.fingerprint
     queries, titles = ["usb cable", "laptop", "tv"], ["Belkin USB-C cable", "Dell XPS 13", "Samsung QLED TV"]
     texts = ["braided 2 m " * 10, None, "hdmi: 4"]
-    np.testing.assert_allclose(scorer.score(queries, titles, texts), ref.score(queries, titles, texts), atol=1e-4)
+    np.testing.assert_allclose(scorer.score(queries, titles, texts), ref.score(queries, titles, texts),
+                               atol=1e-4)
     gates = list((tmp_path / scorer.fingerprint).glob("gate-*.json"))
     assert len(gates) == 1
     stamp = gates[0].stat().st_mtime_ns
@@ -97,7 +99,8 @@ def test_failing_path_is_refused_by_the_scorer_and_cached(tmp_path, spread_model
     """Dynamic int8 on this deliberately wide-weight tiny model loses ranking: the scorer refuses it."""
     cfg = ScorerConfig(max_length=128, store_dir=str(tmp_path), gate_max_pairs=200, path="torch-int8",
                        int8_fp32_layers="")
-    with pytest.raises(fidelity.FidelityGateError, match=r"REFUSED.*Spearman vs fp32 (0\.\d+|nan)"):  # nan: constant
+    # nan: constant
+    with pytest.raises(fidelity.FidelityGateError, match=r"REFUSED.*Spearman vs fp32 (0\.\d+|nan)"):
         Scorer(spread_model_dir, cfg)
     with pytest.raises(fidelity.FidelityGateError, match="REFUSED"):  # second time from the cached result
         Scorer(spread_model_dir, cfg)
@@ -111,8 +114,8 @@ def test_int8_recipe_layers_and_identity(tmp_path, spread_model_dir):
         ScorerConfig(int8_fp32_layers="first")
     scorer = Scorer(spread_model_dir, ScorerConfig(max_length=128, cache=False))
     n = scorer.model.config.num_hidden_layers
-    keep_none = fast.build_runner("torch-int8", scorer.model, device="cpu", export_dir=tmp_path, use_types=True,
-                                  int8_fp32_layers="")
+    keep_none = fast.build_runner("torch-int8", scorer.model, device="cpu", export_dir=tmp_path,
+                                  use_types=True, int8_fp32_layers="")
     feats = {k: np.asarray(v) for k, v in scorer.tokenizer(["usb cable"], ["Belkin USB-C cable"],
                                                            return_tensors="np").items()}
     assert np.isfinite(keep_none(feats)).all()
@@ -129,7 +132,8 @@ def test_onnx_int8_quantizes_only_the_chosen_layers(tmp_path, spread_model_dir):
     n = scorer.model.config.num_hidden_layers
     out = fast.export_onnx(scorer.model, tmp_path, use_types=True, int8_layers=[n - 1])
     graph = onnx.load(str(out)).graph
-    int8_ops = [node.name for node in graph.node if node.op_type in ("MatMulInteger", "DynamicQuantizeMatMul")]
+    int8_ops = [node.name for node in graph.node
+                if node.op_type in ("MatMulInteger", "DynamicQuantizeMatMul")]
     fp32_ops = [node.name for node in graph.node if node.op_type in ("MatMul", "Gemm")]
     assert int8_ops and all(f"layer.{n - 1}/" in name for name in int8_ops)
     assert any("classifier" in name for name in fp32_ops)  # the head stays fp32

@@ -11,7 +11,8 @@ from relsum.scoring.scorer import Scorer, ScorerConfig
 
 
 def _part(i: int, n: int) -> pd.DataFrame:
-    rows = [{"query": f"query {i}-{j % 7}", "title": f"Product {i}-{j}", "text": None if j % 5 == 0 else f"spec {j} " * (j % 9),
+    rows = [{"query": f"query {i}-{j % 7}", "title": f"Product {i}-{j}", "text": None if j % 5 == 0
+             else f"spec {j} " * (j % 9),
              "label": 1.0 if j % 4 == 0 else None, "query_id": f"q{i}-{j % 7}", "product_id": f"p{i}-{j}"}
             for j in range(n)]
     return pd.DataFrame(rows, columns=["query", "title", "text", "label", "query_id", "product_id"])

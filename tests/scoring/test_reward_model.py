@@ -25,7 +25,8 @@ def _pairs(n_queries: int, offset: int = 0) -> pd.DataFrame:
         word = words[(i + offset) % len(words)]
         for j, other in enumerate(words[:4]):
             relevant = j == 0
-            title = f"Acme {word} model {i}" if relevant else f"Zeta {other if other != word else 'mouse'} {j}"
+            title = (f"Acme {word} model {i}" if relevant
+                     else f"Zeta {other if other != word else 'mouse'} {j}")
             rows.append({"query_id": f"q{i + offset}", "query": f"{word} {i}", "title": title,
                          "text": "" if j == 1 else f"colour: black | weight: {j} kg",
                          "label": 1.0 if relevant else (0.5 if j == 3 else 0.0)})

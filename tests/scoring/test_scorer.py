@@ -18,7 +18,8 @@ TEXTS = [None, "fast ssd, 16 GB RAM " * 20, "", "smart tv | hdmi: 4 | wifi: yes"
 
 @pytest.fixture(scope="module")
 def spread_model_dir(tmp_path_factory):
-    """A tiny model with a large init range so its scores spread over [0, 1] (tight tolerances mean something)."""
+    """A tiny model with a large init range so its scores spread over [0, 1] (tight tolerances mean
+    something)."""
     from relsum.scoring.tiny import build_tiny_cross_encoder
 
     return build_tiny_cross_encoder(tmp_path_factory.mktemp("spread_ce"), seed=1, initializer_range=0.5)

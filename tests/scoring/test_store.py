@@ -62,7 +62,8 @@ def test_store_serves_its_own_rows_not_recomputed(tmp_path, tiny_cross_encoder_d
     cfg = ScorerConfig(max_length=64, store=True, store_dir=str(tmp_path))
     scorer = Scorer(tiny_cross_encoder_dir, cfg)
     doc = join_title_text(TITLES[0], TEXTS[0])
-    ScoreStore(scorer.fingerprint, tmp_path).append([QUERIES[0]], [text_hash(doc)], np.array([0.123], np.float32))
+    ScoreStore(scorer.fingerprint, tmp_path).append([QUERIES[0]], [text_hash(doc)],
+                                                    np.array([0.123], np.float32))
     assert scorer.score(QUERIES[:1], TITLES[:1], TEXTS[:1])[0] == pytest.approx(0.123)
 
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 
-def build_random_policy(out_dir: str | Path, corpus: list[str], seed: int = 0, max_positions: int = 512) -> Path:
+def build_random_policy(out_dir: str | Path, corpus: list[str], seed: int = 0,
+                        max_positions: int = 512) -> Path:
     """A random 1-layer MistralForCausalLM + byte-level BPE tokenizer trained on ``corpus`` (no downloads).
 
     ``initializer_range=0.5`` spreads the logits so greedy outputs vary by input (a default init

@@ -23,7 +23,8 @@ def products() -> pd.DataFrame:
 
 @pytest.fixture(scope="module")
 def policy(tmp_path_factory, products):
-    return build_random_policy(tmp_path_factory.mktemp("policy"), list(products["title"]) + list(products["text"]))
+    return build_random_policy(tmp_path_factory.mktemp("policy"),
+                               list(products["title"]) + list(products["text"]))
 
 
 def test_model_version_tracks_config_and_adapter(tmp_path, policy):

@@ -38,9 +38,10 @@ ZYGOTE = r"""
 import json, os, sys, traceback
 import importlib
 from relsum.cli import main
-for name in ("torch", "transformers", "peft", "pyarrow.parquet", "tqdm.auto", "transformers.generation.utils",
-             "transformers.models.mistral.modeling_mistral", "relsum.pipelines.summarize", "relsum.summarize.job",
-             "relsum.summarize.generation", "relsum.training.policy", "relsum.training.generate"):
+for name in ("torch", "transformers", "peft", "pyarrow.parquet", "tqdm.auto",
+             "transformers.generation.utils", "transformers.models.mistral.modeling_mistral",
+             "relsum.pipelines.summarize", "relsum.summarize.job", "relsum.summarize.generation",
+             "relsum.training.policy", "relsum.training.generate"):
     importlib.import_module(name)  # the expensive imports, paid once (import only: no torch compute here)
 print("ready", flush=True)
 for line in sys.stdin:
@@ -70,9 +71,10 @@ for line in sys.stdin:
 
 class Zygote:
     def __init__(self) -> None:
-        env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
-        self.proc = subprocess.Popen([sys.executable, "-c", ZYGOTE], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     text=True, env=env)
+        env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
+               "TOKENIZERS_PARALLELISM": "false"}
+        self.proc = subprocess.Popen([sys.executable, "-c", ZYGOTE], stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, text=True, env=env)
         assert self.proc.stdout.readline().strip() == "ready"
 
     def run(self, argv: list[str], log: Path, fault: str | None = None) -> dict:
@@ -99,7 +101,8 @@ def zygote():
 def base_catalog() -> pd.DataFrame:
     df = pd.read_json(SAMPLE_DIR / "products.jsonl", lines=True, dtype={"product_id": str}).head(N_VALID)
     df = df[["product_id", "title", "description", "attributes"]].astype(str)
-    bad = [{"product_id": df["product_id"].iloc[0], "title": "Duplicate id", "description": "x", "attributes": ""},
+    bad = [{"product_id": df["product_id"].iloc[0], "title": "Duplicate id", "description": "x",
+            "attributes": ""},
            {"product_id": "no-title", "title": " ", "description": "x", "attributes": ""}]
     return pd.concat([df, pd.DataFrame(bad)], ignore_index=True)
 
@@ -123,13 +126,14 @@ def _catalog(base: pd.DataFrame, folder: Path, version: int) -> Path:
 def _config(folder: Path, policy: Path, out: Path, incremental: bool) -> Path:
     path = folder / f"job-{incremental}.yaml"
     path.write_text(yaml.safe_dump({"model_dir": str(policy), "out_dir": str(out), "shard_size": SHARD,
-                                    "max_new_tokens": 4, "batch_size": 3, "show_progress": False, "threads": 1,
-                                    "incremental": incremental}))
+                                    "max_new_tokens": 4, "batch_size": 3, "show_progress": False,
+                                    "threads": 1, "incremental": incremental}))
     return path
 
 
 def assert_each_product_once_or_rejected(out: Path, catalog: Path | None = None) -> pd.DataFrame:
-    """Committed output: every row of the committed run's catalog once in the output or rejected with a reason."""
+    """Committed output: every row of the committed run's catalog once in the output or rejected with a
+    reason."""
     manifest = json.loads((out / "manifest.json").read_text())
     summaries = read_job_output(out)
     rejects = pd.read_csv(out / manifest["rejects"], dtype=str, keep_default_na=False)
@@ -179,7 +183,8 @@ def _damage(path: Path) -> None:
     path.write_bytes(data[: len(data) // 2])
 
 
-def test_damaged_committed_and_uncommitted_shards_are_regenerated(tmp_path, zygote, base_catalog, policy, caplog):
+def test_damaged_committed_and_uncommitted_shards_are_regenerated(tmp_path, zygote, base_catalog, policy,
+                                                                   caplog):
     out = tmp_path / "out"
     job = _config(tmp_path, policy, out, incremental=True)
     first = _catalog(base_catalog, tmp_path, 0)
@@ -267,7 +272,8 @@ def test_run_folder_made_read_only_mid_run(tmp_path, zygote, base_catalog, polic
     assert main(["summarize", "--config", str(job), f"catalog={_catalog(base_catalog, tmp_path, 0)}"]) == 0
     committed = read_job_output(out)
     catalog = _catalog(base_catalog, tmp_path, 1)
-    result = zygote.run(["summarize", "--config", str(job), f"catalog={catalog}"], tmp_path / "k.log", fault="shard:4")
+    result = zygote.run(["summarize", "--config", str(job), f"catalog={catalog}"], tmp_path / "k.log",
+                        fault="shard:4")
     assert result["signal"] == signal.SIGKILL, _log_tail(tmp_path / "k.log")
     run_dir = max((out / "runs").iterdir(), key=lambda p: p.stat().st_mtime)
     capsys.readouterr()

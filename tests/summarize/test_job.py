@@ -54,7 +54,8 @@ def _no_temps(out: Path) -> None:
 def test_killed_job_resumes_and_ends_with_each_product_once(tmp_path, catalog, policy):
     out = tmp_path / "out"
     cfg_path = tmp_path / "job.yaml"
-    cfg_path.write_text(yaml.safe_dump({"catalog": str(catalog), "model_dir": str(policy), "out_dir": str(out),
+    cfg_path.write_text(yaml.safe_dump({"catalog": str(catalog), "model_dir": str(policy),
+                                        "out_dir": str(out),
                                         "shard_size": 2, "max_new_tokens": 8, "batch_size": 2,
                                         "show_progress": False, "threads": 1}))
     cmd = [sys.executable, "-m", "relsum.pipelines.summarize", str(cfg_path)]
@@ -62,7 +63,8 @@ def test_killed_job_resumes_and_ends_with_each_product_once(tmp_path, catalog, p
     log = open(tmp_path / "first.log", "w")  # noqa: SIM115
     proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
     deadline = time.time() + 60
-    while time.time() < deadline and not list(out.glob("runs/*/shard-*[0-9].parquet")) and proc.poll() is None:
+    while (time.time() < deadline and not list(out.glob("runs/*/shard-*[0-9].parquet"))
+           and proc.poll() is None):
         time.sleep(0.02)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
@@ -111,12 +113,14 @@ def test_incremental_rerun_regenerates_only_changed_products(tmp_path, catalog, 
 
 def test_bad_rows_are_rejected_with_reasons_and_counts_add_up(tmp_path, policy):
     rows = [
-        {"product_id": "a1", "title": "Cordless drill", "description": "18 V, two batteries", "attributes": ""},
+        {"product_id": "a1", "title": "Cordless drill", "description": "18 V, two batteries",
+         "attributes": ""},
         {"product_id": "", "title": "No id", "description": "x", "attributes": ""},
         {"product_id": "a1", "title": "Duplicate", "description": "x", "attributes": ""},
         {"product_id": "a3", "title": "  ", "description": "x", "attributes": ""},
         {"product_id": "a4", "title": "Plain mug", "description": "", "attributes": ""},
-        {"product_id": "a5", "title": " ".join(["Very long title word"] * 15), "description": "x", "attributes": ""},
+        {"product_id": "a5", "title": " ".join(["Very long title word"] * 15), "description": "x",
+         "attributes": ""},
     ]
     path = tmp_path / "bad.csv"
     pd.DataFrame(rows).to_csv(path, index=False)

@@ -3,7 +3,8 @@ from relsum.training.prompt import INSTRUCTION, build_prompt
 
 
 def test_strips_markup_urls_and_markdown():
-    raw = " <b>colour:</b> red &amp; blue,\n see https://shop.example.com/x?y=1 or www.example.org **fast**  charge "
+    raw = (" <b>colour:</b> red &amp; blue,\n see https://shop.example.com/x?y=1 or www.example.org "
+           "**fast**  charge ")
     assert clean_summary(raw) == "colour: red & blue, see or fast charge"
 
 

@@ -10,8 +10,10 @@ def test_tiny_policy_build_caps_the_prompt_budget(tmp_path, catalog, tiny_policy
     catalog.head(3).rename(columns={"text": "description"}).to_json(small, orient="records", lines=True)
 
     def budget(out: str, max_input_tokens: int) -> int:
-        config = SummarizeConfig(catalog=str(small), model_dir=str(tiny_policy_dir), out_dir=str(tmp_path / out),
-                                 max_new_tokens=6, show_progress=False, threads=1, max_input_tokens=max_input_tokens)
+        config = SummarizeConfig(catalog=str(small), model_dir=str(tiny_policy_dir),
+                                 out_dir=str(tmp_path / out),
+                                 max_new_tokens=6, show_progress=False, threads=1,
+                                 max_input_tokens=max_input_tokens)
         return run_summarize(config)["prompt_token_budget"]
 
     assert budget("a", 384) == 128  # positions past the warm-up's 128 tokens were never trained

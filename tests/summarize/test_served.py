@@ -28,7 +28,8 @@ def test_served_summary_cases(raw, served):
 
 
 def test_served_summary_is_idempotent_and_caps_words():
-    pieces = [" a", "\n", "&amp;", "&#91;TITLE&#93;:", "[DESCRIPTION]", INSTRUCTION, "**", "http://x.y/z", "www.a.b",
+    pieces = [" a", "\n", "&amp;", "&#91;TITLE&#93;:", "[DESCRIPTION]", INSTRUCTION, "**", "http://x.y/z",
+              "www.a.b",
               "<i>", "</i>", "\ufffd", "  ", "- ", "colour: red", "\r\n", "#", "`", "2.5 kg", "\u200b"]
     import random
 
@@ -40,7 +41,8 @@ def test_served_summary_is_idempotent_and_caps_words():
         assert "\n" not in once and once == once.strip()
     long = " ".join(f"w{i}" for i in range(100))
     assert served_summary(long).split() == long.split()[:64]
-    assert served_summary(long, max_words=5) == "w0 w1 w2 w3 w4" and len(served_summary(long, 0).split()) == 100
+    assert served_summary(long,
+                          max_words=5) == "w0 w1 w2 w3 w4" and len(served_summary(long, 0).split()) == 100
 
 
 class RecordingScorer:
@@ -80,16 +82,18 @@ def _raw_completions(model, tok, products: pd.DataFrame, prompt_tokens: int) -> 
                              max_prompt_tokens=prompt_tokens, use_chat_template=templated)
     raw = []
     with torch.inference_mode():
-        for string in strings:  # eos only (no stop at a line break), so the raw text can run past its first line
+        # eos only (no stop at a line break), so the raw text can run past its first line
+        for string in strings:
             ids = tok(string, add_special_tokens=not templated, return_tensors="pt")
-            out = model.generate(**ids, max_new_tokens=MAX_NEW, do_sample=False, pad_token_id=tok.pad_token_id,
-                                 temperature=None, top_p=None, top_k=None)
+            out = model.generate(**ids, max_new_tokens=MAX_NEW, do_sample=False,
+                                 pad_token_id=tok.pad_token_id, temperature=None, top_p=None, top_k=None)
             raw.append(tok.decode(out[0, ids["input_ids"].shape[1]:], skip_special_tokens=True))
     return raw
 
 
 @pytest.mark.slow
-def test_every_path_scores_and_serves_the_same_string(tmp_path, products, tiny_policy_dir, tiny_cross_encoder_dir):
+def test_every_path_scores_and_serves_the_same_string(tmp_path, products, tiny_policy_dir,
+                                                      tiny_cross_encoder_dir):
     from relsum.gate import SummaryGateConfig, gate_summaries
     from relsum.pipelines import evaluate as evaluate_stage
     from relsum.pipelines.interleaving import ExportConfig, run_export
@@ -116,7 +120,8 @@ def test_every_path_scores_and_serves_the_same_string(tmp_path, products, tiny_p
     RelevanceReward(scorer)(completions=raw, query=queries, title=frame["title"].tolist(), label=labels)
     assert scorer.last() == expected
     SummaryReward(scorer, OptionsConfig(grounding_weight=0.5), num_generations=1)(
-        completions=raw, query=queries, title=frame["title"].tolist(), label=labels, text=frame["text"].tolist())
+        completions=raw, query=queries, title=frame["title"].tolist(), label=labels,
+        text=frame["text"].tolist())
     assert scorer.last() == expected
 
     # generate_summaries via policy_eval: the demo, the DAG's evaluation, ablate and the held-out comparison
@@ -127,11 +132,13 @@ def test_every_path_scores_and_serves_the_same_string(tmp_path, products, tiny_p
     assert scorer.last() == expected
 
     # the catalog job (in-process HF backend)
-    run_summarize(SummarizeConfig(catalog=str(catalog_path), model_dir=tiny_policy_dir, out_dir=str(tmp_path / "job"),
+    run_summarize(SummarizeConfig(catalog=str(catalog_path), model_dir=tiny_policy_dir,
+                                  out_dir=str(tmp_path / "job"),
                                   max_new_tokens=MAX_NEW, show_progress=False, threads=1, incremental=False))
     stored = read_job_output(str(tmp_path / "job")).set_index("product_id")["summary"]
     assert stored.loc[ids].tolist() == expected
-    assert evaluate_stage.load_summaries(str(tmp_path / "job")).loc[ids].tolist() == expected  # `--summaries grpo=<job out>`
+    # `--summaries grpo=<job out>`
+    assert evaluate_stage.load_summaries(str(tmp_path / "job")).loc[ids].tolist() == expected
 
     # the offline evaluation, the deployment gate and the interleaving export read the stored file
     stored_path = tmp_path / "stored.parquet"
@@ -140,8 +147,8 @@ def test_every_path_scores_and_serves_the_same_string(tmp_path, products, tiny_p
     gated = gate_summaries(pairs, stored, scorer, SummaryGateConfig(margin=1.0))
     assert scorer.last() == expected and gated.summaries.loc[ids].tolist() == expected
     cands = tmp_path / "cands.csv"
-    pd.DataFrame({"query_id": [f"q{i}" for i in range(len(ids))], "query": queries, "product_id": ids}).to_csv(
-        cands, index=False)
+    pd.DataFrame({"query_id": [f"q{i}" for i in range(len(ids))], "query": queries,
+                  "product_id": ids}).to_csv(cands, index=False)
     run_export(ExportConfig(candidates=str(cands), catalog=str(catalog_path), summaries=str(stored_path),
                             out_dir=str(tmp_path / "export")), scorer=scorer)
     assert scorer.last() == expected

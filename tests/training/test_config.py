@@ -12,12 +12,14 @@ def test_yaml_with_overrides(tmp_path):
     path = tmp_path / "train.yaml"
     path.write_text("algo: dpo\npolicy:\n  lora_r: 16\n  target_modules: [q_proj, v_proj]\n"
                     "grpo:\n  extra: {top_p: 0.95}\n", encoding="utf-8")
-    cfg = load_config(TrainConfig, path, ["grpo.learning_rate=2e-5", "dpo.beta=0.2", "policy.use_chat_template=true"])
+    cfg = load_config(TrainConfig, path, ["grpo.learning_rate=2e-5", "dpo.beta=0.2",
+                                          "policy.use_chat_template=true"])
     assert cfg.algo == "dpo" and cfg.policy.lora_r == 16 and cfg.policy.lora_alpha == 32
     assert cfg.policy.target_modules == ["q_proj", "v_proj"] and cfg.policy.use_chat_template is True
     assert cfg.grpo.learning_rate == 2e-5 and cfg.dpo.beta == 0.2
     args = cfg.grpo.to_grpo_config(str(tmp_path / "o"), max_completion_length=40)
-    assert (args.learning_rate, args.top_p, args.num_generations, args.beta, args.epsilon) == (2e-5, 0.95, 4, 0.0, 0.2)
+    assert (args.learning_rate, args.top_p, args.num_generations, args.beta,
+            args.epsilon) == (2e-5, 0.95, 4, 0.0, 0.2)
     assert args.max_completion_length == 40 and args.temperature == 0.9 and args.loss_type == "grpo"
 
 

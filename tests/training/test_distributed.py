@@ -1,4 +1,5 @@
-"""``relsum train`` under ``accelerate launch`` with 2 CPU processes (DDP, gloo) vs 1 process, same global batch."""
+"""``relsum train`` under ``accelerate launch`` with 2 CPU processes (DDP, gloo) vs 1 process, same global
+batch."""
 
 from __future__ import annotations
 
@@ -33,7 +34,8 @@ def test_vllm_settings_reach_trl_and_need_a_gpu_run(tmp_path):
 
     with pytest.raises((ConfigError, ValueError), match="use_vllm generates on a GPU"):
         load_config(TrainConfig, None, ["grpo.use_vllm=true"])
-    config = load_config(TrainConfig, None, ["policy.bf16=true", "grpo.use_vllm=true", "grpo.vllm_mode=server",
+    config = load_config(TrainConfig, None, ["policy.bf16=true", "grpo.use_vllm=true",
+                                             "grpo.vllm_mode=server",
                                              "grpo.vllm_server_base_url=http://vllm:8000"])
     args = config.grpo.to_grpo_config(str(tmp_path), bf16=False)  # bf16=False: GRPOConfig checks devices
     assert args.use_vllm and args.vllm_mode == "server" and args.vllm_server_base_url == "http://vllm:8000"
@@ -47,13 +49,16 @@ def _train(tmp_path: Path, name: str, data: Path, policy: Path, reward: Path, pe
     args = [
         f"train.train_data={data}", f"train.scorer_model_dir={reward}", f"train.policy.model_dir={policy}",
         f"train.out_dir={tmp_path / name}", "train.policy.lora_r=4", "train.policy.lora_alpha=8",
-        "train.policy.max_summary_tokens=8", "train.grpo.max_steps=2", "train.grpo.gradient_accumulation_steps=1",
+        "train.policy.max_summary_tokens=8", "train.grpo.max_steps=2",
+        "train.grpo.gradient_accumulation_steps=1",
         f"train.grpo.per_device_train_batch_size={per_device}", "train.grpo.learning_rate=1e-3",
-        "train.max_train_rows=8", "holdout_fraction=0", "heldout_samples=0", f"tracking.tracking_uri=sqlite:///{db}",
+        "train.max_train_rows=8", "holdout_fraction=0", "heldout_samples=0",
+        f"tracking.tracking_uri=sqlite:///{db}",
         f"tracking.artifact_location={(tmp_path / 'artifacts').as_uri()}", f"tracking.experiment={name}",
         f"tracking.registered_model=summarizer-{name}",
     ]
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false",
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
+           "TOKENIZERS_PARALLELISM": "false",
            "OMP_NUM_THREADS": "1", "RELSUM_HOME": str(tmp_path / "home")}
     return subprocess.run([*launcher, "-m", "relsum.cli", "train", *args], capture_output=True, text=True,
                           env=env, timeout=600, cwd=tmp_path)
@@ -67,7 +72,8 @@ def _lora_b_norm(adapter: Path) -> float:
 
 
 @pytest.mark.slow
-def test_grpo_two_cpu_processes_match_one_process(tmp_path, tiny_policy_dir, tiny_cross_encoder_dir, train_df):
+def test_grpo_two_cpu_processes_match_one_process(tmp_path, tiny_policy_dir, tiny_cross_encoder_dir,
+                                                  train_df):
     import mlflow
 
     data = tmp_path / "pairs.parquet"
@@ -95,7 +101,8 @@ def test_grpo_two_cpu_processes_match_one_process(tmp_path, tiny_policy_dir, tin
 
     # same global batch (2 processes x 4 completions = 1 process x 8): same epoch fraction after 2 steps,
     # rewards of the same prompts from the same initial policy within sampling noise, similar update size
-    epochs = {n: [m.value for m in client.get_metric_history(r.info.run_id, "epoch")] for n, r in runs.items()}
+    epochs = {n: [m.value for m in client.get_metric_history(r.info.run_id, "epoch")] for n,
+              r in runs.items()}
     assert epochs["two"][-1] == pytest.approx(epochs["one"][-1])
     rewards = {n: client.get_metric_history(r.info.run_id, "reward") for n, r in runs.items()}
     assert len(rewards["two"]) == len(rewards["one"]) == 2

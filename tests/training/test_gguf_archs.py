@@ -11,7 +11,8 @@ from relsum.training.policy import load_policy, lora_config
 
 # Mistral-7B-Instruct style: BOS written by the template, a system line folded into the user turn.
 MISTRAL_TEMPLATE = (
-    "{{ bos_token }}{% set sys = messages[0]['content'] + '\n\n' if messages[0]['role'] == 'system' else '' %}"
+    "{{ bos_token }}"
+    "{% set sys = messages[0]['content'] + '\n\n' if messages[0]['role'] == 'system' else '' %}"
     "{% for m in messages if m['role'] != 'system' %}{% if m['role'] == 'user' %}"
     "{{ '[INST] ' + sys + m['content'] + ' [/INST]' }}{% else %}{{ m['content'] + eos_token }}{% endif %}"
     "{% endfor %}")
@@ -20,7 +21,8 @@ CHATML = ("{% for m in messages %}{{ '<|im_start|>' + m['role'] + '\n' + m['cont
 
 
 def _build(out, arch: str, catalog):
-    """A 2-layer model of ``arch`` with a byte-level BPE that adds BOS (as Mistral's does) or not (SmolLM2)."""
+    """A 2-layer model of ``arch`` with a byte-level BPE that adds BOS (as Mistral's does) or not
+    (SmolLM2)."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
     from transformers import (
         LlamaConfig,
@@ -34,9 +36,10 @@ def _build(out, arch: str, catalog):
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
-    tok.train_from_iterator((catalog["title"] + " " + catalog["text"]).tolist()[:100], trainer=trainers.BpeTrainer(
-        vocab_size=400, special_tokens=specials, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        show_progress=False))
+    tok.train_from_iterator((catalog["title"] + " " + catalog["text"]).tolist()[:100],
+                            trainer=trainers.BpeTrainer(
+                                vocab_size=400, special_tokens=specials,
+                                initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False))
     if arch == "mistral":
         tok.post_processor = processors.TemplateProcessing(single="<s> $A", special_tokens=[("<s>", 1)])
     fast = PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", bos_token=specials[1],
@@ -45,8 +48,8 @@ def _build(out, arch: str, catalog):
     cls, conf = (MistralForCausalLM, MistralConfig) if arch == "mistral" else (LlamaForCausalLM, LlamaConfig)
     torch.manual_seed(0)
     model = cls(conf(vocab_size=len(fast), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                     num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256, pad_token_id=0,
-                     bos_token_id=1, eos_token_id=2))
+                     num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256,
+                     pad_token_id=0, bos_token_id=1, eos_token_id=2))
     model.save_pretrained(str(out))
     fast.save_pretrained(str(out))
     return out
@@ -75,7 +78,8 @@ def test_adapter_merge_matches_the_adapter(arch_dir, tmp_path):
 
     _, folder = arch_dir
     model, tok = load_policy(folder, dtype="fp32")
-    peft = get_peft_model(model, lora_config(PolicyConfig(target_modules=["all-linear"], lora_r=4, lora_alpha=8)))
+    peft = get_peft_model(model, lora_config(PolicyConfig(target_modules=["all-linear"], lora_r=4,
+                                                          lora_alpha=8)))
     torch.manual_seed(1)
     with torch.no_grad():
         for n, p in peft.named_parameters():
@@ -103,7 +107,8 @@ def test_chat_prompt_tokens_match_between_training_and_serving(arch_dir):
                             use_chat_template=True, variant="one_line_started")
     served = tok(text, add_special_tokens=False)["input_ids"]
     trained = tok(trainer_text(tok, text, True))["input_ids"]
-    assert trained == served and served[0] == tok.bos_token_id and served[1] != served[0]  # one BOS / <|im_start|>
+    # one BOS / <|im_start|>
+    assert trained == served and served[0] == tok.bos_token_id and served[1] != served[0]
     if arch == "mistral":
         assert served.count(tok.bos_token_id) == 1
     assert SYSTEM_LINE in text and text.endswith("Facts not in the title:")

@@ -78,8 +78,10 @@ def write_tiny_llama_gguf(path, catalog):
              "post_attention_layernorm": "ffn_norm"}
     for i in range(DIMS["num_hidden_layers"]):
         pre = f"model.layers.{i}."
-        w.add_tensor(f"blk.{i}.attn_q.weight", _permute(sd[pre + "self_attn.q_proj.weight"], DIMS["num_attention_heads"]))
-        w.add_tensor(f"blk.{i}.attn_k.weight", _permute(sd[pre + "self_attn.k_proj.weight"], DIMS["num_key_value_heads"]))
+        w.add_tensor(f"blk.{i}.attn_q.weight", _permute(sd[pre + "self_attn.q_proj.weight"],
+                                                        DIMS["num_attention_heads"]))
+        w.add_tensor(f"blk.{i}.attn_k.weight", _permute(sd[pre + "self_attn.k_proj.weight"],
+                                                        DIMS["num_key_value_heads"]))
         for hf, gg in names.items():
             w.add_tensor(f"blk.{i}.{gg}.weight", sd[f"{pre}{hf}.weight"])
     w.add_tensor("output_norm.weight", sd["model.norm.weight"])
@@ -110,9 +112,11 @@ def test_conversion_is_a_safetensors_folder_with_the_same_model(gguf_policy):
 
     folder, reference, _, src = gguf_policy
     assert folder.name == f"tinyllama-{file_digest(src)[:12]}" and is_converted(folder)
-    assert list(folder.glob("*.safetensors")) and not list(folder.glob("*.bin")) and not list(folder.glob("*.gguf"))
+    assert list(folder.glob("*.safetensors"))
+    assert not list(folder.glob("*.bin")) and not list(folder.glob("*.gguf"))
     info = json.loads((folder / MARKER_FILE).read_text())
-    assert info["gguf_sha256"] == file_digest(src) and info["architecture"] == "llama" and info["chat_template"]
+    assert info["gguf_sha256"] == file_digest(src) and info["architecture"] == "llama"
+    assert info["chat_template"]
     assert "quantization_config" not in json.loads((folder / "config.json").read_text())
     before = (folder / MARKER_FILE).stat().st_mtime_ns
     assert converted_dir(src, "tinyllama", home=folder.parent.parent) == folder  # reused, not converted again
@@ -153,9 +157,11 @@ def test_chat_prompt_and_line_stop(gguf_policy):
 def _config(tmp_path, folder, algo, dtype):
     return load_config(TrainConfig, None, [
         f"algo={algo}", f"out_dir={tmp_path}", f"policy.model_dir={folder}", f"policy.dtype={dtype}",
-        "policy.lora_r=4", "policy.lora_alpha=8", "policy.max_prompt_tokens=160", "policy.max_summary_tokens=8",
+        "policy.lora_r=4", "policy.lora_alpha=8", "policy.max_prompt_tokens=160",
+        "policy.max_summary_tokens=8",
         "policy.target_modules=[q_proj,k_proj,v_proj,o_proj]", "grpo.per_device_train_batch_size=4",
-        "grpo.gradient_accumulation_steps=1", "grpo.max_steps=1", "grpo.learning_rate=1e-2", "dpo.max_steps=1",
+        "grpo.gradient_accumulation_steps=1", "grpo.max_steps=1", "grpo.learning_rate=1e-2",
+        "dpo.max_steps=1",
         "dpo.per_device_train_batch_size=4", "dpo.learning_rate=1e-2", "dpo.min_reward_margin=0",
         "max_train_rows=4", "grpo.temperature=1.5", "dpo.temperature=1.5",
     ])
@@ -202,7 +208,8 @@ def test_dpo_step_fp32(tmp_path, gguf_policy, train_df, scorer):
 
 
 def test_precision_choice(tmp_path, monkeypatch):
-    """auto follows the CPU (probe switched here: CI CPUs differ) and keeps tiny builds fp32; config overrides."""
+    """auto follows the CPU (probe switched here: CI CPUs differ) and keeps tiny builds fp32; config
+    overrides."""
     from relsum.errors import InputError
     from relsum.training.policy import resolve_dtype
     from relsum.training.tiny_policy import MARKER_FILE

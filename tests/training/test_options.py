@@ -1,4 +1,5 @@
-"""GRPO options: float-safe group filter, product-level reward, entropy quantile wiring, all options in a real run."""
+"""GRPO options: float-safe group filter, product-level reward, entropy quantile wiring, all options in a
+real run."""
 
 from __future__ import annotations
 
@@ -48,17 +49,20 @@ def test_product_reward_averages_over_the_products_queries(scorer):
     opt = OptionsConfig(product_reward=True)
     df = pd.DataFrame({"query": ["usb cable", "black headphones", "laptop bag", "usb cable"],
                        "product_id": ["a", "a", "b", "b"], "title": ["Cable X", "Cable X", "Bag Y", "Bag Y"],
-                       "text": ["usb c cable 1 m", "usb c cable 1 m", "laptop bag 15 inch", "laptop bag 15 inch"],
+                       "text": ["usb c cable 1 m", "usb c cable 1 m", "laptop bag 15 inch",
+                                "laptop bag 15 inch"],
                        "label": [1.0, 0.0, 0.75, 0.25]})
     rows = product_rows(df)
-    assert rows["product_id"].tolist() == ["a", "b"] and rows["queries"][0] == ["usb cable", "black headphones"]
+    assert rows["product_id"].tolist() == ["a",
+                                           "b"] and rows["queries"][0] == ["usb cable", "black headphones"]
     reward = SummaryReward(scorer, opt, num_generations=2)
     summaries = [" usb c, 1 m", " black"]
     got = reward(completions=[summaries[0], summaries[1], summaries[0], summaries[1]],
                  title=["Cable X", "Cable X", "Bag Y", "Bag Y"],
                  queries=[rows["queries"][0]] * 2 + [rows["queries"][1]] * 2,
                  labels=[rows["labels"][0]] * 2 + [rows["labels"][1]] * 2)
-    for i, (pid, s) in enumerate([("a", summaries[0]), ("a", summaries[1]), ("b", summaries[0]), ("b", summaries[1])]):
+    for i, (pid, s) in enumerate([("a", summaries[0]), ("a", summaries[1]), ("b", summaries[0]),
+                                  ("b", summaries[1])]):
         sub = df[df["product_id"] == pid]
         r = scorer.score(sub["query"].tolist(), sub["title"].tolist(), [s.strip()] * len(sub))
         assert got[i] == pytest.approx(float(np.mean(-np.abs(r - sub["label"].to_numpy()))), abs=1e-6)
@@ -95,7 +99,8 @@ def test_all_options_in_a_real_grpo_run(tmp_path, tiny_policy_dir, train_df, sco
     from relsum.training.grpo import train_grpo
 
     config = load_config(TrainConfig, None, [
-        f"out_dir={tmp_path}", f"policy.model_dir={tiny_policy_dir}", "policy.lora_r=4", "policy.lora_alpha=8",
+        f"out_dir={tmp_path}", f"policy.model_dir={tiny_policy_dir}", "policy.lora_r=4",
+        "policy.lora_alpha=8",
         "policy.max_prompt_tokens=128", "policy.max_summary_tokens=12", "grpo.per_device_train_batch_size=8",
         "grpo.gradient_accumulation_steps=1", "grpo.max_steps=2", "grpo.learning_rate=1e-3",
         "options.product_reward=true", "options.product_max_queries=2", "options.group_filter=true",

@@ -73,8 +73,9 @@ def test_warm_up_targets_only_what_the_cut_prompt_shows(tiny_policy_dir):
     from relsum.training.tiny_policy import _examples
 
     tok = load_tokenizer(tiny_policy_dir)
-    attrs = " | ".join(f"feature {name}: value {name}" for name in ("alpha", "bravo", "charlie", "delta", "echo",
-                                                                     "foxtrot", "golf", "hotel", "india", "juliet"))
+    attrs = " | ".join(f"feature {name}: value {name}"
+                       for name in ("alpha", "bravo", "charlie", "delta", "echo",
+                                    "foxtrot", "golf", "hotel", "india", "juliet"))
     catalog = pd.DataFrame({"title": ["Acme Widget"], "text": [attrs]})
     cfg = TinyPolicyConfig(max_prompt_tokens=72, max_summary_tokens=200, variants=3, seed=1)
     examples, empty = _examples(catalog, tok, cfg)
