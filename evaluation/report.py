@@ -12,6 +12,7 @@ import base64
 import html
 import io
 import logging
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -204,7 +205,7 @@ def write_report(
         body += [f"<h2>{esc(captions[key])}</h2>", f'<img alt="{esc(captions[key])}" '
                                                    f'src="data:image/png;base64,{b64}">']
     for heading, text in extra.items():
-        body += [f"<h2>{esc(heading)}</h2>", f"<pre>{esc(text)}</pre>"]
+        body += [f"<h2>{esc(heading)}</h2>", markdown_html(text)]
     page = (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{esc(title)}</title>'
             f"<style>{_CSS}</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n")
 
@@ -214,3 +215,37 @@ def write_report(
             tmp.write_text(text, encoding="utf-8")
     logger.info("wrote offline report to %s", out)
     return paths
+
+
+_BOLD = re.compile(r"\*\*(.+?)\*\*")
+_PIPE = re.compile(r"(?<!\\)\|")
+
+
+def _inline(text: str) -> str:
+    """Escaped text with ``**bold**`` and ``code`` spans (all the markdown the extra sections use inline)."""
+    out = _BOLD.sub(r"<strong>\1</strong>", html.escape(text))
+    return re.sub(r"`([^`]+)`", r"<code>\1</code>", out)
+
+
+def markdown_html(text: str) -> str:
+    """The small markdown subset of the report's extra sections as HTML: pipe tables, bullet lists and
+    paragraphs (blank-line separated), bold and code spans; everything escaped first. Anything else stays
+    readable text, so a section never needs a ``<pre>`` block."""
+    blocks, parts = [], text.strip().split("\n\n")
+    for part in parts:
+        lines = [line for line in part.splitlines() if line.strip()]
+        if lines and all(line.lstrip().startswith("|") for line in lines):
+            # cells split on unescaped pipes; "\\|" inside a cell is a literal pipe (seller text has them)
+            rows = [[c.strip().replace("\\|", "|") for c in _PIPE.split(line.strip()[1:].removesuffix("|"))]
+                    for line in lines]
+            rows = [r for r in rows if not all(set(c) <= set("-: ") for c in r)]
+            head, *rest = rows
+            cells = ["<tr>" + "".join(f"<td>{_inline(c)}</td>" for c in r) + "</tr>" for r in rest]
+            blocks.append("<table><thead><tr>" + "".join(f"<th>{_inline(c)}</th>" for c in head)
+                          + "</tr></thead><tbody>" + "".join(cells) + "</tbody></table>")
+        elif lines and all(line.lstrip().startswith(("- ", "* ")) for line in lines):
+            items = "".join(f"<li>{_inline(line.lstrip()[2:])}</li>" for line in lines)
+            blocks.append(f"<ul>{items}</ul>")
+        elif lines:
+            blocks.append("<p>" + "<br>".join(_inline(line) for line in lines) + "</p>")
+    return "\n".join(blocks)

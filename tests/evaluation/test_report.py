@@ -80,3 +80,15 @@ def test_report_says_when_single_judged_queries_leave_ndcg_out(tmp_path):
     assert "9 with a single judged product excluded from NDCG" in md
     assert "Note: 9 of 11 queries have a single judged product" in md and "<strong>Note:</strong>" in page
     assert md.index("R@90P") < md.index("NDCG@5 |")  # the table leads with R@90P
+
+
+def test_extra_sections_render_markdown_as_html_tables():
+    """Side-by-side examples and groundedness are markdown tables: the HTML shows tables, escaped, with
+    literal pipes from seller text kept inside their cell."""
+    from relsum.evaluation.report import markdown_html
+
+    out = markdown_html("**Query q1** (tail)\n\n| title | summary |\n|---|---|\n"
+                        "| A <b> | x \\| y |\n\n- one\n- `two`")
+    assert "<strong>Query q1</strong>" in out and "<pre" not in out
+    assert "<td>A &lt;b&gt;</td><td>x | y</td>" in out
+    assert "<ul><li>one</li><li><code>two</code></li></ul>" in out
