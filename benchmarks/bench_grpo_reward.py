@@ -36,7 +36,7 @@ def main() -> None:
     from relsum.data.contracts import ContractConfig, validate_catalog
     from relsum.data.io import read_table
     from relsum.paths import SAMPLE_DIR, minilm_dir
-    from relsum.scoring.scorer import Scorer
+    from relsum.scoring.factory import make_scorer
     from relsum.training.config import TinyPolicyConfig, TrainConfig
     from relsum.training.grpo import train_grpo
     from relsum.training.tiny_policy import build_tiny_policy
@@ -48,7 +48,7 @@ def main() -> None:
     log = read_table(SAMPLE_DIR / "search_log.csv")
     pairs = log.merge(catalog[["product_id", "title", "text"]], on="product_id")
     pairs["label"] = pd.to_numeric(pairs["label"], errors="coerce").fillna(0.5)
-    scorer = Scorer(args.reward_model or str(minilm_dir()))
+    scorer = make_scorer(args.reward_model or str(minilm_dir()))
     config = load_config(TrainConfig, None, [
         f"out_dir={work / 'train'}", f"policy.model_dir={policy}", f"grpo.max_steps={args.steps}",
         f"policy.max_summary_tokens={args.max_new_tokens}", "grpo.per_device_train_batch_size=8",

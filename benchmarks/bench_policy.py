@@ -142,12 +142,12 @@ def main() -> None:
 
     from relsum.machine import describe
     from relsum.paths import minilm_dir
-    from relsum.scoring.scorer import Scorer
+    from relsum.scoring.factory import make_scorer
     from relsum.training.policy import resolve_model_dir
 
     print(describe())
     policy = str(resolve_model_dir(args.policy))
-    scorer = Scorer(args.reward_model or str(minilm_dir()))
+    scorer = make_scorer(args.reward_model or str(minilm_dir()))
     if not args.skip_timing:
         pairs = _pairs(max(args.products, args.prompts * (args.steps + 1)), seed=0)
         for dtype in args.dtypes.split(","):

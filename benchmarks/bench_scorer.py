@@ -56,7 +56,8 @@ def main() -> None:
     from sentence_transformers import CrossEncoder
 
     from relsum.paths import minilm_dir
-    from relsum.scoring.scorer import Scorer, ScorerConfig, join_title_text
+    from relsum.scoring.factory import make_scorer
+    from relsum.scoring.scorer import ScorerConfig, join_title_text
 
     model_dir = Path(args.model) if args.model else minilm_dir()
     judged = load_judged(Path(args.data) if args.data else default_data_dir(), args.n)
@@ -67,7 +68,7 @@ def main() -> None:
     one_eval = [p for trio in zip(title_only, with_text, title_only, strict=True) for p in trio]
 
     cfg = ScorerConfig(max_length=args.max_length)
-    scorer = Scorer(model_dir, cfg)
+    scorer = make_scorer(model_dir, cfg)
     ce = CrossEncoder(str(model_dir), num_labels=1, max_length=args.max_length, device="cpu",
                       local_files_only=True, trust_remote_code=False)
     ce.model.load_state_dict(scorer.model.state_dict())  # identical weights, incl. a random head
@@ -83,7 +84,7 @@ def main() -> None:
 
     warm = cold[:8]  # first-call overheads out of the timings
     ce.predict(warm, batch_size=32, show_progress_bar=False)
-    Scorer.score_pairs(scorer, warm)
+    scorer.score_pairs(warm)
     scorer.clear_cache()
 
     ce_cold, t_ce_cold = timed(ce.predict, cold, batch_size=32, show_progress_bar=False)

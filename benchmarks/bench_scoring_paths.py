@@ -54,7 +54,8 @@ def main() -> None:
     from relsum import machine
     from relsum.paths import minilm_dir
     from relsum.scoring import fast, fidelity
-    from relsum.scoring.scorer import Scorer, ScorerConfig
+    from relsum.scoring.factory import make_scorer
+    from relsum.scoring.scorer import ScorerConfig
 
     tmp = Path(tempfile.mkdtemp(prefix="bench_paths_"))
     gate_dir = Path(args.store_dir) if args.store_dir else tmp / "gates"
@@ -64,7 +65,7 @@ def main() -> None:
     titles = [d.split(" | ", 1)[0] for d in sample["doc"]]
     pairs = list(dict.fromkeys(list(zip(sample["query"], titles, strict=True))
                                + list(zip(sample["query"], sample["doc"], strict=True))))
-    ref_scorer = Scorer(model_dir, ScorerConfig(cache=False, store_dir=str(gate_dir)))
+    ref_scorer = make_scorer(model_dir, ScorerConfig(cache=False, store_dir=str(gate_dir)))
     lens = np.array([len(x) for x in ref_scorer.tokenizer([q for q, _ in pairs], [d for _, d in pairs],
                                                             truncation=True, max_length=256)["input_ids"]])
     print(machine.describe())
@@ -81,7 +82,7 @@ def main() -> None:
         cfg = ScorerConfig(cache=False, path=path, store_dir=str(gate_dir),
                            gate_max_pairs=args.gate_max_pairs)
         try:
-            scorers[path], inits[path] = timed(Scorer, model_dir, cfg)
+            scorers[path], inits[path] = timed(make_scorer, model_dir, cfg)
         except (fast.PathUnavailableError, fidelity.FidelityGateError) as exc:
             print(f"    {path:<16} refused: {exc}")
     runs = {"predict": lambda: ce.predict(pairs, batch_size=32, show_progress_bar=False),
@@ -108,7 +109,7 @@ def main() -> None:
     if not args.skip_auto:
         from relsum.scoring.auto_path import format_choice
 
-        auto, t_auto = timed(Scorer, model_dir,
+        auto, t_auto = timed(make_scorer, model_dir,
                              ScorerConfig(cache=False, path="auto", store_dir=str(gate_dir),
                                           gate_max_pairs=args.gate_max_pairs))
         print(f"    auto ({t_auto:.0f}s incl. measuring; cached afterwards): {auto.path}")
@@ -117,9 +118,9 @@ def main() -> None:
     store_dir = tmp / "store"
     workload = [(q, d) for q, t, d in zip(sample["query"], titles, sample["doc"], strict=True)
                 for d in (t, d)]
-    cold_scorer = Scorer(model_dir, ScorerConfig(store=True, store_dir=str(store_dir)))
+    cold_scorer = make_scorer(model_dir, ScorerConfig(store=True, store_dir=str(store_dir)))
     cold, t_cold = timed(cold_scorer.score_pairs, workload)
-    warm_scorer = Scorer(model_dir, ScorerConfig(store=True, store_dir=str(store_dir)))  # empty memory cache
+    warm_scorer = make_scorer(model_dir, ScorerConfig(store=True, store_dir=str(store_dir)))  # no RAM cache
     warm, t_warm = timed(warm_scorer.score_pairs, workload)
     assert np.array_equal(cold, warm)
     print(f"(2) repeated evaluation, {len(workload)} pairs: cold store {t_cold:.2f}s, warm "
@@ -137,7 +138,7 @@ def main() -> None:
     (tmp / "in").mkdir()
     for k, chunk in enumerate(np.array_split(np.arange(len(frame)), 4)):
         frame.iloc[chunk].to_parquet(tmp / "in" / f"part-{k:03d}.parquet", index=False)
-    local = Scorer(model_dir, ScorerConfig(cache=False))
+    local = make_scorer(model_dir, ScorerConfig(cache=False))
 
     def in_process():
         q, t = frame["query"].tolist(), frame["title"].tolist()

@@ -23,23 +23,10 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
 def scorer_batches(scorer, pairs):
-    """Exactly the feature batches :meth:`Scorer._compute` would build for ``pairs``."""
-    import numpy as np
+    """Exactly the feature batches :meth:`Scorer.compute` builds for ``pairs`` (as torch tensors)."""
     import torch
 
-    enc = scorer._tokenize(pairs)
-    lengths = np.array([len(e["input_ids"]) for e in enc])
-    out = []
-    for idx in scorer._batches(lengths):
-        width = int(lengths[idx].max())
-        feats = {k: np.zeros((len(idx), width), np.int64) for k in enc[0]}
-        feats["attention_mask"] = np.zeros((len(idx), width), np.int64)
-        for r, i in enumerate(idx):
-            for k, v in enc[i].items():
-                feats[k][r, :len(v)] = v
-            feats["attention_mask"][r, :lengths[i]] = 1
-        out.append({k: torch.from_numpy(v) for k, v in feats.items()})
-    return out
+    return [{k: torch.from_numpy(v) for k, v in feats.items()} for _, feats in scorer.feature_batches(pairs)]
 
 
 def main() -> None:

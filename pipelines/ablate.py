@@ -25,65 +25,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from relsum.config import cfg, flat_params
-from relsum.gate import SummaryGateConfig
+from relsum.config import flat_params
 from relsum.metric_names import EVAL_METRICS, ablation_key
-from relsum.paths import SAMPLE_DIR, home
-from relsum.pipelines.build_pairs import BuildPairsConfig
+from relsum.paths import home
+from relsum.pipelines.configs import AblateConfig
 from relsum.scoring.protocol import RelevanceScorer
-from relsum.tracking import TrackingConfig
-from relsum.training.config import TrainConfig
 from relsum.training.options import OptionsConfig
 
 logger = logging.getLogger(__name__)
-
-VARIANTS = ("paper", "product_reward", "group_filter", "entropy", "variance_credit", "grounding", "all")
-
-
-def _train_defaults() -> TrainConfig:
-    config = TrainConfig()
-    config.grpo.learning_rate = 2e-4  # the demo's step for a tiny policy and a few hundred pairs
-    return config
-
-
-@dataclasses.dataclass
-class AblateConfig:
-    out_dir: str = cfg("", help="Output folder (default: <RELSUM_HOME>/ablate).")
-    reward_model: str = cfg("", help="Cached local cross-encoder folder (empty = the bootstrap "
-                                     "one in RELSUM_HOME).")
-    policy_dir: str = cfg("", help="Cached policy folder (e.g. the tiny policy); empty = "
-                                   "<RELSUM_HOME>/tiny_policy, built once.")
-    pairs: str = cfg("", help="pairs.parquet from `relsum pairs`; empty = build from the bundled sample "
-                              "into <out_dir>/pairs.")
-    build: BuildPairsConfig = cfg(default_factory=BuildPairsConfig,
-                                  help="Pair building when `pairs` is empty (out_dir is set here).")
-    golden: str = cfg(str(SAMPLE_DIR / "golden"), help="Golden-layout folder to evaluate on.")
-    variants: list[str] = cfg(list(VARIANTS), help=f"Variants to run, from {list(VARIANTS)}.")
-    max_steps: int = cfg(30, help="GRPO optimizer steps per variant (the shared budget).")
-    max_train_rows: int = cfg(0, help="Cap on training pairs per variant (0 = all).")
-    max_eval_products: int = cfg(0, help="Evaluate on at most this many golden products (0 = all; seeded).")
-    max_heldout_products: int = cfg(0, help="Held-out reward on at most this many held-out "
-                                            "products (0 = all; seeded).")
-    holdout_fraction: float = cfg(0.2, help="Fraction of products held out for the reward comparison.")
-    options: OptionsConfig = cfg(default_factory=lambda: OptionsConfig(
-        product_reward=True, product_max_queries=8, group_filter=True, group_min_std=1e-3,
-        top_entropy_quantile=0.2, variance_credit=0.5, grounding_weight=0.5),
-        help="Option values used when a variant switches an option on.")
-    train: TrainConfig = cfg(default_factory=_train_defaults, help="Base training config (options "
-                                                                   "are set per variant).")
-    gate: SummaryGateConfig = cfg(default_factory=SummaryGateConfig, help="Deployment gate.")
-    n_boot: int = cfg(1000, help="Bootstrap resamples for the CIs.")
-    tracking: TrackingConfig = cfg(default_factory=TrackingConfig, help="MLflow tracking.")
-
-    def __post_init__(self) -> None:
-        unknown = sorted(set(self.variants) - set(VARIANTS))
-        if unknown or not self.variants:
-            raise ValueError(f"variants must be a non-empty subset of {list(VARIANTS)}; unknown {unknown}")
-        if self.max_steps < 1 or min(self.max_train_rows, self.max_eval_products,
-                                     self.max_heldout_products) < 0:
-            raise ValueError("max_steps must be >= 1; max_train_rows, max_eval_products, "
-                             "max_heldout_products >= 0")
-
 
 def variant_options(name: str, on: OptionsConfig) -> OptionsConfig:
     """The options of one variant: the paper (all off), one option from ``on``, or all of ``on``."""
@@ -149,7 +98,7 @@ def run(config: AblateConfig, scorer: RelevanceScorer | None = None) -> dict:
     from relsum.pipelines.reward_model import ensure_reward_model
     from relsum.pipelines.train import TrainStageConfig, ensure_policy, split_by_product
     from relsum.policy_eval import pair_rewards, paired_product_bootstrap, summarize_products
-    from relsum.scoring.scorer import Scorer, ScorerConfig
+    from relsum.scoring.factory import make_scorer
     from relsum.training.grounding import groundedness_section, groundedness_stats
     from relsum.training.grpo import train_grpo
     from relsum.training.policy import load_policy
@@ -157,7 +106,7 @@ def run(config: AblateConfig, scorer: RelevanceScorer | None = None) -> dict:
     out = Path(config.out_dir) if config.out_dir else home() / "ablate"
     out.mkdir(parents=True, exist_ok=True)
     reward_model = ensure_reward_model(config.reward_model)
-    scorer = scorer or Scorer(reward_model, ScorerConfig(store=True))
+    scorer = scorer or make_scorer(reward_model, config.scorer)
     base = copy.deepcopy(config.train)
     base.policy.model_dir = ensure_policy(TrainStageConfig(train=base, tiny_policy_dir=config.policy_dir))
     build = dataclasses.replace(config.build, reward_model=reward_model, out_dir=str(out / "pairs"))

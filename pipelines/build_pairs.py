@@ -16,34 +16,11 @@ from typing import Any
 
 import pandas as pd
 
-from relsum.config import cfg
 from relsum.pairs import FilterConfig, filter_pairs, label_and_gap
-from relsum.paths import SAMPLE_DIR
+from relsum.pipelines.configs import BuildPairsConfig
 from relsum.scoring.protocol import RelevanceScorer
 
 logger = logging.getLogger(__name__)
-
-
-@dataclasses.dataclass
-class BuildPairsConfig:
-    search_log: str = cfg(str(SAMPLE_DIR / "search_log.csv"), help="Search-log pairs: CSV, JSONL, Parquet or "
-                                                                   "duckdb:<db>:<table|query>.")
-    catalog: str = cfg(str(SAMPLE_DIR / "products.jsonl"), help="Catalog table (same formats).")
-    reward_model: str = cfg("", help="Local cross-encoder folder used as the one scorer (required).")
-    out_dir: str = cfg("relsum_home/pairs", help="Output folder for pairs.parquet, "
-                                                 "dropped.parquet and statistics.")
-    start_date: str | None = cfg(None, help="First event_date to include (YYYY-MM-DD, inclusive); "
-                                            "none = no lower bound.")
-    end_date: str | None = cfg(None, help="Event dates before this one are included (YYYY-MM-DD, exclusive); "
-                                          "none = no upper bound.")
-    include_undated: bool = cfg(True, help="Include log rows without an event_date.")
-    max_text_tokens: int = cfg(256, help="Cap (whitespace tokens) on the cleaned "
-                                         "description + attributes text.")
-    filter: FilterConfig = cfg(default_factory=FilterConfig, help="Description-gap filter.")
-
-    def __post_init__(self):
-        if self.start_date and self.end_date and self.start_date >= self.end_date:
-            raise ValueError(f"start_date {self.start_date} must be before end_date {self.end_date}")
 
 
 def load_inputs(config: BuildPairsConfig) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, pd.DataFrame]]:
@@ -148,14 +125,14 @@ def score_and_filter(pairs: pd.DataFrame, scorer: RelevanceScorer, filter_config
 
 def run(config: BuildPairsConfig, scorer: RelevanceScorer | None = None) -> PairsResult:
     """Build, score and filter the pairs; returns the output paths and the filter statistics."""
-    from relsum.scoring.scorer import Scorer, ScorerConfig
+    from relsum.scoring.factory import make_scorer
 
     out = Path(config.out_dir)
     pairs, input_stats = extract_range(config, out)
     if scorer is None:
         if not config.reward_model:
             raise ValueError("build_pairs needs reward_model (a local cross-encoder folder)")
-        scorer = Scorer(config.reward_model, ScorerConfig(store=True))
+        scorer = make_scorer(config.reward_model, config.scorer)
     return score_and_filter(pairs, scorer, config.filter, out, input_stats)
 
 

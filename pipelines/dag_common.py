@@ -23,6 +23,12 @@ from relsum.pipelines.build_pairs import BuildPairsConfig
 from relsum.pipelines.train import TrainStageConfig
 from relsum.registry import PromotionGateConfig
 from relsum.scoring.protocol import RelevanceScorer
+from relsum.scoring.scorer_config import (
+    STAGE_SCORER_HELP,
+    ScorerConfig,
+    share_scorer_section,
+    stage_scorer_config,
+)
 from relsum.summarize.config import SummarizeConfig
 
 logger = logging.getLogger(__name__)
@@ -79,6 +85,11 @@ class DagConfig:
     export: ExportSection = cfg(default_factory=ExportSection, help="Interleaving export.")
     validate: ValidateSection = cfg(default_factory=ValidateSection,
                                     help="Strict input validation before each DAG's work.")
+    scorer: ScorerConfig = cfg(default_factory=stage_scorer_config, help=STAGE_SCORER_HELP + " The one "
+                               "scorer of every DAG task; pairs.scorer and train.scorer follow it.")
+
+    def __post_init__(self) -> None:
+        share_scorer_section(self.scorer, {"pairs": self.pairs, "train": self.train}, "the DAG config")
 
     def step_dir(self, dag_id: str, key: str, step: str) -> Path:
         return Path(self.runs_dir or home() / "runs") / dag_id / key / step
@@ -174,10 +185,11 @@ def reward_model_dir(config: DagConfig) -> str:
 
 
 def dag_scorer(config: DagConfig) -> RelevanceScorer:
-    """The one scorer of a DAG task (persistent score store on, so retries and later steps reuse scores)."""
-    from relsum.scoring.scorer import Scorer, ScorerConfig
+    """The one scorer of a DAG task, built from ``config.scorer`` (score store on by default, so retries and
+    later steps reuse scores; the train step reads the same section through ``train.scorer``)."""
+    from relsum.scoring.factory import make_scorer
 
-    return Scorer(reward_model_dir(config), ScorerConfig(store=True))
+    return make_scorer(reward_model_dir(config), config.scorer)
 
 
 def catalog_subset(source: str, products: set[str], dst: Path) -> str:

@@ -12,56 +12,22 @@ title only, so ids that do not match (other case, another catalog) would report 
 
 from __future__ import annotations
 
-import dataclasses
 import logging
-import re
 from pathlib import Path
 
 import pandas as pd
 
-from relsum.config import cfg
 from relsum.errors import InputError
-from relsum.paths import SAMPLE_DIR
+from relsum.pipelines.configs import EvaluateConfig
 from relsum.scoring.protocol import RelevanceScorer
 
 logger = logging.getLogger(__name__)
-
-_NAME = re.compile(r"^[A-Za-z0-9_\-]+$")
-
-
-@dataclasses.dataclass
-class EvaluateConfig:
-    golden: str = cfg(str(SAMPLE_DIR / "golden"), help="Golden-layout folder: queries.csv, "
-                                                       "judgments.csv and a catalog.")
-    reward_model: str = cfg("", help="Local cross-encoder folder (default: the bootstrap model in "
-                                     "RELSUM_HOME, trained once if missing).")
-    summaries: dict = cfg({}, help="Candidate name -> summaries file (columns product_id, summary).")
-    out_dir: str = cfg("relsum_home/evaluation", help="Output folder.")
-    k: int = cfg(5, help="Cut-off of NDCG@k.")
-    min_precision: float = cfg(0.9, help="Precision floor of R@P (0.9 gives the paper's R@90P).")
-    n_boot: int = cfg(1000, help="Bootstrap resamples over queries for the 95% confidence intervals.")
-    seed: int = cfg(0, help="Bootstrap seed.")
-    min_summary_coverage: float = cfg(0.95, help="Refuse a summaries file that has rows for "
-                                                 "less than this share "
-                                      "of the judged golden products (ids compared "
-                                      "stripped, case-sensitive); "
-                                      "0 = evaluate anyway, uncovered products scored as title only.")
-
-    def __post_init__(self):
-        for name in self.summaries:
-            if name in ("none", "desc") or not _NAME.match(str(name)):
-                raise ValueError(f"summary candidate name {name!r} must be [A-Za-z0-9_-]+ and not none/desc")
-        if not 0 < self.min_precision <= 1:
-            raise ValueError("min_precision must be in (0, 1]")
-        if not 0 <= self.min_summary_coverage <= 1:
-            raise ValueError("min_summary_coverage must be in [0, 1]")
-
 
 def load_summaries(path: str) -> pd.Series:
     """product_id -> summary, ids stripped as the contracts strip them; bad files raise InputError.
 
     ``path`` may also be a ``relsum summarize`` output folder (its last committed run is read)."""
-    from relsum.data.contract_types import as_id
+    from relsum.data.ids import as_id
     from relsum.data.io import read_table
 
     if Path(path).is_dir():
@@ -192,7 +158,7 @@ def run(config: EvaluateConfig, scorer: RelevanceScorer | None = None,
     from relsum.data.io import write_json_atomic, write_parquet_atomic
     from relsum.evaluation.offline import compute_offline_metrics, format_table, to_jsonable
     from relsum.evaluation.report import write_report
-    from relsum.scoring.scorer import Scorer, ScorerConfig
+    from relsum.scoring.factory import make_scorer
 
     from .reward_model import ensure_reward_model
 
@@ -207,7 +173,7 @@ def run(config: EvaluateConfig, scorer: RelevanceScorer | None = None,
     check_coverage({name: summary_coverage(pairs, s) for name, s in summaries.items()}, config.summaries,
                    config.min_summary_coverage)  # before the scorer loads: a wrong file fails in seconds
     if scorer is None:
-        scorer = Scorer(ensure_reward_model(config.reward_model), ScorerConfig(store=True))
+        scorer = make_scorer(ensure_reward_model(config.reward_model), config.scorer)
     scores, coverage = score_candidates(golden, summaries, scorer)
     candidates = ["none", "desc", *summaries]
     metrics = compute_offline_metrics(scores, candidates, baseline="none", k=config.k,

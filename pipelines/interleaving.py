@@ -9,7 +9,6 @@ Conventions (credit, ties, no-preference impressions) are in :mod:`relsum.interl
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 from collections import Counter
@@ -19,10 +18,10 @@ from typing import Any
 import pandas as pd
 
 from relsum import interleaving as il
-from relsum.config import cfg
 from relsum.data import contracts as dc
 from relsum.data import io as rio
 from relsum.data.contracts import as_id
+from relsum.pipelines.configs import AnalyzeConfig, ExportConfig
 from relsum.pipelines.interleaving_report import plot_wins_per_query, write_interleaving_report
 from relsum.scoring.protocol import RelevanceScorer
 
@@ -40,30 +39,6 @@ def _require(name: str, df: pd.DataFrame, columns: list[str]) -> None:
 
 def _reason_counts(reasons: dict[int, list[str]]) -> dict[str, int]:
     return dict(sorted(Counter(r.split(":")[0] for rs in reasons.values() for r in rs).items()))
-
-
-@dataclasses.dataclass
-class ExportConfig:
-    candidates: str = cfg("", help="Table (query_id, query, product_id) of candidate products per query: "
-                          ".csv/.jsonl/.parquet or duckdb:<db>:<table or SELECT>.")
-    catalog: str = cfg("", help="Product catalog (product_id, title, description, ...) for the titles.")
-    summaries: str = cfg("", help="Summaries file (product_id, summary); products without "
-                                  "one use the title only.")
-    reward_model: str = cfg("", help="Local cross-encoder folder (default: the bootstrap "
-                                     "model in RELSUM_HOME).")
-    out_dir: str = cfg("relsum_home/interleaving", help="Output folder.")
-    seed: int = cfg(0, help="Seed of the team-draft coin flips; each query's RNG is sha256(seed, query_id).")
-    length: int = cfg(10, help="Length of each interleaved list (items shown per query).")
-    experiment_id: str = cfg("relsum-interleaving", help="Experiment id written into every exported row.")
-
-    def __post_init__(self) -> None:
-        for name in ("candidates", "catalog", "summaries"):
-            if not str(getattr(self, name)).strip():
-                raise ValueError(f"{name} is required (a table path)")
-        if self.length < 1:
-            raise ValueError(f"length must be >= 1, got {self.length}")
-        if not str(self.experiment_id).strip():
-            raise ValueError("experiment_id must be a non-empty string")
 
 
 def _load_catalog(path: str) -> tuple[pd.Series, dict[str, str], int]:
@@ -115,7 +90,7 @@ def _validate_candidates(cands: pd.DataFrame, titles: pd.Series,
 def run_export(config: ExportConfig, scorer: RelevanceScorer | None = None) -> dict[str, Any]:
     """Write one interleaved list per query (Parquet + JSONL), ``rejects.csv`` and
     ``export_manifest.json``."""
-    from relsum.scoring.scorer import Scorer, ScorerConfig
+    from relsum.scoring.factory import make_scorer
 
     from .evaluate import load_summaries
     from .reward_model import ensure_reward_model
@@ -130,7 +105,7 @@ def run_export(config: ExportConfig, scorer: RelevanceScorer | None = None) -> d
         logger.warning("%d of %d candidate rows rejected (see rejects.csv): %s", len(rejects), len(cands),
                        rejects["reason"].str.split(":").str[0].value_counts().to_dict())
     if scorer is None:
-        scorer = Scorer(ensure_reward_model(config.reward_model), ScorerConfig(store=True))
+        scorer = make_scorer(ensure_reward_model(config.reward_model), config.scorer)
     valid["title"] = valid["product_id"].map(titles)
     summary = valid["product_id"].map(summaries).fillna("").astype(str).str.strip()
     queries, ts = valid["query"].tolist(), valid["title"].tolist()
@@ -186,29 +161,6 @@ def run_export(config: ExportConfig, scorer: RelevanceScorer | None = None) -> d
     logger.info("exported %d interleaved lists (%d items) to %s", len(lists), len(frame), out)
     return {"manifest": manifest, "paths": {k: str(v) for k, v in paths.items()}}
 
-
-
-@dataclasses.dataclass
-class AnalyzeConfig:
-    export: str = cfg("", help="interleaved.parquet written by the export stage.")
-    events: str = cfg("", help="Logged events (query_id, impression_id, event, and position (1-based) and/or "
-                      "product_id); event is click, add_to_cart or impression (an "
-                      "impression row only registers "
-                      "the impression). Optional experiment_id must match the export's.")
-    count_events: list[str] = cfg(["click"], help="Event types that give credit to the clicked item's team.")
-    out_dir: str = cfg("relsum_home/interleaving/analysis", help="Output folder.")
-    alpha: float = cfg(0.05, help="Significance level of the verdict (two-sided sign test).")
-
-    def __post_init__(self) -> None:
-        for name in ("export", "events"):
-            if not str(getattr(self, name)).strip():
-                raise ValueError(f"{name} is required (a table path)")
-        if not 0 < self.alpha < 1:
-            raise ValueError(f"alpha must be in (0, 1), got {self.alpha}")
-        bad = [e for e in self.count_events if e not in il.KNOWN_EVENTS[:2]]
-        if not self.count_events or bad:
-            raise ValueError(f"count_events must be a non-empty subset of {list(il.KNOWN_EVENTS[:2])}, got "
-                             f"{self.count_events}")
 
 
 def _clean(value: Any) -> Any:

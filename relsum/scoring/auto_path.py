@@ -94,7 +94,7 @@ def measure(scorer) -> dict:
     from relsum.scoring.fidelity import FidelityGateError, ensure_gate
 
     figures: dict[str, dict] = {}
-    runners = {"fp32": scorer._fp32_runner}
+    runners = {"fp32": scorer.fp32_runner}
     for path in candidates(scorer)[1:]:
         try:
             runner = scorer.build_path_runner(path)
@@ -109,13 +109,13 @@ def measure(scorer) -> dict:
         figures[path] = {"status": "passed", "detail": gate.message()}
     pairs = _timing_pairs(scorer)
     best: dict[str, float] = {path: float("inf") for path in runners}
-    with scorer._threads():
+    with scorer.threads():
         for runner in runners.values():  # warm-up: first-call allocations and JIT out of the timings
-            scorer._compute(pairs[:8], desc=None, runner=runner)
+            scorer.compute(pairs[:8], desc=None, runner=runner)
         for _ in range(ROUNDS):
             for path, runner in runners.items():
                 start = time.perf_counter()
-                scorer._compute(pairs, desc=None, runner=runner)
+                scorer.compute(pairs, desc=None, runner=runner)
                 best[path] = min(best[path], time.perf_counter() - start)
     for path, seconds in best.items():
         figures.setdefault(path, {"status": "reference", "detail": "fp32 torch eager"})

@@ -43,10 +43,10 @@ from pathlib import Path
 import numpy as np
 
 from relsum.errors import RelsumError
+from relsum.scoring.scorer_config import PATHS, parse_layers  # with the config: it checks them, numpy-free
 
 logger = logging.getLogger(__name__)
 
-PATHS = ("fp32", "bf16", "onnx-fp32", "onnx-int8", "onnx-int8-static", "torch-int8", "fp16-cuda")
 
 #: feats (numpy int64 arrays: input_ids, attention_mask[, token_type_ids]) -> float32 logits (n, labels)
 Runner = Callable[[dict[str, np.ndarray]], np.ndarray]
@@ -105,14 +105,6 @@ def torch_runner(model, device: str, autocast_dtype=None) -> Runner:
         with torch.inference_mode(), ctx:
             return model(**inputs).logits.float().cpu().numpy()
     return run
-
-
-def parse_layers(spec: str) -> list[int]:
-    """``"0,-1"`` -> ``[0, -1]``; empty -> ``[]``. Raises ValueError on anything else."""
-    try:
-        return [int(part) for part in spec.split(",") if part.strip()]
-    except ValueError:
-        raise ValueError(f"int8_fp32_layers must be comma-separated integers, got {spec!r}") from None
 
 
 def quantized_layers(n_layers: int, fp32_layers: str) -> list[int]:

@@ -54,7 +54,7 @@ def calibration_set(golden_dir: str | Path | None = None, max_pairs: int | None 
     """
     from relsum.data.golden import load_golden
     from relsum.paths import SAMPLE_DIR
-    from relsum.scoring.scorer import join_title_text
+    from relsum.scoring.documents import join_title_text
 
     golden = load_golden(Path(golden_dir) if golden_dir else SAMPLE_DIR / "golden")
     pairs = golden.judgments.merge(golden.queries[["query_id", "query"]], on="query_id")
@@ -121,7 +121,7 @@ def ensure_gate(scorer, runner: Runner, path: str | None = None) -> FidelityResu
     if result is None:
         pairs = list(zip(calib["query"], calib["doc"], strict=True))
         ref = _reference_scores(scorer, calib, pairs)
-        cand = scorer._compute(pairs, desc=f"fidelity gate ({path})", runner=runner)
+        cand = scorer.compute(pairs, desc=f"fidelity gate ({path})", runner=runner)
         result = compare(path, ref, cand, calib)
         save_gate(result, gate_file)
     if not result.passed:
@@ -140,8 +140,8 @@ def _reference_scores(scorer, calib, pairs: list[tuple[str, str]]) -> np.ndarray
     ref, found = store.lookup(queries, hashes)
     if not found.all():
         missing = np.flatnonzero(~found)
-        ref[missing] = scorer._compute([pairs[i] for i in missing], desc="fidelity gate (fp32)",
-                                       runner=scorer._fp32_runner)
+        ref[missing] = scorer.compute([pairs[i] for i in missing], desc="fidelity gate (fp32)",
+                                       runner=scorer.fp32_runner)
         store.append([queries[i] for i in missing], [hashes[i] for i in missing], ref[missing])
         if read_meta(store.folder) is None:
             write_meta(store.folder, {"path": "fp32", "reason": "fp32 reference of the fidelity gate",

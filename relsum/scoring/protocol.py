@@ -26,3 +26,12 @@ class RelevanceScorer(Protocol):
 
     def score(self, queries: Sequence[str], titles: Sequence[str],
               texts: Sequence[str | None] | None = None) -> np.ndarray: ...
+
+
+class GateOutcome(Protocol):
+    """What a scorer keeps of the fidelity gate that admitted its path
+    (:class:`relsum.scoring.fidelity.FidelityResult`)."""
+
+    passed: bool
+
+    def message(self) -> str: ...

@@ -25,8 +25,9 @@ import pandas as pd
 
 from relsum.config import cfg
 from relsum.metrics import mean_ndcg_at_k
+from relsum.scoring.documents import join_title_text
 from relsum.scoring.model_files import find_safetensors
-from relsum.scoring.scorer import Scorer, ScorerConfig, join_title_text
+from relsum.scoring.scorer_config import ScorerConfig
 
 logger = logging.getLogger(__name__)
 
@@ -116,7 +117,9 @@ def _training_dataset(train: pd.DataFrame, title_only: bool):
 
 def _eval_ndcg(model_dir: Path, eval_: pd.DataFrame, config: RewardModelConfig) -> tuple[float, int]:
     """Mean NDCG@5 of ``model_dir`` on the held-out pairs (the library's tie rule) and its query count."""
-    scorer = Scorer(model_dir, ScorerConfig(max_length=config.max_length, init_seed=config.seed))
+    from relsum.scoring.factory import make_scorer
+
+    scorer = make_scorer(model_dir, ScorerConfig(max_length=config.max_length, init_seed=config.seed))
     scores = scorer.score(eval_["query"].tolist(), eval_["title"].tolist(), eval_["text"].tolist(),
                           desc=f"NDCG@5 {model_dir.name}")
     summary = mean_ndcg_at_k(eval_["query_id"].to_numpy(), eval_["label"].to_numpy(dtype=float), scores, k=5)

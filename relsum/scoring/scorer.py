@@ -4,13 +4,15 @@ Why a hand-rolled inference loop instead of ``sentence_transformers.CrossEncoder
 the hot path of pair building, reward computation and evaluation, and those workloads repeat pairs a
 lot (the same (query, title) pair for several candidates, repeated evaluations). The scorer therefore
 dedupes pairs within a call and against an in-memory cache, tokenizes once, sorts by *token* length
-and packs batches by a token budget (short pairs go in big batches, long ones in small batches), so
-almost no compute is spent on padding. Scores are identical (within float noise) to scoring every
-pair alone; the tests check that.
+and packs batches by a token budget (:mod:`relsum.scoring.batching`: short pairs go in big batches,
+long ones in small batches), so almost no compute is spent on padding. Scores are identical (within
+float noise) to scoring every pair alone; the tests check that.
 
 At catalog scale two more things cut work: a persistent score store (``store=True``, see
 :mod:`relsum.scoring.store`) so no pair is ever scored twice for the same fingerprint, and cheaper
 inference paths (``path``, see :mod:`relsum.scoring.fast`), each admitted only after a fidelity gate.
+Build scorers with :func:`relsum.scoring.factory.make_scorer`: it runs that gate (and ``path: auto``)
+and hands the scorer its path; ``Scorer(...)`` alone scores only on fp32.
 
 Models are loaded only from local folders, offline, from safetensors, never with remote code.
 """
@@ -20,21 +22,25 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import logging
-import math
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
 
+from relsum.scoring import batching, fast
+from relsum.scoring.documents import JOIN_FORMAT_VERSION, join_title_text
 from relsum.scoring.model_files import file_digest, find_safetensors
+from relsum.scoring.protocol import GateOutcome
 from relsum.scoring.scorer_config import ScorerConfig
 
 logger = logging.getLogger(__name__)
 
-#: Version of the document-string format built by :func:`join_title_text`; part of the fingerprint.
-JOIN_FORMAT_VERSION = "title | text v1"
+__all__ = ["JOIN_FORMAT_VERSION", "CacheInfo", "Scorer", "ScorerConfig", "join_title_text"]
+
 _AUTO_PROGRESS_MIN_PAIRS = 1000
+_UNSELECTED = ("scorer path {path!r} is not selected yet: build the scorer with "
+               "relsum.scoring.factory.make_scorer, which runs the fidelity gate (and path auto)")
 _TOKENIZER_FILES = ("tokenizer.json", "vocab.txt", "tokenizer_config.json", "special_tokens_map.json")
 
 
@@ -44,26 +50,6 @@ class CacheInfo(NamedTuple):
     hits: int
     misses: int
     size: int
-
-
-def _is_missing(text: object) -> bool:
-    """None, NaN, pandas' NA or "" (Arrow-backed pandas columns give pd.NA for nulls)."""
-    if isinstance(text, str):
-        return text == ""
-    if text is None or (isinstance(text, float) and math.isnan(text)):
-        return True
-    return type(text).__name__ == "NAType"
-
-
-def join_title_text(title: str, text: str | None = None) -> str:
-    """The document string [t; d]: the title alone when ``text`` is empty/None/NaN, else ``title | text``."""
-    if not isinstance(title, str) or not title.strip():
-        raise ValueError(f"title must be a non-empty string, got {title!r}")
-    if _is_missing(text):
-        return title
-    if not isinstance(text, str):
-        raise TypeError(f"text must be a string or None, got {type(text).__name__}")
-    return f"{title} | {text}"
 
 
 class Scorer:
@@ -110,37 +96,37 @@ class Scorer:
         self._fingerprint: str | None = None
         self._fp32_fingerprint: str | None = None
         self._store = None
-        self.gate_result = None
-        self.path = self.config.path  # the path in use ("auto" resolves to one in _make_runner)
-        self.auto_choice: dict | None = None
-        self._runner = self._make_runner()
-
-    def _make_runner(self):
-        """The inference runner of the path in use; a fast path must pass (or have passed) the gate.
-
-        ``path: auto`` first picks the fastest gate-passing path here (measured once per model, CPU and
-        thread count, see :mod:`relsum.scoring.auto_path`).
-        """
-        from relsum.scoring import fast
-
         self._fp32_runner = fast.torch_runner(self.model, self.config.device)
-        if self.config.path == "auto":
-            from relsum.scoring.auto_path import resolve_auto
+        # fp32 runs at once; any other path (auto included) waits for make_scorer to gate and select it.
+        self.path = self.config.path
+        self._runner: fast.Runner | None = self._fp32_runner if self.path == "fp32" else None
+        self.gate_result: GateOutcome | None = None
+        self.auto_choice: dict | None = None
 
-            self.auto_choice = resolve_auto(self)
-            self.path = self.auto_choice["chosen"]
-        if self.path == "fp32":
-            return self._fp32_runner
-        runner = self.build_path_runner(self.path)
-        from relsum.scoring.fidelity import ensure_gate
+    @property
+    def fp32_runner(self) -> fast.Runner:
+        """The fp32 torch reference runner (what the fidelity gate compares every path against)."""
+        return self._fp32_runner
 
-        self.gate_result = ensure_gate(self, runner, self.path)
-        return runner
+    @property
+    def selected(self) -> bool:
+        """Whether an inference path is in use (always for fp32; else after :meth:`use_path`)."""
+        return self._runner is not None
 
-    def build_path_runner(self, path: str):
+    def use_path(self, path: str, runner: fast.Runner, *, gate: GateOutcome | None = None,
+                 auto_choice: dict | None = None) -> None:
+        """Score on ``path`` with ``runner`` from now on; a path other than fp32 needs a passed ``gate``.
+
+        Called by :func:`relsum.scoring.factory.make_scorer`, which runs the gate (and ``auto``).
+        """
+        if path != "fp32" and (gate is None or not gate.passed):
+            raise ValueError(f"path {path!r} needs a passed fidelity gate before it scores")
+        self.path, self._runner, self.gate_result, self.auto_choice = path, runner, gate, auto_choice
+        self._fingerprint, self._store = None, None  # both depend on the path
+        self.clear_cache()
+
+    def build_path_runner(self, path: str) -> fast.Runner:
         """The runner of ``path`` for this model (export/calibration cached), without the gate."""
-        from relsum.scoring import fast
-
         fast.check_path(path, self.config.device)
         use_types = "token_type_ids" in self.tokenizer.model_input_names
         return fast.build_runner(path, self.model, device=self.config.device,
@@ -200,8 +186,8 @@ class Scorer:
         paths existed): different arithmetic means different scores and different store keys.
         """
         if self._fingerprint is None:
-            if self.path == "auto":
-                raise RuntimeError("the fingerprint is known once path auto has resolved")
+            if not self.selected:  # auto, or a fast path not gated yet: which scores is not known
+                raise RuntimeError(_UNSELECTED.format(path=self.path))
             self._fingerprint = self.path_fingerprint(self.path)
         return self._fingerprint
 
@@ -212,9 +198,7 @@ class Scorer:
             return fp
         key = path
         if "int8" in path:
-            from relsum.scoring.fast import int8_tag
-
-            key += "|" + int8_tag(self.model.config.num_hidden_layers, self.config.int8_fp32_layers)
+            key += "|" + fast.int8_tag(self.model.config.num_hidden_layers, self.config.int8_fp32_layers)
         if path == "onnx-int8-static":
             key += "|calib=" + self._static_calib()[0]
         return hashlib.sha256(f"{fp}|path={key}".encode()).hexdigest()
@@ -261,6 +245,8 @@ class Scorer:
 
     def score_pairs(self, pairs: Sequence[tuple[str, str]], *, desc: str | None = None) -> np.ndarray:
         """Score ready-made (query, doc) pairs; float32 in [0, 1], aligned with ``pairs``."""
+        if not self.selected:
+            raise RuntimeError(_UNSELECTED.format(path=self.path))
         index: dict[tuple[str, str], int] = {}
         inverse = np.empty(len(pairs), dtype=np.int64)
         for i, pair in enumerate(pairs):
@@ -284,7 +270,7 @@ class Scorer:
         if todo and self.store is not None:
             todo = self._from_store(unique, todo, scores)
         if todo:
-            computed = self._compute([unique[j] for j in todo], desc=desc)
+            computed = self.compute([unique[j] for j in todo], desc=desc)
             scores[todo] = computed
             if self.store is not None:
                 from relsum.scoring.store import text_hash
@@ -313,82 +299,27 @@ class Scorer:
             return n_pairs > _AUTO_PROGRESS_MIN_PAIRS
         return self.config.show_progress
 
-    def _tokenize(self, pairs: list[tuple[str, str]]) -> list[dict[str, list[int]]]:
-        """Token ids per pair; the doc is truncated first, both sides only when the query alone is too
-        long."""
-        kw = {"max_length": self.config.max_length, "padding": False, "return_attention_mask": False}
-        qs, ds = [p[0] for p in pairs], [p[1] for p in pairs]
-        try:
-            enc = self.tokenizer(qs, ds, truncation="only_second", **kw)
-            return [{k: enc[k][i] for k in enc} for i in range(len(pairs))]
-        except Exception:  # some query fills max_length by itself: fall back pair by pair
-            out = []
-            for q, d in pairs:
-                try:
-                    enc = self.tokenizer(q, d, truncation="only_second", **kw)
-                except Exception:
-                    enc = self.tokenizer(q, d, truncation="longest_first", **kw)
-                out.append(dict(enc))
-            return out
-
-    def _batches(self, lengths: np.ndarray, widths: np.ndarray | None = None) -> Iterator[np.ndarray]:
-        """Index batches, longest first, with rows x padded length <= the token budget.
-
-        With ``widths`` (canonical padding) a batch only holds pairs of one width.
-        """
-        key = lengths if widths is None else widths
-        order = np.argsort(-key, kind="stable")
-        max_rows = 4 * self.config.batch_size
-        start = 0
-        while start < len(order):
-            width = int(key[order[start]])
-            rows = min(max_rows, max(1, self.config.max_tokens_per_batch // width))
-            if widths is not None:
-                rows = min(rows, int(np.count_nonzero(widths[order[start:start + rows]] == width)))
-            yield order[start:start + rows]
-            start += rows
-
     def feature_batches(self, pairs: list[tuple[str, str]], *, canonical: bool = False
                         ) -> Iterator[tuple[np.ndarray, dict[str, np.ndarray]]]:
-        """(row indices, int64 features) per batch, as the runners take them.
+        """(row indices, int64 features) per batch, as the runners take them (see
+        :func:`relsum.scoring.batching.feature_batches`: token budget ``config.max_tokens_per_batch``)."""
+        return batching.feature_batches(self.tokenizer, pairs, self.config, canonical=canonical)
 
-        ``canonical`` pads every pair to a width that depends on its own length only
-        (:func:`relsum.scoring.int8_static.canonical_width`), so its row is the same in any batch.
+    def compute(self, pairs: list[tuple[str, str]], desc: str | None = None,
+                runner: fast.Runner | None = None) -> np.ndarray:
+        """Scores of ``pairs`` from ``runner`` (default: the path in use), bypassing cache and store.
+
+        The fidelity gate and ``path: auto`` pass other runners to compare paths on the same batches.
         """
-        encoded = self._tokenize(pairs)
-        lengths = np.array([len(e["input_ids"]) for e in encoded], dtype=np.int64)
-        widths = None
-        if canonical:
-            from relsum.scoring.int8_static import canonical_width
-
-            widths = np.array([canonical_width(int(n), self.config.max_length) for n in lengths],
-                              dtype=np.int64)
-        pad_id = self.tokenizer.pad_token_id or 0
-        use_types = "token_type_ids" in encoded[0]
-        for idx in self._batches(lengths, widths):
-            width = int((lengths if widths is None else widths)[idx].max())
-            ids = np.full((len(idx), width), pad_id, dtype=np.int64)
-            mask = np.zeros((len(idx), width), dtype=np.int64)
-            types = np.zeros((len(idx), width), dtype=np.int64)
-            for r, i in enumerate(idx):
-                n = lengths[i]
-                ids[r, :n] = encoded[i]["input_ids"]
-                mask[r, :n] = 1
-                if use_types:
-                    types[r, :n] = encoded[i]["token_type_ids"]
-            feats = {"input_ids": ids, "attention_mask": mask}
-            if use_types:
-                feats["token_type_ids"] = types
-            yield idx, feats
-
-    def _compute(self, pairs: list[tuple[str, str]], desc: str | None, runner=None) -> np.ndarray:
         from tqdm.auto import tqdm
 
         runner = runner or self._runner
+        if runner is None:
+            raise RuntimeError(_UNSELECTED.format(path=self.path))
         out = np.empty(len(pairs), dtype=np.float32)
         bar = tqdm(total=len(pairs), desc=desc or "scoring pairs", unit="pair",
                    disable=not self.progress_enabled(len(pairs)))
-        with bar, self._threads():
+        with bar, self.threads():
             for idx, feats in self.feature_batches(pairs,
                                                    canonical=getattr(runner, "batch_invariant", False)):
                 logits = runner(feats).astype(np.float64)
@@ -402,8 +333,9 @@ class Scorer:
         return out
 
     @contextlib.contextmanager
-    def _threads(self) -> Iterator[None]:
-        """Set torch's intra-op threads for the duration of a call (a process-wide setting), then restore."""
+    def threads(self) -> Iterator[None]:
+        """Set torch's intra-op threads to ``config.num_threads`` for a block (process-wide), then
+        restore."""
         import torch
 
         if self.config.num_threads is None:

@@ -6,14 +6,28 @@ Kept apart from :mod:`relsum.scoring.scorer` so that stage configs can embed it 
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 import re
+from typing import Any
 
 from relsum.config import cfg
+
+logger = logging.getLogger(__name__)
 
 _SUPPORTED_DTYPES = ("float32",)
 #: Environment variable giving the default ``path`` of every scorer a stage builds (e.g. ``auto``).
 PATH_ENV = "RELSUM_SCORER_PATH"
+#: The inference paths (run by :mod:`relsum.scoring.fast`); here, the config checks ``path`` without numpy.
+PATHS = ("fp32", "bf16", "onnx-fp32", "onnx-int8", "onnx-int8-static", "torch-int8", "fp16-cuda")
+
+
+def parse_layers(spec: str) -> list[int]:
+    """``"0,-1"`` -> ``[0, -1]``; empty -> ``[]``. Raises ValueError on anything else."""
+    try:
+        return [int(part) for part in spec.split(",") if part.strip()]
+    except ValueError:
+        raise ValueError(f"int8_fp32_layers must be comma-separated integers, got {spec!r}") from None
 
 
 def default_path() -> str:
@@ -75,8 +89,6 @@ class ScorerConfig:
             raise ValueError(f"num_threads must be >= 1 or None, got {self.num_threads}")
         if not re.fullmatch(r"cpu|mps|cuda(:\d+)?", self.device):
             raise ValueError(f"device must be cpu, mps, cuda or cuda:N, got {self.device!r}")
-        from relsum.scoring.fast import PATHS
-
         if self.path not in (*PATHS, "auto"):
             raise ValueError(f"path must be one of {(*PATHS, 'auto')}, got {self.path!r}")
         bad = [p for p in self.auto_paths if p not in PATHS]
@@ -84,8 +96,37 @@ class ScorerConfig:
             raise ValueError(f"auto_paths: unknown paths {bad}; choose from {PATHS}")
         if self.int8_calib_pairs < 0:
             raise ValueError(f"int8_calib_pairs must be >= 0, got {self.int8_calib_pairs}")
-        from relsum.scoring.fast import parse_layers
-
         parse_layers(self.int8_fp32_layers)
         if self.gate_max_pairs is not None and self.gate_max_pairs < 10:
             raise ValueError(f"gate_max_pairs must be >= 10 or None, got {self.gate_max_pairs}")
+
+
+def stage_scorer_config() -> ScorerConfig:
+    """The default ``scorer`` section of a stage config: the persistent score store on, so reruns,
+    retries and later stages reuse scores."""
+    return ScorerConfig(store=True)
+
+
+#: Help text of every stage config's ``scorer`` section.
+STAGE_SCORER_HELP = ("Scorer settings (batching, threads, inference path, score store) of every scoring "
+                     "call of this stage.")
+
+
+def share_scorer_section(outer: ScorerConfig, nested: dict[str, Any], stage: str) -> None:
+    """Make the nested stage configs in ``nested`` (name -> config with a ``scorer`` field) use ``outer``.
+
+    Why: a stage that runs other stages (demo, ablate, the DAGs) builds ONE scorer from its own
+    ``scorer`` section and hands it to every step, so a nested ``pairs.scorer.*`` would never be read.
+    A nested section left at its default (or equal to ``outer``) is replaced by ``outer``, so saved
+    and logged configs show the settings really used; one set to anything else is an error that names
+    the key to set instead.
+    """
+    default = stage_scorer_config()
+    for name, config in nested.items():
+        own = config.scorer
+        if own != outer and own != default:
+            key = next(f.name for f in dataclasses.fields(own)
+                       if getattr(own, f.name) != getattr(default, f.name))
+            raise ValueError(f"{name}.scorer.{key} is set, but {stage} scores every step with one scorer "
+                             f"built from its scorer section: set scorer.{key} instead")
+        config.scorer = outer

@@ -8,7 +8,8 @@ import pytest
 
 from relsum import machine
 from relsum.scoring import auto_path
-from relsum.scoring.scorer import Scorer, ScorerConfig
+from relsum.scoring.factory import make_scorer
+from relsum.scoring.scorer import ScorerConfig
 from relsum.scoring.scorer_config import PATH_ENV
 
 
@@ -46,7 +47,7 @@ def test_auto_measures_once_caches_and_explains(tmp_path, spread_model_dir, monk
     monkeypatch.setattr(auto_path, "ROUNDS", 1)
     config = ScorerConfig(max_length=128, path="auto", auto_paths=["onnx-fp32", "fp16-cuda"], store=True,
                           store_dir=str(tmp_path), gate_max_pairs=100)
-    scorer = Scorer(spread_model_dir, config)
+    scorer = make_scorer(spread_model_dir, config)
     files = list((tmp_path / auto_path.AUTO_DIR).glob("*.json"))
     assert len(files) == 1
     choice = json.loads(files[0].read_text())
@@ -62,7 +63,7 @@ def test_auto_measures_once_caches_and_explains(tmp_path, spread_model_dir, monk
     assert scorer.score(["usb cable"], ["Belkin USB-C cable"]).shape == (1,)
 
     stamp = files[0].stat().st_mtime_ns
-    again = Scorer(spread_model_dir, config)  # read from the cache, not measured again
+    again = make_scorer(spread_model_dir, config)  # read from the cache, not measured again
     assert again.path == scorer.path and files[0].stat().st_mtime_ns == stamp
 
     from relsum.pipelines.scores import StatsConfig, auto_choices, format_stats, stats
@@ -83,5 +84,5 @@ def test_auto_falls_back_to_fp32_when_nothing_else_may_run(tmp_path, spread_mode
 
     if torch.cuda.is_available():
         pytest.skip("fp16-cuda can run here")
-    scorer = Scorer(spread_model_dir, config)
+    scorer = make_scorer(spread_model_dir, config)
     assert scorer.path == "fp32" and "no gate-passing path" in scorer.auto_choice["reason"]

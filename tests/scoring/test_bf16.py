@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from relsum.scoring import bf16, fast
+from relsum.scoring.factory import make_scorer
 from relsum.scoring.scorer import Scorer, ScorerConfig
 
 
@@ -31,8 +32,8 @@ def test_bf16_model_casts_once_and_keeps_the_head_fp32(scorer, pack):
         assert isinstance(layer.intermediate.intermediate_act_fn, torch.nn.Identity)
     pairs = [("usb cable", "Belkin USB-C "
                            "cable | braided, 2 m"), ("laptop", "Dell XPS 13"), ("tv", "Samsung QLED")]
-    ref = scorer._compute(pairs, desc=None)
-    got = scorer._compute(pairs, desc=None, runner=fast.torch_runner(model, "cpu"))
+    ref = scorer.compute(pairs, desc=None)
+    got = scorer.compute(pairs, desc=None, runner=fast.torch_runner(model, "cpu"))
     assert got.dtype == np.float32 and np.all((got > 0) & (got < 1))
     np.testing.assert_allclose(got, ref, atol=2e-3)  # bf16 encoder: close to fp32, not equal
 
@@ -41,12 +42,12 @@ def test_bf16_path_is_gated_or_refused_with_its_reason(tmp_path, tiny_cross_enco
     config = ScorerConfig(max_length=64, path="bf16", store_dir=str(tmp_path), gate_max_pairs=60)
     if not fast.cpu_has_native_bf16():
         with pytest.raises(fast.PathUnavailableError, match="no native bf16"):
-            Scorer(tiny_cross_encoder_dir, config)
+            make_scorer(tiny_cross_encoder_dir, config)
         return
     from relsum.scoring.fidelity import FidelityGateError
 
     try:
-        scorer = Scorer(tiny_cross_encoder_dir, config)
+        scorer = make_scorer(tiny_cross_encoder_dir, config)
     except FidelityGateError as exc:  # the tiny random model's scores sit near 0.5: a verdict, either way
         assert "REFUSED" in str(exc)
         return

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from relsum.scoring import fast, fidelity
+from relsum.scoring.factory import make_scorer
 from relsum.scoring.scorer import Scorer, ScorerConfig
 
 
@@ -46,14 +47,14 @@ def test_calibration_set_keeps_whole_queries(calib):
 def test_degraded_paths_are_refused_with_measured_numbers(spread_model_dir, calib):
     scorer = Scorer(spread_model_dir, ScorerConfig(max_length=128, cache=False))
     pairs = list(zip(calib["query"], calib["doc"], strict=True))
-    ref = scorer._compute(pairs, desc=None)
-    assert fidelity.compare("fp32-again", ref, scorer._compute(pairs, desc=None), calib).passed
+    ref = scorer.compute(pairs, desc=None)
+    assert fidelity.compare("fp32-again", ref, scorer.compute(pairs, desc=None), calib).passed
     rounded = fidelity.compare("round-1dp", ref, np.round(ref, 1), calib)  # ties + coarse ranks
     assert not rounded.passed and "REFUSED" in rounded.message() and "Spearman" in rounded.message()
     broken = copy.deepcopy(scorer.model)
     for layer in broken.bert.encoder.layer:  # zero the attention output projections: a wrong kernel
         layer.attention.output.dense.weight.data.zero_()
-    degraded = scorer._compute(pairs, desc=None, runner=fast.torch_runner(broken, "cpu"))
+    degraded = scorer.compute(pairs, desc=None, runner=fast.torch_runner(broken, "cpu"))
     result = fidelity.compare("zeroed-attention", ref, degraded, calib)
     # Which way the broken path fails depends on the CPU's kernels: on AVX-512/AMX Xeons the zeroed
     # projections give constant scores (Spearman undefined, NaN), elsewhere a low Spearman. Both must
@@ -81,7 +82,7 @@ def test_onnx_fp32_passes_gate_once_and_has_its_own_fingerprint(tmp_path, spread
     base = ScorerConfig(max_length=128, store_dir=str(tmp_path), gate_max_pairs=200)
     ref = Scorer(spread_model_dir, base)
     onnx_cfg = ScorerConfig(**{**base.__dict__, "path": "onnx-fp32"})
-    scorer = Scorer(spread_model_dir, onnx_cfg)
+    scorer = make_scorer(spread_model_dir, onnx_cfg)
     assert scorer.gate_result.passed and scorer.gate_result.spearman > 0.999
     assert scorer.fingerprint != ref.fingerprint and scorer.fp32_fingerprint == ref.fingerprint
     queries, titles = ["usb cable", "laptop", "tv"], ["Belkin USB-C cable", "Dell XPS 13", "Samsung QLED TV"]
@@ -91,7 +92,7 @@ def test_onnx_fp32_passes_gate_once_and_has_its_own_fingerprint(tmp_path, spread
     gates = list((tmp_path / scorer.fingerprint).glob("gate-*.json"))
     assert len(gates) == 1
     stamp = gates[0].stat().st_mtime_ns
-    again = Scorer(spread_model_dir, onnx_cfg)  # cached: the gate is not re-run
+    again = make_scorer(spread_model_dir, onnx_cfg)  # cached: the gate is not re-run
     assert again.gate_result.passed and gates[0].stat().st_mtime_ns == stamp
 
 
@@ -101,9 +102,9 @@ def test_failing_path_is_refused_by_the_scorer_and_cached(tmp_path, spread_model
                        int8_fp32_layers="")
     # nan: constant
     with pytest.raises(fidelity.FidelityGateError, match=r"REFUSED.*Spearman vs fp32 (0\.\d+|nan)"):
-        Scorer(spread_model_dir, cfg)
+        make_scorer(spread_model_dir, cfg)
     with pytest.raises(fidelity.FidelityGateError, match="REFUSED"):  # second time from the cached result
-        Scorer(spread_model_dir, cfg)
+        make_scorer(spread_model_dir, cfg)
     assert len(list(tmp_path.glob("*/gate-*.json"))) == 1
 
 

@@ -39,17 +39,17 @@ def test_static_int8_scores_do_not_depend_on_the_batch(static):
     assert runner.batch_invariant
     calib = fidelity.calibration_set(max_pairs=120)
     pairs = list(zip(calib["query"], calib["doc"], strict=True))
-    together = scorer._compute(pairs, desc=None, runner=runner)
-    alone = np.array([scorer._compute([p], desc=None, runner=runner)[0] for p in pairs[::9]])
+    together = scorer.compute(pairs, desc=None, runner=runner)
+    alone = np.array([scorer.compute([p], desc=None, runner=runner)[0] for p in pairs[::9]])
     assert np.array_equal(alone, together[::9])  # bit-identical, not just close
     budget = scorer.config.max_tokens_per_batch
     try:  # other neighbours: reversed order, a quarter of the token budget (smaller, different batches)
         scorer.config.max_tokens_per_batch = 128
-        regrouped = scorer._compute(pairs[::-1], desc=None, runner=runner)[::-1]
+        regrouped = scorer.compute(pairs[::-1], desc=None, runner=runner)[::-1]
     finally:
         scorer.config.max_tokens_per_batch = budget
     assert np.array_equal(regrouped, together)
-    reference = scorer._compute(pairs, desc=None)
+    reference = scorer.compute(pairs, desc=None)
     assert not np.array_equal(together, reference)  # it is int8 arithmetic, not fp32 in disguise
     assert np.corrcoef(together, reference)[0, 1] > 0.9
 

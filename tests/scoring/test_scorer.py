@@ -7,6 +7,7 @@ import shutil
 import numpy as np
 import pytest
 
+from relsum.scoring.batching import batch_rows, tokenize_pairs
 from relsum.scoring.model_files import find_safetensors
 from relsum.scoring.scorer import Scorer, ScorerConfig, join_title_text
 
@@ -64,8 +65,8 @@ def test_scores_are_float32_in_unit_interval_and_aligned(spread_model_dir):
 def test_batched_equals_one_pair_at_a_time(spread_model_dir, mixed_pairs):
     cfg = ScorerConfig(max_length=64, batch_size=2, max_tokens_per_batch=96, cache=False)
     scorer = Scorer(spread_model_dir, cfg)
-    lengths = np.array([len(e["input_ids"]) for e in scorer._tokenize(mixed_pairs)])
-    batches = list(scorer._batches(lengths))
+    lengths = np.array([len(e["input_ids"]) for e in tokenize_pairs(scorer.tokenizer, mixed_pairs, 64)])
+    batches = list(batch_rows(lengths, scorer.config))
     assert len({len(b) for b in batches}) > 1  # the token budget gives short pairs bigger batches
     assert lengths.max() == 64 and lengths.min() < 20  # mixed lengths, some truncated
     batched = scorer.score_pairs(mixed_pairs)

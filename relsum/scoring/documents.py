@@ -1,0 +1,35 @@
+"""The document string [t; d] the scorer reads: the title alone, or ``title | text``.
+
+Kept apart from :mod:`relsum.scoring.scorer` (which re-exports it) so that the fidelity gate's and the
+int8 calibration's pair builders import no scorer module.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+
+logger = logging.getLogger(__name__)
+
+#: Version of the document-string format built by :func:`join_title_text`; part of the fingerprint.
+JOIN_FORMAT_VERSION = "title | text v1"
+
+
+def is_missing(text: object) -> bool:
+    """None, NaN, pandas' NA or "" (Arrow-backed pandas columns give pd.NA for nulls)."""
+    if isinstance(text, str):
+        return text == ""
+    if text is None or (isinstance(text, float) and math.isnan(text)):
+        return True
+    return type(text).__name__ == "NAType"
+
+
+def join_title_text(title: str, text: str | None = None) -> str:
+    """The document string [t; d]: the title alone when ``text`` is empty/None/NaN, else ``title | text``."""
+    if not isinstance(title, str) or not title.strip():
+        raise ValueError(f"title must be a non-empty string, got {title!r}")
+    if is_missing(text):
+        return title
+    if not isinstance(text, str):
+        raise TypeError(f"text must be a string or None, got {type(text).__name__}")
+    return f"{title} | {text}"
