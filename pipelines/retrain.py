@@ -113,7 +113,7 @@ def train(config: DagConfig, key: str, pairs: dict) -> dict:
                 found = client.get_model_version(tracking.registered_model, previous["model_version"])
         if found is None:
             result = train_stage.run(ts)
-            found = client.get_model_version(tracking.registered_model, result["model_version"])
+            found = client.get_model_version(tracking.registered_model, result.model_version)
         for tag, value in tags.items():
             client.set_model_version_tag(tracking.registered_model, found.version, tag, value)
         client.set_tag(found.run_id, TAG_INTERVAL, tags[TAG_INTERVAL])

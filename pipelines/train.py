@@ -15,44 +15,72 @@ import hashlib
 import json
 import logging
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from relsum.config import cfg, flat_params, to_dict
-from relsum.paths import SAMPLE_DIR, home
-from relsum.tracking import TrackingConfig
-from relsum.training.config import TrainConfig
+from relsum.config import flat_params, to_dict
+from relsum.paths import home
+from relsum.pipelines.configs import TrainStageConfig
 
 logger = logging.getLogger(__name__)
 
 
-@dataclasses.dataclass
-class TrainStageConfig:
-    train: TrainConfig = cfg(default_factory=TrainConfig, help="Policy, LoRA, GRPO and DPO settings.")
-    tracking: TrackingConfig = cfg(default_factory=TrackingConfig, help="MLflow tracking.")
-    catalog: str = cfg(str(SAMPLE_DIR / "products.jsonl"), help="Catalog the tiny default "
-                                                                "policy is built from.")
-    tiny_policy_dir: str = cfg("", help="Where the tiny default policy lives (default: "
-                                        "<RELSUM_HOME>/tiny_policy).")
-    holdout_fraction: float = cfg(0.2, help="Fraction of products held out for the reward comparison.")
-    heldout_samples: int = cfg(8, help="Summaries sampled per held-out product at the training temperature "
-                                       "to estimate each policy's expected reward, the quantity GRPO "
-                                       "maximises (0 = greedy comparison only).")
-    n_sample_summaries: int = cfg(20, help="Held-out summaries logged as a sample artifact.")
-    n_boot: int = cfg(1000, help="Bootstrap resamples for the held-out reward CI.")
-    max_heldout_products: int = cfg(0, help="Compare the policies on at most this many held-out products "
-                                            "(seeded subset; 0 = all): generation dominates the "
-                                            "comparison's time on a CPU.")
-    balance_labels: bool = cfg(False, help="Per product, keep as many training pairs of each label value as "
-                                           "of its rarest one (seeded): with mostly low labels, -|r - l| "
-                                           "otherwise rewards lowering every score.")
+@dataclasses.dataclass(frozen=True)
+class TrainPaths:
+    """The files one training run leaves under ``train.out_dir`` (``None``: not written by this run, e.g.
+    on a non-main rank, without held-out products, or no DPO pairs for GRPO)."""
 
-    def __post_init__(self):
-        if not 0.0 <= self.holdout_fraction < 1.0:
-            raise ValueError("holdout_fraction must be in [0, 1)")
-        if self.heldout_samples < 0 or self.max_heldout_products < 0:
-            raise ValueError("heldout_samples and max_heldout_products must be >= 0")
+    out_dir: str
+    result: str | None
+    heldout_pairs: str | None
+    heldout_summaries: str | None
+    dpo_pairs: str | None
+
+    @classmethod
+    def under(cls, out: Path, main: bool, heldout_summaries: bool, dpo_pairs: bool) -> TrainPaths:
+        def file(name: str, written: bool) -> str | None:
+            return str(out / name) if written else None
+
+        return cls(out_dir=str(out), result=file("train_result.json", main),
+                   heldout_pairs=file("heldout_pairs.parquet", main),
+                   heldout_summaries=file("heldout_summaries.parquet", heldout_summaries),
+                   dpo_pairs=file("dpo_pairs.parquet", dpo_pairs))
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainResult:
+    """What :func:`run` returns; ``train_result.json`` holds :meth:`to_dict`.
+
+    Only values, never the live model: the adapter is on disk at ``adapter_dir`` and applies to the base
+    policy at ``policy_dir`` (as configured, e.g. the ``smollm2`` keyword, which
+    :func:`relsum.training.policy.resolve_model_dir` turns into a folder).
+    """
+
+    algo: str
+    adapter_dir: str
+    policy_dir: str
+    steps: int
+    #: The held-out figures as logged to MLflow (:func:`heldout_metrics`); empty without a comparison.
+    metrics: dict[str, float]
+    #: :func:`relsum.policy_eval.compare_policies`' JSON (keys in :mod:`relsum.metric_names`).
+    heldout: dict[str, Any]
+    #: Training-set statistics (pairs, train/held-out split, the pairs filter's statistics).
+    data_stats: dict[str, Any]
+    #: The algorithm's own figures: timings, rows, prompt variant, dtype, reward or preference-pair stats.
+    trainer_stats: dict[str, Any]
+    paths: TrainPaths
+    mlflow_run_id: str | None = None
+    model_version: str | None = None
+    #: TRL's per-step log records; left out of :meth:`to_dict` (long, and already in MLflow).
+    log_history: list[dict[str, Any]] = dataclasses.field(default_factory=list, repr=False)
+
+    def to_dict(self, log_history: bool = False) -> dict[str, Any]:
+        out = dataclasses.asdict(self)
+        if not log_history:
+            out.pop("log_history")
+        return out
 
 
 def split_by_product(pairs: pd.DataFrame, fraction: float, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -154,10 +182,33 @@ def label_shift_metrics(comparison: dict) -> dict[str, float]:
     return out
 
 
-def run(config: TrainStageConfig, scorer=None) -> dict:
+def heldout_metrics(comparison: dict) -> dict[str, float]:
+    """Every flat MLflow metric of a held-out comparison: its scalars (``heldout_<key>``), the reward
+    difference's CI ends and the per-label shifts (:func:`label_shift_metrics`)."""
+    from relsum.metric_names import heldout_key, heldout_metric
+
+    if not comparison:
+        return {}
+    out = {heldout_metric(k): float(v) for k, v in comparison.items()
+           if isinstance(v, int | float | np.number)}
+    out.update({heldout_metric(heldout_key(name, s), side): float(ci[i])
+                for name in ("reward_diff", "groundedness_diff") for s in (False, True)
+                if (ci := comparison.get(heldout_key(name, s, ci=True)))
+                for i, side in enumerate(("low", "high"))})
+    out.update(label_shift_metrics(comparison))
+    return out
+
+
+#: Keys of the trainers' result dicts that are not figures: named TrainResult fields or in-memory objects.
+TRAINER_KEYS = ("algo", "adapter_dir", "policy_dir", "steps", "log_history", "model", "tokenizer", "pairs")
+
+
+def run(config: TrainStageConfig, scorer=None) -> TrainResult:
+    """Split, (balance,) train, compare on held-out products, log and register; the result is also written
+    to ``<out_dir>/train_result.json`` (main process only)."""
     from relsum import tracking
-    from relsum.data.io import read_table, write_parquet_atomic
-    from relsum.scoring.scorer import Scorer, ScorerConfig
+    from relsum.data.io import read_table, write_json_atomic, write_parquet_atomic
+    from relsum.scoring.factory import make_scorer
     from relsum.training import distributed
     from relsum.training.policy import prompt_cap
 
@@ -169,7 +220,7 @@ def run(config: TrainStageConfig, scorer=None) -> dict:
     if scorer is None:
         if not tc.scorer_model_dir:
             raise ValueError("train.scorer_model_dir (the frozen cross-encoder folder) is required")
-        scorer = Scorer(tc.scorer_model_dir, ScorerConfig(store=True))
+        scorer = make_scorer(tc.scorer_model_dir, config.scorer)
     with distributed.main_process_first():
         tc.policy.model_dir = ensure_policy(config)
     tc.policy.max_prompt_tokens = prompt_cap(tc.policy.model_dir, tc.policy.max_prompt_tokens)
@@ -209,36 +260,40 @@ def run(config: TrainStageConfig, scorer=None) -> dict:
         if tc.algo == "grpo":
             from relsum.training.grpo import train_grpo
 
-            result = train_grpo(tc, train_df, scorer)
+            trained = train_grpo(tc, train_df, scorer)
         else:
             from relsum.training.dpo import train_dpo
 
-            result = train_dpo(tc, train_df, scorer)
-        for in_memory in ("model", "tokenizer"):
-            result.pop(in_memory, None)
-        comparison, samples = _compare_heldout(config, heldout, result["adapter_dir"],
+            trained = train_dpo(tc, train_df, scorer)
+        for in_memory in ("model", "tokenizer"):  # free the live model before the comparison loads two more
+            trained.pop(in_memory, None)
+        dpo_pairs = trained.pop("pairs", None)
+        comparison, samples = _compare_heldout(config, heldout, trained["adapter_dir"],
                                                scorer) if len(heldout) and main else ({}, None)
+        paths = TrainPaths.under(out, main, heldout_summaries=samples is not None,
+                                 dpo_pairs=main and dpo_pairs is not None)
         if samples is not None:
-            write_parquet_atomic(samples, out / "heldout_summaries.parquet")
-        result.update({"heldout": comparison, "data": data_stats, "policy_dir": tc.policy.model_dir})
+            write_parquet_atomic(samples, Path(paths.heldout_summaries))
+        if paths.dpo_pairs:
+            write_parquet_atomic(dpo_pairs, Path(paths.dpo_pairs))
+        metrics = heldout_metrics(comparison)
+        run_id = version = None
         if active is not None:
-            from relsum.metric_names import heldout_key, heldout_metric
-
-            tracking.log_metrics({heldout_metric(k): v for k, v in comparison.items() if np.isscalar(v)})
+            tracking.log_metrics(metrics)
             if comparison:
-                tracking.log_metrics({heldout_metric(heldout_key("reward_diff", s), side): ci[i]
-                                      for s in (False, True)
-                                      if (ci := comparison.get(heldout_key("reward_diff", s, ci=True)))
-                                      for i, side in enumerate(("low", "high"))})
-                tracking.log_metrics(label_shift_metrics(comparison))
                 import mlflow
 
                 mlflow.log_table(samples.head(config.n_sample_summaries), "sample_summaries.json")
-            tracking.log_artifacts(result["adapter_dir"], "adapter")
-            version = tracking.register_adapter(config.tracking, active.info.run_id, "adapter",
+            tracking.log_artifacts(trained["adapter_dir"], "adapter")
+            run_id = active.info.run_id
+            version = tracking.register_adapter(config.tracking, run_id, "adapter",
                                                 tags={"algo": tc.algo, "policy_dir": tc.policy.model_dir})
-            result.update({"mlflow_run_id": active.info.run_id, "model_version": version})
+    result = TrainResult(algo=trained["algo"], adapter_dir=str(trained["adapter_dir"]),
+                         policy_dir=tc.policy.model_dir, steps=int(trained["steps"]), metrics=metrics,
+                         heldout=comparison, data_stats=data_stats,
+                         trainer_stats={k: v for k, v in trained.items() if k not in TRAINER_KEYS},
+                         paths=paths, mlflow_run_id=run_id, model_version=version,
+                         log_history=list(trained.get("log_history", [])))
     if main:
-        (out / "train_result.json").write_text(json.dumps(
-            {k: v for k, v in result.items() if k != "log_history"}, indent=2, default=str))
+        write_json_atomic(result.to_dict(), Path(paths.result))
     return result
