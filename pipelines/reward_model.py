@@ -6,39 +6,14 @@ sentence-transformers' CrossEncoder training and reports held-out NDCG@5 against
 
 from __future__ import annotations
 
-import dataclasses
 import logging
-from pathlib import Path
 
 import pandas as pd
 
-from relsum.config import cfg
-from relsum.paths import SAMPLE_DIR, home
+from relsum.paths import home
+from relsum.pipelines.configs import RewardModelStageConfig
 
 logger = logging.getLogger(__name__)
-
-
-@dataclasses.dataclass
-class RewardModelStageConfig:
-    train_dir: str = cfg(str(SAMPLE_DIR / "train"), help="Golden-layout folder (queries.csv, judgments.csv, "
-                                                         "catalog) to train on.")
-    eval_dir: str = cfg(str(SAMPLE_DIR / "golden"), help="Golden-layout folder with "
-                                                         "held-out queries for NDCG@5.")
-    out_dir: str = cfg("", help="Where to save the model (default: <RELSUM_HOME>/reward_model).")
-    base_model: str = cfg("", help="Local cross-encoder/encoder folder to start from "
-                                   "(default: bundled MiniLM).")
-    max_length: int = cfg(128, help="Token cap of (query, document) pairs during training.")
-    epochs: int = cfg(1, help="Training epochs.")
-    batch_size: int = cfg(16, help="Pairs per training batch.")
-    learning_rate: float = cfg(5e-5, help="Peak learning rate.")
-    max_train_pairs: int | None = cfg(None, help="Subsample the training judgments to at most this many "
-                                                 "(none = all: the sample's 1,092 pairs train in ~4 minutes "
-                                                 "on 2 cores; 500 pairs reached NDCG@5 0.706 "
-                                                 "against 0.766 for all).")
-    seed: int = cfg(0, help="Seed for the subsample, the head initialisation and training.")
-
-    def resolved_out_dir(self) -> Path:
-        return Path(self.out_dir) if self.out_dir else home() / "reward_model"
 
 
 def judged_pairs(folder: str) -> pd.DataFrame:

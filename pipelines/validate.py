@@ -34,9 +34,8 @@ from typing import Any
 
 import pandas as pd
 
-from relsum.config import cfg, to_dict
+from relsum.config import to_dict
 from relsum.data.contracts import (
-    ContractConfig,
     ValidationResult,
     validate_catalog,
     validate_judgments,
@@ -48,6 +47,7 @@ from relsum.data.io import read_table, write_csv_atomic, write_json_atomic, writ
 from relsum.data.sanitize import find_injections
 from relsum.errors import InputError
 from relsum.paths import home
+from relsum.pipelines.configs import ValidateConfig
 
 logger = logging.getLogger(__name__)
 
@@ -61,40 +61,6 @@ class ValidationFailed(InputError):
     def __init__(self, message: str, summary: dict[str, Any]):
         super().__init__(message)
         self.summary = summary
-
-
-@dataclasses.dataclass
-class ValidateConfig:
-    """Which tables to validate and where the cleaned tables, rejects and report go."""
-
-    catalog: str | None = cfg(None, help="catalog source (csv/jsonl/parquet path or "
-                                         "duckdb:<db>:<table|query>)")
-    search_log: str | None = cfg(None, help="search-log pairs source, same formats")
-    queries: str | None = cfg(None, help="golden queries source, same formats")
-    judgments: str | None = cfg(None, help="golden judgments source, same formats")
-    out_dir: str | None = cfg(None, help="output folder; default <relsum home>/validate")
-    contract: ContractConfig = cfg(default_factory=ContractConfig, help="contract settings")
-    grade_map_from_folder: bool = cfg(True, help="use the grade_map of a relsum.yaml beside the judgments "
-                                      "file (or in its parent folder), as load_golden does")
-    strict: bool = cfg(False, help="fail when a table ends up empty (header-only, or every row rejected) or "
-                       "rejects more than max_reject_rate of its rows: outputs are written, "
-                       "then the run raises "
-                       "(CLI: one-line error, exit 2; the --strict flag exits 1 with the report instead)")
-    max_reject_rate: float = cfg(0.0, help="highest share of a table's rows that may be "
-                                           "rejected before it counts as a problem (0 = any reject); "
-                                           "an empty table is always a problem")
-    flag_examples: int = cfg(5, help="flagged catalog rows shown in validation.json (all are "
-                                     "in flags/catalog.csv)")
-
-    def __post_init__(self) -> None:
-        if not any(getattr(self, t) for t in TABLES):
-            raise ValueError(f"give at least one table to validate: {', '.join(TABLES)}")
-        if not 0.0 <= self.max_reject_rate <= 1.0:
-            raise ValueError(f"max_reject_rate must be in [0, 1], got {self.max_reject_rate}")
-        if self.flag_examples < 0:
-            raise ValueError(f"flag_examples must be >= 0, got {self.flag_examples}")
-        if self.out_dir is None:
-            self.out_dir = str(home() / "validate")
 
 
 def _storable(df: pd.DataFrame) -> pd.DataFrame:

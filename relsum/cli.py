@@ -35,8 +35,9 @@ def keys_epilog(config_cls: type) -> str:
 class StageParser(argparse.ArgumentParser):
     """A parser whose stage's config keys are listed only when its help is printed.
 
-    Building the epilog imports the stage's config module (pandas, and for some stages more); doing it
-    lazily keeps ``relsum --help``, argument errors and every other stage free of that import.
+    Building the epilog imports the stage's config module and builds its default config; doing it lazily
+    keeps ``relsum --help``, argument errors and every other stage free of even that. Config modules load
+    no pandas, numpy or torch (``tests/test_cli_imports.py``), so a stage's ``--help`` is fast too.
     """
 
     def __init__(self, *args, stage: Stage | None = None, **kwargs):

@@ -130,8 +130,9 @@ def show_evaluation(result: dict, config: Any, args: argparse.Namespace) -> int:
     return 0
 
 
-def show_training(result: dict, config: Any, args: argparse.Namespace) -> int:
-    return show_json({k: v for k, v in result.items() if k != "log_history"}, config, args)
+def show_training(result: Any, config: Any, args: argparse.Namespace) -> int:
+    """The :class:`relsum.pipelines.train.TrainResult` as JSON, without TRL's per-step log."""
+    return show_json(result.to_dict(), config, args)
 
 
 def show_summaries(manifest: dict, config: Any, args: argparse.Namespace) -> int:
@@ -202,7 +203,7 @@ def reward_model_flag() -> Flag:
 
 STAGES: tuple[Stage, ...] = (
     Stage("validate", "Check input tables against their contracts; write rejects with reasons.",
-          "relsum.pipelines.validate:ValidateConfig", "relsum.pipelines.validate:run", (
+          "relsum.pipelines.configs:ValidateConfig", "relsum.pipelines.validate:run", (
               Flag("--catalog", "catalog", TABLE_HELP),
               Flag("--search-log", "search_log", "Search-log pairs table."),
               Flag("--queries", "queries", "Golden queries table."),
@@ -213,13 +214,13 @@ STAGES: tuple[Stage, ...] = (
           ), show=show_validation),
     Stage("reward-model train", "Bootstrap a cross-encoder from the bundled MiniLM weights "
                                 "on graded judgments.",
-          "relsum.pipelines.reward_model:RewardModelStageConfig", "relsum.pipelines.reward_model:run", (
+          "relsum.pipelines.configs:RewardModelStageConfig", "relsum.pipelines.reward_model:run", (
               Flag("--train", "train_dir", "Golden-layout folder to train on."),
               Flag("--eval", "eval_dir", "Golden-layout folder with held-out queries."),
               out_flag("Output model folder."),
           ), show=show_reward_model),
     Stage("evaluate", "The paper's offline table: R@90P and NDCG@5 gains over title-only.",
-          "relsum.pipelines.evaluate:EvaluateConfig", "relsum.pipelines.evaluate:run", (
+          "relsum.pipelines.configs:EvaluateConfig", "relsum.pipelines.evaluate:run", (
               Flag("--golden", "golden", "Golden-layout folder (default: the bundled sample's golden set)."),
               reward_model_flag(),
               Flag("--summaries", "summaries", "A summaries candidate (columns product_id, "
@@ -228,14 +229,14 @@ STAGES: tuple[Stage, ...] = (
               out_flag(),
           ), show=show_evaluation),
     Stage("pairs", "Extract, score and filter training pairs from the search log.",
-          "relsum.pipelines.build_pairs:BuildPairsConfig", "relsum.pipelines.build_pairs:run", (
+          "relsum.pipelines.configs:BuildPairsConfig", "relsum.pipelines.build_pairs:run", (
               Flag("--search-log", "search_log", "Search-log pairs table."),
               Flag("--catalog", "catalog", "Catalog table."),
               reward_model_flag(),
               out_flag(),
           ), prepare=with_reward_model),
     Stage("train", "Train the LoRA summarizer with GRPO or DPO against the frozen scorer.",
-          "relsum.pipelines.train:TrainStageConfig", "relsum.pipelines.train:run", (
+          "relsum.pipelines.configs:TrainStageConfig", "relsum.pipelines.train:run", (
               Flag("--algo", "train.algo", "Training algorithm (train.algo).", {"choices": ["grpo", "dpo"]}),
           ), show=show_training),
     Stage("summarize", "Summarize every product (or, incrementally, the new and changed ones).",
@@ -251,7 +252,7 @@ STAGES: tuple[Stage, ...] = (
                                         "reruns are idempotent."),
           ), show=show_summaries, run_args=("partition",)),
     Stage("export-interleaving", "Write seeded team-draft interleaved lists (title-only vs title+summary).",
-          "relsum.pipelines.interleaving:ExportConfig", "relsum.pipelines.interleaving:run_export", (
+          "relsum.pipelines.configs:ExportConfig", "relsum.pipelines.interleaving:run_export", (
               Flag("--candidates", "candidates", "Candidate products per query "
                                                  "(query_id, query, product_id)."),
               Flag("--catalog", "catalog", "Catalog table (titles)."),
@@ -260,7 +261,7 @@ STAGES: tuple[Stage, ...] = (
               out_flag(),
           )),
     Stage("analyze-interleaving", "Wins, losses, ties, delta and sign test from logged events.",
-          "relsum.pipelines.interleaving:AnalyzeConfig", "relsum.pipelines.interleaving:run_analyze", (
+          "relsum.pipelines.configs:AnalyzeConfig", "relsum.pipelines.interleaving:run_analyze", (
               Flag("--export", "export", "interleaved.parquet from export-interleaving."),
               Flag("--events", "events", "Logged events table."),
               out_flag(),
@@ -278,12 +279,12 @@ STAGES: tuple[Stage, ...] = (
     Stage("scores prune", "Drop fingerprints not kept (or older than N days) and compact parts.",
           "relsum.pipelines.scores:PruneConfig", "relsum.pipelines.scores:prune"),
     Stage("label-ray", "Label pairs (r(q,t), r(q,[t;d]), gap, proxy label) on Ray Data; resumable.",
-          "relsum.scoring.ray_label:RayLabelConfig", "relsum.scoring.ray_label:run"),
+          "relsum.scoring.ray_label_config:RayLabelConfig", "relsum.scoring.ray_label:run"),
     Stage("ablate", "GRPO options ablation (paper, each option alone, all combined) on the bundled sample.",
-          "relsum.pipelines.ablate:AblateConfig", "relsum.pipelines.ablate:run", (out_flag(),),
+          "relsum.pipelines.configs:AblateConfig", "relsum.pipelines.ablate:run", (out_flag(),),
           show=show_key("markdown")),
     Stage("demo", "The whole pipeline on the bundled sample, end to end at tiny size.",
-          "relsum.pipelines.demo:DemoConfig", "relsum.pipelines.demo:run", (out_flag(),),
+          "relsum.pipelines.configs:DemoConfig", "relsum.pipelines.demo:run", (out_flag(),),
           show=show_key("report_text")),
 )
 

@@ -136,9 +136,15 @@ def _coerce(value: Any, tp: Any, name: str) -> Any:
     if tp is int:
         if isinstance(value, float) and not value.is_integer():
             raise ConfigError(f"{name}: {value!r} is not an integer")
-        return int(value)
+        try:
+            return int(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{name}: {value!r} is not an integer") from None
     if tp is float:
-        return float(value)
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{name}: {value!r} is not a number") from None
     if tp is str:
         return str(value)
     if tp is Path:

@@ -23,28 +23,14 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from relsum.config import cfg
+from relsum.gate_config import SummaryGateConfig
 
 logger = logging.getLogger(__name__)
-
-
-@dataclasses.dataclass
-class SummaryGateConfig:
-    margin: float = cfg(0.0, help="keep a summary when r(q,[t;s]) >= r(q,t) - margin (see rule)")
-    rule: Literal["mean", "all"] = cfg("mean", help="mean: per-product mean difference >= "
-                                                    "-margin; all: every query")
-    keep_unjudged: bool = cfg(False, help="keep summaries of products that have no held-out query")
-
-    def __post_init__(self) -> None:
-        if self.margin < 0:
-            raise ValueError("gate margin must be >= 0")
-        if self.rule not in ("mean", "all"):
-            raise ValueError("gate rule must be 'mean' or 'all'")
 
 
 @dataclasses.dataclass

@@ -37,14 +37,13 @@ import pandas as pd
 
 from relsum.data import contracts as dc
 from relsum.data.contracts import as_id
+from relsum.interleaving_events import KNOWN_EVENTS
 
 logger = logging.getLogger(__name__)
 
 CONTROL, VARIATION = "control", "variation"
 TEAMS = (CONTROL, VARIATION)
 NO_PREFERENCE = "no_preference"
-#: Event types in the online log; "impression" only registers that a list was shown.
-KNOWN_EVENTS = ("click", "add_to_cart", "impression")
 Outcome = Literal["control", "variation", "tie"]
 
 

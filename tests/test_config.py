@@ -47,6 +47,20 @@ def test_bad_type_is_reported():
         load_config(Outer, None, ["maybe=abc"])
 
 
+@dataclasses.dataclass
+class Plain:
+    count: int = cfg(1, help="a plain int")
+    ratio: float = cfg(0.5, help="a plain float")
+
+
+@pytest.mark.parametrize(("override", "message"), [("count=abc", "count: 'abc' is not an integer"),
+                                                   ("count=1.5", "count: 1.5 is not an integer"),
+                                                   ("ratio=half", "ratio: 'half' is not a number")])
+def test_unparseable_number_is_a_config_error_not_a_bare_value_error(override, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config(Plain, None, [override])
+
+
 def test_mutable_defaults_are_not_shared():
     a, b = Outer(), Outer()
     a.inner.names.append("z")

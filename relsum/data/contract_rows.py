@@ -21,11 +21,11 @@ from relsum.data.contract_types import (
     R_WRONG_TYPE,
     ContractError,
     ValidationResult,
-    as_id,
     id_type_problem,
     is_null_marker,
     text_type_problem,
 )
+from relsum.data.ids import as_id
 from relsum.data.io import READ_ERROR_COL
 from relsum.data.sanitize import clean_text, has_undecodable, is_missing
 
@@ -46,8 +46,12 @@ class RowChecks:
         bad_cols: list[list[str]] = [[] for _ in range(len(self.df))]
         for col in self.df.columns:
             if self.df[col].dtype == object or pd.api.types.is_string_dtype(self.df[col]):
-                for i in np.flatnonzero(self.df[col].map(has_undecodable).to_numpy(dtype=bool)):
-                    bad_cols[i].append(str(col))
+                values = self.df[col].tolist()
+                if not has_undecodable(values):  # the usual case, in one search for the whole column
+                    continue
+                for i, value in enumerate(values):
+                    if has_undecodable(value):
+                        bad_cols[i].append(str(col))
         for i, cols in enumerate(bad_cols):
             if cols:
                 self.problems[i].append((R_UNDECODABLE, ", ".join(cols)))

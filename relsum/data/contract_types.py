@@ -1,7 +1,9 @@
-"""The vocabulary of the data contracts: reason kinds, settings, errors, results, accepted value types.
+"""The vocabulary of the data contracts: reason kinds, errors, results, accepted value types.
 
 Defines the names the per-table validators in :mod:`relsum.data.contracts` speak in, so those read as
 checks only; every name here is re-exported from :mod:`relsum.data.contracts`, the import path to use.
+The settings (:mod:`relsum.data.contract_config`) and the id helpers (:mod:`relsum.data.ids`) live in
+modules without numpy and pandas, so stage configs can embed them cheaply.
 
 Accepted Python types per column kind (Parquet and JSONL keep their own types; CSV cells are text):
 
@@ -27,11 +29,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from relsum.config import cfg
-from relsum.data.sanitize import is_missing
 from relsum.errors import InputError
 
-PAPER_GRADE_MAP = {"4": 1.0, "3": 0.5, "2": 0.0, "1": 0.0, "0": 0.0}
 (R_READ, R_UNDECODABLE, R_MISSING_KEY, R_DUPLICATE, R_EMPTY_TITLE, R_EMPTY_QUERY, R_LABEL_NAN, R_LABEL_RANGE,
  R_MISSING_LABEL, R_TRAFFIC_NAN, R_TRAFFIC_NEG, R_MISSING_TRAFFIC, R_DATE, R_MISSING_GRADE, R_UNKNOWN_GRADE,
  R_UNKNOWN_PRODUCT, R_UNKNOWN_QUERY, R_DUP_JUDGMENT, R_CONFLICT_QUERY, R_TAIL_BOOL, R_MISSING_TIER,
@@ -53,33 +52,6 @@ class ContractError(InputError):
 
 
 @dataclasses.dataclass
-class ContractConfig:
-    """How strict the contracts are and how grades become labels."""
-
-    max_title_tokens: int = cfg(64, help="cap on cleaned title length, in whitespace-separated words")
-    max_text_tokens: int = cfg(256, help="cap on cleaned description, attributes and text, in words")
-    grade_map: dict[str, float] | None = cfg(
-        dict(PAPER_GRADE_MAP), help="judgment grade -> label in [0, 1] (keys matched as strings, "
-        "case-insensitively); None = take labels from the judgments' label column")
-    default_label: float | None = cfg(None, help="label for grades not in grade_map; None rejects them")
-    use_label_column: bool = cfg(False, help="take judgment labels from the label column, not grade_map")
-    tail_fraction: float = cfg(1 / 3, help="share of queries, rarest by traffic, that count as tail")
-
-    def __post_init__(self) -> None:
-        if self.max_title_tokens < 1 or self.max_text_tokens < 1:
-            raise ValueError("max_title_tokens and max_text_tokens must be >= 1")
-        if not 0 < self.tail_fraction < 1:
-            raise ValueError(f"tail_fraction must be in (0, 1), got {self.tail_fraction}")
-        if self.grade_map is not None:
-            self.grade_map = {grade_key(k): float(v) for k, v in self.grade_map.items()}
-            bad = {k: v for k, v in self.grade_map.items() if not 0.0 <= v <= 1.0}
-            if bad:
-                raise ValueError(f"grade_map labels must be in [0, 1]: {bad}")
-        if self.default_label is not None and not 0.0 <= self.default_label <= 1.0:
-            raise ValueError(f"default_label must be in [0, 1], got {self.default_label}")
-
-
-@dataclasses.dataclass
 class ValidationResult:
     """Valid rows (cleaned) and rejects (original values + ``row_number`` + ``reason``) of one table."""
 
@@ -93,18 +65,6 @@ class ValidationResult:
         """Rows in / valid / rejected and reject counts by reason kind (a row may have several)."""
         return {"table": self.table, "rows_in": self.rows_in, "valid": len(self.valid),
                 "rejected": len(self.rejects), "reasons": dict(sorted(self.reason_counts.items()))}
-
-
-def as_id(value: Any) -> str | None:
-    """An id as a stripped string (ints and whole floats without ``.0``); missing or blank -> None."""
-    if is_missing(value):
-        return None
-    if isinstance(value, int | np.integer) and not isinstance(value, bool):
-        return str(int(value))
-    if isinstance(value, float | np.floating):
-        return str(int(value)) if float(value).is_integer() else repr(float(value))
-    text = str(value).strip()
-    return text or None
 
 
 def is_null_marker(value: Any) -> bool:
@@ -147,22 +107,20 @@ def attribute_type_problem(value: Any) -> str | None:
 
 
 def _nested_bytes(value: Any) -> str | None:
+    """The first ``bytes`` anywhere in ``value`` (dict keys and values in order), shown; None if none."""
+    if isinstance(value, str):
+        return None
     if isinstance(value, bytes | bytearray):
         return _shown(value)
     if isinstance(value, dict):
-        return next((p for kv in value.items() for v in kv for p in [_nested_bytes(v)] if p), None)
-    if isinstance(value, list | tuple):
-        return next((p for v in value for p in [_nested_bytes(v)] if p), None)
-    return None
-
-
-def grade_key(value: Any) -> str | None:
-    """A grade as a lookup string: ``3``, ``3.0`` and ``" 3 "`` -> ``"3"``; text stays text."""
-    key = as_id(value)
-    if key is None:
+        parts: Any = [part for item in value.items() for part in item]
+    elif isinstance(value, list | tuple):
+        parts = value
+    else:
         return None
-    try:
-        number = float(key)
-    except ValueError:
-        return key
-    return str(int(number)) if number.is_integer() else key
+    for part in parts:
+        if not isinstance(part, str):  # text is the common case: no call for it
+            problem = _nested_bytes(part)
+            if problem:
+                return problem
+    return None

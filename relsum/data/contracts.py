@@ -42,9 +42,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from relsum.data.contract_config import PAPER_GRADE_MAP, ContractConfig
 from relsum.data.contract_rows import RowChecks
 from relsum.data.contract_types import (
-    PAPER_GRADE_MAP,
     R_CONFLICT_QUERY,
     R_DATE,
     R_DUP_JUDGMENT,
@@ -67,21 +67,20 @@ from relsum.data.contract_types import (
     R_UNKNOWN_PRODUCT,
     R_UNKNOWN_QUERY,
     R_WRONG_TYPE,
-    ContractConfig,
     ContractError,
     ValidationResult,
-    as_id,
     attribute_type_problem,
-    grade_key,
     is_null_marker,
     text_type_problem,
 )
+from relsum.data.ids import as_id, grade_key
 from relsum.data.sanitize import clean_text, content_hash, is_missing, render_attributes
 
 logger = logging.getLogger(__name__)
 
-# The vocabulary (reason kinds, config, error, result, id helpers) lives in relsum.data.contract_types and
-# the row-problem collector in relsum.data.contract_rows; this module stays the import path to use.
+# The vocabulary (reason kinds, error, result) lives in relsum.data.contract_types, the config and id helpers
+# in relsum.data.contract_config / relsum.data.ids (no pandas, for stage configs) and the row-problem
+# collector in relsum.data.contract_rows; this module stays the import path to use.
 __all__ = [
     "PAPER_GRADE_MAP", "R_CONFLICT_QUERY", "R_DATE", "R_DUPLICATE", "R_DUP_JUDGMENT", "R_EMPTY_QUERY",
     "R_EMPTY_TITLE", "R_LABEL_NAN", "R_LABEL_RANGE", "R_MISSING_GRADE", "R_MISSING_KEY", "R_MISSING_LABEL",

@@ -28,7 +28,6 @@ are a tripwire for a human to look at, not a security boundary.
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import html
 import json
@@ -66,31 +65,47 @@ INJECTION_PATTERNS: dict[str, re.Pattern[str]] = {name: re.compile(rx, re.IGNORE
 }.items()}
 
 
-@functools.cache
-def _invisible_re() -> re.Pattern[str]:
-    """One character class of every control, format and surrogate code point (built once, ~0.3 s)."""
-    points = [c for c in range(sys.maxunicode + 1) if unicodedata.category(chr(c)) in _DROP_CATEGORIES]
-    ranges, start, prev = [], points[0], points[0]
-    for c in [*points[1:], -1]:
-        if c != prev + 1:
-            ranges.append(f"\\U{start:08x}" + (f"-\\U{prev:08x}" if prev > start else ""))
-            start = c
-        prev = c
-    return re.compile("[" + "".join(ranges) + "]")
+#: Words every match of a pattern contains, compared with ASCII text lowercased: a pattern runs only on text
+#: holding one of them (ASCII text only: IGNORECASE also folds a few non-ASCII letters, such as the dotless
+#: i, onto ASCII ones, so other text always runs every pattern). About 10x cheaper on catalog text.
+INJECTION_HINTS: dict[str, tuple[str, ...]] = {
+    "ignore instructions": ("ignore", "disregard", "forget", "override", "bypass"),
+    "role change": ("you are now", "from now on", "pretend ", "act as"),
+    "system prompt": ("system prompt", "system message", "developer mode", "jailbreak", "prompt injection"),
+    "chat markup": ("<|", "[inst]", "[/inst]", "<<", "##"),
+    "summary directive": ("summar",),
+}
+
+
+class InvisibleTable(dict):
+    """A ``str.translate`` table that deletes control, format and surrogate characters (``Cc``/``Cf``/``Cs``).
+
+    Filled lazily, one entry per code point first seen, so cleaning costs nothing up front (a regex class
+    of all such code points took ~0.3 s to build, most of ``relsum validate``'s cleaning time on the
+    sample); ``__missing__`` answers ``None`` (delete) or the code point itself (keep).
+    """
+
+    def __missing__(self, point: int) -> int | None:
+        kept = None if unicodedata.category(chr(point)) in _DROP_CATEGORIES else point
+        self[point] = kept
+        return kept
+
+
+_INVISIBLE = InvisibleTable()
 
 
 def is_missing(value: Any) -> bool:
     """None, NaN and pandas' NA/NaT count as missing; empty strings do not (they are empty text)."""
     if value is None:
         return True
+    if isinstance(value, str):  # the common case, first
+        return False
     if isinstance(value, float):
         return math.isnan(value)
-    try:
-        import pandas as pd
-
-        return value is pd.NA or value is pd.NaT
-    except ImportError:  # pragma: no cover
-        return False
+    # pd.NA and pd.NaT exist only once pandas is loaded; looking it up (not importing it) keeps this module,
+    # and the stage configs that normalise ids with it, free of pandas.
+    pd = sys.modules.get("pandas")
+    return pd is not None and (value is pd.NA or value is pd.NaT)
 
 
 def _strip_markup(text: str) -> str:
@@ -108,8 +123,9 @@ def clean_text(raw: Any, max_tokens: int | None = None) -> str:
     text = _strip_markup(text)
     text = _strip_markup(html.unescape(text))
     text = unicodedata.normalize("NFKC", text)
-    text = text.translate(_CONTROL_SPACES)
-    text = text.translate(_ASCII_CONTROLS) if text.isascii() else _invisible_re().sub("", text)
+    if not text.isprintable():  # printable text has no control, format or surrogate character to remove
+        text = text.translate(_CONTROL_SPACES)
+        text = text.translate(_ASCII_CONTROLS if text.isascii() else _INVISIBLE)
     tokens = text.split()
     if max_tokens is not None and len(tokens) > max_tokens:
         tokens = tokens[:max_tokens]
@@ -135,8 +151,7 @@ def render_attributes(value: Any) -> str:
                 return render_attributes(parsed)
         return value
     if isinstance(value, dict):
-        return ATTRIBUTE_SEPARATOR.join(
-            f"{k}: {'' if is_missing(v) else v}" for k, v in value.items() if not is_missing(v))
+        return ATTRIBUTE_SEPARATOR.join(f"{k}: {v}" for k, v in value.items() if not is_missing(v))
     if hasattr(value, "tolist"):  # numpy arrays from Parquet lists
         value = value.tolist()
     if isinstance(value, list | tuple):
@@ -154,7 +169,9 @@ def find_injections(text: Any) -> list[tuple[str, str]]:
     """(pattern name, matched words) of every :data:`INJECTION_PATTERNS` hit in ``text``; missing -> []."""
     if is_missing(text) or not isinstance(text, str):
         return []
-    return [(name, m.group(0)) for name, rx in INJECTION_PATTERNS.items() if (m := rx.search(text))]
+    low = text.lower() if text.isascii() else None
+    return [(name, m.group(0)) for name, rx in INJECTION_PATTERNS.items()
+            if (low is None or any(hint in low for hint in INJECTION_HINTS[name])) and (m := rx.search(text))]
 
 
 def has_undecodable(value: Any) -> bool:
@@ -162,7 +179,12 @@ def has_undecodable(value: Any) -> bool:
     if isinstance(value, str):
         return _UNDECODABLE.search(value) is not None
     if isinstance(value, dict):
-        return any(has_undecodable(k) or has_undecodable(v) for k, v in value.items())
-    if isinstance(value, list | tuple):
-        return any(has_undecodable(v) for v in value)
-    return False
+        parts = [part for item in value.items() for part in item]
+    elif isinstance(value, list | tuple):
+        parts = list(value)
+    else:
+        return False
+    texts = [part for part in parts if isinstance(part, str)]
+    if texts and _UNDECODABLE.search("\n".join(texts)):  # one search for all: the pattern is one character
+        return True
+    return any(has_undecodable(part) for part in parts if not isinstance(part, str))

@@ -11,7 +11,7 @@ import dataclasses
 from typing import Literal
 
 from relsum.config import cfg
-from relsum.data.contracts import ContractConfig
+from relsum.data.contract_config import ContractConfig
 from relsum.paths import home
 
 

@@ -14,7 +14,6 @@ import logging
 from typing import Any, Literal
 
 from relsum.config import cfg
-from relsum.training.options import OptionsConfig
 
 logger = logging.getLogger(__name__)
 
@@ -224,6 +223,39 @@ class DPOStageConfig:
         kwargs.update({"beta": self.beta, "max_length": max_length})
         kwargs.update(self.extra)
         return DPOConfig(**kwargs)
+
+
+@dataclasses.dataclass
+class OptionsConfig:
+    product_reward: bool = cfg(False, help="one prompt per product, rewarded on the mean over "
+                                           "its training queries")
+    product_max_queries: int = cfg(0, help="product_reward: use at most this many queries per product "
+                                           "(seeded sample; 0 = all)")
+    group_filter: bool = cfg(False, help="zero the advantages of groups whose reward std < group_min_std")
+    group_min_std: float = cfg(1e-3, help="group_filter: std threshold (TRL's sample std) below which "
+                                          "a group is degenerate")
+    top_entropy_quantile: float = cfg(1.0, help="TRL top_entropy_quantile: train on this top fraction of "
+                                                "tokens by entropy (1.0 = all, paper)")
+    variance_credit: float = cfg(0.0, help="alpha in [0, 1]: weight tokens by cross-rollout "
+                                           "disagreement (0 = off)")
+    grounding_weight: float = cfg(0.0, help="subtract weight * (fraction of summary content tokens not in "
+                                            "title + text) from the reward")
+
+    def __post_init__(self) -> None:
+        if self.product_max_queries < 0:
+            raise ValueError("options.product_max_queries must be >= 0")
+        if self.group_min_std < 0:
+            raise ValueError("options.group_min_std must be >= 0")
+        if not 0.0 <= self.top_entropy_quantile <= 1.0:
+            raise ValueError("options.top_entropy_quantile must be in [0, 1]")
+        if not 0.0 <= self.variance_credit <= 1.0:
+            raise ValueError("options.variance_credit must be in [0, 1]")
+        if self.grounding_weight < 0:
+            raise ValueError("options.grounding_weight must be >= 0")
+
+    def reward_options_on(self) -> bool:
+        """True when the reward function differs from the paper's pair-level RelevanceReward."""
+        return self.product_reward or self.group_filter or self.grounding_weight > 0
 
 
 @dataclasses.dataclass
