@@ -49,6 +49,12 @@ def heldout_lines(heldout: dict, algo: str) -> list[str]:
                          f"{s['score_reference']:.4f}   {algo} {s['score_trained']:.4f}   "
                          f"shift {s['shift']:+.4f} "
                          f"[{s['shift_ci95'][0]:+.4f}, {s['shift_ci95'][1]:+.4f}]")
+    if "groundedness_diff" in heldout:
+        lo, hi = heldout["groundedness_diff_ci95"]
+        lines.append(f"  groundedness of greedy summaries (share of content tokens in the product text): "
+                     f"reference {heldout['groundedness_reference']:.3f}   {algo} "
+                     f"{heldout['groundedness_trained']:.3f}   "
+                     f"difference {heldout['groundedness_diff']:+.3f} [{lo:+.3f}, {hi:+.3f}]")
     return lines
 
 

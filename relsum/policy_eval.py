@@ -120,12 +120,37 @@ def label_shifts(pairs: pd.DataFrame, reference: np.ndarray, trained: np.ndarray
     return rows
 
 
+def groundedness_shift(pairs: pd.DataFrame, reference: pd.Series, trained: pd.Series, n_boot: int = 1000,
+                       seed: int = 0) -> dict:
+    """Per product, the share of summary content tokens found in its title + text, for both policies' greedy
+    summaries, and the paired difference (trained - reference) with a 95% bootstrap CI over products.
+
+    Why: -|r - l| does not punish invented attributes; this is the held-out (train-split, never golden)
+    evidence for whether a policy needs the grounding penalty (``train.options.grounding_weight``).
+    """
+    from relsum.training.grounding import groundedness
+
+    products = pairs.drop_duplicates("product_id")
+    ids = products["product_id"].to_numpy()
+    titles, texts = products["title"].tolist(), products["text"].tolist()
+
+    def shares(summaries: pd.Series) -> np.ndarray:
+        return np.array([groundedness(s, t, x) for s, t, x in
+                         zip(pd.Series(ids).map(summaries).fillna("").tolist(), titles, texts, strict=True)])
+
+    g_ref, g_new = shares(reference), shares(trained)
+    mean, lo, hi = paired_product_bootstrap(ids, g_new - g_ref, n_boot=n_boot, seed=seed)
+    return {"groundedness_reference": float(g_ref.mean()), "groundedness_trained": float(g_new.mean()),
+            "groundedness_diff": mean, "groundedness_diff_ci95": [lo, hi]}
+
+
 def compare_policies(pairs: pd.DataFrame, reference: pd.Series, trained: pd.Series, scorer,
                      n_boot: int = 1000, seed: int = 0, reference_samples: list[pd.Series] | None = None,
                      trained_samples: list[pd.Series] | None = None) -> dict:
     """Mean held-out reward of both policies and the paired difference with its CI, plus per-label shifts.
 
-    Greedy summaries give the ``reward_*`` keys and ``label_shifts``; sampled ones (both lists, same
+    Greedy summaries give the ``reward_*`` keys, ``label_shifts`` and (when ``pairs`` has a ``text``
+    column) the ``groundedness_*`` keys of :func:`groundedness_shift`; sampled ones (both lists, same
     length) add ``sampled_reward_*`` keys, ``sampled_label_shifts`` and ``sampled_k``.
     """
     from relsum.training.rewards import rewards_from_scores
@@ -143,6 +168,8 @@ def compare_policies(pairs: pd.DataFrame, reference: pd.Series, trained: pd.Seri
         "trained_better_pairs": int((diff > 0).sum()), "trained_worse_pairs": int((diff < 0).sum()),
         "label_shifts": label_shifts(pairs, s_ref, s_new, n_boot=n_boot, seed=seed),
     }
+    if "text" in pairs.columns:
+        out.update(groundedness_shift(pairs, reference, trained, n_boot=n_boot, seed=seed))
     if reference_samples and trained_samples:
         if len(reference_samples) != len(trained_samples):
             raise ValueError("reference and trained need the same number of sampled summaries")

@@ -59,3 +59,17 @@ def test_compare_policies_reports_greedy_and_sampled(heldout, scorer, tiny_polic
     with pytest.raises(ValueError, match="same number"):
         compare_policies(heldout, greedy, greedy, scorer, reference_samples=samples,
                          trained_samples=samples[:2])
+
+
+def test_groundedness_shift_counts_invented_tokens_per_product(heldout):
+    from relsum.policy_eval import groundedness_shift
+
+    products = heldout.drop_duplicates("product_id")
+    copied = pd.Series(products["title"].to_numpy(), index=products["product_id"].to_numpy())
+    invented = pd.Series("zxqv frobnicator", index=products["product_id"].to_numpy())
+    out = groundedness_shift(heldout, copied, invented, n_boot=50)
+    assert out["groundedness_reference"] == pytest.approx(1.0)
+    assert out["groundedness_trained"] == pytest.approx(0.0)
+    assert out["groundedness_diff"] == pytest.approx(-1.0)
+    assert out["groundedness_diff_ci95"] == pytest.approx([-1.0, -1.0])
+    assert groundedness_shift(heldout, copied, copied)["groundedness_diff"] == 0.0
