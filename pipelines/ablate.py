@@ -186,13 +186,13 @@ def run(config: AblateConfig, scorer: RelevanceScorer | None = None) -> dict:
             n_boot=config.n_boot, seed=base.seed,
             min_summary_coverage=0.0 if config.max_eval_products else 0.95),  # a sample on purpose
             scorer=scorer, extra_sections=sections)
-        metrics = evaluation["metrics"]
+        metrics = evaluation.metrics
         markdown = _markdown(rows, metrics, config) + "\n## Groundedness\n\n" + sections["Groundedness"] + \
             "\n\n## Deployment gate\n\n" + sections["Deployment gate"] + "\n"
         with atomic_path(out / "ablation.md") as tmp:
             tmp.write_text(markdown, encoding="utf-8")
         summary = to_jsonable({"variants": rows, "evaluation": {k: metrics[k] for k in ("config", "subsets")},
-                               "paths": {"markdown": str(out / "ablation.md"), **evaluation["paths"]}})
+                               "paths": {"markdown": str(out / "ablation.md"), **evaluation.paths.to_dict()}})
         write_json_atomic(summary, out / "ablation.json")
         if parent is not None:
             for cand, vals in metrics["subsets"]["full"]["candidates"].items():

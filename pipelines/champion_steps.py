@@ -98,4 +98,4 @@ def export(config: DagConfig, key: str, prepared: dict) -> dict:
                       reward_model=reward_model_dir(config), out_dir=str(out), seed=xc.seed, length=xc.length,
                       experiment_id=f"{xc.experiment_id}-v{prepared['model_version']}")
     fp = fingerprint(to_dict(ec), file_sha(prepared["candidates"]), file_sha(prepared["summaries"]))
-    return run_once(out, fp, lambda: run_export(ec, scorer=dag_scorer(config))["paths"])
+    return run_once(out, fp, lambda: run_export(ec, scorer=dag_scorer(config)).paths.to_dict())

@@ -20,7 +20,13 @@ import time
 from pathlib import Path
 
 from relsum.pipelines.configs import DemoConfig
-from relsum.pipelines.demo_report import golden_subset, heldout_lines, log_demo_evaluation, seed_runs
+from relsum.pipelines.demo_report import (
+    golden_subset,
+    heldout_lines,
+    log_demo_evaluation,
+    pooled_seed_lines,
+    seed_runs,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -110,8 +116,9 @@ def run(config: DemoConfig) -> dict:
     lines = [
         f"relsum demo: bundled Chorus/Icecat sample, {_policy_name(tc.policy.model_dir)} policy, "
         f"reward model {Path(reward_model).name}", subset_note, "",
-        evaluation["table"], "",
+        evaluation.table, "",
         *(line for name, r in runs.items() for line in [*heldout_lines(r.heldout, name), ""]),
+        *pooled_seed_lines({n: r.heldout for n, r in runs.items()}), *([""] if len(runs) > 1 else []),
         "Groundedness on the golden products (share of summary content tokens found in title + description; "
         "numbers: share of number tokens found):",
         *(f"  {name:<8} {g['groundedness']:.3f} [{g['ci_low']:.3f}, {g['ci_high']:.3f}]   numbers "
@@ -121,14 +128,14 @@ def run(config: DemoConfig) -> dict:
         *(f"{name}: MLflow run {r.mlflow_run_id} model version {r.model_version} adapter "
           f"{r.adapter_dir}" for name, r in runs.items()),
         f"policy {policy_dir}",
-        f"report: {evaluation['paths'].get('html')}",
+        f"report: {evaluation.paths.html}",
         f"timings (s): {json.dumps(timings)}  total {sum(timings.values()):.0f}",
     ]
     paths = {"policy_dir": policy_dir, "adapter_dir": trained.adapter_dir, "summaries": summaries,
              "adapters": {name: r.adapter_dir for name, r in runs.items()},
-             "golden": golden_dir, "report": evaluation["paths"].get("html"), "reward_model": reward_model}
+             "golden": golden_dir, "report": evaluation.paths.html, "reward_model": reward_model}
     result = {"validation": validation, "pairs": pairs.to_dict(), "train": trained.to_dict(),
-              "evaluation": evaluation["metrics"],
+              "evaluation": evaluation.metrics,
               "seeds": {name: r.to_dict() for name, r in runs.items()},
               "groundedness": grounded, "timings": timings, "paths": paths, "golden_subset": subset_note,
               "report_text": "\n".join(lines)}

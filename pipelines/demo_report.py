@@ -7,10 +7,14 @@ from __future__ import annotations
 import logging
 import math
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
 from relsum.metric_names import groundedness_key, heldout_key
+
+if TYPE_CHECKING:
+    from relsum.pipelines.evaluate import EvaluationResult
 
 logger = logging.getLogger(__name__)
 
@@ -55,6 +59,36 @@ def heldout_lines(heldout: dict, algo: str) -> list[str]:
                      f"reference {heldout['groundedness_reference']:.3f}   {algo} "
                      f"{heldout['groundedness_trained']:.3f}   "
                      f"difference {heldout['groundedness_diff']:+.3f} [{lo:+.3f}, {hi:+.3f}]")
+    return lines
+
+
+def pooled_seed_lines(heldouts: dict[str, dict]) -> list[str]:
+    """Across training seeds: the mean of the per-seed held-out reward differences with a 95% CI.
+
+    Each seed has its own held-out products and its own paired-bootstrap CI; the seeds are independent, so
+    the mean's standard error is sqrt(sum se_i^2) / n with se_i = (hi_i - lo_i) / (2 * 1.96) (a normal
+    approximation of each seed's bootstrap interval). This is the figure that does not hang on one seed's
+    numerics; the per-seed lines above show how much the seeds disagree. Empty for fewer than two seeds.
+    """
+    if len(heldouts) < 2:
+        return []
+    lines = [f"Pooled over {len(heldouts)} seeds (mean of per-seed differences; 95% CI from the per-seed "
+             "CIs, normal approximation):"]
+    for label, sampled in (("expected reward (sampled)", True), ("greedy summary (deployed)", False)):
+        diffs, ses = [], []
+        for h in heldouts.values():
+            ci = h.get(heldout_key("reward_diff", sampled, ci=True))
+            if ci is None:
+                break
+            diffs.append(h[heldout_key("reward_diff", sampled)])
+            ses.append((ci[1] - ci[0]) / (2 * 1.96))
+        else:
+            mean = sum(diffs) / len(diffs)
+            se = sum(x * x for x in ses) ** 0.5 / len(ses)
+            positive = sum(d > 0 for d in diffs)
+            lo, hi = mean - 1.96 * se, mean + 1.96 * se
+            lines.append(f"  {label:<26} difference {mean:+.4f} [{lo:+.4f}, {hi:+.4f}]"
+                         f"   ({positive} of {len(diffs)} seeds above zero)")
     return lines
 
 
@@ -107,7 +141,8 @@ def _finite(values: dict) -> dict[str, float]:
     return {k: float(v) for k, v in values.items() if v is not None and math.isfinite(float(v))}
 
 
-def log_demo_evaluation(tracking, run_id: str, evaluation: dict, algo: str, grounded: dict) -> None:
+def log_demo_evaluation(tracking, run_id: str, evaluation: EvaluationResult, algo: str,
+                        grounded: dict) -> None:
     """Log the evaluation on the training run, in :mod:`relsum.registry`'s scheme, so ``relsum compare``
     reads it.
 
@@ -122,13 +157,13 @@ def log_demo_evaluation(tracking, run_id: str, evaluation: dict, algo: str, grou
     from relsum import registry
     from relsum.registry import client
 
-    metrics = copy.deepcopy(evaluation["metrics"])
+    metrics = copy.deepcopy(evaluation.metrics)
     for sub in metrics["subsets"].values():
         sub["candidates"]["challenger"] = sub["candidates"].pop(algo)
     metrics["config"]["candidates"] = ["challenger" if c == algo else c
                                        for c in metrics["config"]["candidates"]]
-    artifacts = [p for k, p in evaluation["paths"].items() if k in ("md", "html", "metrics")
-                 and Path(p).is_file()]
+    files = evaluation.paths
+    artifacts = [p for p in (files.metrics, files.md, files.html) if Path(p).is_file()]
     registry.log_evaluation(tracking, run_id, metrics, None, artifacts)
     flat = {}
     for name, g in grounded.items():

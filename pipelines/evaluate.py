@@ -12,8 +12,11 @@ title only, so ids that do not match (other case, another catalog) would report 
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -22,6 +25,48 @@ from relsum.pipelines.configs import EvaluateConfig
 from relsum.scoring.protocol import RelevanceScorer
 
 logger = logging.getLogger(__name__)
+
+
+# kw_only: the fields keep the order the files were listed in before (win_loss, optional, is not last)
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class EvaluationPaths:
+    """The files one evaluation writes under ``out_dir`` (``win_loss`` is ``None`` when no per-query
+    win/loss plot was drawn)."""
+
+    scores: str
+    metrics: str
+    pr_curves: str
+    win_loss: str | None = None
+    md: str
+    html: str
+
+    @classmethod
+    def under(cls, out: Path, report: Mapping[str, Path]) -> EvaluationPaths:
+        """The paths of ``scores.parquet``, ``metrics.json`` and the files :func:`write_report` returned."""
+        return cls(scores=str(out / "scores.parquet"), metrics=str(out / "metrics.json"),
+                   **{k: str(v) for k, v in report.items()})
+
+    def to_dict(self) -> dict[str, str]:
+        """Kind -> path of the files written; a file not written is left out."""
+        return {k: v for k, v in dataclasses.asdict(self).items() if v is not None}
+
+
+@dataclasses.dataclass(frozen=True)
+class EvaluationResult:
+    """What :func:`run` returns: the metrics (``metrics.json``'s content), the printed gains table and
+    the files."""
+
+    #: Keys from :mod:`relsum.metric_names` (``subsets``, ``config``, ...) plus ``summary_coverage``,
+    #: ``golden_rejects`` and ``scorer_fingerprint``; JSON-ready (``None`` for undefined values).
+    metrics: dict[str, Any]
+    table: str
+    paths: EvaluationPaths
+
+    def to_dict(self) -> dict[str, Any]:
+        out = dataclasses.asdict(self)
+        out["paths"] = self.paths.to_dict()
+        return out
+
 
 def load_summaries(path: str) -> pd.Series:
     """product_id -> summary, ids stripped as the contracts strip them; bad files raise InputError.
@@ -153,7 +198,8 @@ def score_candidates(golden, summaries: dict[str, pd.Series],
 
 
 def run(config: EvaluateConfig, scorer: RelevanceScorer | None = None,
-        extra_sections: dict[str, str] | None = None) -> dict:
+        extra_sections: dict[str, str] | None = None) -> EvaluationResult:
+    """Score the golden set under every candidate, write the scores, metrics and report."""
     from relsum.data.golden import load_golden
     from relsum.data.io import write_json_atomic, write_parquet_atomic
     from relsum.evaluation.offline import compute_offline_metrics, format_table, to_jsonable
@@ -186,6 +232,5 @@ def run(config: EvaluateConfig, scorer: RelevanceScorer | None = None,
     write_parquet_atomic(scores, out / "scores.parquet")
     write_json_atomic(metrics, out / "metrics.json")
     report = write_report(metrics, scores, out, extra_sections=extra_sections)
-    table = format_table(metrics)
-    return {"metrics": metrics, "table": table, "paths": {"scores": str(out / "scores.parquet"),
-            "metrics": str(out / "metrics.json"), **{k: str(v) for k, v in report.items()}}}
+    return EvaluationResult(metrics=metrics, table=format_table(metrics),
+                            paths=EvaluationPaths.under(out, report))

@@ -9,6 +9,7 @@ Conventions (credit, ties, no-preference impressions) are in :mod:`relsum.interl
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from collections import Counter
@@ -29,6 +30,68 @@ logger = logging.getLogger(__name__)
 
 EXPORT_COLUMNS = ["experiment_id", "query_id", "query", "position", "product_id", "team",
                   "control_rank", "variation_rank"]
+
+
+@dataclasses.dataclass(frozen=True)
+class ExportPaths:
+    """The files one export writes (all in ``out_dir``)."""
+
+    parquet: str
+    jsonl: str
+    rejects: str
+    manifest: str
+
+    @classmethod
+    def under(cls, out: Path) -> ExportPaths:
+        return cls(parquet=str(out / "interleaved.parquet"), jsonl=str(out / "interleaved.jsonl"),
+                   rejects=str(out / "rejects.csv"), manifest=str(out / "export_manifest.json"))
+
+    def to_dict(self) -> dict[str, str]:
+        return dataclasses.asdict(self)
+
+
+@dataclasses.dataclass(frozen=True)
+class ExportResult:
+    """What :func:`run_export` returns: ``export_manifest.json``'s content and the files."""
+
+    manifest: dict[str, Any]
+    paths: ExportPaths
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclasses.dataclass(frozen=True)
+class AnalyzePaths:
+    """The files one analysis writes (all in ``out_dir``)."""
+
+    results: str
+    per_query: str
+    impressions: str
+    rejects: str
+    plot: str
+    report: str
+
+    @classmethod
+    def under(cls, out: Path) -> AnalyzePaths:
+        return cls(results=str(out / "interleaving_results.json"), per_query=str(out / "per_query.csv"),
+                   impressions=str(out / "impressions.parquet"), rejects=str(out / "rejects.csv"),
+                   plot=str(out / "interleaving.png"), report=str(out / "interleaving_report.md"))
+
+    def to_dict(self) -> dict[str, str]:
+        return dataclasses.asdict(self)
+
+
+@dataclasses.dataclass(frozen=True)
+class AnalyzeResult:
+    """What :func:`run_analyze` returns: ``interleaving_results.json``'s content (``overall``, ``verdict``,
+    event counts, conventions) and the files."""
+
+    results: dict[str, Any]
+    paths: AnalyzePaths
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
 
 
 def _require(name: str, df: pd.DataFrame, columns: list[str]) -> None:
@@ -87,7 +150,7 @@ def _validate_candidates(cands: pd.DataFrame, titles: pd.Series,
     return valid, il.rejects_frame(cands, reasons)
 
 
-def run_export(config: ExportConfig, scorer: RelevanceScorer | None = None) -> dict[str, Any]:
+def run_export(config: ExportConfig, scorer: RelevanceScorer | None = None) -> ExportResult:
     """Write one interleaved list per query (Parquet + JSONL), ``rejects.csv`` and
     ``export_manifest.json``."""
     from relsum.scoring.factory import make_scorer
@@ -134,12 +197,11 @@ def run_export(config: ExportConfig, scorer: RelevanceScorer | None = None) -> d
 
     out = Path(config.out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    paths = {"parquet": out / "interleaved.parquet", "jsonl": out / "interleaved.jsonl",
-             "rejects": out / "rejects.csv", "manifest": out / "export_manifest.json"}
-    rio.write_parquet_atomic(frame, paths["parquet"])
-    with rio.atomic_path(paths["jsonl"]) as tmp:
+    paths = ExportPaths.under(out)
+    rio.write_parquet_atomic(frame, Path(paths.parquet))
+    with rio.atomic_path(Path(paths.jsonl)) as tmp:
         tmp.write_text("".join(json.dumps(obj, ensure_ascii=False) + "\n" for obj in lists), encoding="utf-8")
-    rio.write_csv_atomic(rejects, paths["rejects"])
+    rio.write_csv_atomic(rejects, Path(paths.rejects))
     manifest = {
         "experiment_id": config.experiment_id, "seed": config.seed, "length": config.length,
         "inputs": {"candidates": config.candidates, "catalog": config.catalog, "summaries": config.summaries},
@@ -157,9 +219,9 @@ def run_export(config: ExportConfig, scorer: RelevanceScorer | None = None) -> d
     if manifest["products_without_summary"]:
         logger.warning("%d products have no summary; their variation score uses the title only",
                        manifest["products_without_summary"])
-    rio.write_json_atomic(manifest, paths["manifest"])
+    rio.write_json_atomic(manifest, Path(paths.manifest))
     logger.info("exported %d interleaved lists (%d items) to %s", len(lists), len(frame), out)
-    return {"manifest": manifest, "paths": {k: str(v) for k, v in paths.items()}}
+    return ExportResult(manifest, paths)
 
 
 
@@ -167,7 +229,7 @@ def _clean(value: Any) -> Any:
     return None if isinstance(value, float) and value != value else value
 
 
-def run_analyze(config: AnalyzeConfig) -> dict[str, Any]:
+def run_analyze(config: AnalyzeConfig) -> AnalyzeResult:
     """Outcome per impression, wins/losses/ties per query and overall, Δ and sign test; results + plot +
     report."""
 
@@ -220,16 +282,14 @@ def run_analyze(config: AnalyzeConfig) -> dict[str, Any]:
                        "two-sided sign test."}
     out = Path(config.out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    paths = {"results": out / "interleaving_results.json", "per_query": out / "per_query.csv",
-             "impressions": out / "impressions.parquet", "rejects": out / "rejects.csv",
-             "plot": out / "interleaving.png", "report": out / "interleaving_report.md"}
-    rio.write_json_atomic(results, paths["results"])
-    rio.write_csv_atomic(per_query, paths["per_query"])
-    rio.write_parquet_atomic(imp, paths["impressions"])
-    rio.write_csv_atomic(rejects, paths["rejects"])
+    paths = AnalyzePaths.under(out)
+    rio.write_json_atomic(results, Path(paths.results))
+    rio.write_csv_atomic(per_query, Path(paths.per_query))
+    rio.write_parquet_atomic(imp, Path(paths.impressions))
+    rio.write_csv_atomic(rejects, Path(paths.rejects))
     title = (f"{experiment}: Δ = {delta:+.3f} (variation vs control), sign test p = {p:.3g}, "
              f"{overall['wins']}W / {overall['losses']}L / {overall['ties']}T")
-    plot_wins_per_query(per_query, overall, title, paths["plot"])
-    write_interleaving_report(results, paths["report"])
+    plot_wins_per_query(per_query, overall, title, Path(paths.plot))
+    write_interleaving_report(results, Path(paths.report))
     logger.info("interleaving %s: %s", experiment, verdict)
-    return {"results": results, "paths": {k: str(v) for k, v in paths.items()}}
+    return AnalyzeResult(results, paths)

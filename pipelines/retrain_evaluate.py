@@ -82,8 +82,8 @@ def evaluate(config: DagConfig, key: str, trained: dict) -> dict:
             golden=golden_dir, reward_model=reward_model_dir(config), summaries=summaries,
             out_dir=str(out / "evaluation"),
             k=ec.k, min_precision=ec.min_precision, n_boot=ec.n_boot), scorer=dag_scorer(config))
-        return {"metrics": result["paths"]["metrics"],
-                "report": [v for k, v in result["paths"].items() if k in ("md", "html")],
+        # XCom / run_once keep plain JSON: file paths, not the typed result
+        return {"metrics": result.paths.metrics, "report": [result.paths.md, result.paths.html],
                 "champion_version": champ_info["version"] if champ_info else None}
 
     # The champion compared against is pinned by the committed outputs (champion_version): after the gate

@@ -107,7 +107,7 @@ def run_stage(stage: Stage, args: argparse.Namespace) -> int:
 
 def show_json(result: Any, config: Any, args: argparse.Namespace) -> int:
     if dataclasses.is_dataclass(result) and not isinstance(result, type):  # typed stage results (PairsResult)
-        result = dataclasses.asdict(result)
+        result = result.to_dict() if hasattr(result, "to_dict") else dataclasses.asdict(result)
     print(json.dumps(result, indent=2, default=str))
     return 0
 
@@ -124,9 +124,10 @@ def show_reward_model(metrics: dict, config: Any, args: argparse.Namespace) -> i
     return 0
 
 
-def show_evaluation(result: dict, config: Any, args: argparse.Namespace) -> int:
-    print(result["table"])
-    print(f"\nreport: {result['paths'].get('html')}  metrics: {result['paths']['metrics']}")
+def show_evaluation(result: Any, config: Any, args: argparse.Namespace) -> int:
+    """The :class:`relsum.pipelines.evaluate.EvaluationResult`'s gains table and where the report is."""
+    print(result.table)
+    print(f"\nreport: {result.paths.html}  metrics: {result.paths.metrics}")
     return 0
 
 

@@ -61,6 +61,27 @@ def test_label_shifts_and_report_lines():
     assert any("label 1" in line and "shift -0.1000" in line for line in lines)
 
 
+def test_pooled_seed_lines_average_seeds_and_combine_their_intervals():
+    from relsum.pipelines.demo_report import pooled_seed_lines
+
+    def seed(diff, half):  # a seed's held-out figures with a symmetric CI of half-width `half`
+        return {"sampled_reward_diff": diff, "sampled_reward_diff_ci95": [diff - half, diff + half],
+                "reward_diff": -diff, "reward_diff_ci95": [-diff - half, -diff + half]}
+
+    assert pooled_seed_lines({"grpo": seed(0.01, 0.02)}) == []
+    lines = pooled_seed_lines({"s0": seed(0.01, 0.0196), "s1": seed(0.03, 0.0196), "s2": seed(0.02, 0.0196)})
+    # mean 0.02; se_i = 0.01, pooled se = sqrt(3) * 0.01 / 3 = 0.00577 -> CI half-width 0.0113
+    expected = next(line for line in lines if "expected reward" in line)
+    assert "difference +0.0200 [+0.0087, +0.0313]" in expected and "3 of 3 seeds above zero" in expected
+    greedy = next(line for line in lines if "greedy" in line)
+    assert "difference -0.0200" in greedy and "0 of 3 seeds above zero" in greedy
+    # a seed without sampled figures: the sampled line is left out, not computed from the others
+    greedy_only = {"reward_diff": 0.0, "reward_diff_ci95": [0, 0]}
+    partial = pooled_seed_lines({"s0": seed(0.01, 0.02), "s1": greedy_only})
+    assert not any("expected reward" in line for line in partial)
+    assert any("greedy" in line for line in partial)
+
+
 def test_examples_section_shows_both_summaries_and_scores(sample_dir, tiny_cross_encoder_dir):
     from relsum.data.golden import load_golden
     from relsum.evaluation.examples import examples_section

@@ -67,6 +67,8 @@ def test_ids_are_stripped_and_coverage_is_reported(golden, tmp_path, tiny_cross_
     printed = capsys.readouterr().out
     n = len(ids)
     assert f"100.0% ({n}/{n})" in printed and f"({n // 2}/{n})" in printed and "summary coverage" in printed
+    out = tmp_path / "eval"
+    assert f"\nreport: {out / 'report.html'}  metrics: {out / 'metrics.json'}\n" in printed
     coverage = json.loads((tmp_path / "eval" / "metrics.json").read_text())["summary_coverage"]
     assert coverage["padded"]["coverage"] == 1.0 and coverage["half"]["products_with_summary"] == n // 2
 
@@ -107,3 +109,16 @@ def test_summarize_golden_writes_the_file_load_summaries_reads(golden, tmp_path,
     assert series.index.tolist() == products["product_id"].tolist()
     pd.testing.assert_series_equal(load_summaries(str(tmp_path / "s.parquet")), series, check_names=False,
                                    check_index_type=False)
+
+
+def test_evaluation_paths_leave_out_files_not_written(tmp_path):
+    from relsum.pipelines.evaluate import EvaluationPaths, EvaluationResult
+
+    report = {"pr_curves": tmp_path / "pr_curves.png", "md": tmp_path / "report.md",
+              "html": tmp_path / "report.html"}  # no win/loss plot: no candidate besides the baseline
+    paths = EvaluationPaths.under(tmp_path, report)
+    assert paths.win_loss is None and paths.metrics == str(tmp_path / "metrics.json")
+    assert list(paths.to_dict()) == ["scores", "metrics", "pr_curves", "md", "html"]
+    result = EvaluationResult(metrics={"subsets": {}}, table="t", paths=paths).to_dict()
+    assert result == {"metrics": {"subsets": {}}, "table": "t", "paths": paths.to_dict()}
+    json.dumps(result)  # what ablation.json and the DAG steps store

@@ -53,7 +53,7 @@ def exported(inputs, scorer, tmp_path_factory):
 
 def test_export_writes_one_balanced_list_per_query(exported):
     result, config = exported
-    frame = pd.read_parquet(result["paths"]["parquet"])
+    frame = pd.read_parquet(result.paths.parquet)
     assert list(frame.columns) == ["experiment_id", "query_id", "query", "position", "product_id", "team",
                                    "control_rank", "variation_rank"]
     assert sorted(frame["query_id"].unique()) == sorted(QUERIES)
@@ -67,7 +67,7 @@ def test_export_writes_one_balanced_list_per_query(exported):
         first = g.iloc[0]
         assert first[f"{first['team']}_rank"] == 1
     lines = [json.loads(line)
-             for line in Path(result["paths"]["jsonl"]).read_text(encoding="utf-8").splitlines()]
+             for line in Path(result.paths.jsonl).read_text(encoding="utf-8").splitlines()]
     assert [obj["query_id"] for obj in lines] == list(QUERIES)
     for obj in lines:
         assert obj["experiment_id"] == "exp-1" and obj["query"] == QUERIES[obj["query_id"]]
@@ -77,18 +77,25 @@ def test_export_writes_one_balanced_list_per_query(exported):
 
 def test_export_rejects_and_manifest(exported, scorer):
     result, _ = exported
-    rejects = pd.read_csv(result["paths"]["rejects"])
+    rejects = pd.read_csv(result.paths.rejects)
     reasons = dict(zip(rejects["product_id"], rejects["reason"], strict=True))
     assert reasons["p_unknown"] == "unknown product: not in the catalog"
     assert reasons["p_bad"].startswith("unknown product: rejected by the catalog contract")
     assert reasons["p2"].startswith("duplicate key")
     assert set(rejects["row_number"]) == {24, 25, 26}
-    manifest = json.loads(Path(result["paths"]["manifest"]).read_text(encoding="utf-8"))
+    manifest = json.loads(Path(result.paths.manifest).read_text(encoding="utf-8"))
     assert manifest["candidate_rows"] == 27 and manifest["valid_candidate_rows"] == 24
     assert manifest["rejected_candidate_rows"] == 3 and manifest["queries"] == 4 and manifest["items"] == 20
     assert manifest["products_without_summary"] == 2  # p6 and p7 fall back to the title
     assert manifest["scorer_fingerprint"] == scorer.fingerprint
     assert sum(manifest["first_pick"].values()) == 4 and manifest["seed"] == 3
+    assert result.manifest["queries"] == 4
+    # the layout `relsum export-interleaving` prints and the DAG's export step stores
+    printed = result.to_dict()
+    assert list(printed) == ["manifest", "paths"]
+    assert {k: Path(v).name for k, v in printed["paths"].items()} == {
+        "parquet": "interleaved.parquet", "jsonl": "interleaved.jsonl", "rejects": "rejects.csv",
+        "manifest": "export_manifest.json"}
 
 
 def test_export_is_independent_of_query_order(exported, inputs, scorer, tmp_path):
@@ -97,8 +104,8 @@ def test_export_is_independent_of_query_order(exported, inputs, scorer, tmp_path
                                 "out_dir": str(tmp_path)})
     other = run_export(reordered, scorer=scorer)
     key = ["query_id", "position"]
-    a = pd.read_parquet(result["paths"]["parquet"]).sort_values(key).reset_index(drop=True)
-    b = pd.read_parquet(other["paths"]["parquet"]).sort_values(key).reset_index(drop=True)
+    a = pd.read_parquet(result.paths.parquet).sort_values(key).reset_index(drop=True)
+    b = pd.read_parquet(other.paths.parquet).sort_values(key).reset_index(drop=True)
     pd.testing.assert_frame_equal(a, b)
 
 
@@ -134,44 +141,46 @@ def _synthetic_events(frame: pd.DataFrame, n_per_query: int = 40) -> pd.DataFram
 
 def test_analyze_finds_the_variation_preferred(exported, tmp_path):
     result, _ = exported
-    frame = pd.read_parquet(result["paths"]["parquet"])
+    frame = pd.read_parquet(result.paths.parquet)
     events = _synthetic_events(frame)
     events.to_csv(tmp_path / "events.csv", index=False)
-    out = run_analyze(AnalyzeConfig(export=result["paths"]["parquet"], events=str(tmp_path / "events.csv"),
+    out = run_analyze(AnalyzeConfig(export=result.paths.parquet, events=str(tmp_path / "events.csv"),
                                     out_dir=str(tmp_path / "analysis")))
-    overall = out["results"]["overall"]
+    overall = out.results["overall"]
     assert overall["wins"] > 2 * overall["losses"]
     assert overall["p_value"] < 1e-4 and overall["delta"] > 0.3
     assert overall["impressions"] == 160
     assert overall["wins"] + overall["losses"] + overall["ties"] + overall["no_preference"] == 160
     assert overall["p_value"] == pytest.approx(il.sign_test(overall["wins"], overall["losses"]))
-    assert out["results"]["verdict"].startswith("variation preferred")
-    rejects = pd.read_csv(out["paths"]["rejects"])
-    assert len(rejects) == 4 and out["results"]["events_rejected"] == 4
+    assert out.results["verdict"].startswith("variation preferred")
+    rejects = pd.read_csv(out.paths.rejects)
+    assert len(rejects) == 4 and out.results["events_rejected"] == 4
     assert sorted(r.split(":")[0] for r in rejects["reason"]) == [
         "position not in the interleaved list", "product not in the interleaved list", "unknown event type",
         "unknown query"]
-    per_query = pd.read_csv(out["paths"]["per_query"])
+    per_query = pd.read_csv(out.paths.per_query)
     assert sorted(per_query["query_id"]) == sorted(QUERIES)
     assert per_query["wins"].sum() == overall["wins"] and (per_query["impressions"] == 40).all()
-    assert Path(out["paths"]["plot"]).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    report = Path(out["paths"]["report"]).read_text(encoding="utf-8")
+    assert Path(out.paths.plot).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    report = Path(out.paths.report).read_text(encoding="utf-8")
     assert "variation preferred" in report and "interleaving.png" in report
+    assert list(out.to_dict()) == ["results", "paths"] and list(out.paths.to_dict()) == [
+        "results", "per_query", "impressions", "rejects", "plot", "report"]
 
 
 def test_analyze_counts_add_to_cart_only_when_asked(exported, tmp_path):
     result, _ = exported
-    frame = pd.read_parquet(result["paths"]["parquet"])
+    frame = pd.read_parquet(result.paths.parquet)
     first = frame[frame["query_id"] == "q1"].iloc[0]
     events = pd.DataFrame({"query_id": ["q1", "q1"], "impression_id": ["i1", "i2"],
                            "event": ["add_to_cart", "click"], "position": [1, 1]})
     events.to_parquet(tmp_path / "events.parquet")
-    base = {"export": result["paths"]["parquet"], "events": str(tmp_path / "events.parquet")}
-    clicks = run_analyze(AnalyzeConfig(**base, out_dir=str(tmp_path / "a")))["results"]["overall"]
+    base = {"export": result.paths.parquet, "events": str(tmp_path / "events.parquet")}
+    clicks = run_analyze(AnalyzeConfig(**base, out_dir=str(tmp_path / "a"))).results["overall"]
     assert clicks["no_preference"] == 1 and clicks["wins"] + clicks["losses"] == 1
     both = run_analyze(AnalyzeConfig(**base, count_events=["click", "add_to_cart"],
                                      out_dir=str(tmp_path / "b")))
     winner = "wins" if first["team"] == "variation" else "losses"
-    assert both["results"]["overall"][winner] == 2 and both["results"]["overall"]["no_preference"] == 0
+    assert both.results["overall"][winner] == 2 and both.results["overall"]["no_preference"] == 0
     with pytest.raises(ValueError, match="count_events"):
         AnalyzeConfig(**base, count_events=["impression"])
