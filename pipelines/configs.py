@@ -325,6 +325,29 @@ def _demo_pairs() -> BuildPairsConfig:
     return config
 
 
+DEMO_SIZES = ("auto", "configured", "fp32")
+
+
+@dataclasses.dataclass
+class DemoFp32Size:
+    """What the demo runs where the policy must compute in fp32 (a CPU without native bf16).
+
+    Why: a GRPO update of SmolLM2 costs ~80 s in fp32 on a 2-core AMD EPYC with AVX2 only, against ~28 s in
+    bf16 on one with AVX-512 BF16, and generation ~2.6x as long; the configured sizes would take ~32 min
+    there, the fp32 sizes keep the demo within its 20-minute budget. Fewer updates move the policy less:
+    the long profile (relsum/configs/demo_long.yaml) is the run that answers whether GRPO helps.
+    """
+
+    max_steps: int = cfg(6, help="GRPO (or DPO) updates per seed.")
+    max_heldout_products: int = cfg(10, help="Held-out products of the reward comparison.")
+    golden_products: int = cfg(96, help="Golden products summarized and evaluated (whole queries).")
+
+    def __post_init__(self) -> None:
+        if self.max_steps < 1 or self.max_heldout_products < 1 or self.golden_products < 0:
+            raise ValueError("fp32_size: max_steps and max_heldout_products must be >= 1, "
+                             "golden_products >= 0")
+
+
 @dataclasses.dataclass
 class DemoConfig:
     out_dir: str = cfg("", help="Output folder (default: <RELSUM_HOME>/demo).")
@@ -348,6 +371,11 @@ class DemoConfig:
     train: TrainStageConfig = cfg(default_factory=_demo_train, help="Training (GRPO by default; the policy "
                                                                     "is train.train.policy.model_dir).")
     n_boot: int = cfg(1000, help="Bootstrap resamples for confidence intervals.")
+    size: str = cfg("auto", help="auto: the configured sizes where the policy runs in bf16 (a CPU with "
+                                 "native bf16, a GPU) or is the tiny build, fp32_size where it must run in "
+                                 "fp32 on the CPU; configured: always the configured sizes; fp32: always "
+                                 "fp32_size. The choice is logged and printed.")
+    fp32_size: DemoFp32Size = cfg(default_factory=DemoFp32Size, help="Sizes for an fp32 policy (size).")
     scorer: ScorerConfig = cfg(default_factory=stage_scorer_config, help=STAGE_SCORER_HELP + " The one "
                                "scorer of pairs, rewards and evaluation; pairs.scorer and train.scorer "
                                "follow it.")
@@ -358,6 +386,8 @@ class DemoConfig:
             raise ValueError("golden_products and examples must be >= 0")
         if len(set(self.train_seeds)) != len(self.train_seeds):
             raise ValueError(f"train_seeds has duplicates: {self.train_seeds}")
+        if self.size not in DEMO_SIZES:
+            raise ValueError(f"size must be one of {list(DEMO_SIZES)}, got {self.size!r}")
 
     def resolved_out(self) -> Path:
         return Path(self.out_dir) if self.out_dir else home() / "demo"

@@ -21,9 +21,11 @@ from pathlib import Path
 
 from relsum.pipelines.configs import DemoConfig
 from relsum.pipelines.demo_report import (
+    apply_demo_size,
     golden_subset,
     heldout_lines,
     log_demo_evaluation,
+    policy_runs_fp32,
     pooled_seed_lines,
     seed_runs,
 )
@@ -50,6 +52,10 @@ def run(config: DemoConfig) -> dict:
     from relsum.training.grounding import groundedness_section, groundedness_stats
     from relsum.training.policy import resolve_model_dir
 
+    config = copy.deepcopy(config)
+    size_note = apply_demo_size(config, policy_runs_fp32(config.train.train.policy))
+    if size_note:
+        logger.warning("demo: %s", size_note)
     out = config.resolved_out()
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
@@ -115,7 +121,7 @@ def run(config: DemoConfig) -> dict:
                                 {k: v for k, v in grounded.items() if k in ("sum_ref", name)})
     lines = [
         f"relsum demo: bundled Chorus/Icecat sample, {_policy_name(tc.policy.model_dir)} policy, "
-        f"reward model {Path(reward_model).name}", subset_note, "",
+        f"reward model {Path(reward_model).name}", *([size_note] if size_note else []), subset_note, "",
         evaluation.table, "",
         *(line for name, r in runs.items() for line in [*heldout_lines(r.heldout, name), ""]),
         *pooled_seed_lines({n: r.heldout for n, r in runs.items()}), *([""] if len(runs) > 1 else []),
@@ -138,6 +144,7 @@ def run(config: DemoConfig) -> dict:
               "evaluation": evaluation.metrics,
               "seeds": {name: r.to_dict() for name, r in runs.items()},
               "groundedness": grounded, "timings": timings, "paths": paths, "golden_subset": subset_note,
+              "size": size_note or "configured",
               "report_text": "\n".join(lines)}
     from relsum.data.io import write_json_atomic
 

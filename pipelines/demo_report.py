@@ -7,7 +7,7 @@ from __future__ import annotations
 import logging
 import math
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
@@ -173,3 +173,40 @@ def log_demo_evaluation(tracking, run_id: str, evaluation: EvaluationResult, alg
     c = client(tracking)
     for key, value in sorted(_finite(flat).items()):
         c.log_metric(run_id, key, value)
+
+
+def policy_runs_fp32(policy: Any) -> bool:
+    """Whether a :class:`relsum.training.config.PolicyConfig` computes in fp32 on the CPU: a real model
+    (not the tiny build) with ``dtype: fp32``, or ``dtype: auto`` on a CPU without native bf16."""
+    from relsum.training.tiny_policy import MARKER_FILE
+
+    if not policy.model_dir or policy.bf16 or (Path(policy.model_dir) / MARKER_FILE).exists():
+        return False
+    if policy.dtype != "auto":
+        return policy.dtype == "fp32"
+    from relsum.scoring.fast import cpu_has_native_bf16
+
+    return not cpu_has_native_bf16()
+
+
+def apply_demo_size(config: Any, fp32_policy: bool) -> str:
+    """Cut a :class:`relsum.pipelines.configs.DemoConfig` to its ``fp32_size`` in place where ``size``
+    asks for it (never raising a configured size); returns the line the demo prints about its size."""
+    if config.size == "configured" or (config.size == "auto" and not fp32_policy):
+        return ""
+    tc, small = config.train.train, config.fp32_size
+    stage = tc.grpo if tc.algo == "grpo" else tc.dpo
+
+    def smaller(configured: int, cap: int, unlimited: int) -> int:
+        return cap if configured == unlimited or configured <= 0 else min(configured, cap)
+
+    before = (stage.max_steps, config.train.max_heldout_products, config.golden_products)
+    stage.max_steps = smaller(stage.max_steps, small.max_steps, -1)
+    config.train.max_heldout_products = smaller(config.train.max_heldout_products,
+                                                small.max_heldout_products, 0)
+    config.golden_products = smaller(config.golden_products, small.golden_products, 0)
+    why = "the policy runs in fp32 (CPU without native bf16)" if config.size == "auto" else "size=fp32"
+    return (f"sized down because {why}: {stage.max_steps} {tc.algo.upper()} updates (configured "
+            f"{before[0]}), {config.train.max_heldout_products} held-out products ({before[1]}), "
+            f"{config.golden_products} golden products ({before[2]}); size=configured runs the configured "
+            f"sizes")

@@ -109,3 +109,53 @@ def test_label_shifts_group_proxy_labels_with_the_nearest_grade():
     ref = np.full(6, 0.5)
     rows = label_shifts(pairs, ref, ref + 0.1, n_boot=20)
     assert [(r["label"], r["pairs"]) for r in rows] == [(0.0, 2), (0.5, 2), (1.0, 2)]
+
+
+def test_demo_size_cuts_an_fp32_policy_run_only_where_asked(tmp_path):
+    from relsum.config import load_config
+    from relsum.pipelines.configs import DemoConfig
+    from relsum.pipelines.demo_report import apply_demo_size, policy_runs_fp32
+
+    config = DemoConfig()  # smollm2, 12 updates, 16 held-out products, 160 golden products
+    configured = (config.train.train.grpo.max_steps, config.train.max_heldout_products,
+                  config.golden_products)
+    assert apply_demo_size(config, fp32_policy=False) == ""  # auto on a bf16 policy: as configured
+    assert (config.train.train.grpo.max_steps, config.train.max_heldout_products,
+            config.golden_products) == configured
+    note = apply_demo_size(config, fp32_policy=True)
+    small = config.fp32_size
+    assert (config.train.train.grpo.max_steps, config.train.max_heldout_products,
+            config.golden_products) == (small.max_steps, small.max_heldout_products, small.golden_products)
+    assert f"{small.max_steps} GRPO updates (configured {configured[0]})" in note and "fp32" in note
+    # never raises a configured size; 0 / -1 (all, epochs decide) count as unlimited and are cut
+    config = load_config(DemoConfig, overrides=["size=fp32", "train.train.grpo.max_steps=2",
+                                                "golden_products=0"])
+    note = apply_demo_size(config, fp32_policy=False)
+    assert config.train.train.grpo.max_steps == 2 and config.golden_products == small.golden_products
+    assert "size=fp32" in note
+    config = load_config(DemoConfig, overrides=["size=configured"])
+    assert apply_demo_size(config, fp32_policy=True) == "" and config.train.train.grpo.max_steps == 12
+    with pytest.raises(ValueError, match="size must be one of"):
+        DemoConfig(size="small")
+    # which policies count as fp32: the tiny build never; an explicit dtype as set
+    tiny = load_config(DemoConfig, overrides=["train.train.policy.model_dir="]).train.train.policy
+    assert not policy_runs_fp32(tiny)
+    pinned = load_config(DemoConfig, overrides=["train.train.policy.dtype=fp32"]).train.train.policy
+    assert policy_runs_fp32(pinned)
+    pinned.dtype = "bf16"
+    assert not policy_runs_fp32(pinned)
+
+
+def test_long_profile_loads_and_keeps_its_sizes_on_any_cpu():
+    from pathlib import Path
+
+    import relsum
+    from relsum.config import load_config
+    from relsum.pipelines.configs import DemoConfig
+    from relsum.pipelines.demo_report import apply_demo_size
+
+    config = load_config(DemoConfig, Path(relsum.__file__).parent / "configs" / "demo_long.yaml")
+    assert config.train_seeds == [0, 1, 2] and config.train.max_heldout_products == 32
+    assert config.train.train.policy.model_dir == "smollm2"
+    assert apply_demo_size(config, fp32_policy=True) == ""
+    assert config.train.train.grpo.max_steps == 22 and config.golden_products == 240
