@@ -313,6 +313,11 @@ def _demo_train() -> TrainStageConfig:
     grpo = tc.grpo
     grpo.learning_rate, grpo.max_steps = 1e-4, 12
     grpo.per_device_train_batch_size, grpo.gradient_accumulation_steps = 8, 1
+    # The groundedness guard (measured on the train split's held-out products, AVX2, 12 updates, seeds 0
+    # and 1): without it the trained greedy summaries lost 0.06 and 0.13 of the reference's groundedness, with
+    # weight 0.5 they kept it (+0.05, -0.005), at -0.011 greedy / -0.003 expected held-out reward (mean of the
+    # two seeds, inside seed noise). DPO takes no options: set train.train.options.grounding_weight=0 with it.
+    tc.options.grounding_weight = 0.5
     tc.seed = 0
     return config
 

@@ -284,7 +284,7 @@ STAGES: tuple[Stage, ...] = (
     Stage("ablate", "GRPO options ablation (paper, each option alone, all combined) on the bundled sample.",
           "relsum.pipelines.configs:AblateConfig", "relsum.pipelines.ablate:run", (out_flag(),),
           show=show_key("markdown")),
-    Stage("demo", "The whole pipeline on the bundled sample, end to end at tiny size.",
+    Stage("demo", "The whole pipeline on the bundled sample (SmolLM2 policy; ~20 min on 2 cores).",
           "relsum.pipelines.configs:DemoConfig", "relsum.pipelines.demo:run", (out_flag(),),
           show=show_key("report_text")),
 )

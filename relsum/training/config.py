@@ -283,6 +283,10 @@ class TrainConfig:
             raise ValueError("grpo.use_vllm generates on a GPU: set policy.bf16=true (GPU "
                              "run) or use_vllm=false")
         if self.algo != "grpo" and self.options != OptionsConfig():
-            raise ValueError("options (product_reward, group_filter, ...) apply to algo=grpo only")
+            default = OptionsConfig()
+            changed = [f"options.{f.name}={getattr(default, f.name)}" for f in dataclasses.fields(default)
+                       if getattr(self.options, f.name) != getattr(default, f.name)]
+            raise ValueError(f"options apply to algo=grpo only; with algo={self.algo} set "
+                             f"{', '.join(changed)}")
         if self.tiny.max_summary_tokens > self.policy.max_summary_tokens:
             logger.debug("tiny warm-up summaries are longer than the policy's max_summary_tokens")

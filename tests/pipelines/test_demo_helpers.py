@@ -159,3 +159,15 @@ def test_long_profile_loads_and_keeps_its_sizes_on_any_cpu():
     assert config.train.train.policy.model_dir == "smollm2"
     assert apply_demo_size(config, fp32_policy=True) == ""
     assert config.train.train.grpo.max_steps == 22 and config.golden_products == 240
+
+
+def test_demo_trains_with_the_grounding_guard_and_dpo_names_the_key_to_drop_it():
+    from relsum.config import load_config
+    from relsum.pipelines.configs import DemoConfig
+
+    assert DemoConfig().train.train.options.grounding_weight == 0.5
+    with pytest.raises(ValueError, match=r"algo=dpo set options\.grounding_weight=0\.0"):
+        load_config(DemoConfig, overrides=["train.train.algo=dpo"])
+    dpo = load_config(DemoConfig, overrides=["train.train.algo=dpo",
+                                             "train.train.options.grounding_weight=0"])
+    assert dpo.train.train.algo == "dpo"
