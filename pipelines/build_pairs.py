@@ -16,6 +16,7 @@ from typing import Any
 
 import pandas as pd
 
+from relsum.output_files import OutputFiles
 from relsum.pairs import FilterConfig, filter_pairs, label_and_gap
 from relsum.pipelines.configs import BuildPairsConfig
 from relsum.scoring.protocol import RelevanceScorer
@@ -54,18 +55,13 @@ def extract_pairs(catalog: pd.DataFrame, log: pd.DataFrame,
 
 
 @dataclasses.dataclass(frozen=True)
-class PairsPaths:
+class PairsPaths(OutputFiles):
     """The files one pairs build writes (all in one folder)."""
 
-    pairs: str
-    dropped: str
-    stats: str
-    histogram: str
-
-    @classmethod
-    def under(cls, out: Path) -> PairsPaths:
-        return cls(pairs=str(out / "pairs.parquet"), dropped=str(out / "dropped.parquet"),
-                   stats=str(out / "filter_stats.json"), histogram=str(out / "gap_histogram.png"))
+    pairs: str = "pairs.parquet"
+    dropped: str = "dropped.parquet"
+    stats: str = "filter_stats.json"
+    histogram: str = "gap_histogram.png"
 
 
 @dataclasses.dataclass(frozen=True)

@@ -22,6 +22,7 @@ from relsum import interleaving as il
 from relsum.data import contracts as dc
 from relsum.data import io as rio
 from relsum.data.contracts import as_id
+from relsum.output_files import OutputFiles
 from relsum.pipelines.configs import AnalyzeConfig, ExportConfig
 from relsum.pipelines.interleaving_report import plot_wins_per_query, write_interleaving_report
 from relsum.scoring.protocol import RelevanceScorer
@@ -33,21 +34,13 @@ EXPORT_COLUMNS = ["experiment_id", "query_id", "query", "position", "product_id"
 
 
 @dataclasses.dataclass(frozen=True)
-class ExportPaths:
+class ExportPaths(OutputFiles):
     """The files one export writes (all in ``out_dir``)."""
 
-    parquet: str
-    jsonl: str
-    rejects: str
-    manifest: str
-
-    @classmethod
-    def under(cls, out: Path) -> ExportPaths:
-        return cls(parquet=str(out / "interleaved.parquet"), jsonl=str(out / "interleaved.jsonl"),
-                   rejects=str(out / "rejects.csv"), manifest=str(out / "export_manifest.json"))
-
-    def to_dict(self) -> dict[str, str]:
-        return dataclasses.asdict(self)
+    parquet: str = "interleaved.parquet"
+    jsonl: str = "interleaved.jsonl"
+    rejects: str = "rejects.csv"
+    manifest: str = "export_manifest.json"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -62,24 +55,15 @@ class ExportResult:
 
 
 @dataclasses.dataclass(frozen=True)
-class AnalyzePaths:
+class AnalyzePaths(OutputFiles):
     """The files one analysis writes (all in ``out_dir``)."""
 
-    results: str
-    per_query: str
-    impressions: str
-    rejects: str
-    plot: str
-    report: str
-
-    @classmethod
-    def under(cls, out: Path) -> AnalyzePaths:
-        return cls(results=str(out / "interleaving_results.json"), per_query=str(out / "per_query.csv"),
-                   impressions=str(out / "impressions.parquet"), rejects=str(out / "rejects.csv"),
-                   plot=str(out / "interleaving.png"), report=str(out / "interleaving_report.md"))
-
-    def to_dict(self) -> dict[str, str]:
-        return dataclasses.asdict(self)
+    results: str = "interleaving_results.json"
+    per_query: str = "per_query.csv"
+    impressions: str = "impressions.parquet"
+    rejects: str = "rejects.csv"
+    plot: str = "interleaving.png"
+    report: str = "interleaving_report.md"
 
 
 @dataclasses.dataclass(frozen=True)
