@@ -146,7 +146,7 @@ def test_demo_size_cuts_an_fp32_policy_run_only_where_asked(tmp_path):
     assert not policy_runs_fp32(pinned)
 
 
-def test_long_profile_loads_and_keeps_its_sizes_on_any_cpu():
+def test_long_profile_keeps_its_sizes_in_bf16_and_takes_its_fp32_sizes_in_fp32():
     from pathlib import Path
 
     import relsum
@@ -154,11 +154,20 @@ def test_long_profile_loads_and_keeps_its_sizes_on_any_cpu():
     from relsum.pipelines.configs import DemoConfig
     from relsum.pipelines.demo_report import apply_demo_size
 
-    config = load_config(DemoConfig, Path(relsum.__file__).parent / "configs" / "demo_long.yaml")
+    path = Path(relsum.__file__).parent / "configs" / "demo_long.yaml"
+    config = load_config(DemoConfig, path)
     assert config.train_seeds == [0, 1, 2] and config.train.max_heldout_products == 32
     assert config.train.train.policy.model_dir == "smollm2"
-    assert apply_demo_size(config, fp32_policy=True) == ""
+    assert apply_demo_size(config, fp32_policy=False) == ""
     assert config.train.train.grpo.max_steps == 22 and config.golden_products == 240
+    note = apply_demo_size(config, fp32_policy=True)
+    assert "16 GRPO updates (configured 22)" in note
+    assert (config.train.train.grpo.max_steps, config.train.max_heldout_products,
+            config.golden_products) == (16, 24, 200)
+    assert config.train_seeds == [0, 1, 2]  # the seeds are what the long run is for: never cut
+    forced = load_config(DemoConfig, path, overrides=["size=configured"])
+    assert apply_demo_size(forced, fp32_policy=True) == ""
+    assert forced.train.train.grpo.max_steps == 22
 
 
 def test_demo_trains_with_the_grounding_guard_and_dpo_names_the_key_to_drop_it():
