@@ -43,9 +43,19 @@ def _trainer_kwargs(stage: Any, output_dir: str, *, seed: int, report_to: str, b
         "logging_steps": stage.logging_steps,
         "seed": seed, "report_to": report_to, "bf16": bf16, "use_cpu": not bf16,
         "remove_unused_columns": False, "save_strategy": "no", "disable_tqdm": False,
-        # Recomputing activations saves GPU memory on a 7B model; on the CPU it only costs time.
-        "gradient_checkpointing": bf16,
+        # Recomputing activations saves GPU memory on a 7B model; on the CPU it only costs time. The new name:
+        # transformers 5.x warns on `gradient_checkpointing` (removed in v6) and mirrors this value into it.
+        "activation_checkpointing": bf16,
     }
+
+
+def _with_extra(kwargs: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    """``extra`` on top of ``kwargs``; a user's deprecated ``gradient_checkpointing`` still wins (transformers
+    would otherwise let our ``activation_checkpointing`` override it silently)."""
+    merged = {**kwargs, **extra}
+    if "gradient_checkpointing" in extra and "activation_checkpointing" not in extra:
+        merged["activation_checkpointing"] = merged.pop("gradient_checkpointing")
+    return merged
 
 
 @dataclasses.dataclass
@@ -188,8 +198,7 @@ class GRPOStageConfig:
                                "vllm_tensor_parallel_size": self.vllm_tensor_parallel_size})
             elif self.vllm_server_base_url:
                 kwargs["vllm_server_base_url"] = self.vllm_server_base_url
-        kwargs.update(self.extra)
-        return GRPOConfig(**kwargs)
+        return GRPOConfig(**_with_extra(kwargs, self.extra))
 
 
 @dataclasses.dataclass
@@ -221,8 +230,7 @@ class DPOStageConfig:
 
         kwargs = _trainer_kwargs(self, output_dir, seed=seed, report_to=report_to, bf16=bf16)
         kwargs.update({"beta": self.beta, "max_length": max_length})
-        kwargs.update(self.extra)
-        return DPOConfig(**kwargs)
+        return DPOConfig(**_with_extra(kwargs, self.extra))
 
 
 @dataclasses.dataclass

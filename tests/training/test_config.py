@@ -44,3 +44,22 @@ def test_bad_values_fail_at_load():
         load_config(TrainConfig, None, ["algo=ppo"])
     with pytest.raises(ConfigError, match="unknown config keys"):
         load_config(TrainConfig, None, ["grpo.lerning_rate=1"])
+
+
+def test_trl_configs_use_activation_checkpointing_without_the_deprecation_warning(tmp_path):
+    import warnings
+
+    cfg = TrainConfig()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", FutureWarning)  # transformers warns on the old name (gone in v6)
+        grpo = cfg.grpo.to_grpo_config(str(tmp_path / "g"))
+        dpo = cfg.dpo.to_dpo_config(str(tmp_path / "d"))
+    # off on the CPU (it only costs time there); the old name mirrors the new one for TRL's own checks
+    assert (grpo.activation_checkpointing, grpo.gradient_checkpointing) == (False, False)
+    assert (dpo.activation_checkpointing, dpo.gradient_checkpointing) == (False, False)
+    # a user's deprecated key in extra still wins over our default
+    cfg.grpo.extra = {"gradient_checkpointing": True}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        args = cfg.grpo.to_grpo_config(str(tmp_path / "e"))
+    assert args.activation_checkpointing is True and args.gradient_checkpointing is True
