@@ -2,7 +2,7 @@
 optionally, the prompt variants' mean reward on train-split pairs (how ``prompt: auto`` was chosen).
 
 Run: ``python benchmarks/bench_policy.py [--policy smollm2] [--steps 2] [--prompts 2] [--products 16]
-[--dtypes fp32,bf16] [--select-prompts 40 --reward-model DIR]``.
+[--dtypes fp32,bf16] [--samples 4] [--select-prompts 40 --reward-model DIR]``.
 
 GRPO: ``--prompts`` prompts x G=4 completions per step, ``--max-new-tokens`` (48) new tokens, prompts cut
 to ``--prompt-tokens`` (256); the first step is a warm-up and is not counted. Generation: greedy, batch 8,
@@ -58,6 +58,30 @@ def bench_generation(policy: str, dtype: str, pairs, prompt_tokens: int,
     wall, cpu = time.perf_counter(), time.process_time()
     generate_summaries(model, tok, pairs["title"].tolist(), pairs["text"].tolist(), **args)
     return len(pairs) / (time.perf_counter() - wall), len(pairs) / (time.process_time() - cpu)
+
+
+def bench_sampling(policy: str, dtype: str, pairs, prompt_tokens: int, new_tokens: int, k: int) -> dict:
+    """k sampled summaries per product (the held-out comparison's expected reward, DPO's pairs): each prompt
+    computed once and shared by its k copies (ours) against ``generate(num_return_sequences=k)``, which
+    computes it k times. Products per wall second for each, same seed, same batches."""
+    from relsum.training.generate import generate_summaries
+    from relsum.training.policy import load_policy
+
+    model, tok = load_policy(policy, dtype=dtype)
+    args = {"max_new_tokens": new_tokens, "batch_size": 8, "max_prompt_tokens": prompt_tokens,
+            "do_sample": True, "num_return_sequences": k, "seed": 0}
+    titles, texts = pairs["title"].tolist(), pairs["text"].tolist()
+    generate_summaries(model, tok, titles[:2], texts[:2], **args)  # warm-up
+    out = {}
+    for name, share in (("generate", False), ("shared", True), ("generate_again", False),
+                        ("shared_again", True)):
+        wall = time.perf_counter()
+        generate_summaries(model, tok, titles, texts, share_prefill=share, **args)
+        out[name] = time.perf_counter() - wall
+    # each way twice, interleaved, best of two: steadier on a machine other jobs share
+    out["generate"], out["shared"] = (min(out.pop("generate"), out.pop("generate_again")),
+                                      min(out.pop("shared"), out.pop("shared_again")))
+    return out
 
 
 def bench_grpo(policy: str, dtype: str, pairs, scorer, args) -> dict:
@@ -136,6 +160,10 @@ def main() -> None:
                                                                       "comparison (0 = skip)")
     parser.add_argument("--variants", default="paper,one_line,one_line_started")
     parser.add_argument("--skip-timing", action="store_true")
+    parser.add_argument("--samples", type=int, default=0, help="also time k sampled summaries per product, "
+                                                               "shared prompt prefill against generate's "
+                                                               "own (0 = skip; the held-out comparison "
+                                                               "uses 4)")
     args = parser.parse_args()
 
     import torch
@@ -158,6 +186,13 @@ def main() -> None:
                   f"{args.products} products, <= {args.prompt_tokens}-token prompts, "
                   f"<= {args.max_new_tokens} new "
                   f"tokens; load average {os.getloadavg()[0]:.1f})", flush=True)
+            if args.samples > 1:
+                t = bench_sampling(policy, dtype, pairs.head(args.products), args.prompt_tokens,
+                                   args.max_new_tokens, args.samples)
+                print(f"{dtype}: {args.samples} samples per product: shared prefill "
+                      f"{args.products / t['shared']:.2f} products/s, generate(num_return_sequences) "
+                      f"{args.products / t['generate']:.2f} products/s: {t['generate'] / t['shared']:.2f}x "
+                      f"(best of 2 each, batch 8; load average {os.getloadavg()[0]:.1f})", flush=True)
             if args.steps > 0:
                 grpo = bench_grpo(policy, dtype, pairs, scorer, args)
                 print(f"{dtype}: GRPO {grpo['seconds_per_step']:.1f} s/step "

@@ -62,3 +62,44 @@ def test_left_pad_matches_tokenizer_padding(policy):
     ref = tok(strings, padding=True, return_tensors="pt")
     ids, mask = left_pad(tok(strings)["input_ids"], tok.pad_token_id)
     assert ids.equal(ref["input_ids"]) and mask.equal(ref["attention_mask"])
+
+
+def test_shared_prefill_continues_like_the_full_prompt(policy, catalog):
+    """The next-token logits after a shared prefill equal those of running each full prompt (left padding
+    included), for every copy."""
+    import torch
+
+    from relsum.training.generate import left_pad, shared_prefill
+    from relsum.training.prompt import render_prompts
+
+    model, tok = policy
+    rows = catalog.iloc[300:304]
+    strings = render_prompts(tok, rows["title"].tolist(), rows["text"].tolist(), max_prompt_tokens=96,
+                             use_chat_template=False)
+    ids, mask = left_pad(tok(strings)["input_ids"], tok.pad_token_id)
+    assert (mask == 0).any()  # prompts of different lengths: the padding path is exercised
+    with torch.inference_mode():
+        full = model(input_ids=ids, attention_mask=mask,
+                     position_ids=(mask.cumsum(-1) - 1).clamp(min=0)).logits[:, -1]
+        ids3, mask3, cache = shared_prefill(model, ids, mask, 3)
+        assert cache.get_seq_length() == ids.shape[1] - 1 and ids3.shape[0] == 3 * ids.shape[0]
+        step = model(input_ids=ids3[:, -1:], attention_mask=mask3, past_key_values=cache,
+                     position_ids=(mask3.cumsum(-1) - 1)[:, -1:]).logits[:, -1]
+    torch.testing.assert_close(step, full.repeat_interleave(3, dim=0), atol=1e-4, rtol=1e-4)
+
+
+def test_shared_prefill_sampling_matches_generate_in_shape_and_greedy(policy, catalog):
+    model, tok = policy
+    rows = catalog.iloc[300:306]
+    args = (model, tok, rows["title"].tolist(), rows["text"].tolist())
+    greedy = generate_summaries(*args, max_new_tokens=12)
+    # greedy copies through the shared prefill are the greedy summary k times
+    copies = generate_summaries(*args, max_new_tokens=12, num_return_sequences=2, batch_size=4)
+    assert [c[0] for c in copies] == greedy and all(c[0] == c[1] for c in copies)
+    sampled = generate_summaries(*args, do_sample=True, num_return_sequences=3, max_new_tokens=12, seed=2)
+    baseline = generate_summaries(*args, do_sample=True, num_return_sequences=3, max_new_tokens=12, seed=2,
+                                  share_prefill=False)
+    assert all(len(s) == 3 and len(b) == 3 for s, b in zip(sampled, baseline, strict=True))
+    assert sampled == generate_summaries(*args, do_sample=True, num_return_sequences=3, max_new_tokens=12,
+                                         seed=2)  # seeded
+    assert len({s for row in sampled for s in row}) > len(rows)  # the copies are sampled independently
