@@ -290,10 +290,10 @@ class TrainConfig:
         if self.grpo.use_vllm and not self.policy.bf16:
             raise ValueError("grpo.use_vllm generates on a GPU: set policy.bf16=true (GPU "
                              "run) or use_vllm=false")
-        if self.algo != "grpo" and self.options != OptionsConfig():
-            default = OptionsConfig()
-            changed = [f"options.{f.name}={getattr(default, f.name)}" for f in dataclasses.fields(default)
-                       if getattr(self.options, f.name) != getattr(default, f.name)]
+        default = OptionsConfig()
+        changed = [f"options.{f.name}={getattr(default, f.name)}" for f in dataclasses.fields(default)
+                   if getattr(self.options, f.name) != getattr(default, f.name)]
+        if self.algo != "grpo" and changed:
             raise ValueError(f"options apply to algo=grpo only; with algo={self.algo} set "
                              f"{', '.join(changed)}")
         if self.tiny.max_summary_tokens > self.policy.max_summary_tokens:

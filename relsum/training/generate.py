@@ -45,13 +45,19 @@ def left_pad(sequences: Sequence[Sequence[int]], pad_id: int | None):
     return torch.from_numpy(ids), torch.from_numpy(mask)
 
 
+def mask_positions(attention_mask: Any) -> Any:
+    """Token positions of left-padded rows, numbered as ``generate`` numbers them: ``cumsum(mask) - 1``,
+    0 on padding."""
+    return (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
+
+
 def shared_prefill(model: Any, input_ids: Any, attention_mask: Any, copies: int) -> tuple[Any, Any, Any]:
     """Run the prompts once and hand ``copies`` of each to generation: ``(input_ids, attention_mask, cache)``
     repeated row-wise, with the cache holding every prompt token but the last.
 
     ``generate(num_return_sequences=k)`` repeats each prompt k times *before* the forward pass, so the prompt
     (~280 tokens here, against ≤48 new ones) is computed k times; this computes it once. Positions follow the
-    left padding (``cumsum(mask) - 1``), which is how ``generate`` numbers them, so the continuation sees the
+    left padding (:func:`mask_positions`), as ``generate`` numbers them, so the continuation sees the
     same positions and mask either way.
     """
     import torch
@@ -59,9 +65,8 @@ def shared_prefill(model: Any, input_ids: Any, attention_mask: Any, copies: int)
 
     cache = DynamicCache(config=model.config)
     head, mask = input_ids[:, :-1], attention_mask[:, :-1]
-    positions = (mask.long().cumsum(-1) - 1).clamp(min=0)
     with torch.no_grad():
-        model(input_ids=head, attention_mask=mask, position_ids=positions, past_key_values=cache,
+        model(input_ids=head, attention_mask=mask, position_ids=mask_positions(mask), past_key_values=cache,
               use_cache=True, logits_to_keep=1)
     cache.batch_repeat_interleave(copies)
     return input_ids.repeat_interleave(copies, dim=0), attention_mask.repeat_interleave(copies, dim=0), cache

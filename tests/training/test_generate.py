@@ -69,7 +69,7 @@ def test_shared_prefill_continues_like_the_full_prompt(policy, catalog):
     included), for every copy."""
     import torch
 
-    from relsum.training.generate import left_pad, shared_prefill
+    from relsum.training.generate import left_pad, mask_positions, shared_prefill
     from relsum.training.prompt import render_prompts
 
     model, tok = policy
@@ -79,12 +79,11 @@ def test_shared_prefill_continues_like_the_full_prompt(policy, catalog):
     ids, mask = left_pad(tok(strings)["input_ids"], tok.pad_token_id)
     assert (mask == 0).any()  # prompts of different lengths: the padding path is exercised
     with torch.inference_mode():
-        full = model(input_ids=ids, attention_mask=mask,
-                     position_ids=(mask.cumsum(-1) - 1).clamp(min=0)).logits[:, -1]
+        full = model(input_ids=ids, attention_mask=mask, position_ids=mask_positions(mask)).logits[:, -1]
         ids3, mask3, cache = shared_prefill(model, ids, mask, 3)
         assert cache.get_seq_length() == ids.shape[1] - 1 and ids3.shape[0] == 3 * ids.shape[0]
         step = model(input_ids=ids3[:, -1:], attention_mask=mask3, past_key_values=cache,
-                     position_ids=(mask3.cumsum(-1) - 1)[:, -1:]).logits[:, -1]
+                     position_ids=mask_positions(mask3)[:, -1:]).logits[:, -1]
     torch.testing.assert_close(step, full.repeat_interleave(3, dim=0), atol=1e-4, rtol=1e-4)
 
 
