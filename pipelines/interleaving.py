@@ -22,6 +22,8 @@ from relsum import interleaving as il
 from relsum.data import contracts as dc
 from relsum.data import io as rio
 from relsum.data.contracts import as_id
+from relsum.errors import InputError
+from relsum.interleaving_export import read_export
 from relsum.output_files import OutputFiles
 from relsum.pipelines.configs import AnalyzeConfig, ExportConfig
 from relsum.pipelines.interleaving_report import plot_wins_per_query, write_interleaving_report
@@ -81,7 +83,7 @@ class AnalyzeResult:
 def _require(name: str, df: pd.DataFrame, columns: list[str]) -> None:
     missing = [c for c in columns if c not in df.columns]
     if missing:
-        raise ValueError(f"{name}: missing required column(s) {missing}; found {list(df.columns)}")
+        raise InputError(f"{name}: missing required column(s) {missing}; found {list(df.columns)}")
 
 
 def _reason_counts(reasons: dict[int, list[str]]) -> dict[str, int]:
@@ -217,13 +219,11 @@ def run_analyze(config: AnalyzeConfig) -> AnalyzeResult:
     """Outcome per impression, wins/losses/ties per query and overall, Δ and sign test; results + plot +
     report."""
 
-    export = rio.read_table(config.export)
-    _require(f"export {config.export}", export, ["experiment_id", "query_id", "query", "position",
-                                                 "product_id", "team"])
+    export = read_export(config.export)  # an edited or truncated export is refused, never analysed
     events = rio.read_table(config.events).reset_index(drop=True)
     _require(f"events {config.events}", events, ["query_id", "impression_id", "event"])
     if "position" not in events.columns and "product_id" not in events.columns:
-        raise ValueError(f"events {config.events}: needs a position or a product_id column")
+        raise InputError(f"events {config.events}: needs a position or a product_id column")
     matched, rejects, lists = il.match_events(export, events)
     if len(rejects):
         logger.warning("%d of %d events rejected (see rejects.csv)", len(rejects), len(events))

@@ -37,6 +37,7 @@ import pandas as pd
 
 from relsum.data import contracts as dc
 from relsum.data.contracts import as_id
+from relsum.data.io import READ_ERROR_COL
 from relsum.interleaving_events import KNOWN_EVENTS
 
 logger = logging.getLogger(__name__)
@@ -265,11 +266,13 @@ def match_events(export: pd.DataFrame, events: pd.DataFrame) -> tuple[pd.DataFra
     owner: dict[str, str] = {}
     matched = []
     cols = [events.get(c, pd.Series([None] * len(events))) for c in
-            ("query_id", "impression_id", "event", "position", "product_id", "experiment_id")]
-    for i, (q, imp, ev, pos_raw, p_raw, exp) in enumerate(zip(*cols, strict=True)):
+            ("query_id", "impression_id", "event", "position", "product_id", "experiment_id", READ_ERROR_COL)]
+    for i, (q, imp, ev, pos_raw, p_raw, exp, read_error) in enumerate(zip(*cols, strict=True)):
         qid, iid, pid, ev = as_id(q), as_id(imp), as_id(p_raw), as_id(ev)
-        problems = [f"{dc.R_MISSING_KEY}: {c}" for c, v in (("query_id", qid), ("impression_id", iid))
-                    if v is None]
+        # a short, long or invalid line: its fields cannot be trusted, whatever they parse to
+        problems = [f"{dc.R_READ}: {read_error}"] if isinstance(read_error, str) else []
+        problems += [f"{dc.R_MISSING_KEY}: {c}" for c, v in (("query_id", qid), ("impression_id", iid))
+                     if v is None]
         if ev not in KNOWN_EVENTS:
             problems.append(f"unknown event type: {ev!r} (expected one of {list(KNOWN_EVENTS)})")
         if as_id(exp) is not None and as_id(exp) not in experiments:

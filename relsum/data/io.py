@@ -15,6 +15,14 @@ bad byte costs one row (the contract rejects it as ``undecodable text``), not th
 line that is not a JSON object, and a CSV record with fewer or more fields than the header, becomes a
 row whose ``_read_error`` column says why (a short CSV row is never padded into an empty description, a
 long one never shifts into the index); the contracts reject such rows, so no line is silently lost.
+A JSONL object that names one key twice (``json`` keeps only the last value) and one with a lone
+surrogate escape (``"\\ud800"``: valid JSON, not valid Unicode, and no string column can hold it) are
+such rows too; the surrogate is replaced by U+FFFD so the rest of the file still reads.
+
+A table whose columns repeat a name (a CSV header ``product_id,title,title``, a Parquet schema or a
+DuckDB ``SELECT a AS x, b AS x``) is refused: one of the two would be read as the column and the other
+silently ignored or renamed. A Parquet file that cannot be opened (truncated, empty, not Parquet) is
+a :class:`TableReadError` naming the file, not a library traceback.
 
 A DuckDB source is a user-supplied statement run on the user's database file, so it is held to one
 statement that only reads: DuckDB's own parser (``duckdb.extract_statements``) splits it, and anything
@@ -45,6 +53,7 @@ from typing import Any
 
 import pandas as pd
 
+from relsum.data.jsonl import parse_line
 from relsum.data.sql import connect
 from relsum.errors import InputError
 
@@ -74,7 +83,7 @@ def read_table(source: str | Path) -> pd.DataFrame:
     if not path.is_file():
         raise TableReadError(f"{source}: file not found")
     if suffix == ".parquet":
-        df = pd.read_parquet(path)
+        df = _read_parquet(path)
     elif suffix == ".csv":
         df = _read_csv(path)
     else:
@@ -92,8 +101,32 @@ def _decode(path: Path) -> str:
     return text
 
 
+def refuse_duplicate_columns(source: str | Path, names: list[Any]) -> None:
+    """:class:`TableReadError` when two columns share a name (blanks around a name do not count; blank
+    names, which a CSV reader numbers ``Unnamed: <i>``, are not compared).
+
+    Why refuse rather than rename (``title``, ``title.1``): the contract would read the first as the
+    column and pass the second through as an unused extra, so half of what the user meant is dropped
+    without a word, and which half depends on the column order.
+    """
+    seen: dict[str, int] = {}
+    repeats: list[str] = []
+    for i, name in enumerate(names, start=1):
+        key = str(name).strip()
+        if not key:
+            continue
+        if key in seen:
+            repeats.append(f"{key!r} (columns {seen[key]} and {i})")
+        else:
+            seen[key] = i
+    if repeats:
+        raise TableReadError(f"{source}: duplicate column name {', '.join(repeats[:5])}"
+                             f"{', ...' if len(repeats) > 5 else ''}; rename or remove the repeated "
+                             "column, since only one of them could be read")
+
+
 def _header_names(cells: list[str]) -> list[str]:
-    """Column names as pandas gives them: blank -> ``Unnamed: <i>``, repeats -> ``name.1``, ``name.2``."""
+    """Column names as pandas gives them: blank -> ``Unnamed: <i>`` (a repeated name was refused)."""
     names: list[str] = []
     for i, cell in enumerate(cells):
         name = cell if cell.strip() else f"Unnamed: {i}"
@@ -116,6 +149,7 @@ def _read_csv(path: Path) -> pd.DataFrame:
     reader = csv.reader(io.StringIO(text, newline=""), strict=True)
     try:
         header = next(r for r in reader if r)
+        refuse_duplicate_columns(path, header)
         names = _header_names(header)
         columns: list[list[str | None]] = [[] for _ in names]
         errors: list[str | None] = []
@@ -143,20 +177,26 @@ def _read_csv(path: Path) -> pd.DataFrame:
     return df
 
 
+def _read_parquet(path: Path) -> pd.DataFrame:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        refuse_duplicate_columns(path, pq.read_schema(path).names)
+        return pd.read_parquet(path)
+    except pa.ArrowException as exc:  # truncated, empty or not Parquet; OSErrors (permissions) pass
+        raise TableReadError(f"{path}: not a readable Parquet file ({exc}); it may be truncated or "
+                             "damaged: write it again or restore it") from exc
+
+
 def _read_jsonl(path: Path) -> pd.DataFrame:
     records: list[dict[str, Any]] = []
     for lineno, line in enumerate(_decode(path).splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as exc:
-            records.append({READ_ERROR_COL: f"line {lineno}: invalid JSON ({exc.msg})"})
-            continue
-        if not isinstance(obj, dict):
-            records.append({READ_ERROR_COL: f"line {lineno}: not a JSON object"})
-            continue
-        records.append(obj)
+        if line.strip():
+            obj, problem = parse_line(line)
+            if problem:
+                obj[READ_ERROR_COL] = f"line {lineno}: {problem}"
+            records.append(obj)
     return pd.DataFrame.from_records(records)
 
 
@@ -199,7 +239,9 @@ def _read_duckdb(source: str) -> pd.DataFrame:
         raise TableReadError(f"{source}: DuckDB file {db_path!r} not found")
     try:
         with connect(db_path, read_only=True) as con:
-            return con.execute(sql).df()
+            result = con.execute(sql)
+            refuse_duplicate_columns(source, [d[0] for d in result.description or []])
+            return result.df()
     except duckdb.Error as exc:
         raise TableReadError(f"{source}: {exc}") from exc
 

@@ -162,8 +162,12 @@ def test_ragged_csv_rows_are_rejected_never_padded_or_shifted():
 
 
 def test_csv_header_names_follow_pandas(tmp_path):
+    (tmp_path / "c.csv").write_text(",a,b,\n0,1,2,3\n")
+    assert list(read_table(tmp_path / "c.csv").columns) == ["Unnamed: 0", "a", "b", "Unnamed: 3"]
+    # a repeated name is refused (tests/data/test_hostile_round2.py), no longer renamed to "a.1"
     (tmp_path / "c.csv").write_text(",a,a,b\n0,1,2,3\n")
-    assert list(read_table(tmp_path / "c.csv").columns) == ["Unnamed: 0", "a", "a.1", "b"]
+    with pytest.raises(TableReadError, match=r"duplicate column name 'a' \(columns 2 and 3\)"):
+        read_table(tmp_path / "c.csv")
 
 
 def _duckdb_cases():
