@@ -4,6 +4,11 @@ The store (:mod:`relsum.scoring.store`) grows by one part per scoring call and k
 scorer fingerprint; old fingerprints (retired models, configs, paths) are never read again. ``stats``
 shows what is there; ``prune`` drops fingerprints that are not kept or not written for N days and
 compacts what remains into one part per fingerprint (fewer files, faster loads).
+
+Both refuse a folder that is not a score store (no marker file, no fingerprint folder of parts) and
+touch only folders that are store entries by their content: anything else in the root is listed and
+left alone (see :mod:`relsum.scoring.store_layout`). Damaged parts are counted by ``stats`` and
+dropped by ``prune``'s compaction.
 """
 
 from __future__ import annotations
@@ -45,11 +50,12 @@ def _root(store_dir: str | None) -> Path:
 
 
 def stats(config: StatsConfig) -> list[dict]:
-    """One row per fingerprint: rows, parts, bytes, last_write (ISO, UTC) and cached gate results."""
-    from relsum.scoring.store import fingerprint_stats, list_fingerprints
+    """One row per fingerprint: rows, parts, damaged parts, bytes, last_write (ISO, UTC) and gate results."""
+    from relsum.scoring.store import fingerprint_stats
+    from relsum.scoring.store_layout import checked_entries
 
     out = []
-    for folder in list_fingerprints(_root(config.store_dir)):
+    for folder in checked_entries(_root(config.store_dir), "scores stats")[0]:
         row = fingerprint_stats(folder)
         if row["last_write"]:
             row["last_write"] = datetime.fromtimestamp(row["last_write"], UTC).isoformat(timespec="seconds")
@@ -68,9 +74,10 @@ def format_stats(rows: list[dict], choices: list[dict] | None = None) -> str:
     """The fingerprint table (with the path each one is scored on and why), then the auto choices."""
     from relsum.scoring.auto_path import format_choice
 
-    lines = [f"{'fingerprint':<16} {'rows':>10} {'parts':>6} {'MiB':>9}  {'last write':<25} {'path':<16} why"]
+    lines = [f"{'fingerprint':<16} {'rows':>10} {'parts':>6} {'damaged':>7} {'MiB':>9}  {'last write':<25} "
+             f"{'path':<16} why"]
     for r in rows:
-        lines.append(f"{r['fingerprint'][:16]:<16} {r['rows']:>10} {r['parts']:>6} "
+        lines.append(f"{r['fingerprint'][:16]:<16} {r['rows']:>10} {r['parts']:>6} {r.get('damaged', 0):>7} "
                      f"{r['bytes'] / 2**20:>9.2f}  {r['last_write'] or '-':<25} {r.get('path', '?'):<16} "
                      f"{r.get('path_reason', '')[:160]}")
     for choice in choices or []:
@@ -79,10 +86,16 @@ def format_stats(rows: list[dict], choices: list[dict] | None = None) -> str:
 
 
 def prune(config: PruneConfig) -> dict:
-    """Remove fingerprints not in ``keep`` / older than ``older_than_days``; compact the rest."""
-    from relsum.scoring.store import compact, iter_older_than, list_fingerprints, remove_fingerprint
+    """Remove fingerprints not in ``keep`` / older than ``older_than_days``; compact the rest.
 
-    folders = list_fingerprints(_root(config.store_dir))
+    Only store entries are candidates; other folders in the root are reported under ``left_alone``.
+    """
+    from relsum.scoring.store import compact, fingerprint_stats, iter_older_than, remove_fingerprint
+    from relsum.scoring.store_layout import checked_entries, write_marker
+
+    folders, foreign = checked_entries(_root(config.store_dir), "scores prune")
+    if folders and not config.dry_run:  # a store written before the marker existed: mark it now
+        write_marker(_root(config.store_dir))
     doomed = set()
     if config.keep:
         unknown = set(config.keep) - {f.name for f in folders}
@@ -95,8 +108,17 @@ def prune(config: PruneConfig) -> dict:
     if not config.dry_run:
         for folder in sorted(doomed):
             remove_fingerprint(folder)
+    damaged = {}
     for folder in folders:
-        if folder not in doomed and config.compact and not config.dry_run:
+        if folder in doomed or not config.compact:
+            continue
+        if config.dry_run:  # what compaction would drop, as far as the parts' footers tell
+            if n := fingerprint_stats(folder)["damaged"]:
+                damaged[folder.name] = n
+        else:
             compacted[folder.name] = compact(folder)
+            if n := len(compacted[folder.name].get("damaged_parts", [])):
+                damaged[folder.name] = n
     logger.info("score store: removed %d fingerprint(s), compacted %d", len(removed), len(compacted))
-    return {"removed": removed, "compacted": compacted, "dry_run": config.dry_run}
+    return {"removed": removed, "compacted": compacted, "damaged_parts": damaged,
+            "left_alone": sorted(foreign), "dry_run": config.dry_run}

@@ -9,6 +9,10 @@ machine hits every path alike), and caches the choice with all its figures as
 ``<store root>/.auto/<key>.json``. Later scorers (every stage, every process) read the file.
 A fast path is chosen only if it beats fp32 by :data:`MIN_GAIN`; otherwise fp32 (exact) wins.
 ``relsum scores stats`` prints the cached choices and why.
+
+The cache is a plain file anyone can edit or damage: a file that is not a JSON object of this version,
+misses a field, or names a path that is unknown, not a candidate, or not one that passed its gate, is
+ignored (logged with the reason) and the choice is measured again and rewritten.
 """
 
 from __future__ import annotations
@@ -53,28 +57,66 @@ def choice_file(scorer) -> Path:
     return scorer.store_root / AUTO_DIR / f"{auto_key(scorer)}.json"
 
 
-def load_choice(file: Path) -> dict | None:
+def choice_problem(data, allowed: list[str] | None = None) -> str | None:
+    """Why ``data`` is not a usable cached choice (None if it is); ``allowed``: this scorer's candidates."""
+    from relsum.scoring.fast import PATHS
+
+    if not isinstance(data, dict):
+        return f"not a JSON object but {type(data).__name__}"
+    if data.get("version") != AUTO_VERSION:
+        return f"version {data.get('version')!r}, expected {AUTO_VERSION}"
+    for key, kind in (("chosen", str), ("reason", str), ("figures", dict)):
+        if not isinstance(data.get(key), kind):
+            return f"{key!r} missing or not a {kind.__name__}"
+    chosen, figures = data["chosen"], data["figures"]
+    if chosen not in PATHS or chosen == "auto":
+        return f"unknown path {chosen!r}"
+    if allowed is not None and chosen not in allowed:
+        return f"path {chosen!r} is not one of the candidates {allowed}"
+    for path, fig in figures.items():
+        ratio = fig.get("ratio_to_fp32", 0.0) if isinstance(fig, dict) else None
+        if not (isinstance(fig, dict) and isinstance(fig.get("status"), str)
+                and isinstance(fig.get("detail"), str) and isinstance(ratio, int | float)):
+            return f"figures of {path!r} malformed"
+    if chosen != "fp32" and figures.get(chosen, {}).get("status") != "passed":
+        return f"path {chosen!r} is chosen but did not pass its gate"
+    return None
+
+
+def load_choice(file: Path, allowed: list[str] | None = None, *, quiet: bool = False,
+                then: str = "left out") -> dict | None:
+    """The cached choice in ``file``, or None (missing, or ignored with the reason and ``then`` logged)."""
     try:
         data = json.loads(file.read_text())
-    except (OSError, ValueError):
+    except FileNotFoundError:
         return None
-    return data if data.get("version") == AUTO_VERSION else None
+    except (OSError, ValueError) as exc:
+        problem = f"unreadable: {exc}"
+    else:
+        problem = choice_problem(data, allowed)
+    if problem is None:
+        return data
+    if not quiet:
+        logger.warning("ignoring the cached path-auto choice %s (%s); %s", file, problem, then)
+    return None
 
 
 def resolve_auto(scorer) -> dict:
     """The cached choice for this scorer, measuring it first (under a lock, once) if there is none."""
     from relsum.data.io import write_json_atomic
     from relsum.scoring.store import exclusive_lock
+    from relsum.scoring.store_layout import write_marker
 
-    file = choice_file(scorer)
-    choice = load_choice(file)
+    file, allowed = choice_file(scorer), candidates(scorer)
+    choice = load_choice(file, allowed, then="measuring again")
     if choice is None:
         with exclusive_lock(file.parent):  # concurrent processes (Ray actors, DDP ranks) measure once
-            choice = load_choice(file)
+            choice = load_choice(file, allowed, quiet=True)
             if choice is None:
                 choice = measure(scorer)
                 choice["key"] = file.stem
                 write_json_atomic(choice, file)
+                write_marker(scorer.store_root)
     logger.info("scorer path auto -> %s (%s)", choice["chosen"], choice["reason"])
     return choice
 
@@ -137,14 +179,15 @@ def measure(scorer) -> dict:
 def list_choices(root: Path) -> list[dict]:
     """Every cached auto choice under a store root, newest first."""
     folder = Path(root) / AUTO_DIR
-    choices = [c for c in (load_choice(f) for f in folder.glob("*.json")) if c] if folder.is_dir() else []
-    return sorted(choices, key=lambda c: c.get("measured_at", ""), reverse=True)
+    files = sorted(folder.glob("*.json")) if folder.is_dir() else []
+    choices = [c for c in (load_choice(f) for f in files) if c]
+    return sorted(choices, key=lambda c: str(c.get("measured_at", "")), reverse=True)
 
 
 def format_choice(choice: dict) -> str:
     """A few lines: the chosen path, why, and each candidate's figures."""
-    m = choice.get("machine", {})
-    lines = [f"auto {choice.get('key', '?')[:12]}: {choice['chosen']} - {choice['reason']}",
+    m = choice.get("machine") if isinstance(choice.get("machine"), dict) else {}
+    lines = [f"auto {str(choice.get('key', '?'))[:12]}: {choice['chosen']} - {choice['reason']}",
              f"  model {choice.get('model_dir')} | {m.get('cpu')} ({m.get('cpu_class')}), "
              f"{m.get('torch_threads')} threads | measured {choice.get('measured_at')}"]
     for path, fig in choice["figures"].items():

@@ -15,6 +15,12 @@ and pruning hold an exclusive ``fcntl.flock`` on ``<fingerprint>/.lock``. Becaus
 writes temporaries, any ``.tmp-*`` found while holding the lock is left over from a crashed writer and
 is deleted then. Compaction writes the merged part before deleting the old ones, so a concurrent
 reader sees each key at least once (duplicates carry the same score and are collapsed on load).
+
+Damage (a truncated or garbled part, a wrong schema, a score outside [0, 1] or not finite) is never
+served: a damaged part, or a damaged row, is treated as missing, logged once per reader, and its pairs
+are rescored into a new part; compaction (``relsum scores prune``) drops it. The root carries a marker
+file and pruning deletes only folders that are entries by their content (see
+:mod:`relsum.scoring.store_layout`).
 """
 
 from __future__ import annotations
@@ -31,6 +37,8 @@ from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
+
+from relsum.scoring.store_layout import BAD_ROW, read_part, scan, schema_problem, valid_scores, write_marker
 
 logger = logging.getLogger(__name__)
 
@@ -127,6 +135,7 @@ class ScoreStore:
         self.folder = self.root / fingerprint
         self._scores: dict[tuple[str, bytes], float] = {}
         self._loaded: set[str] = set()
+        self.damaged: dict[str, str] = {}  # part name -> why its (bad) rows are treated as missing
         self.hits = self.misses = 0
 
     def __len__(self) -> int:
@@ -134,22 +143,27 @@ class ScoreStore:
         return len(self._scores)
 
     def refresh(self) -> None:
-        """Load committed parts not read yet (a part deleted by a concurrent compaction is skipped)."""
-        import pyarrow.parquet as pq
+        """Load committed parts not read yet (a part deleted by a concurrent compaction is skipped).
 
+        Damaged parts and rows are left out (so their pairs are rescored) and logged once.
+        """
         if not self.folder.is_dir():
             return
         for part in sorted(self.folder.glob(PART_GLOB)):
-            if part.name in self._loaded:
+            if part.name in self._loaded or not part.is_file():
                 continue
             try:
-                table = pq.read_table(part)
+                rows = read_part(part)
             except FileNotFoundError:  # compacted away meanwhile; its rows are in the merged part
                 continue
-            cols = table.to_pydict()
-            self._scores.update(zip(zip(cols["query"], cols["text_hash"], strict=True), cols["score"],
-                                    strict=True))
             self._loaded.add(part.name)
+            if rows.problem or rows.bad_rows:
+                why = rows.problem or f"{rows.bad_rows} bad row(s): {BAD_ROW}"
+                self.damaged[part.name] = why
+                logger.warning("score store %s: damaged part %s (%s): its rows are treated as missing and "
+                               "rescored; `relsum scores prune` drops them", self.folder, part.name, why)
+            self._scores.update(zip(zip(rows.queries, rows.hashes, strict=True), rows.scores.tolist(),
+                                    strict=True))
 
     def lookup(self, queries: Sequence[str], hashes: Sequence[bytes]) -> tuple[np.ndarray, np.ndarray]:
         """(scores, found) aligned with the inputs; ``scores`` is NaN where ``found`` is False."""
@@ -171,7 +185,17 @@ class ScoreStore:
             return None
         if not len(queries) == len(hashes) == len(scores):
             raise ValueError("queries/hashes/scores lengths differ")
+        ok = valid_scores(scores)
+        if not ok.all():  # stored, they would be served as damaged forever; not storing means rescoring
+            logger.warning("score store %s: not storing %d score(s) outside [0, 1] or not finite",
+                           self.folder, int((~ok).sum()))
+            keep = np.flatnonzero(ok)
+            queries, hashes = [queries[i] for i in keep], [hashes[i] for i in keep]
+            scores = np.asarray(scores)[keep]
+            if not len(keep):
+                return None
         with exclusive_lock(self.folder):
+            write_marker(self.root)
             _clean_temporaries(self.folder)
             part = write_part(self.folder, queries, hashes, scores)
         self._scores.update(zip(zip(queries, hashes, strict=True), np.asarray(scores, np.float32).tolist(),
@@ -187,6 +211,7 @@ def write_meta(folder: Path, meta: dict) -> None:
     from relsum.data.io import write_json_atomic
 
     folder.mkdir(parents=True, exist_ok=True)
+    write_marker(folder.parent)
     if read_meta(folder) != json.loads(json.dumps(meta, default=str)):
         write_json_atomic(meta, folder / META_NAME)
 
@@ -209,55 +234,88 @@ def _meta_from_gates(folder: Path) -> dict:
             data = json.loads(gate.read_text())
         except (OSError, ValueError):
             continue
+        if not isinstance(data, dict):
+            continue
         verdict = "passed" if data.get("passed") else "refused"
         return {"path": data.get("path", "?"), "reason": f"gate results only ({verdict})"}
     return {}
 
 
 def fingerprint_stats(folder: Path) -> dict:
-    """rows, parts, bytes and last write (epoch seconds) of one fingerprint folder."""
+    """rows, parts, bytes, last write (epoch seconds) and unreadable parts of one fingerprint folder.
+
+    Reads only each part's footer (cheap): a part whose footer cannot be read or whose schema is not the
+    store's counts as ``damaged`` (its rows are not counted); damaged rows are found only on loading.
+    """
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
     parts = sorted(folder.glob(PART_GLOB))
-    rows = size = 0
+    rows = size = damaged = 0
     last = 0.0
     for part in parts:
         with contextlib.suppress(FileNotFoundError):
-            rows += pq.ParquetFile(part).metadata.num_rows
             st = part.stat()
             size += st.st_size
             last = max(last, st.st_mtime)
+            try:
+                meta = pq.ParquetFile(part)
+                problem = schema_problem(meta.schema_arrow)
+            except (FileNotFoundError, PermissionError):
+                raise
+            except (pa.ArrowException, OSError, ValueError) as exc:
+                problem = str(exc)
+            if problem:
+                damaged += 1
+                logger.warning("score store %s: damaged part %s (%s)", folder, part.name, problem)
+            else:
+                rows += meta.metadata.num_rows
     meta = read_meta(folder) or _meta_from_gates(folder)
-    return {"fingerprint": folder.name, "rows": rows, "parts": len(parts), "bytes": size,
+    return {"fingerprint": folder.name, "rows": rows, "parts": len(parts), "damaged": damaged, "bytes": size,
             "last_write": last or None, "gates": sorted(p.name for p in folder.glob("gate-*.json")),
             "path": meta.get("path", "?"), "path_reason": meta.get("reason", ""),
             "model_dir": meta.get("model_dir")}
 
 
 def list_fingerprints(root: str | Path | None = None) -> list[Path]:
+    """The fingerprint folders under ``root`` that are store entries by their content (see store_layout)."""
     base = Path(root) if root else default_root()
     if not base.is_dir():
         return []
-    return sorted(p for p in base.iterdir() if p.is_dir() and not p.name.startswith("."))
+    return scan(base)[0]
 
 
 def compact(folder: Path) -> dict:
-    """Merge a fingerprint's parts into one (deduplicated) part; returns parts before/after and rows."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
+    """Merge a fingerprint's parts into one (deduplicated) part, leaving out damaged parts and rows.
+
+    Returns parts before/after, rows, and (when there were any) the damaged parts and rows dropped.
+    """
+    import pandas as pd
 
     with exclusive_lock(folder):
         _clean_temporaries(folder)
-        parts = sorted(folder.glob(PART_GLOB))
-        if len(parts) <= 1:
+        parts = [p for p in sorted(folder.glob(PART_GLOB)) if p.is_file()]
+        read = {p: read_part(p) for p in parts}  # we hold the lock: no part appears or vanishes now
+        damaged = {p.name: r.problem for p, r in read.items() if r.problem}
+        bad_rows = sum(r.bad_rows for r in read.values())
+        if len(parts) <= 1 and not damaged and not bad_rows:
             return {"parts_before": len(parts), "parts_after": len(parts)}
-        table = pa.concat_tables([pq.read_table(p) for p in parts])
-        frame = table.to_pandas().drop_duplicates(["query", "text_hash"], keep="last")
-        write_part(folder, frame["query"].tolist(), frame["text_hash"].tolist(), frame["score"].to_numpy())
+        frame = pd.DataFrame({"query": [q for r in read.values() for q in r.queries],
+                              "text_hash": [h for r in read.values() for h in r.hashes],
+                              "score": np.concatenate([r.scores for r in read.values()] or [np.empty(0)])})
+        frame = frame.drop_duplicates(["query", "text_hash"], keep="last")
+        if len(frame):
+            write_part(folder, frame["query"].tolist(), frame["text_hash"].tolist(),
+                       frame["score"].to_numpy())
         for part in parts:
             part.unlink()
         _fsync_dir(folder)
-    return {"parts_before": len(parts), "parts_after": 1, "rows": int(len(frame))}
+    out = {"parts_before": len(parts), "parts_after": int(len(frame) > 0), "rows": int(len(frame))}
+    if damaged or bad_rows:
+        logger.warning("score store %s: compaction dropped %d damaged part(s) %s and %d damaged row(s)",
+                       folder, len(damaged), sorted(damaged), bad_rows)
+        out.update(damaged_parts=sorted(damaged), damaged_rows=bad_rows)
+    return out
 
 
 def remove_fingerprint(folder: Path) -> None:
