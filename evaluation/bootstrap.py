@@ -154,6 +154,30 @@ def percentile_interval(replicates: np.ndarray, level: float = 0.95) -> tuple[fl
     return float(lo), float(hi)
 
 
+def replicate_se(replicates: np.ndarray) -> float:
+    """Standard deviation of the finite replicates (the bootstrap standard error); nan below two."""
+    r = np.asarray(replicates, dtype=np.float64)
+    r = r[np.isfinite(r)]
+    return float(r.std(ddof=1)) if len(r) > 1 else float("nan")
+
+
+def ratio_replicates(per_query_sums: np.ndarray, per_query_weights: np.ndarray,
+                     counts: np.ndarray) -> np.ndarray:
+    """``sum_q c_bq a_q / sum_q c_bq w_q`` for every resample ``b`` (nan where the weights sum to 0).
+
+    A mean over pairs (``a_q`` the query's sum, ``w_q`` its pair count) resampled by query: the reward
+    and pairwise accuracy, and their paired differences when ``a_q`` is a difference of sums.
+    """
+    a = np.asarray(per_query_sums, dtype=np.float64)
+    w = np.asarray(per_query_weights, dtype=np.float64)
+    if counts.shape[1] != len(a) or len(a) != len(w):
+        raise ValueError(f"counts has {counts.shape[1]} queries, sums {len(a)}, weights {len(w)}")
+    c = counts.astype(np.float64)
+    num, den = c @ a, c @ w
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(den > 0, num / den, np.nan)
+
+
 def gain_pct(candidate, baseline):
     """``100 * (m_cand - m_base) / m_base``; ``nan`` where ``m_base`` is 0 or nan (undefined)."""
     c = np.asarray(candidate, dtype=np.float64)
@@ -180,9 +204,13 @@ def paired_bootstrap(
     ``min_judged``: queries with fewer judged pairs are left out of NDCG (see ``per_query_ndcg_at_k``).
 
     Returns ``{candidate: {"recall_at_precision": Interval, "ndcg_at_k": Interval,
-    "gain_pct": {"recall_at_precision": Interval, "ndcg_at_k": Interval}}}``. A gain is ``nan``
+    "gain_pct": {"recall_at_precision": Interval, "ndcg_at_k": Interval}, "diff": {...}, "diff_se":
+    {"recall_at_precision": float, "ndcg_at_k": float}}}``. A gain is ``nan``
     where the baseline metric is 0 or undefined; its interval uses only resamples where it is
-    defined. All candidates share one set of resamples (seeded by ``seed``).
+    defined. ``diff`` is the paired difference candidate - baseline in the metric's own units and
+    ``diff_se`` the standard deviation of its replicates (the bootstrap standard error, which
+    :mod:`relsum.evaluation.power` turns into a minimum detectable effect for R@P, a metric without
+    per-query values). All candidates share one set of resamples (seeded by ``seed``).
     """
     if baseline not in scores:
         raise ValueError(f"baseline {baseline!r} not among the candidates {sorted(scores)}")
@@ -207,11 +235,15 @@ def paired_bootstrap(
         }
     out: dict[str, dict] = {}
     for name in scores:
-        entry: dict = {"gain_pct": {}}
+        entry: dict = {"gain_pct": {}, "diff": {}, "diff_se": {}}
         for m in METRICS:
             entry[m] = Interval(points[name][m], *percentile_interval(reps[name][m], level))
             gain_reps = gain_pct(reps[name][m], reps[baseline][m])
             gain_point = gain_pct(points[name][m], points[baseline][m])
             entry["gain_pct"][m] = Interval(gain_point, *percentile_interval(gain_reps, level))
+            diff_reps = reps[name][m] - reps[baseline][m]
+            entry["diff"][m] = Interval(points[name][m] - points[baseline][m],
+                                        *percentile_interval(diff_reps, level))
+            entry["diff_se"][m] = replicate_se(diff_reps)
         out[name] = entry
     return out

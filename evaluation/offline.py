@@ -23,6 +23,8 @@ from relsum.evaluation.bootstrap import (
     percentile_interval,
     resample_counts,
 )
+from relsum.evaluation.power import ALPHA, POWER, gain_findings, mde_note, paired_measures, paired_table
+from relsum.metric_names import pair_metric_names
 from relsum.metrics import mean_reward
 
 logger = logging.getLogger(__name__)
@@ -89,6 +91,10 @@ def compute_offline_metrics(
     (``n_queries_excluded_single_judged``): their NDCG@k is 1 whatever the scores, so in a golden set
     of one judged product per query (ESCI-style exports) NDCG would read 1.000 and +0.0% for every
     candidate. R@P uses every pair.
+
+    Each subset also carries :func:`relsum.evaluation.power.paired_measures`' keys: ``pairwise_accuracy``
+    per candidate, ``n_comparable_pairs``, ``n_queries_pairwise`` and ``paired`` (every candidate's
+    difference vs ``baseline`` per metric with its CI, minimum detectable effect and ``detectable``).
     """
     candidates = list(dict.fromkeys(candidates))
     if baseline not in candidates:
@@ -100,6 +106,8 @@ def compute_offline_metrics(
             "min_precision": float(min_precision),
             "n_boot": int(n_boot), "seed": int(seed), "level": float(level),
             "metric_names": metric_names(min_precision, k),
+            "pair_metric_names": pair_metric_names(),
+            "mde": {"power": POWER, "alpha": ALPHA, "test": "paired t (noncentral t), two-sided"},
         },
         "subsets": {},
     }
@@ -116,6 +124,9 @@ def compute_offline_metrics(
             min_judged=MIN_JUDGED,
         )
         rewards = _reward_intervals(df, candidates, n_boot=n_boot, seed=seed, level=level)
+        # pairwise accuracy, and every paired difference vs the baseline with its CI and MDE
+        paired = paired_measures(df, candidates, baseline, result, k=k, min_judged=MIN_JUDGED,
+                                 n_boot=n_boot, seed=seed, level=level)
         out["subsets"][subset] = {
             "n_queries": int(len(has_gain)),
             "n_pairs": int(len(df)),
@@ -131,6 +142,7 @@ def compute_offline_metrics(
                 }
                 for c, r in result.items()
             },
+            **paired,
         }
         logger.info("offline metrics %s: %d queries, %d pairs", subset, len(has_gain), len(df))
     return out
@@ -233,12 +245,14 @@ def coverage_text(cov: Mapping[str, Any] | None) -> str:
     return f"{100 * k / n:.1f}% ({k}/{n})" if n else "n/a (0 judged products)"
 
 
-def gains_table(metrics: Mapping[str, Any]) -> pd.DataFrame:
+def gains_table(metrics: Mapping[str, Any], detectable: bool = False) -> pd.DataFrame:
     """Table 3: one row per non-baseline candidate, gain in % [95% CI] per subset and metric.
 
     Summary candidates also get their coverage of the judged golden products (a summary missing for a
     product scores it title only, which pulls the gain towards 0). Columns lead with R@P when most
-    queries have a single judged product (:func:`leads_with_recall`).
+    queries have a single judged product (:func:`leads_with_recall`). ``detectable=True`` (what the
+    printed table and the report show) marks with † every gain below what the set can detect and adds a
+    ``detectable`` column with each gain's minimum detectable effect (:mod:`relsum.evaluation.power`).
     """
     cfg, names = metrics["config"], metrics["config"]["metric_names"]
     rows = [c for c in cfg["candidates"] if c != cfg["baseline"]]
@@ -250,6 +264,13 @@ def gains_table(metrics: Mapping[str, Any]) -> pd.DataFrame:
         ]
         for subset, m in order
     }
+    if detectable and all("paired" in metrics["subsets"][s] for s in SUBSETS):
+        findings = [gain_findings(metrics, c, order) for c in rows]
+        for j, (subset, m) in enumerate(order):
+            data[f"Golden-{subset} {names[m]}"] = [
+                cell if cell == "n/a" or flags[j] else f"{cell} †"
+                for cell, (flags, _) in zip(data[f"Golden-{subset} {names[m]}"], findings, strict=True)]
+        data["detectable"] = [text for _, text in findings]
     coverage = metrics.get("summary_coverage") or {}
     if coverage:
         data["summary coverage"] = [coverage_text(coverage.get(c)) for c in rows]
@@ -267,6 +288,8 @@ def absolute_table(metrics: Mapping[str, Any], candidates: list[str] | None = No
             rec.update({names[m]: format_value(sub["candidates"][c][m]) for m in METRICS})
             if "reward" in sub["candidates"][c]:
                 rec["reward −|r−l|"] = format_value(sub["candidates"][c]["reward"])
+            if c in sub.get("pairwise_accuracy", {}):
+                rec[cfg["pair_metric_names"]["pairwise_accuracy"]] = format_value(sub["pairwise_accuracy"][c])
             rec.update({
                 "queries": sub["n_queries"], "pairs": sub["n_pairs"],
                 "label-1 pairs": sub["n_positive_pairs"],
@@ -300,7 +323,10 @@ def format_table(metrics: Mapping[str, Any]) -> str:
     return (
         (f"Note: {note}\n\n" if note else "")
         + f"Gain over `{cfg['baseline']}` in % [{level}% paired bootstrap CI over queries, "
-        f"n_boot={cfg['n_boot']}]\n\n{to_markdown(gains_table(metrics))}\n\n"
-        f"Absolute values [{level}% CI]\n\n"
+        f"n_boot={cfg['n_boot']}]\n\n{to_markdown(gains_table(metrics, detectable=True))}\n\n"
+        + (f"Paired difference vs `{cfg['baseline']}` [{level}% CI]; MDE at "
+           f"{100 * cfg['mde']['power']:g}% power; q = queries\n\n{to_markdown(paired_table(metrics))}"
+           f"\n\n{mde_note(metrics)}\n\n" if "mde" in cfg else "")
+        + f"Absolute values [{level}% CI]\n\n"
         f"{to_markdown(absolute_table(metrics))}\n"
     )

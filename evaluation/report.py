@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from relsum.data.atomic_dir import named_oserror
 from relsum.data.io import atomic_path
 from relsum.evaluation.offline import (
     SUBSETS,
@@ -30,6 +31,7 @@ from relsum.evaluation.offline import (
     ndcg_note,
     to_markdown,
 )
+from relsum.evaluation.power import mde_note, paired_table
 from relsum.metrics import per_query_ndcg_at_k, precision_recall_points
 
 logger = logging.getLogger(__name__)
@@ -143,7 +145,18 @@ def _counts_text(metrics: Mapping[str, Any]) -> str:
             f"without a positive label and {sub.get('n_queries_excluded_single_judged', 0)} with a single "
             f"judged product excluded from NDCG ({sub['n_queries_ndcg']} used)"
         )
+    for name, cov in (metrics.get("summary_coverage") or {}).items():
+        if (cov or {}).get("defects"):  # beside coverage, so a regression in the served form shows
+            lines.append(f"- Summaries `{name}`: {defects_text(cov['defects'])}")
     return "\n".join(lines)
+
+
+def defects_text(defects: Mapping[str, Any]) -> str:
+    """``"of 120 summaries: prompt echo 0, boilerplate label 3, ..."``: one line of
+    :func:`relsum.summarize.served.summary_defects` counts."""
+    kinds = [k for k in defects if k != "n"]
+    return f"of {defects.get('n', 0)} summaries: " + ", ".join(f"{k.replace('_', ' ')} {defects[k]}"
+                                                               for k in kinds)
 
 
 _CSS = ("body{font-family:sans-serif;max-width:1200px;margin:2em auto;color:#222}"
@@ -176,12 +189,15 @@ def write_report(
     paths: dict[str, Path] = {}
     for key, data in pngs.items():
         paths[key] = out / f"{key}.png"
-        with atomic_path(paths[key]) as tmp:
+        with named_oserror(paths[key]), atomic_path(paths[key]) as tmp:
             tmp.write_bytes(data)
 
     setup = (f"Baseline `{cfg['baseline']}`; k = {cfg['k']}; min precision = {cfg['min_precision']:g}; "
              f"{round(100 * cfg['level'])}% paired percentile bootstrap over queries, "
              f"n_boot = {cfg['n_boot']}, seed = {cfg['seed']}.")
+    if "lead" in cfg["candidates"] and metrics.get("lead_words"):  # the yardstick a summary must beat
+        setup += (f" `lead` = title + the first {metrics['lead_words']} words of the catalog text "
+                  "(the served summary's word cap).")
     captions = {"pr_curves": "Precision-recall curves (label 1 vs rest)",
                 "win_loss": f"Per-query {cfg['metric_names']['ndcg_at_k']} difference vs `{cfg['baseline']}`"}
     extra = dict(extra_sections or {})
@@ -198,7 +214,10 @@ def write_report(
                              for line in _counts_text(metrics).splitlines()) + "</ul>",
             *([f"<p><strong>Note:</strong> {esc(note)}</p>"] if (note := ndcg_note(metrics)) else []),
             f"<h2>Gain over {esc(cfg['baseline'])} in % "
-            f"[{round(100 * cfg['level'])}% CI]</h2>", _html_table(gains_table(metrics)),
+            f"[{round(100 * cfg['level'])}% CI]</h2>", _html_table(gains_table(metrics, detectable=True)),
+            *([f"<h2>Paired difference vs {esc(cfg['baseline'])} and what this set can detect</h2>",
+               _html_table(paired_table(metrics)), f"<p>{esc(mde_note(metrics))}</p>"]
+              if "mde" in cfg else []),
             "<h2>Absolute metrics</h2>", _html_table(absolute_table(metrics))]
     for key, data in pngs.items():
         b64 = base64.b64encode(data).decode("ascii")
@@ -211,7 +230,7 @@ def write_report(
 
     for key, name, text in (("md", "report.md", "\n".join(md)), ("html", "report.html", page)):
         paths[key] = out / name
-        with atomic_path(paths[key]) as tmp:
+        with named_oserror(paths[key]), atomic_path(paths[key]) as tmp:
             tmp.write_text(text, encoding="utf-8")
     logger.info("wrote offline report to %s", out)
     return paths

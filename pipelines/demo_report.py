@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -92,6 +93,21 @@ def pooled_seed_lines(heldouts: dict[str, dict]) -> list[str]:
     return lines
 
 
+def defect_lines(defects: dict[str, dict[str, dict[str, int]]]) -> list[str]:
+    """Per summaries candidate, :func:`relsum.summarize.served.summary_defects` counts of what the policy
+    wrote (raw) and what is served: tokens the ranker would spend on nothing; served counts must be 0."""
+    if not defects:
+        return []
+    lines = ["Summary defects (raw model output -> served; labels, numbering, restated titles ...):"]
+    for name, counts in defects.items():
+        raw, served = counts.get("raw") or {}, counts["served"]
+        kinds = [k for k in served if k != "n"]
+        lines.append(f"  {name:<8} " + "   ".join(
+            f"{k.replace('_', ' ')} {raw.get(k, '?')} -> {served[k]}" for k in kinds)
+            + f"   (of {served['n']})")
+    return lines
+
+
 def golden_subset(golden: str, max_products: int, seed: int, out: Path) -> tuple[str, str]:
     """(golden folder, one-line note): the folder itself, or a copy cut to whole queries covering at most
     ``max_products`` judged products (seeded; tail and head queries alternate).
@@ -149,12 +165,16 @@ def log_demo_evaluation(tracking, run_id: str, evaluation: EvaluationResult, alg
     The trained candidate (``algo``) is the run's own adapter, so it gets the ``eval.*`` names; the others
     (none, desc, sum_ref) become ``baseline.<name>.*``. Groundedness goes in as
     ``groundedness.<name>[.lo|.hi]``
-    and ``groundedness.<name>.numbers``, the report files as artifacts under ``evaluation/``. The held-out
-    comparison is already on the run (the train stage logs it).
+    and ``groundedness.<name>.numbers``, the report files as artifacts under ``evaluation/``. The pair-level
+    measures, paired differences and their minimum detectable effects go in under
+    :func:`relsum.metric_names.pair_key` / :func:`~relsum.metric_names.diff_key` names
+    (:func:`relsum.evaluation.power.mlflow_metrics`). The held-out comparison is already on the run (the
+    train stage logs it).
     """
     import copy
 
     from relsum import registry
+    from relsum.evaluation.power import mlflow_metrics
     from relsum.registry import client
 
     metrics = copy.deepcopy(evaluation.metrics)
@@ -170,9 +190,14 @@ def log_demo_evaluation(tracking, run_id: str, evaluation: EvaluationResult, alg
         flat.update({groundedness_key(name): g["groundedness"], groundedness_key(name, "lo"): g["ci_low"],
                      groundedness_key(name, "hi"): g["ci_high"],
                      groundedness_key(name, "numbers"): g["numbers_grounded"]})
-    c = client(tracking)
-    for key, value in sorted(_finite(flat).items()):
-        c.log_metric(run_id, key, value)
+    for name in evaluation.metrics["config"]["candidates"]:
+        flat.update(mlflow_metrics(evaluation.metrics, name, "challenger" if name == algo else name))
+    from mlflow.entities import Metric
+
+    now = int(time.time() * 1000)
+    batch = [Metric(key, value, now, 0) for key, value in sorted(_finite(flat).items())]
+    for start in range(0, len(batch), 1000):  # one request per 1000 metrics (MLflow's batch limit)
+        client(tracking).log_batch(run_id, metrics=batch[start:start + 1000])
 
 
 def policy_runs_fp32(policy: Any) -> bool:

@@ -14,6 +14,10 @@ Schemes
   ``[sampled_]<name>_ci95``; MLflow keys: ``heldout_<json key>`` and ``heldout_[sampled_]<name>_ci_low|high``;
   per label ``heldout_[sampled_]label_<l>_<field>``.
 * Ablation parent run: ``<candidate>.full_r90p`` and ``<candidate>.full_ndcg5``.
+* Pair-level measures (:func:`pair_key`): ``<head>.<subset>.<reward|pairwise_accuracy>[.lo|.hi]``.
+* Paired differences vs the baseline (:func:`diff_key`): ``<head>.<subset>.<metric>.diff[.lo|.hi]`` and
+  the minimum detectable effect ``<head>.<subset>.<metric>.diff.mde_p80_a05`` (power 80 %, alpha 0.05:
+  the name carries the parameters, so an MDE at other settings is another key).
 """
 
 from __future__ import annotations
@@ -22,6 +26,11 @@ SUBSETS = ("full", "tail")
 EVAL_METRICS = ("ndcg_at_k", "recall_at_precision")
 STATS = ("value", "lo", "hi")
 OWN = "challenger"  # the candidate name of a run's own adapter in an evaluation handed to the registry
+
+#: The pair-level measures beside the two ranking metrics (metrics.json ``pair_level`` / MLflow keys).
+PAIR_METRICS = ("reward", "pairwise_accuracy")
+#: Every measure with a paired difference against the baseline (metrics.json ``paired``).
+PAIRED_METRICS = ("recall_at_precision", "ndcg_at_k", *PAIR_METRICS)
 
 _SUFFIX = {"value": "", "lo": ".lo", "hi": ".hi"}
 _SHORT = {"recall_at_precision": "r90p", "ndcg_at_k": "ndcg5"}
@@ -79,3 +88,35 @@ def ablation_key(candidate: str, metric: str) -> str:
     """``<candidate>.full_r90p`` / ``<candidate>.full_ndcg5`` on the ablation's parent run."""
     _check(metric, EVAL_METRICS, "metric")
     return f"{candidate}.full_{_SHORT[metric]}"
+
+
+def pair_metric_names(positive: float = 1.0, negative: float = 0.0) -> dict[str, str]:
+    """Display names of :data:`PAIR_METRICS`, with the labels the pairwise accuracy compares."""
+    return {"reward": "training reward",  # −|r − l|; no pipes: the names head markdown tables
+            "pairwise_accuracy": f"pairwise accuracy ({positive:g} vs {negative:g})"}
+
+
+def mde_stat(power: float = 0.8, alpha: float = 0.05) -> str:
+    """``mde_p80_a05``: the key of a minimum detectable effect names its power and (two-sided) alpha."""
+    if not (0.0 < power < 1.0 and 0.0 < alpha < 1.0):
+        raise ValueError(f"power and alpha must be in (0, 1), got {power}, {alpha}")
+    return f"mde_p{100 * power:g}_a{f'{alpha:g}'.removeprefix('0.')}"
+
+
+def pair_key(subset: str, metric: str, stat: str = "value", candidate: str = OWN) -> str:
+    """``<head>.<subset>.<metric>[.lo|.hi]`` of a pair-level measure (``eval.full.pairwise_accuracy``)."""
+    _check(subset, SUBSETS, "subset")
+    _check(metric, PAIR_METRICS, "metric")
+    _check(stat, STATS, "stat")
+    return f"{eval_head(candidate)}.{subset}.{metric}{_SUFFIX[stat]}"
+
+
+def diff_key(subset: str, metric: str, stat: str = "value", candidate: str = OWN, power: float = 0.8,
+             alpha: float = 0.05) -> str:
+    """``<head>.<subset>.<metric>.diff[.lo|.hi|.mde_p80_a05]``: a paired difference vs the baseline
+    (in the metric's units) or its minimum detectable effect (``stat="mde"``)."""
+    _check(subset, SUBSETS, "subset")
+    _check(metric, PAIRED_METRICS, "metric")
+    _check(stat, (*STATS, "mde"), "stat")
+    tail = f".{mde_stat(power, alpha)}" if stat == "mde" else _SUFFIX[stat]
+    return f"{eval_head(candidate)}.{subset}.{metric}.diff{tail}"
