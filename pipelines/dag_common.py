@@ -17,7 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from relsum.config import cfg, load_config
+from relsum.config import N_BOOT_MAX, cfg, check_range, check_seed, load_config
 from relsum.paths import SAMPLE_DIR, home
 from relsum.pipelines.build_pairs import BuildPairsConfig
 from relsum.pipelines.train import TrainStageConfig
@@ -46,6 +46,10 @@ class EvalSection:
     min_precision: float = cfg(0.9, help="Precision floor of R@P.")
     n_boot: int = cfg(1000, help="Bootstrap resamples for the CIs.")
 
+    def __post_init__(self) -> None:
+        check_range("evaluate.k", self.k, 1)
+        check_range("evaluate.n_boot", self.n_boot, 1, N_BOOT_MAX)
+
 
 @dataclasses.dataclass
 class ExportSection:
@@ -56,6 +60,9 @@ class ExportSection:
     seed: int = cfg(0, help="Team-draft seed.")
     length: int = cfg(10, help="Interleaved list length.")
     experiment_id: str = cfg("relsum-interleaving", help="Experiment id in the exported rows.")
+
+    def __post_init__(self) -> None:
+        check_seed("export.seed", self.seed)
 
 
 @dataclasses.dataclass

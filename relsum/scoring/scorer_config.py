@@ -11,7 +11,7 @@ import os
 import re
 from typing import Any
 
-from relsum.config import cfg
+from relsum.config import cfg, check_seed
 
 logger = logging.getLogger(__name__)
 
@@ -76,6 +76,7 @@ class ScorerConfig:
     gate_max_pairs: int | None = cfg(None, help="cap on calibration pairs (whole queries); None = all")
 
     def __post_init__(self) -> None:
+        check_seed("init_seed", self.init_seed)
         if self.max_length < 8:
             raise ValueError(f"max_length must be >= 8, got {self.max_length}")
         if self.batch_size < 1:

@@ -1,4 +1,4 @@
-"""Typed configs for the summarizer policy and its GRPO / DPO stages.
+"""Typed configs for the summarizer policy and its GRPO / DPO / RFT stages.
 
 Paper defaults (Table 1): LoRA r=32, alpha=32; GRPO G=4, beta=0.0, epsilon=0.2; DPO beta=0.1, two
 samples per prompt; temperature 0.9; learning rate 1e-5, cosine schedule, 1 epoch, batch 8.
@@ -13,12 +13,14 @@ import dataclasses
 import logging
 from typing import Any, Literal
 
-from relsum.config import cfg
+from relsum.config import cfg, check_seed
 
 logger = logging.getLogger(__name__)
 
 #: policy.dtype values: auto = bf16 on a CPU with native bf16 (or CUDA with bf16), fp32 elsewhere.
 DTYPES = ("auto", "fp32", "bf16")
+#: dpo.pairing values (see DPOStageConfig.pairing).
+DPO_PAIRINGS = ("paper", "best_worst")
 
 
 def _check_extra(extra: dict[str, Any], cls_name: str) -> None:
@@ -128,6 +130,7 @@ class TinyPolicyConfig:
     seed: int = cfg(0, help="seed for tokenizer order, init and batching")
 
     def __post_init__(self) -> None:
+        check_seed("tiny.seed", self.seed)
         if self.vocab_size < 300:
             raise ValueError("vocab_size must be >= 300 (256 bytes + specials + merges)")
         if self.hidden_size % self.num_heads or self.num_heads % self.num_kv_heads:
@@ -206,6 +209,11 @@ class DPOStageConfig:
     beta: float = cfg(0.1, help="DPO beta (paper: 0.1)")
     samples_per_prompt: int = cfg(2, help="summaries sampled per prompt from the reference policy (paper: 2)")
     temperature: float = cfg(0.9, help="sampling temperature for the pairs (paper: 0.9)")
+    pairing: str = cfg("paper", help="paper: one pair per (query, product) row from samples_per_prompt "
+                                     "samples, pair-level reward; best_worst: one pair per product, best vs "
+                                     "worst of samples_per_product samples by the product-level reward (mean "
+                                     "over its training queries), every product's queries used")
+    samples_per_product: int = cfg(8, help="pairing=best_worst: summaries sampled per product (N)")
     min_reward_margin: float = cfg(0.01, help="drop pairs whose rewards differ by less than this (near-ties)")
     generation_batch_size: int = cfg(16, help="prompts per generation batch when sampling pairs")
     learning_rate: float = cfg(1e-5, help="AdamW learning rate (paper: 1e-5)")
@@ -218,8 +226,10 @@ class DPOStageConfig:
     extra: dict = cfg({}, help="more trl.DPOConfig kwargs, merged on top")
 
     def __post_init__(self) -> None:
-        if self.samples_per_prompt < 2:
-            raise ValueError("samples_per_prompt must be >= 2 to form a pair")
+        if self.samples_per_prompt < 2 or self.samples_per_product < 2:
+            raise ValueError("samples_per_prompt and samples_per_product must be >= 2 to form a pair")
+        if self.pairing not in DPO_PAIRINGS:
+            raise ValueError(f"pairing must be one of {list(DPO_PAIRINGS)}, got {self.pairing!r}")
         if self.min_reward_margin < 0 or self.beta <= 0 or self.temperature <= 0:
             raise ValueError("min_reward_margin must be >= 0, beta and temperature > 0")
         _check_extra(self.extra, "DPOConfig")
@@ -231,6 +241,56 @@ class DPOStageConfig:
         kwargs = _trainer_kwargs(self, output_dir, seed=seed, report_to=report_to, bf16=bf16)
         kwargs.update({"beta": self.beta, "max_length": max_length})
         return DPOConfig(**_with_extra(kwargs, self.extra))
+
+
+@dataclasses.dataclass
+class RFTStageConfig:
+    """Rejection-sampling fine-tuning: per round, sample N summaries of every training product with the
+    current policy (batched once, shared prefill), keep the best by the product-level reward and train the
+    LoRA on the kept ones with TRL's ``SFTTrainer`` (``trl.SFTConfig`` built here, ``extra`` on top)."""
+
+    samples_per_product: int = cfg(8, help="N, summaries sampled per product and round (best one kept)")
+    rounds: int = cfg(1, help="sample-then-train rounds; round 2 samples from the round-1 adapter")
+    temperature: float = cfg(0.9, help="sampling temperature (paper's GRPO/DPO value)")
+    generation_batch_size: int = cfg(16, help="products per generation batch (each runs its prompt once "
+                                              "for all N samples)")
+    max_queries: int = cfg(0, help="product-level reward over at most this many training queries per "
+                                   "product (seeded sample; 0 = all)")
+    min_gain: float = cfg(0.0, help="keep a product's best sample only when its reward beats the mean of "
+                                    "its N samples by at least this (0 = keep every product's best)")
+    learning_rate: float = cfg(1e-4, help="AdamW learning rate of the LoRA (LoRA takes ~10x a full "
+                                          "fine-tune's rate)")
+    lr_scheduler_type: str = cfg("cosine", help="scheduler, per round")
+    num_train_epochs: float = cfg(1.0, help="epochs over the kept summaries, per round")
+    max_steps: int = cfg(-1, help="stop each round after this many optimizer steps (-1 = epochs decide)")
+    per_device_train_batch_size: int = cfg(8, help="kept summaries per step")
+    gradient_accumulation_steps: int = cfg(1, help="gradient accumulation")
+    logging_steps: int = cfg(1, help="log every n steps")
+    extra: dict = cfg({}, help="more trl.SFTConfig kwargs, merged on top")
+
+    def __post_init__(self) -> None:
+        if self.samples_per_product < 2:
+            raise ValueError("rft.samples_per_product must be >= 2 (one sample has nothing to reject)")
+        if not 1 <= self.rounds <= 10:
+            raise ValueError(f"rft.rounds must be in [1, 10], got {self.rounds}")
+        if self.temperature <= 0 or self.learning_rate <= 0:
+            raise ValueError("rft.temperature and rft.learning_rate must be > 0")
+        if self.generation_batch_size < 1 or self.max_queries < 0 or self.min_gain < 0:
+            raise ValueError("rft.generation_batch_size must be >= 1, max_queries and min_gain >= 0")
+        if self.per_device_train_batch_size < 1 or self.gradient_accumulation_steps < 1:
+            raise ValueError("rft.per_device_train_batch_size and gradient_accumulation_steps must be >= 1")
+        if self.max_steps == 0 or self.max_steps < -1 or self.num_train_epochs <= 0:
+            raise ValueError("rft.max_steps must be -1 or >= 1 and num_train_epochs > 0")
+        _check_extra(self.extra, "SFTConfig")
+
+    def to_sft_config(self, output_dir: str, *, max_length: int = 512, seed: int = 0,
+                      report_to: str = "none", bf16: bool = False) -> Any:
+        """A ``trl.SFTConfig`` training on the completion only (prompt tokens are masked); no packing."""
+        from trl import SFTConfig
+
+        kwargs = _trainer_kwargs(self, output_dir, seed=seed, report_to=report_to, bf16=bf16)
+        kwargs.update({"max_length": max_length, "completion_only_loss": True, "packing": False})
+        return SFTConfig(**_with_extra(kwargs, self.extra))
 
 
 @dataclasses.dataclass
@@ -268,7 +328,8 @@ class OptionsConfig:
 
 @dataclasses.dataclass
 class TrainConfig:
-    algo: Literal["grpo", "dpo"] = cfg("grpo", help="grpo (paper's main) or dpo")
+    algo: Literal["grpo", "dpo", "rft"] = cfg("grpo", help="grpo (paper's main), dpo, or rft "
+                                                           "(rejection-sampling fine-tuning)")
     train_data: str = cfg("", help="training pairs Parquet (query_id, query, product_id, "
                                    "title, text, label, ...)")
     out_dir: str = cfg("runs/train", help="run folder; the LoRA adapter goes to <out_dir>/adapter")
@@ -281,12 +342,14 @@ class TrainConfig:
                                       "default policy is built", default_factory=TinyPolicyConfig)
     grpo: GRPOStageConfig = cfg(help="GRPO stage", default_factory=GRPOStageConfig)
     dpo: DPOStageConfig = cfg(help="DPO stage", default_factory=DPOStageConfig)
+    rft: RFTStageConfig = cfg(help="RFT stage (algo=rft)", default_factory=RFTStageConfig)
     options: OptionsConfig = cfg(help="GRPO options beyond the paper "
                                       "(all off = the paper)", default_factory=OptionsConfig)
 
     def __post_init__(self) -> None:
         if self.max_train_rows < 0:
             raise ValueError("max_train_rows must be >= 0")
+        check_seed("seed", self.seed)
         if self.grpo.use_vllm and not self.policy.bf16:
             raise ValueError("grpo.use_vllm generates on a GPU: set policy.bf16=true (GPU "
                              "run) or use_vllm=false")
