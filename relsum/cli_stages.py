@@ -118,9 +118,22 @@ def show_validation(report: dict, config: Any, args: argparse.Namespace) -> int:
 
 
 def show_reward_model(metrics: dict, config: Any, args: argparse.Namespace) -> int:
-    print(f"reward model saved to {metrics['out_dir']}\n"
-          f"held-out NDCG@5: untrained start {metrics['ndcg5_untrained']:.4f} -> "
-          f"trained {metrics['ndcg5_trained']:.4f}")
+    def fmt(key: str) -> str:
+        value = metrics.get(key)
+        return "n/a" if value is None else f"{value:.4f}"
+
+    print(f"reward model saved to {metrics['out_dir']} ({metrics.get('seconds', 0):.0f} s)\n"
+          f"held-out NDCG@5: title {fmt('ndcg5_title')}, title + text {fmt('ndcg5_full')}, "
+          f"title + lead-40 {fmt('ndcg5_lead')}; reward -|r - l| {fmt('reward')}")
+    return 0
+
+
+def show_ranker_check(result: Any, config: Any, args: argparse.Namespace) -> int:
+    """The :class:`relsum.scoring.ranker_check.CheckResult` as text, verdict first, and where its JSON is."""
+    from relsum.pipelines.reward_model_check import RESULT_FILE, format_check
+
+    print(format_check(result))
+    print(f"written: {config.resolved_out_dir() / RESULT_FILE}")
     return 0
 
 
@@ -220,6 +233,16 @@ STAGES: tuple[Stage, ...] = (
               Flag("--eval", "eval_dir", "Golden-layout folder with held-out queries."),
               out_flag("Output model folder."),
           ), show=show_reward_model),
+    Stage("reward-model check", "Does a ranker read text? NDCG@5 of title vs title + text / lead-N words, "
+                                "calibration, fact sensitivity and a verdict.",
+          "relsum.pipelines.configs:RewardModelCheckConfig", "relsum.pipelines.reward_model_check:run", (
+              Flag("--model", "reward_model", "Local cross-encoder folder to check (default: the bootstrap "
+                                              "model in RELSUM_HOME, trained once if missing)."),
+              Flag("--golden", "golden", "Golden-layout folder (default: the bundled sample's golden set)."),
+              Flag("--lead-words", "lead_words", "N of title + lead-N words (default: the served summary "
+                                                 "word cap).", {"type": int}),
+              out_flag("Folder for reward_model_check.json."),
+          ), show=show_ranker_check, prepare=with_reward_model),
     Stage("evaluate", "The paper's offline table: R@90P and NDCG@5 gains over title-only.",
           "relsum.pipelines.configs:EvaluateConfig", "relsum.pipelines.evaluate:run", (
               Flag("--golden", "golden", "Golden-layout folder (default: the bundled sample's golden set)."),
@@ -236,9 +259,10 @@ STAGES: tuple[Stage, ...] = (
               reward_model_flag(),
               out_flag(),
           ), prepare=with_reward_model),
-    Stage("train", "Train the LoRA summarizer with GRPO or DPO against the frozen scorer.",
+    Stage("train", "Train the LoRA summarizer with GRPO, DPO or RFT against the frozen scorer.",
           "relsum.pipelines.configs:TrainStageConfig", "relsum.pipelines.train:run", (
-              Flag("--algo", "train.algo", "Training algorithm (train.algo).", {"choices": ["grpo", "dpo"]}),
+              Flag("--algo", "train.algo", "Training algorithm (train.algo).",
+                   {"choices": ["grpo", "dpo", "rft"]}),
           ), show=show_training),
     Stage("summarize", "Summarize every product (or, incrementally, the new and changed ones).",
           "relsum.summarize.config:SummarizeConfig", "relsum.pipelines.summarize:run", (
@@ -251,6 +275,12 @@ STAGES: tuple[Stage, ...] = (
               Flag("--backend", "backend", "Generation backend.", {"choices": ["hf", "ray", "vllm"]}),
               Flag("--partition", None, "Output partition key (e.g. a data-interval date); "
                                         "reruns are idempotent."),
+              Flag("--best-of", "best_of", "N > 1: products with logged queries keep the best of greedy + N "
+                   "samples by product-level reward on those queries (needs --search-log and "
+                   "--reward-model).", {"type": int, "metavar": "N"}),
+              Flag("--search-log", "search_log", "Search log giving each product's queries (for --best-of)."),
+              Flag("--reward-model", "reward_model", "Local cross-encoder folder scoring the --best-of "
+                                                     "candidates."),
           ), show=show_summaries, run_args=("partition",)),
     Stage("export-interleaving", "Write seeded team-draft interleaved lists (title-only vs title+summary).",
           "relsum.pipelines.configs:ExportConfig", "relsum.pipelines.interleaving:run_export", (

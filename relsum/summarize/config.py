@@ -13,6 +13,12 @@ from typing import Literal
 from relsum.config import cfg
 from relsum.data.contract_config import ContractConfig
 from relsum.paths import home
+from relsum.scoring.scorer_config import STAGE_SCORER_HELP, ScorerConfig, stage_scorer_config
+from relsum.training.config import GRPOStageConfig
+
+#: Best-of-N samples at the temperature training samples at (GRPO's default), so the candidates are drawn
+#: from the distribution the reward was optimised over.
+TRAINING_TEMPERATURE = next(f.default for f in dataclasses.fields(GRPOStageConfig) if f.name == "temperature")
 
 
 @dataclasses.dataclass
@@ -31,6 +37,8 @@ class SummarizeConfig:
     max_input_tokens: int = cfg(384, help="prompt token cap; the description is cut to fit, "
                                           "over-long frames rejected")
     max_summary_words: int = cfg(64, help="cap on the stored summary, in whitespace words")
+    allow_base_mismatch: bool = cfg(False, help="merge an adapter into a model_dir other than the base it "
+                                    "was trained on (refused by default: it loads fine and serves nonsense)")
     prompt: str = cfg("auto", help="prompt variant (paper | one_line | one_line_started); auto = the one the "
                       "adapter was trained with (its relsum_prompt.json), else one_line for chat "
                       "models, paper otherwise")
@@ -55,6 +63,17 @@ class SummarizeConfig:
     generated_at: str = cfg("", help="timestamp stored with each summary; '' = when the run's plan is made")
     show_progress: bool = cfg(True, help="tqdm progress bar with ETA over products")
     contract: ContractConfig = cfg(default_factory=ContractConfig, help="catalog contract settings")
+    best_of: int = cfg(1, help="1 = greedy summaries only; N > 1: for products with logged queries, the "
+                       "greedy summary and N samples compete and the best product-level reward on those "
+                       "queries is kept (needs search_log and reward_model)")
+    search_log: str = cfg("", help="search log (the pairs build's format) giving each product's queries "
+                          "and human labels for best_of")
+    reward_model: str = cfg("", help="local cross-encoder folder scoring the best_of candidates")
+    best_of_temperature: float = cfg(TRAINING_TEMPERATURE, help="sampling temperature of the best_of "
+                                     "samples (default: the training temperature)")
+    best_of_seed: int = cfg(0, help="seed of the best_of samples (shard n samples with seed + n, so a "
+                            "rerun samples the same)")
+    scorer: ScorerConfig = cfg(default_factory=stage_scorer_config, help=STAGE_SCORER_HELP)
 
     def __post_init__(self) -> None:
         if self.out_dir is None:
@@ -67,3 +86,8 @@ class SummarizeConfig:
             raise ValueError("max_summary_words, threads and ray_num_cpus must be >= 0")
         if not 0 < self.vllm_gpu_memory_utilization <= 1:
             raise ValueError("vllm_gpu_memory_utilization must be in (0, 1]")
+        if self.best_of < 1 or self.best_of_temperature <= 0 or self.best_of_seed < 0:
+            raise ValueError("best_of must be >= 1, best_of_temperature > 0 and best_of_seed >= 0")
+        if self.best_of > 1 and not (self.search_log and self.reward_model):
+            raise ValueError(f"best_of={self.best_of} needs search_log (--search-log: whose queries) and "
+                             "reward_model (--reward-model: the cross-encoder that scores the candidates)")

@@ -17,6 +17,7 @@ import pandas as pd
 
 from relsum.data.io import write_parquet_atomic
 from relsum.summarize.backends import GenSettings, make_backend
+from relsum.summarize.best_of import BestOf
 from relsum.summarize.config import SummarizeConfig
 from relsum.summarize.output import fault_point, record_shard, shard_paths, shard_problem
 from relsum.summarize.served import served_summary
@@ -54,8 +55,11 @@ def plan_shards(config: SummarizeConfig, todo: pd.DataFrame, budget: int,
 
 
 def generate_shards(config: SummarizeConfig, plan: pd.DataFrame, run_dir: Path, meta: dict[str, Any],
-                    budget: int) -> dict[str, float]:
-    """Generate every shard of ``plan`` not committed intact yet; returns this invocation's timings."""
+                    budget: int, best: BestOf | None = None) -> dict[str, float]:
+    """Generate every shard of ``plan`` not committed intact yet; returns this invocation's timings.
+
+    With ``best`` (a best_of run) the greedy summaries of products with logged queries compete with
+    samples before the shard is written (:mod:`relsum.summarize.best_of`); its columns go in the shard."""
     from tqdm.auto import tqdm
 
     shards = sorted(plan["shard"].unique().tolist())
@@ -91,6 +95,11 @@ def generate_shards(config: SummarizeConfig, plan: pd.DataFrame, run_dir: Path, 
             options = {"gpu_memory_utilization": config.vllm_gpu_memory_utilization,
                        "tensor_parallel_size": config.vllm_tensor_parallel_size, "dtype": config.vllm_dtype}
         backend = make_backend(config.backend, settings, **options)
+    generator = None
+    if best is not None and needs_model:  # samples run in-process: the hf backend's policy, else a copy
+        from relsum.summarize.backend_base import _Generator
+
+        generator = getattr(backend, "_gen", None) or _Generator(settings)
     from relsum.training.policy import load_tokenizer
 
     tok = load_tokenizer(config.model_dir)
@@ -109,11 +118,17 @@ def generate_shards(config: SummarizeConfig, plan: pd.DataFrame, run_dir: Path, 
                 summary[pos], status[pos], err[pos] = served_summary(r, config.max_summary_words), "ok", e
                 stats["generated_tokens"] += (len(tok(r, add_special_tokens=False)["input_ids"])
                                               if r and not e else 0)
+            if best is not None:
+                eligible = [st == "ok" and e is None for st, e in zip(status, err, strict=True)]
+                summary, best_rows = best.choose(generator, shard_no, g, summary, eligible, budget,
+                                                 settings.prompt)
             out = pd.DataFrame({"product_id": g["product_id"].to_numpy(), "summary": summary,
                                 "summary_status": status,
                                 "content_key": g["content_key"].to_numpy(),
                                 "model_version": meta["model_version"],
                                 "run_id": meta["run_id"], "generated_at": meta["generated_at"]})
+            if best is not None:
+                out = pd.concat([out, best_rows.set_index(out.index)], axis=1)
             failed = [e is not None for e in err]
             rej = g.loc[failed, ["product_id", "title"]].assign(
                 reason=[f"generation error: {e}" for e in err if e is not None], status="generation_error")

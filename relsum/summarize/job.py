@@ -29,6 +29,8 @@ are planned; the others are carried over (their index rows point at older shards
 of the catalog's keys, the base run and the settings, so a killed job restarted with the same arguments
 finds its own plan and finished shards and only does the rest; a catalog that is already fully
 summarized is a no-op. Read the output with :func:`read_job_output` (each product exactly once).
+With ``best_of`` > 1 a product with logged queries also keys on the best_of settings, the reward model and
+its query set (:mod:`relsum.summarize.best_of`), so a changed log re-selects only the products it changed.
 
 Over-length input: the prompt is capped at ``min(max_input_tokens, context - max_new_tokens)`` tokens by
 cutting the description (``fit_texts``); a product whose frame + title alone exceed that budget cannot be
@@ -58,6 +60,7 @@ from relsum.data.io import atomic_path, read_table, write_csv_atomic, write_json
 from relsum.errors import EnvironmentProblem, InputError, RelsumError, is_environment_oserror, os_error_text
 from relsum.paths import home
 from relsum.scoring.model_files import find_safetensors
+from relsum.summarize import best_of
 from relsum.summarize.backends import model_version_of, policy_context_length
 from relsum.summarize.config import SummarizeConfig
 from relsum.summarize.generation import generate_shards, plan_shards
@@ -76,8 +79,9 @@ from relsum.summarize.output import (
     read_manifest,
     sha,
 )
+from relsum.summarize.served import SERVED_VERSION, defect_counts, raw_log
 from relsum.training.gguf_policy import SMOLLM2
-from relsum.training.policy import adapter_prompt, prompt_cap, resolve_dtype, resolve_model_dir
+from relsum.training.policy import adapter_prompt, check_policy, prompt_cap, resolve_dtype, resolve_model_dir
 
 logger = logging.getLogger(__name__)
 
@@ -100,6 +104,8 @@ def run_summarize(config: SummarizeConfig, *, base_dir: str | Path | None = None
     find_safetensors(config.model_dir, "policy model")
     if config.adapter_dir:
         find_safetensors(config.adapter_dir, "adapter")
+    # damaged files, a chat template that is refused or runs away, an adapter of another base or shape
+    check_policy(config.model_dir, config.adapter_dir, allow_base_mismatch=config.allow_base_mismatch)
     out = Path(config.out_dir or home() / "summaries")
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -162,11 +168,20 @@ def _repair_config(config: SummarizeConfig, out: Path) -> dict[str, Any]:
     anywhere."""
     data = to_dict(config)
     data["out_dir"] = str(out.resolve())
-    for key in ("catalog", "model_dir", "adapter_dir"):
+    for key in ("catalog", "model_dir", "adapter_dir", "search_log", "reward_model"):
         value = data.get(key)
         if value and not str(value).startswith("duckdb:") and Path(value).exists():
             data[key] = str(Path(value).resolve())
     return data
+
+
+def _defects(new: pd.DataFrame, plan: pd.DataFrame, raw_texts: dict[str, list[str]]) -> dict[str, Any]:
+    """Defect counts (:func:`relsum.summarize.served.summary_defects`) of this run's generated summaries:
+    raw (this invocation's completions; a shard resumed from an earlier one counts as served) and served."""
+    ok = new[new["summary_status"] == "ok"] if len(new) else new
+    titles = ok["product_id"].map(plan.set_index("product_id")["title"]).tolist() if len(ok) else []
+    return {"scope": "generated this run", **defect_counts(ok["summary"].tolist() if len(ok) else [],
+                                                          titles, raw_texts)}
 
 
 def _run_locked(config: SummarizeConfig, out: Path, base_dir: Path | None) -> dict[str, Any]:
@@ -184,8 +199,12 @@ def _run_locked(config: SummarizeConfig, out: Path, base_dir: Path | None) -> di
     prompt = adapter_prompt(config.adapter_dir) if config.prompt == "auto" else config.prompt
     dtype = resolve_dtype(config.dtype, config.model_dir)
     gen_fp = {"model_version": version, "max_new_tokens": config.max_new_tokens, "budget": budget,
-              "max_summary_words": config.max_summary_words, "prompt": prompt, "dtype": dtype}
-    valid["content_key"] = [sha([h, gen_fp])[:32] for h in valid["content_hash"]]
+              "max_summary_words": config.max_summary_words, "prompt": prompt, "dtype": dtype,
+              "served_version": SERVED_VERSION}  # a new served form re-serves every product
+    best = best_of.prepare(config, valid) if config.best_of > 1 else None  # adds queries to the keys
+    extra = best.key_parts(valid["product_id"].tolist()) if best else [[]] * len(valid)
+    valid["content_key"] = [sha([h, gen_fp, *x])[:32]
+                            for h, x in zip(valid["content_hash"], extra, strict=True)]
     digest = sha(sorted(zip(valid["product_id"], valid["content_key"], strict=True)))
     committed, bad = _verified(out)
     same = bool(committed and committed.get("catalog_digest") == digest
@@ -227,7 +246,8 @@ def _run_locked(config: SummarizeConfig, out: Path, base_dir: Path | None) -> di
         write_parquet_atomic(over, run_dir / "plan_rejects.parquet")
         fault_point("plan")
         write_json_atomic(meta, run_dir / "plan.json")
-    stats = generate_shards(config, plan, run_dir, meta, budget)
+    with raw_log() as raw_texts:  # what the model wrote, before serving, for the defect counts
+        stats = generate_shards(config, plan, run_dir, meta, budget, best)
     shard_files = [f"runs/{run_id}/shard-{s:05d}.parquet" for s in sorted(plan["shard"].unique())]
     frames = [pd.read_parquet(out / f).assign(shard=f) for f in shard_files]
     new = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=[*OUTPUT_COLUMNS, "shard"])
@@ -257,7 +277,9 @@ def _run_locked(config: SummarizeConfig, out: Path, base_dir: Path | None) -> di
         "run_id": run_id, "model_version": version, "catalog_digest": digest, "rows_in": result.rows_in,
         "index": f"runs/{run_id}/index.parquet", "rejects": f"runs/{run_id}/rejects.csv",
         "base_run": base and base["run_id"], "generated_at": meta["generated_at"], "shards": shard_files,
-        "counts": counts, "prompt_token_budget": budget, "config": to_dict(config), "repaired_shards": bad,
+        "counts": counts, "summary_defects": _defects(new, plan, raw_texts),
+        **({"best_of": best_of.manifest_section(new, best)} if best else {}),
+        "prompt_token_budget": budget, "config": to_dict(config), "repaired_shards": bad,
         "files": {name: records[name] for name in sorted(records) if name in set(index["shard"]) or
                   name.startswith(f"runs/{run_id}/")},
         "timings": {"total_seconds": round(time.perf_counter() - t0, 3), "generation_seconds": round(secs, 3),
