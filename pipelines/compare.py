@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from relsum.config import cfg
+from relsum.errors import InputError, RelsumError
 from relsum.metric_names import STATS, eval_key
 from relsum.registry import METRICS, SUBSETS, TAG_GATE, TAG_INTERVAL, champion_version, client
 from relsum.tracking import TrackingConfig
@@ -50,23 +51,54 @@ def _param(params: dict[str, str], key: str) -> str:
 
 
 def collect(config: CompareConfig) -> list[dict[str, Any]]:
-    """One record per run: ids, interval, versions (champion marked), metrics with CIs, key params."""
-    tracking = config.tracking
-    c = client(tracking)
-    if config.runs:
-        from mlflow.exceptions import MlflowException
+    """One record per run: ids, interval, versions (champion marked), metrics with CIs, key params.
 
-        try:
-            runs = [c.get_run(run_id) for run_id in config.runs]
-        except MlflowException as exc:
-            raise ValueError(f"unknown MLflow run in {config.runs}: {exc.message}") from exc
-    else:
-        name = config.experiment or tracking.experiment
-        exp = c.get_experiment_by_name(name)
-        if exp is None:
-            raise ValueError(f"no MLflow experiment {name!r} in {tracking.resolved_uri()}")
-        runs = c.search_runs([exp.experiment_id], order_by=["attributes.start_time DESC"],
-                             max_results=config.max_runs)
+    A store that is missing (nothing tracked yet: it is not created), garbled, locked past
+    ``tracking.lock_wait_s``, or holds no such runs or experiment is an input or environment error (one
+    line, exit 2)."""
+    from relsum.tracking import store_problem
+
+    try:
+        return _collect(config)
+    except Exception as exc:
+        problem = None if isinstance(exc, RelsumError) else store_problem(exc, config.tracking)
+        if problem is None:
+            raise
+        raise problem from exc
+
+
+def _runs(config: CompareConfig, c) -> list:
+    from mlflow.exceptions import MlflowException
+
+    tracking = config.tracking
+    where = tracking.resolved_uri()
+    if config.runs:
+        runs, unknown = [], []
+        for run_id in config.runs:
+            try:
+                runs.append(c.get_run(run_id))
+            except MlflowException:
+                unknown.append(run_id)
+        if unknown:
+            raise InputError(f"unknown MLflow run id(s) {', '.join(unknown)} in {where}")
+        return runs
+    name = config.experiment or tracking.experiment
+    exp = c.get_experiment_by_name(name)
+    if exp is None:
+        known = [e.name for e in c.search_experiments(max_results=20)]
+        raise InputError(f"no MLflow experiment {name!r} in {where} (experiments there: "
+                         f"{', '.join(map(repr, known)) or 'none'}; pick one with --experiment)")
+    runs = c.search_runs([exp.experiment_id], order_by=["attributes.start_time DESC"],
+                         max_results=config.max_runs)
+    if not runs:
+        raise InputError(f"MLflow experiment {name!r} in {where} has no runs yet (run `relsum train` first)")
+    return runs
+
+
+def _collect(config: CompareConfig) -> list[dict[str, Any]]:
+    tracking = config.tracking
+    c = client(tracking, must_exist=True)  # a reader: a missing local store is an error, never created
+    runs = _runs(config, c)
     champ = champion_version(tracking, config.alias)
     try:
         versions = c.search_model_versions(f"name='{tracking.registered_model}'")

@@ -124,7 +124,7 @@ def eval_metric_dict(metrics: dict[str, Any], candidate: str) -> dict[str, float
 def log_evaluation(tracking: TrackingConfig, run_id: str, metrics: dict[str, Any],
                    champion: str | None, artifacts: list[str]) -> dict[str, float]:
     """Attach the evaluation to the run: metrics not yet logged with the same value, tag, artifacts."""
-    c = client(tracking)
+    c = client(tracking, write=True)
     flat = eval_metric_dict(metrics, "challenger")
     for name in metrics["config"]["candidates"]:
         if name != "challenger":
@@ -173,7 +173,7 @@ def decide(challenger: dict[str, dict[str, float]], champion: dict[str, dict[str
 
 def apply_gate(tracking: TrackingConfig, version: str, gate: PromotionGateConfig) -> dict[str, Any]:
     """Gate ``version`` against the current champion and move the alias if it wins (idempotent)."""
-    c = client(tracking)
+    c = client(tracking, write=True)
     name = tracking.registered_model
     mv = c.get_model_version(name, version)
     current = champion_version(tracking, gate.alias)
