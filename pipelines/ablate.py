@@ -79,7 +79,9 @@ def _markdown(rows: list[dict], metrics: dict, config: AblateConfig) -> str:
                       "" if gated else f"{row['groundedness']:.3f}",
                       f"{100 * row['gate_coverage']:.1f}%" if gated else ""]
             lines.append("| " + " | ".join(cells) + " |")
-    for base in ("none", "desc", "sum_ref"):
+    for base in ("none", "desc", "lead", "sum_ref"):
+        if base not in metrics["subsets"]["full"]["candidates"]:
+            continue
         cells = [base] + [_cell(metrics["subsets"][s]["candidates"][base][m]) for s in ("full", "tail")
                           for m in ("recall_at_precision", "ndcg_at_k")] + [""] * 5
         lines.append("| " + " | ".join(cells) + " |")

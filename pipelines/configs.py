@@ -14,7 +14,7 @@ import dataclasses
 import re
 from pathlib import Path
 
-from relsum.config import cfg
+from relsum.config import N_BOOT_MAX, cfg, check_range, check_seed
 from relsum.data.contract_config import ContractConfig
 from relsum.gate_config import SummaryGateConfig
 from relsum.interleaving_events import CREDIT_EVENTS
@@ -26,6 +26,7 @@ from relsum.scoring.scorer_config import (
     share_scorer_section,
     stage_scorer_config,
 )
+from relsum.summarize.served import SERVED_MAX_WORDS
 from relsum.tracking import TrackingConfig
 from relsum.training.config import OptionsConfig, TrainConfig
 
@@ -81,24 +82,69 @@ class RewardModelStageConfig:
     out_dir: str = cfg("", help="Where to save the model (default: <RELSUM_HOME>/reward_model).")
     base_model: str = cfg("", help="Local cross-encoder/encoder folder to start from "
                                    "(default: bundled MiniLM).")
-    max_length: int = cfg(128, help="Token cap of (query, document) pairs during training.")
-    epochs: int = cfg(1, help="Training epochs.")
-    batch_size: int = cfg(16, help="Pairs per training batch.")
+    search_log: str = cfg(str(SAMPLE_DIR / "search_log.csv"), help="Search-log pairs whose train queries "
+                          "the teacher labels for distillation; empty = the judged pairs' queries only. Rows "
+                          "of eval queries are left out (with a warning).")
+    teacher_model: str = cfg("", help="Local bi-encoder whose cosine is distilled (default: bundled MiniLM).")
+    distill: bool = cfg(True, help="Distil the MiniLM bi-encoder's cosine on unjudged (train query, product) "
+                                   "pairs together with the judged labels (docs/reward_model.md).")
+    hard_negatives: int = cfg(30, help="Per train query, the teacher's top-N catalog products to distil on.")
+    random_negatives: int = cfg(10, help="Per train query, N random catalog products to distil on.")
+    max_length: int = cfg(96, help="Training token cap of (query, document) pairs (title + ~50 words).")
+    epochs: int = cfg(2, help="Training epochs.")
+    batch_size: int = cfg(32, help="Pairs per training batch.")
     learning_rate: float = cfg(5e-5, help="Peak learning rate.")
+    bf16: str = cfg("auto", help="bf16 autocast in training: auto (CPUs with native bf16 only), on, off.")
+    calibrate: bool = cfg(True, help="Fit an affine map of the logit on the judged pairs for -|r - l|.")
     max_train_pairs: int | None = cfg(None, help="Subsample the training judgments to at most this many "
-                                                 "(none = all: the sample's 1,092 pairs train in ~4 minutes "
-                                                 "on 2 cores; 500 pairs reached NDCG@5 0.706 "
-                                                 "against 0.766 for all).")
-    seed: int = cfg(0, help="Seed for the subsample, the head initialisation and training.")
+                                                 "(none = all).")
+    seed: int = cfg(0, help="Seed for the subsample, the negatives, the head initialisation and training.")
+
+    def __post_init__(self) -> None:
+        check_seed("seed", self.seed)
 
     def resolved_out_dir(self) -> Path:
         return Path(self.out_dir) if self.out_dir else home() / "reward_model"
+
+
+@dataclasses.dataclass
+class RewardModelCheckConfig:
+    """``relsum reward-model check``: does a ranker read text? (:mod:`relsum.scoring.ranker_check`)."""
+
+    reward_model: str = cfg("", help="Local cross-encoder folder to check: the bootstrap or your own "
+                                     "ranker (default: the bootstrap model in RELSUM_HOME, trained once if "
+                                     "missing).")
+    golden: str = cfg(str(SAMPLE_DIR / "golden"), help="Golden-layout folder: queries.csv, "
+                                                       "judgments.csv and a catalog.")
+    out_dir: str = cfg("", help="Where reward_model_check.json goes (default: "
+                                "<RELSUM_HOME>/reward_model_check).")
+    lead_words: int = cfg(SERVED_MAX_WORDS, help="N of the title + lead-N words document and the cap on "
+                                                 "appended facts (default: the served summary's word cap).")
+    k: int = cfg(5, help="Cut-off of NDCG@k.")
+    n_boot: int = cfg(1000, help="Bootstrap resamples over queries for the CIs.")
+    seed: int = cfg(0, help="Seed of the bootstrap and of the foreign products whose facts are appended.")
+    foreign_tolerance: float = cfg(0.02, help="Warn when another product's facts lift the mean score of "
+                                              "label 0 or 0.5 pairs by more than this.")
+    scorer: ScorerConfig = cfg(default_factory=stage_scorer_config, help=STAGE_SCORER_HELP)
+
+    def __post_init__(self) -> None:
+        if self.lead_words < 1 or self.k < 1 or self.n_boot < 1:
+            raise ValueError("lead_words, k and n_boot must be >= 1")
+        check_range("n_boot", self.n_boot, 1, N_BOOT_MAX)
+        check_seed("seed", self.seed)
+        if not 0 <= self.foreign_tolerance <= 1:
+            raise ValueError(f"foreign_tolerance must be in [0, 1], got {self.foreign_tolerance}")
+
+    def resolved_out_dir(self) -> Path:
+        return Path(self.out_dir) if self.out_dir else home() / "reward_model_check"
 
 
 # ---- evaluate ----------------------------------------------------------------------------------------------
 
 
 _CANDIDATE_NAME = re.compile(r"^[A-Za-z0-9_\-]+$")
+#: Candidate names evaluate gives its own rows (title only, title + text, title + lead-N words).
+RESERVED_CANDIDATES = ("none", "desc", "lead")
 
 
 @dataclasses.dataclass
@@ -118,16 +164,26 @@ class EvaluateConfig:
                                       "of the judged golden products (ids compared "
                                       "stripped, case-sensitive); "
                                       "0 = evaluate anyway, uncovered products scored as title only.")
+    lead_words: int = cfg(SERVED_MAX_WORDS, help="Add the `lead` candidate: title + the first N words of "
+                                                 "the catalog text (N = the served summary's word cap by "
+                                                 "default), what a summary of that length must beat; "
+                                                 "0 = leave it out.")
     scorer: ScorerConfig = cfg(default_factory=stage_scorer_config, help=STAGE_SCORER_HELP)
 
     def __post_init__(self):
         for name in self.summaries:
-            if name in ("none", "desc") or not _CANDIDATE_NAME.match(str(name)):
-                raise ValueError(f"summary candidate name {name!r} must be [A-Za-z0-9_-]+ and not none/desc")
+            if name in RESERVED_CANDIDATES or not _CANDIDATE_NAME.match(str(name)):
+                raise ValueError(f"summary candidate name {name!r} must be [A-Za-z0-9_-]+ and not "
+                                 f"{'/'.join(RESERVED_CANDIDATES)}")
+        if self.lead_words < 0:
+            raise ValueError(f"lead_words must be >= 0 (0 = no lead candidate), got {self.lead_words}")
         if not 0 < self.min_precision <= 1:
             raise ValueError("min_precision must be in (0, 1]")
         if not 0 <= self.min_summary_coverage <= 1:
             raise ValueError("min_summary_coverage must be in [0, 1]")
+        check_range("k", self.k, 1)  # before any scoring: these used to fail only after it
+        check_range("n_boot", self.n_boot, 1, N_BOOT_MAX)
+        check_seed("seed", self.seed)
 
 
 # ---- pairs -------------------------------------------------------------------------------------------------
@@ -186,6 +242,8 @@ class TrainStageConfig:
             raise ValueError("holdout_fraction must be in [0, 1)")
         if self.heldout_samples < 0 or self.max_heldout_products < 0:
             raise ValueError("heldout_samples and max_heldout_products must be >= 0")
+        check_range("n_boot", self.n_boot, 1, N_BOOT_MAX)
+        check_range("n_sample_summaries", self.n_sample_summaries, 0)
 
 
 # ---- export-interleaving / analyze-interleaving ------------------------------------------------------------
@@ -214,6 +272,7 @@ class ExportConfig:
             raise ValueError(f"length must be >= 1, got {self.length}")
         if not str(self.experiment_id).strip():
             raise ValueError("experiment_id must be a non-empty string")
+        check_seed("seed", self.seed)
 
 
 @dataclasses.dataclass
@@ -291,6 +350,7 @@ class AblateConfig:
                                      self.max_heldout_products) < 0:
             raise ValueError("max_steps must be >= 1; max_train_rows, max_eval_products, "
                              "max_heldout_products >= 0")
+        check_range("n_boot", self.n_boot, 1, N_BOOT_MAX)
 
 
 # ---- demo --------------------------------------------------------------------------------------------------
@@ -393,6 +453,9 @@ class DemoConfig:
             raise ValueError(f"train_seeds has duplicates: {self.train_seeds}")
         if self.size not in DEMO_SIZES:
             raise ValueError(f"size must be one of {list(DEMO_SIZES)}, got {self.size!r}")
+        check_range("n_boot", self.n_boot, 1, N_BOOT_MAX)
+        for name, seed in [("seed", self.seed), *(("train_seeds", s) for s in self.train_seeds)]:
+            check_seed(name, seed)
 
     def resolved_out(self) -> Path:
         return Path(self.out_dir) if self.out_dir else home() / "demo"

@@ -73,7 +73,7 @@ print(json.dumps({{"heavy": [m for m in ("torch", "transformers", "trl", "peft")
 
 def test_every_row_resolves_and_every_flag_sets_a_real_key():
     commands = [stage.command for stage in STAGES]
-    assert len(set(commands)) == len(commands) and len(STAGES) == 14
+    assert len(set(commands)) == len(commands) and len(STAGES) == 15
     for stage in STAGES:
         config_cls = stage.config_class()
         assert dataclasses.is_dataclass(config_cls) and callable(resolve(stage.run))

@@ -33,3 +33,23 @@ def join_title_text(title: str, text: str | None = None) -> str:
     if not isinstance(text, str):
         raise TypeError(f"text must be a string or None, got {type(text).__name__}")
     return f"{title} | {text}"
+
+
+def lead_text(text: str | None, n_words: int) -> str:
+    """The first ``n_words`` whitespace words of ``text`` (the ``lead`` candidate); ``""`` when missing.
+
+    Why: a summary is capped at the served word cap, so the honest yardstick for it is the catalog text cut
+    to the same number of words. Words are whitespace tokens, the unit of the served cap
+    (:func:`relsum.summarize.served.served_summary`); a separator left dangling at the cut (``... Black |``)
+    is dropped, since it carries nothing and would read as a broken document.
+    """
+    if isinstance(n_words, bool) or not isinstance(n_words, int) or n_words < 1:
+        raise ValueError(f"n_words must be an int >= 1, got {n_words!r}")
+    if is_missing(text):
+        return ""
+    if not isinstance(text, str):
+        raise TypeError(f"text must be a string or None, got {type(text).__name__}")
+    words = text.split()[:n_words]
+    while words and words[-1] in ("|", ";", ",", ":"):
+        words.pop()
+    return " ".join(words)
