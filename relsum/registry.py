@@ -118,6 +118,9 @@ def eval_metric_dict(metrics: dict[str, Any], candidate: str) -> dict[str, float
                                        gain=True)] = block["gain_pct"][metric][stat]
         if own:
             out[names.n_queries_key(subset)] = sub["n_queries"]
+    from relsum.evaluation.power import mlflow_metrics  # pair-level values, paired differences, MDEs
+
+    out.update(mlflow_metrics(metrics, candidate, candidate))
     return {k: float(v) for k, v in out.items() if v is not None and math.isfinite(float(v))}
 
 
