@@ -31,6 +31,7 @@ class GenSettings:
     threads: int = 0
     prompt: str = "auto"
     dtype: str = "fp32"
+    allow_base_mismatch: bool = False
 
 
 def summarize_safely(fn: SummarizeFn, titles: list[str],
@@ -95,7 +96,8 @@ class _Generator:
             torch.set_num_threads(settings.threads)
         self.settings = settings
         self.model, self.tokenizer = load_policy(settings.model_dir, settings.adapter_dir, merge=True,
-                                                 dtype=settings.dtype)
+                                                 dtype=settings.dtype,
+                                                 allow_base_mismatch=settings.allow_base_mismatch)
 
     def __call__(self, titles: list[str], texts: list[str]) -> list[str]:
         from relsum.training.generate import generate_summaries

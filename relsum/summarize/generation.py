@@ -81,7 +81,8 @@ def generate_shards(config: SummarizeConfig, plan: pd.DataFrame, run_dir: Path, 
     needs_model = any((g["text"] != "").any() for g in groups.values())
     settings = GenSettings(config.model_dir, config.adapter_dir, config.max_new_tokens, budget,
                            config.batch_size,
-                           config.threads, meta.get("prompt", "auto"), meta.get("dtype", "fp32"))
+                           config.threads, meta.get("prompt", "auto"), meta.get("dtype", "fp32"),
+                           allow_base_mismatch=config.allow_base_mismatch)
     backend = None
     if needs_model:
         options: dict[str, Any] = {}

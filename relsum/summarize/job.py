@@ -3,8 +3,8 @@
 On-disk layout under ``out_dir`` (everything written atomically: temp name + ``os.replace``)::
 
     manifest.json                 commit point: the last completed run (model version, config, counts,
-                                  timings) and ``files``: size + SHA-256 of its index, rejects and every
-                                  shard it reads
+                                  summary_defects raw/served, timings) and ``files``: size + SHA-256 of
+                                  its index, rejects and every shard it reads
     summarize.yaml                that run's config (absolute paths): ``relsum summarize --config`` on
                                   it repairs
     index.parquet                 complete view: product_id -> content_key, run_id, shard (copy of the run's)
@@ -24,11 +24,12 @@ error naming the file and the repair command. ``RELSUM_FAULT_AT`` is a test hook
 :func:`relsum.summarize.output.fault_point`).
 
 Change detection: ``content_key = sha256(content_hash(title, description, attributes) + model version +
-generation settings)``. With ``incremental`` only products whose key is not in the last committed index
-are planned; the others are carried over (their index rows point at older shards). The run id is a hash
-of the catalog's keys, the base run and the settings, so a killed job restarted with the same arguments
-finds its own plan and finished shards and only does the rest; a catalog that is already fully
-summarized is a no-op. Read the output with :func:`read_job_output` (each product exactly once).
+generation settings + served-form version)`` (:data:`relsum.summarize.served.SERVED_VERSION`: a new
+clean-up re-serves every product). With ``incremental`` only products whose key is not in the last
+committed index are planned; the others are carried over (their index rows point at older shards). The
+run id is a hash of the catalog's keys, the base run and the settings, so a killed job restarted with
+the same arguments finds its own plan and finished shards and only does the rest; a catalog that is
+already fully summarized is a no-op. Read the output with :func:`read_job_output` (each product exactly once).
 With ``best_of`` > 1 a product with logged queries also keys on the best_of settings, the reward model and
 its query set (:mod:`relsum.summarize.best_of`), so a changed log re-selects only the products it changed.
 

@@ -42,7 +42,8 @@ class VLLMBackend(_Base):
         model_path = settings.model_dir
         if settings.adapter_dir:
             self._tmp = tempfile.mkdtemp(prefix="relsum-vllm-merged-")
-            model, tokenizer = load_policy(settings.model_dir, settings.adapter_dir, merge=True)
+            model, tokenizer = load_policy(settings.model_dir, settings.adapter_dir, merge=True,
+                                           allow_base_mismatch=settings.allow_base_mismatch)
             model.save_pretrained(self._tmp, safe_serialization=True)
             tokenizer.save_pretrained(self._tmp)
             del model

@@ -126,6 +126,8 @@ def convert_gguf(gguf_path: str | Path, out_dir: str | Path) -> Path:
                 "chat_template": bool(getattr(tokenizer, "chat_template", None)),
                 "transformers": transformers.__version__,
                 "convert_seconds": round(time.perf_counter() - start, 2)}
+        info["files"] = {f.name: {"bytes": f.stat().st_size, "sha256": file_digest(f)}
+                         for f in sorted(tmp.iterdir()) if f.is_file()}
         (tmp / MARKER_FILE).write_text(json.dumps(info, indent=2), encoding="utf-8")
         if (out / MARKER_FILE).exists():  # another process won the race: keep its folder
             shutil.rmtree(tmp, ignore_errors=True)
@@ -150,14 +152,67 @@ def converted_dir(gguf_path: str | Path, name: str, home: str | Path | None = No
     marker = out / MARKER_FILE
     if marker.is_file():
         try:
-            if json.loads(marker.read_text(encoding="utf-8")).get("gguf_sha256") == digest:
-                return out
+            same = json.loads(marker.read_text(encoding="utf-8")).get("gguf_sha256") == digest
         except (OSError, ValueError):
-            pass
-        logger.warning("%s does not match %s; converting again", marker, gguf_path)
+            same = False
+        problem = converted_problem(out) if same else f"{marker} does not match {gguf_path}"
+        if problem is None:
+            return out
+        logger.warning("converted folder %s is damaged (%s); converting it again from %s", out, problem,
+                       gguf_path)
         shutil.rmtree(out)
     logger.info("converting %s once into %s (later runs load the safetensors folder)", gguf_path, out)
     return convert_gguf(gguf_path, out)
+
+
+def converted_problem(folder: str | Path, *, deep: bool = False) -> str | None:
+    """What is wrong with a converted folder against its marker, or None when it is intact.
+
+    Every file the marker lists must be there with its recorded size; ``deep`` also compares SHA-256
+    (reads every byte: ~0.8 s for SmolLM2's 540 MB, so not on every load). A marker from before files
+    were recorded: ``config.json``, a weight file and the tokenizer must be there. Either way the weight
+    headers and JSON files are then checked (:func:`relsum.training.policy_files.check_policy_folder`).
+    """
+    from relsum.training.policy_files import check_policy_folder
+
+    out = Path(folder)
+    try:
+        info = json.loads((out / MARKER_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        return f"{MARKER_FILE} is unreadable ({exc})"
+    files = info.get("files") if isinstance(info, dict) else None
+    if not isinstance(files, dict):
+        files = {name: None for name in ("config.json", "model.safetensors", "tokenizer_config.json")}
+    for name, rec in sorted(files.items(), key=lambda kv: (kv[0] != "config.json",
+                                                           not kv[0].endswith(".safetensors"), kv[0])):
+        path = out / name
+        if not path.is_file():
+            return f"{name} is missing"
+        if rec and path.stat().st_size != rec.get("bytes"):
+            return f"{name} is {path.stat().st_size} bytes, {rec.get('bytes')} when converted"
+        if rec and deep and file_digest(path) != rec.get("sha256"):
+            return f"{name} differs from the converted file (SHA-256)"
+    try:
+        check_policy_folder(out, "")
+    except InputError as exc:
+        return str(exc).rstrip("; ")
+    return None
+
+
+def repair_hint(folder: str | Path) -> str:
+    """What repairs a damaged policy folder: for a converted one, the keyword that converts it again."""
+    from relsum.training.tiny_policy import MARKER_FILE as TINY_MARKER
+
+    out = Path(folder)
+    if (out / TINY_MARKER).is_file():
+        return f"delete {out}: relsum train builds the tiny policy again"
+    if not is_converted(out):
+        return "restore the model files (copy or re-save the model into the folder)"
+    keyword = next((k for k in MODEL_KEYWORDS if out.name.startswith(f"{k}-")), None)
+    if keyword:
+        return (f"use the keyword {keyword!r} instead of the folder (e.g. --model {keyword} or "
+                f"policy.model_dir={keyword}): it checks the folder and converts it again from the GGUF")
+    return f"delete {out} and convert its GGUF again (relsum.training.gguf_policy.converted_dir)"
 
 
 def smollm2_dir(home: str | Path | None = None) -> Path:

@@ -87,9 +87,15 @@ def prepare_policy(model: Any, tokenizer: Any, config: TrainConfig) -> dict[str,
 
 
 def write_policy_info(adapter_dir: Path, info: dict[str, Any]) -> None:
-    """``relsum_prompt.json`` beside the adapter: serving must use the prompt variant it was trained with."""
+    """``relsum_prompt.json`` beside the adapter: serving must use the prompt variant it was trained with,
+    and on the base it was trained on (``base``: path and fingerprint of the folder PEFT recorded in
+    ``adapter_config.json``, compared at load by :func:`relsum.training.policy.check_adapter`)."""
     from relsum.data.io import write_json_atomic
+    from relsum.training.policy_files import adapter_config, base_record
 
+    base = str(adapter_config(adapter_dir).get("base_model_name_or_path") or "")
+    if base and Path(base).is_dir():
+        info = {**info, "base": base_record(base)}
     write_json_atomic(info, adapter_dir / PROMPT_INFO_FILE)
 
 

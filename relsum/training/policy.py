@@ -46,12 +46,34 @@ def _local_dir(path: str | Path, what: str) -> Path:
     return p
 
 
+def check_base_folder(folder: Path) -> None:
+    """A damaged policy folder (missing ``config.json``, truncated weights or tokenizer files, a converted
+    folder that no longer matches its marker) is one :class:`InputError` naming the file and the repair."""
+    from relsum.training.gguf_policy import converted_problem, is_converted, repair_hint
+    from relsum.training.policy_files import check_policy_folder
+
+    if is_converted(folder):  # checked against its marker (which runs the folder check too)
+        problem = converted_problem(folder)
+        if problem:
+            raise InputError(f"policy folder {folder} is damaged ({problem}); {repair_hint(folder)}")
+        return
+    check_policy_folder(folder, repair_hint(folder))
+
+
 def load_tokenizer(model_dir: str | Path) -> Any:
-    """The policy tokenizer with left padding and a pad token (eos when the model has none)."""
+    """The policy tokenizer with left padding and a pad token (eos when the model has none).
+
+    Its folder is checked first (:func:`check_base_folder`) and its chat template rendered once under the
+    budget (:func:`relsum.training.chat_render.check_chat_template`), so a damaged tokenizer or a template
+    that the sandbox refuses or that runs away is refused here with one line, before any work."""
     from transformers import AutoTokenizer
 
-    tok = AutoTokenizer.from_pretrained(str(_local_dir(model_dir, "policy")), local_files_only=True,
-                                        trust_remote_code=False)
+    from relsum.training.chat_render import check_chat_template
+
+    folder = _local_dir(model_dir, "policy")
+    check_base_folder(folder)
+    tok = AutoTokenizer.from_pretrained(str(folder), local_files_only=True, trust_remote_code=False)
+    check_chat_template(tok)
     tok.padding_side = "left"
     if tok.pad_token is None:
         if tok.eos_token is None:
@@ -93,15 +115,57 @@ def resolve_dtype(dtype: str, model_dir: str | Path | None = None, device: str |
     return chosen
 
 
+def recorded_base(adapter_dir: str | Path) -> dict[str, Any] | None:
+    """The base an adapter was trained on, as recorded at training (``base`` in ``relsum_prompt.json``)."""
+    from relsum.training.policy_files import read_json
+
+    path = Path(adapter_dir) / PROMPT_INFO_FILE
+    if not path.is_file():
+        return None
+    info = read_json(path, "adapter record", "restore it or delete it (it is rewritten by relsum train)")
+    return info.get("base") if isinstance(info, dict) and isinstance(info.get("base"), dict) else None
+
+
+def check_adapter(model_dir: str | Path, adapter_dir: str | Path, *, allow_base_mismatch: bool = False,
+                  model: Any = None) -> None:
+    """Refuse, with one line, an adapter that cannot go on ``model_dir``: an invalid ``adapter_config.json``,
+    truncated weights, a recorded base other than ``model_dir`` (unless ``allow_base_mismatch``), or LoRA
+    matrices that do not fit its layers (checked on ``model``, else on a weightless copy of it)."""
+    from relsum.training.policy_files import adapter_config, check_adapter_base, check_adapter_fits
+
+    base, adapter = _local_dir(model_dir, "policy"), _local_dir(adapter_dir, "adapter")
+    adapter_config(adapter)
+    check_adapter_base(base, adapter, recorded=recorded_base(adapter), allow_mismatch=allow_base_mismatch)
+    if model is None:
+        import torch
+        from transformers import AutoConfig, AutoModelForCausalLM
+
+        conf = AutoConfig.from_pretrained(str(base), local_files_only=True, trust_remote_code=False)
+        with torch.device("meta"):
+            model = AutoModelForCausalLM.from_config(conf, trust_remote_code=False)
+    check_adapter_fits(model, adapter, base)
+
+
+def check_policy(model_dir: str | Path, adapter_dir: str | Path | None = None, *,
+                 allow_base_mismatch: bool = False) -> None:
+    """Everything :func:`load_policy` would refuse, without loading weights: for a stage to call before
+    any work (the summarize job does)."""
+    load_tokenizer(model_dir)
+    if adapter_dir:
+        check_adapter(model_dir, adapter_dir, allow_base_mismatch=allow_base_mismatch)
+
+
 def load_policy(model_dir: str | Path, adapter_dir: str | Path | None = None, *, merge: bool = False,
-                bf16: bool = False, device: str | None = None, dtype: str | None = None) -> tuple[Any, Any]:
+                bf16: bool = False, device: str | None = None, dtype: str | None = None,
+                allow_base_mismatch: bool = False) -> tuple[Any, Any]:
     """(model, tokenizer) from a local causal-LM folder (or ``smollm2``), with an optional PEFT adapter on
     top.
 
     ``merge=True`` folds the adapter into the base weights (faster inference, no PEFT wrapper).
     The model is returned in eval mode on ``device`` (default: cpu). Precision: ``dtype`` (auto / fp32 /
     bf16, see :func:`resolve_dtype`) when given, else bf16 if ``bf16`` else fp32. An adapter loaded for
-    training stays fp32; merged into a bf16 base it becomes bf16.
+    training stays fp32; merged into a bf16 base it becomes bf16. Damaged folders and an adapter trained on
+    another base are refused first (:func:`check_adapter`; ``allow_base_mismatch`` merges it anyway).
     """
     import torch
     from transformers import AutoModelForCausalLM
@@ -119,6 +183,7 @@ def load_policy(model_dir: str | Path, adapter_dir: str | Path | None = None, *,
     if adapter_dir is not None:
         from peft import PeftModel
 
+        check_adapter(base, adapter_dir, allow_base_mismatch=allow_base_mismatch, model=model)
         model = PeftModel.from_pretrained(model, str(_local_dir(adapter_dir, "adapter")), is_trainable=False)
         if merge:
             model = model.merge_and_unload()
@@ -177,11 +242,12 @@ def adapter_prompt(adapter_dir: str | Path | None) -> str:
 
     Serving must use the training prompt: pass this as ``prompt=`` to ``generate_summaries``.
     """
-    import json
-
     if not adapter_dir:
         return "auto"
+    from relsum.training.policy_files import read_json
+
     path = Path(adapter_dir) / PROMPT_INFO_FILE
     if not path.is_file():
         return "auto"
-    return str(json.loads(path.read_text(encoding="utf-8")).get("prompt") or "auto")
+    info = read_json(path, "adapter record", "restore it or delete it (it is rewritten by relsum train)")
+    return str((info.get("prompt") if isinstance(info, dict) else None) or "auto")

@@ -35,6 +35,8 @@ import logging
 import re
 from typing import Any
 
+from relsum.training.chat_render import render_chat
+
 logger = logging.getLogger(__name__)
 
 INSTRUCTION = "Product attributes appearing in [DESCRIPTION] but not in [TITLE] are:"
@@ -179,6 +181,8 @@ def policy_text(tokenizer: Any, prompt: str, use_chat_template: bool,
     """The exact string fed to the model: the raw prompt, or the chat-templated turn(s), then the
     variant's start of the answer (``variant`` None: no system line, no answer start).
 
+    The template is rendered under a budget (:mod:`relsum.training.chat_render`): one that the sandbox
+    refuses or that runs away is an :class:`~relsum.errors.InputError` naming its file.
     A templated string already contains the BOS token, so it must be tokenized with
     ``add_special_tokens=False`` (see :func:`relsum.training.generate.generate_summaries`);
     :func:`trainer_text` is the form for tokenizers that add special tokens (TRL).
@@ -187,8 +191,7 @@ def policy_text(tokenizer: Any, prompt: str, use_chat_template: bool,
     start = v.answer_start if v else ""
     if not use_chat_template:
         return prompt + ("\n" + start if start else "")
-    text = tokenizer.apply_chat_template(as_messages(prompt, v.system if v else ""), tokenize=False,
-                                         add_generation_prompt=True)
+    text = render_chat(tokenizer, as_messages(prompt, v.system if v else ""), add_generation_prompt=True)
     return text + start
 
 

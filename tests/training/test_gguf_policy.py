@@ -181,7 +181,10 @@ def _check(result, folder, base_dtype):
 
     info = json.loads((Path(result["adapter_dir"]) / "relsum_prompt.json").read_text())
     assert adapter_prompt(result["adapter_dir"]) == "one_line" and adapter_prompt(None) == "auto"
-    assert info == {"prompt": "one_line", "chat_template": True, "dtype": base_dtype}
+    from relsum.training.policy_files import base_record
+
+    assert info == {"prompt": "one_line", "chat_template": True, "dtype": base_dtype,
+                    "base": base_record(folder)}  # the base it was trained on, checked at load
 
 
 @pytest.mark.slow
