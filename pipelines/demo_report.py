@@ -220,7 +220,7 @@ def apply_demo_size(config: Any, fp32_policy: bool) -> str:
     if config.size == "configured" or (config.size == "auto" and not fp32_policy):
         return ""
     tc, small = config.train.train, config.fp32_size
-    stage = tc.grpo if tc.algo == "grpo" else tc.dpo
+    stage = getattr(tc, tc.algo)  # the algorithm's own section (grpo, dpo or rft: max_steps per round)
 
     def smaller(configured: int, cap: int, unlimited: int) -> int:
         return cap if configured == unlimited or configured <= 0 else min(configured, cap)

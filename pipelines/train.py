@@ -1,4 +1,4 @@
-"""Stage: train the LoRA summarizer (GRPO or DPO) against the frozen scorer, tracked in MLflow.
+"""Stage: train the LoRA summarizer (GRPO, DPO or RFT) against the frozen scorer, tracked in MLflow.
 
 Pairs are split by product into train and held-out (a product's summary serves all of its queries,
 so a held-out product must be unseen). After training, the reference policy and the adapter both
@@ -37,16 +37,20 @@ class TrainPaths:
     heldout_pairs: str | None
     heldout_summaries: str | None
     dpo_pairs: str | None
+    #: algo=rft: the best-of-N summaries each round trained on (``relsum.training.rft.SAMPLE_COLUMNS``).
+    rft_samples: str | None = None
 
     @classmethod
-    def under(cls, out: Path, main: bool, heldout_summaries: bool, dpo_pairs: bool) -> TrainPaths:
+    def under(cls, out: Path, main: bool, heldout_summaries: bool, dpo_pairs: bool,
+              rft_samples: bool = False) -> TrainPaths:
         def file(name: str, written: bool) -> str | None:
             return str(out / name) if written else None
 
         return cls(out_dir=str(out), result=file("train_result.json", main),
                    heldout_pairs=file("heldout_pairs.parquet", main),
                    heldout_summaries=file("heldout_summaries.parquet", heldout_summaries),
-                   dpo_pairs=file("dpo_pairs.parquet", dpo_pairs))
+                   dpo_pairs=file("dpo_pairs.parquet", dpo_pairs),
+                   rft_samples=file("rft_samples.parquet", rft_samples))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -147,7 +151,7 @@ def _compare_heldout(config: TrainStageConfig, heldout: pd.DataFrame, adapter_di
     from relsum.training.policy import load_policy
 
     tc = config.train
-    temperature = tc.grpo.temperature if tc.algo == "grpo" else tc.dpo.temperature
+    temperature = {"grpo": tc.grpo.temperature, "dpo": tc.dpo.temperature, "rft": tc.rft.temperature}[tc.algo]
     products = heldout.drop_duplicates("product_id")[["product_id", "title", "text"]]
     greedy, sampled = {}, {}
     for name, adapter in (("reference", None), ("trained", adapter_dir)):
@@ -200,7 +204,8 @@ def heldout_metrics(comparison: dict) -> dict[str, float]:
 
 
 #: Keys of the trainers' result dicts that are not figures: named TrainResult fields or in-memory objects.
-TRAINER_KEYS = ("algo", "adapter_dir", "policy_dir", "steps", "log_history", "model", "tokenizer", "pairs")
+TRAINER_KEYS = ("algo", "adapter_dir", "policy_dir", "steps", "log_history", "model", "tokenizer", "pairs",
+                "samples")
 
 
 def run(config: TrainStageConfig, scorer=None) -> TrainResult:
@@ -261,6 +266,14 @@ def run(config: TrainStageConfig, scorer=None) -> TrainResult:
             from relsum.training.grpo import train_grpo
 
             trained = train_grpo(tc, train_df, scorer)
+        elif tc.algo == "rft":
+            from relsum.training.rft import train_rft
+
+            trained = train_rft(tc, train_df, scorer)
+            if active is not None:
+                for stats in trained["round_stats"]:
+                    tracking.log_metrics({f"rft_{k}": float(v) for k, v in stats.items() if k != "round"},
+                                         step=int(stats["round"]))
         else:
             from relsum.training.dpo import train_dpo
 
@@ -268,14 +281,18 @@ def run(config: TrainStageConfig, scorer=None) -> TrainResult:
         for in_memory in ("model", "tokenizer"):  # free the live model before the comparison loads two more
             trained.pop(in_memory, None)
         dpo_pairs = trained.pop("pairs", None)
+        rft_samples = trained.pop("samples", None)
         comparison, samples = _compare_heldout(config, heldout, trained["adapter_dir"],
                                                scorer) if len(heldout) and main else ({}, None)
         paths = TrainPaths.under(out, main, heldout_summaries=samples is not None,
-                                 dpo_pairs=main and dpo_pairs is not None)
+                                 dpo_pairs=main and dpo_pairs is not None,
+                                 rft_samples=main and rft_samples is not None)
         if samples is not None:
             write_parquet_atomic(samples, Path(paths.heldout_summaries))
         if paths.dpo_pairs:
             write_parquet_atomic(dpo_pairs, Path(paths.dpo_pairs))
+        if paths.rft_samples:
+            write_parquet_atomic(rft_samples, Path(paths.rft_samples))
         metrics = heldout_metrics(comparison)
         run_id = version = None
         if active is not None:

@@ -1,11 +1,12 @@
 """ReLSum_DPO: preference pairs sampled from the reference policy, ranked by the reward, then TRL DPO.
 
-Two summaries per prompt are sampled from the (frozen) reference policy at the paper's temperature
-and scored with the same ``-|r(q, [t; s]) - l|`` reward as GRPO; the better one is ``chosen``. Pairs
-whose rewards differ by less than ``dpo.min_reward_margin`` carry no preference signal (often the two
-samples are identical) and are dropped, and counted, rather than trained on as noise.
+Two summaries per prompt (``dpo.pairing=paper``) are sampled from the (frozen) reference policy at the
+paper's temperature and scored with the same ``-|r(q, [t; s]) - l|`` reward as GRPO; the better one is
+``chosen``. Pairs whose rewards differ by less than ``dpo.min_reward_margin`` carry no preference signal
+(often the two samples are identical) and are dropped, and counted, rather than trained on as noise.
+``dpo.pairing=best_worst`` pairs the best and the worst of N samples per product by the product-level
+reward instead (:func:`best_worst_pairs`).
 """
-
 from __future__ import annotations
 
 import logging
@@ -32,17 +33,64 @@ from relsum.training.rewards import relevance_rewards
 logger = logging.getLogger(__name__)
 
 
+BEST_WORST_COLUMNS = ["prompt", "chosen", "rejected", "product_id", "title", "queries", "reward_chosen",
+                      "reward_rejected"]
+
+
+def best_worst_pairs(model: Any, tokenizer: Any, df: pd.DataFrame, scorer: Any,
+                     config: TrainConfig) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """``dpo.pairing=best_worst``: one pair per product, the best vs the worst of ``samples_per_product``
+    samples by the product-level reward (mean over the product's training queries, as RFT and
+    ``options.product_reward``). Why: the paper's two samples per (query, product) row mostly differ by
+    scorer noise on one query; N samples judged on all of the product's queries give a wider, truer margin.
+    """
+    from relsum.training.options import product_rows
+    from relsum.training.rft import completion_for, product_sample_rewards, sample_products_n
+
+    d = config.dpo
+    products = product_rows(df, 0, config.seed)
+    has_text = products["text"].str.strip() != ""
+    work = products[has_text].reset_index(drop=True)
+    stats: dict[str, Any] = {"pairing": "best_worst", "rows": len(df), "products": len(products),
+                             "skipped_empty_text": int((~has_text).sum())}
+    start = time.perf_counter()
+    samples = sample_products_n(model, tokenizer, work, config, d.samples_per_product, d.temperature,
+                                d.generation_batch_size, seed=config.seed) if len(work) else []
+    stats["generation_seconds"] = time.perf_counter() - start
+    rewards = product_sample_rewards(scorer, work, samples) if len(work) else np.zeros((0, 2))
+    margin = rewards.max(axis=1) - rewards.min(axis=1) if len(work) else np.zeros(0)
+    keep = margin >= max(d.min_reward_margin, 1e-12)
+    stats.update(near_ties_dropped=int((~keep).sum()), pairs=int(keep.sum()),
+                 mean_margin=float(margin[keep].mean()) if keep.any() else 0.0)
+    prompts = prompt_column(tokenizer, work, config) if len(work) else []
+    rows = []
+    for i in np.flatnonzero(keep):
+        best, worst = int(rewards[i].argmax()), int(rewards[i].argmin())
+        rows.append({"prompt": prompts[i], "chosen": completion_for(samples[i][best], prompts[i]),
+                     "rejected": completion_for(samples[i][worst], prompts[i]),
+                     "product_id": work.at[i, "product_id"], "title": work.at[i, "title"],
+                     "queries": len(work.at[i, "queries"]), "reward_chosen": float(rewards[i, best]),
+                     "reward_rejected": float(rewards[i, worst])})
+    logger.info("DPO best-vs-worst pairs: %d of %d products, %d near-ties dropped, %d without text",
+                stats["pairs"], len(products), stats["near_ties_dropped"], stats["skipped_empty_text"])
+    return pd.DataFrame(rows, columns=BEST_WORST_COLUMNS), stats
+
+
 def build_preference_pairs(model: Any, tokenizer: Any, train_df: pd.DataFrame, scorer: Any,
                            config: TrainConfig) -> tuple[pd.DataFrame, dict[str, Any]]:
     """(pairs, stats): columns prompt, chosen, rejected, query, product_id, title, label, reward_chosen,
     reward_rejected (+ query_id when present). Rows with empty text are skipped (no summary to prefer).
+    With ``dpo.pairing=best_worst``, one pair per product instead (:func:`best_worst_pairs`).
     """
     df = prepare_train_df(train_df, config)
+    if config.dpo.pairing == "best_worst":
+        return best_worst_pairs(model, tokenizer, df, scorer, config)
     d = config.dpo
     templated = resolve_chat_template(tokenizer, config.policy.use_chat_template)
     has_text = df["text"].str.strip() != ""
     work = df[has_text].reset_index(drop=True)
-    stats: dict[str, Any] = {"rows": len(df), "skipped_empty_text": int((~has_text).sum())}
+    stats: dict[str, Any] = {"pairing": "paper", "rows": len(df),
+                             "skipped_empty_text": int((~has_text).sum())}
     start = time.perf_counter()
     samples = generate_summaries(
         model, tokenizer, work["title"].tolist(), work["text"].tolist(),
