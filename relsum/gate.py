@@ -54,7 +54,10 @@ def gate_summaries(pairs: pd.DataFrame, summaries: pd.Series, scorer: Any,
     from relsum.summarize.served import served_summary
 
     # the served form (a no-op on generated summaries): the gate decides on the string that would be served
-    summ = summaries.fillna("").astype(str).map(served_summary)
+    title_of = pairs.drop_duplicates("product_id").set_index("product_id")["title"]
+    summ = pd.Series([served_summary(s, title=title_of.get(p))
+                      for p, s in summaries.fillna("").astype(str).items()],
+                     index=summaries.index, dtype=object)
     with_summary = summ[summ.str.strip() != ""]
     rows = pairs[pairs["product_id"].isin(with_summary.index)].reset_index(drop=True)
     diff = np.zeros(len(rows))

@@ -41,7 +41,7 @@ import numpy as np
 import pandas as pd
 
 from relsum.summarize.config import SummarizeConfig
-from relsum.summarize.served import _RAW_LOG, raw_log, served_summary
+from relsum.summarize.served import active_raw_log, raw_log, served_summary
 
 logger = logging.getLogger(__name__)
 
@@ -141,14 +141,15 @@ class BestOf:
                                          temperature=c.best_of_temperature, num_return_sequences=c.best_of,
                                          seed=c.best_of_seed + shard_no, show_progress=False,
                                          max_prompt_tokens=budget, prompt=prompt)
-            served = [[served_summary(s, c.max_summary_words) for s in group] for group in samples]
+            served = [[served_summary(s, c.max_summary_words, title=t) for s in group]
+                      for group, t in zip(samples, titles, strict=True)]
         return served, own
 
 
 def merge_raw(kept: Sequence[str], own: dict[str, list[str]]) -> None:
     """Record in the job's :func:`raw_log` (if one is open) the raw completions behind the kept samples
     (``own``: the samples' log), so the manifest's raw defect counts cover what is served."""
-    outer = _RAW_LOG.get()
+    outer = active_raw_log()
     if outer is None:
         return
     for text in kept:

@@ -115,8 +115,10 @@ def generate_shards(config: SummarizeConfig, plan: pd.DataFrame, run_dir: Path, 
             g = groups[shard_no]
             nonempty = (g["text"] != "").to_numpy()
             summary, status, err = [""] * len(g), ["empty_input"] * len(g), [None] * len(g)
+            titles = g["title"].tolist()
             for pos, r, e in zip([i for i, ne in enumerate(nonempty) if ne], raw, errors, strict=True):
-                summary[pos], status[pos], err[pos] = served_summary(r, config.max_summary_words), "ok", e
+                summary[pos], status[pos], err[pos] = served_summary(r, config.max_summary_words,
+                                                                     title=titles[pos]), "ok", e
                 stats["generated_tokens"] += (len(tok(r, add_special_tokens=False)["input_ids"])
                                               if r and not e else 0)
             if best is not None:

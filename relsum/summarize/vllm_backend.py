@@ -73,7 +73,7 @@ class VLLMBackend(_Base):
         ids = self.tokenizer(strings, add_special_tokens=not self.templated)["input_ids"]
         prompts = [{"prompt_token_ids": p} for p in ids]
         for i, res in zip(todo, self.llm.generate(prompts, self.params, use_tqdm=False), strict=True):
-            out[i] = served_summary(res.outputs[0].text)
+            out[i] = served_summary(res.outputs[0].text, title=titles[i])
         return out
 
     def close(self) -> None:

@@ -144,7 +144,7 @@ def generate_summaries(model: Any, tokenizer: Any, titles: Sequence[Any], texts:
                 decoded = tokenizer.batch_decode(out[:, input_ids.shape[1]:], skip_special_tokens=True)
                 for j, i in enumerate(batch):
                     chunk = decoded[j * num_return_sequences:(j + 1) * num_return_sequences]
-                    results[i] = [served_summary(s) for s in chunk]
+                    results[i] = [served_summary(s, title=titles[i]) for s in chunk]
     finally:
         if was_training:
             model.train()

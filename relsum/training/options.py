@@ -98,8 +98,9 @@ class SummaryReward:
             raise ValueError("SummaryReward needs completions and the title column")
         start = time.perf_counter()
         opt = self.options
-        summaries = [served_summary(completion_text(c)) for c in completions]
         titles = list(cols["title"])
+        summaries = [served_summary(completion_text(c), title=t)
+                     for c, t in zip(completions, titles, strict=True)]
         if opt.product_reward:
             if cols.get("queries") is None or cols.get("labels") is None:
                 raise ValueError("product_reward needs the queries and labels columns (one list per product)")

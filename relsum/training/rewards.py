@@ -85,7 +85,9 @@ class RelevanceReward:
         if completions is None or query is None or title is None or label is None:
             raise ValueError("RelevanceReward needs completions and the query, title and label columns")
         start = time.perf_counter()
-        summaries = [served_summary(completion_text(c)) for c in completions]
+        # the served string, title-aware: what served_summary strips (a restated title, labels) earns nothing
+        summaries = [served_summary(completion_text(c), title=t)
+                     for c, t in zip(completions, title, strict=True)]
         rewards = relevance_rewards(self.scorer, query, title, summaries, label)
         self.total_seconds += time.perf_counter() - start
         self.calls += 1

@@ -110,7 +110,7 @@ def test_every_path_scores_and_serves_the_same_string(tmp_path, products, tiny_p
     policy = PolicyConfig(model_dir=tiny_policy_dir, max_summary_tokens=MAX_NEW,
                           max_prompt_tokens=prompt_cap(tiny_policy_dir, 384))
     raw = _raw_completions(model, tok, frame, policy.max_prompt_tokens)
-    expected = [served_summary(r) for r in raw]
+    expected = [served_summary(r, title=t) for r, t in zip(raw, frame["title"], strict=True)]
     assert all(expected) and any(r != e for r, e in zip(raw, expected, strict=True))  # cleaning did something
     scorer = RecordingScorer(Scorer(tiny_cross_encoder_dir, ScorerConfig(store=False)))
     ids = frame["product_id"].tolist()
