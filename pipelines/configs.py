@@ -88,7 +88,7 @@ class RewardModelStageConfig:
     teacher_model: str = cfg("", help="Local bi-encoder whose cosine is distilled (default: bundled MiniLM).")
     distill: bool = cfg(True, help="Distil the MiniLM bi-encoder's cosine on unjudged (train query, product) "
                                    "pairs together with the judged labels (docs/reward_model.md).")
-    hard_negatives: int = cfg(30, help="Per train query, the teacher's top-N catalog products to distil on.")
+    hard_negatives: int = cfg(20, help="Per train query, the teacher's top-N catalog products to distil on.")
     random_negatives: int = cfg(10, help="Per train query, N random catalog products to distil on.")
     max_length: int = cfg(96, help="Training token cap of (query, document) pairs (title + ~50 words).")
     epochs: int = cfg(2, help="Training epochs.")
@@ -372,7 +372,10 @@ def _demo_train() -> TrainStageConfig:
     tc.policy.model_dir = "smollm2"
     grpo = tc.grpo
     grpo.learning_rate, grpo.max_steps = 1e-4, 12
-    grpo.per_device_train_batch_size, grpo.gradient_accumulation_steps = 8, 1
+    # 2 prompts x 4 completions per update, in two micro-batches of 4 (one generation batch of 8, so the same
+    # samples and, with loss_type grpo, the same gradient): one backward over 8 x ~430 tokens held >11 GB of
+    # activations (bf16 SmolLM2, LoRA on all linears), half of that fits a 16 GB laptop (docs/memory.md).
+    grpo.per_device_train_batch_size, grpo.gradient_accumulation_steps = 4, 2
     # The groundedness guard (measured on the train split's held-out products, AVX2, 12 updates, seeds 0
     # and 1): without it the trained greedy summaries lost 0.06 and 0.13 of the reference's groundedness, with
     # weight 0.5 they kept it (+0.05, -0.005), at -0.011 greedy / -0.003 expected held-out reward (mean of the

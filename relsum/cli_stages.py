@@ -17,6 +17,7 @@ import dataclasses
 import importlib
 import json
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any
 
 #: The stage groups (``relsum reward-model train``, ``relsum scores stats``) and their help lines.
@@ -125,6 +126,12 @@ def show_reward_model(metrics: dict, config: Any, args: argparse.Namespace) -> i
     print(f"reward model saved to {metrics['out_dir']} ({metrics.get('seconds', 0):.0f} s)\n"
           f"held-out NDCG@5: title {fmt('ndcg5_title')}, title + text {fmt('ndcg5_full')}, "
           f"title + lead-40 {fmt('ndcg5_lead')}; reward -|r - l| {fmt('reward')}")
+    from relsum.pipelines import reward_model_check  # the ranker check, on the eval folder, before any RL
+
+    check = reward_model_check.run(reward_model_check.RewardModelCheckConfig(
+        reward_model=metrics["out_dir"], golden=config.eval_dir,
+        out_dir=str(Path(metrics["out_dir"]).parent / "reward_model_check")))
+    print(reward_model_check.format_check(check))
     return 0
 
 

@@ -1,61 +1,78 @@
-"""Bootstrap the reward model: fine-tune a cross-encoder on judged (query, product, label) pairs.
+"""Bootstrap the reward model: a MiniLM cross-encoder that keeps the encoder's knowledge and adds the labels.
 
-The bundled MiniLM is a bi-encoder without a classifier head, so as a cross-encoder it starts out
-random (the "untrained start"). A short sentence-transformers CrossEncoder fine-tune on the judged
-pairs turns it into a usable r(q, doc). Each judged pair is trained both as a title-only and as a
-title+text document, because the same scorer later judges r(q, t), r(q, [t; d]) and r(q, [t; s]).
-The function reports held-out NDCG@5 of the untrained start and of the trained model, both scored
-by :class:`relsum.scoring.scorer.Scorer` on title+text documents, so the gain is measured with the
-exact code path that later serves labels, rewards and evaluation.
+Why distillation: the bundled MiniLM is a bi-encoder without a classifier head, so as a cross-encoder
+it starts out random, and fine-tuning that head on ~1,100 judged pairs ranked *worse* than the
+untrained bi-encoder's cosine (issue 21). So the student first learns the bi-encoder's judgement on
+many unjudged (train query, product) pairs, pseudo-labelled by :mod:`relsum.scoring.distill`, together
+with the judged pairs' human labels, in one pass of :func:`relsum.scoring.reward_train.fit`; then an
+affine map of its logit is fitted on the judged pairs so that the sigmoid score suits the GRPO reward
+-|r - l|. Every pair is trained as a title-only and a title + text document because the same scorer
+later judges r(q, t), r(q, [t; d]) and r(q, [t; s]).
+
+The held-out report (NDCG@5 on title / title + text / title + lead-40 and the reward) is scored by
+:class:`relsum.scoring.scorer.Scorer` through :func:`relsum.scoring.factory.make_scorer`, the code
+path that later serves labels, rewards and evaluation; it is reported, never used to choose anything.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
-import json
 import logging
 import math
-import os
 import shutil
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from relsum.config import cfg
-from relsum.metrics import mean_ndcg_at_k
-from relsum.scoring.documents import join_title_text
 from relsum.scoring.model_files import find_safetensors
-from relsum.scoring.scorer_config import ScorerConfig
 
 logger = logging.getLogger(__name__)
 
 REQUIRED_COLUMNS = ("query_id", "query", "title", "text", "label")
 METRICS_FILE = "reward_model_metrics.json"
+#: Bumped when the recipe changes in a way that changes the model: part of the cache key.
+RECIPE_VERSION = "distill-v1"
+BF16_SETTINGS = ("auto", "on", "off")
 
 
 @dataclasses.dataclass
 class RewardModelConfig:
-    """Reward-model bootstrap; defaults (400 of ~1,000 judged pairs, 128 tokens, 1 epoch) aim at ~3 minutes
-    on 2 CPU cores."""
+    """Reward-model bootstrap. Defaults (judged + ~1,100 teacher-labelled pairs x 2 views, 2 epochs, 96
+    tokens, bf16 where native) are sized from measured throughput to ~5-6 minutes on a 2-core native-bf16
+    CPU; :mod:`relsum.scoring.reward_cv` cross-validates alternatives over the train queries only
+    (docs/reward_model.md has the figures and what is still to measure)."""
 
     base_model: str = cfg("", help="local model folder to start from; empty = the bundled MiniLM")
-    max_length: int = cfg(128, help="max tokens per (query, doc) pair in training and in the NDCG check")
-    epochs: int = cfg(1, help="passes over the training pairs")
-    batch_size: int = cfg(16, help="training batch size")
-    learning_rate: float = cfg(5e-5, help="AdamW peak learning rate (linear decay)")
+    teacher_model: str = cfg("", help="bi-encoder whose cosine is distilled; empty = the bundled MiniLM")
+    distill: bool = cfg(True, help="add teacher-labelled unjudged pairs (needs a catalog); off = judged only")
+    teacher_lead_words: int = cfg(40, help="the teacher reads title + the first N words of the text (its "
+                                           "best view: longer text dilutes a mean-pooled embedding)")
+    hard_negatives: int = cfg(20, help="per train query, the teacher's top-N catalog products to distil on")
+    random_negatives: int = cfg(10, help="per train query, N random catalog products (easy negatives)")
+    max_length: int = cfg(96, help="training token budget of [CLS] query [SEP] doc [SEP]: title + ~50 "
+                                   "words; longer costs time roughly in proportion")
+    eval_max_length: int = cfg(256, help="token budget of the held-out report (the scorer's default)")
+    epochs: int = cfg(2, help="passes over the training examples")
+    batch_size: int = cfg(32, help="training batch size")
+    learning_rate: float = cfg(5e-5, help="AdamW peak learning rate (linear warmup and decay)")
     warmup_ratio: float = cfg(0.1, help="fraction of steps with linear warmup, in [0, 1)")
-    seed: int = cfg(0, help="seed for subsampling, the random head and data order")
-    max_train_pairs: int | None = cfg(400, help="subsample this many judged pairs (before the title-only "
-                                                 "copies are added); None = all; 400 keeps the 2-core "
-                                                 "bootstrap to a few minutes")
+    seed: int = cfg(0, help="seed for subsampling, negatives, the new head and data order")
+    max_train_pairs: int | None = cfg(None, help="subsample this many judged pairs; None = all")
     title_only_copies: bool = cfg(True, help="also train every pair with a title-only document")
+    bf16: str = cfg("auto", help="bf16 autocast in training: auto (only on CPUs with native bf16), on, off")
+    calibrate: bool = cfg(True, help="fit an affine map of the logit on the judged pairs for -|r - l|")
     out_dir: str = cfg("", help="where the trained model is saved; empty = <relsum home>/reward_model")
 
     def __post_init__(self) -> None:
-        if self.max_length < 16:
-            raise ValueError(f"max_length must be >= 16, got {self.max_length}")
+        if self.max_length < 16 or self.eval_max_length < 16:
+            raise ValueError(f"max_length and eval_max_length must be >= 16, got {self.max_length}, "
+                             f"{self.eval_max_length}")
         if self.epochs < 1 or self.batch_size < 1:
             raise ValueError(f"epochs and batch_size must be >= 1, got {self.epochs}, {self.batch_size}")
         if not self.learning_rate > 0:
@@ -64,10 +81,21 @@ class RewardModelConfig:
             raise ValueError(f"warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
         if self.max_train_pairs is not None and self.max_train_pairs < 1:
             raise ValueError(f"max_train_pairs must be >= 1 or None, got {self.max_train_pairs}")
+        if min(self.hard_negatives, self.random_negatives, self.teacher_lead_words) < 0:
+            raise ValueError("hard_negatives, random_negatives and teacher_lead_words must be >= 0")
+        if self.bf16 not in BF16_SETTINGS:
+            raise ValueError(f"bf16 must be one of {BF16_SETTINGS}, got {self.bf16!r}")
 
     def resolved_base_model(self) -> Path:
         if self.base_model:
             return Path(self.base_model)
+        from relsum.paths import minilm_dir
+
+        return minilm_dir()
+
+    def resolved_teacher(self) -> Path:
+        if self.teacher_model:
+            return Path(self.teacher_model)
         from relsum.paths import minilm_dir
 
         return minilm_dir()
@@ -80,7 +108,7 @@ class RewardModelConfig:
         return home() / "reward_model"
 
 
-def _check_pairs(df: pd.DataFrame, name: str) -> pd.DataFrame:
+def check_pairs(df: pd.DataFrame, name: str) -> pd.DataFrame:
     """Refuse bad judged pairs with a clear message instead of dropping them."""
     missing = [c for c in REQUIRED_COLUMNS if c not in df.columns]
     if missing:
@@ -102,39 +130,88 @@ def _check_pairs(df: pd.DataFrame, name: str) -> pd.DataFrame:
     return out
 
 
-def _training_dataset(train: pd.DataFrame, title_only: bool):
-    from datasets import Dataset
+def training_examples(train: pd.DataFrame, config: RewardModelConfig, catalog: pd.DataFrame | None,
+                      logged: pd.DataFrame | None, teacher=None) -> tuple[pd.DataFrame, dict]:
+    """(query, doc, target, judged) rows: judged pairs, plus teacher-labelled pairs when distilling."""
+    from relsum.scoring.distill import Teacher, distill_examples
+    from relsum.scoring.documents import join_title_text
 
-    rows = pd.DataFrame({"query": train["query"], "doc": [join_title_text(t, x) for t, x in
-                                                         zip(train["title"], train["text"], strict=True)],
-                         "label": train["label"]})
-    if title_only:
-        rows = pd.concat([rows, pd.DataFrame({"query": train["query"], "doc": train["title"],
-                                              "label": train["label"]})], ignore_index=True)
-        rows = rows.drop_duplicates(["query", "doc", "label"], ignore_index=True)  # empty-text rows repeat
-    return Dataset.from_pandas(rows, preserve_index=False)
+    if config.distill and catalog is not None:
+        teacher = teacher or Teacher(config.resolved_teacher(), catalog, config.teacher_lead_words)
+        queries = pd.concat([train[["query_id", "query"]],
+                             logged[["query_id", "query"]] if logged is not None else None])
+        queries = queries.drop_duplicates("query_id", ignore_index=True)
+        logged = logged if logged is not None else train[["query_id", "product_id"]]
+        return distill_examples(train, queries, logged, catalog, teacher, hard_k=config.hard_negatives,
+                                random_k=config.random_negatives, title_only=config.title_only_copies,
+                                seed=config.seed)
+    docs = [join_title_text(t, x) for t, x in zip(train["title"], train["text"], strict=True)]
+    out = pd.DataFrame({"query": train["query"], "doc": docs, "target": train["label"], "judged": True})
+    if config.title_only_copies:
+        out = pd.concat([out, out.assign(doc=train["title"].to_numpy())], ignore_index=True)
+        out = out.drop_duplicates(["query", "doc"], ignore_index=True)
+    return out, {"n_judged_pairs": len(train), "n_pseudo_pairs": 0, "n_examples": len(out),
+                 "train_query_ids": sorted(set(train["query_id"]))}
 
 
-def _eval_ndcg(model_dir: Path, eval_: pd.DataFrame, config: RewardModelConfig) -> tuple[float, int]:
-    """Mean NDCG@5 of ``model_dir`` on the held-out pairs (the library's tie rule) and its query count."""
+def train_model(train: pd.DataFrame, config: RewardModelConfig, catalog: pd.DataFrame | None = None,
+                logged: pd.DataFrame | None = None, teacher=None):
+    """Train in memory; returns (model, tokenizer, info). ``train`` must hold train queries only;
+    ``teacher`` (a :class:`relsum.scoring.distill.Teacher`) is reused across cross-validation folds."""
+    from transformers import AutoTokenizer
+
+    from relsum.scoring import reward_train
+
+    base = config.resolved_base_model()
+    find_safetensors(base)
+    examples, info = training_examples(train, config, catalog, logged, teacher)
+    bf16 = reward_train.use_bf16(config.bf16)
+    logger.info("reward model: fine-tuning %s as a cross-encoder on %d examples (%s), %d epochs, %s, "
+                "%d tokens", base, len(examples),
+                f"{info['n_judged_pairs']} judged + {info['n_pseudo_pairs']} teacher-labelled pairs",
+                config.epochs, "bf16" if bf16 else "fp32", config.max_length)
+    tokenizer = AutoTokenizer.from_pretrained(str(base))
+    model = reward_train.load_student(base, config.seed)
+    fit_info = reward_train.fit(
+        model, tokenizer, examples["query"].tolist(), examples["doc"].tolist(),
+        examples["target"].to_numpy(float), epochs=config.epochs, batch_size=config.batch_size,
+        learning_rate=config.learning_rate, warmup_ratio=config.warmup_ratio, max_length=config.max_length,
+        bf16=bf16, seed=config.seed)
+    info.update(fit_info, bf16=bf16)
+    if config.calibrate:
+        judged = examples[examples["judged"]]
+        logits = reward_train.predict_logits(model, tokenizer, judged["query"].tolist(),
+                                             judged["doc"].tolist(), config.max_length, bf16)
+        a, b = reward_train.fit_calibration(logits, judged["target"].to_numpy(float))
+        reward_train.fold_calibration(model, a, b)
+        info["calibration"] = [round(a, 4), round(b, 4)]
+    return model, tokenizer, info
+
+
+def held_out_report(model_dir: Path, eval_: pd.DataFrame, config: RewardModelConfig,
+                    lead_n: int = 40) -> dict:
+    """NDCG@5 on title / title + text / title + lead-``lead_n`` and the reward -|r - l| on title + text,
+    scored the way every stage scores (``make_scorer``); ``nan`` metrics are reported as None."""
+    from relsum.metrics import mean_ndcg_at_k, mean_reward
+    from relsum.scoring.distill import lead_words
     from relsum.scoring.factory import make_scorer
+    from relsum.scoring.scorer_config import ScorerConfig
 
-    scorer = make_scorer(model_dir, ScorerConfig(max_length=config.max_length, init_seed=config.seed))
-    scores = scorer.score(eval_["query"].tolist(), eval_["title"].tolist(), eval_["text"].tolist(),
-                          desc=f"NDCG@5 {model_dir.name}")
-    summary = mean_ndcg_at_k(eval_["query_id"].to_numpy(), eval_["label"].to_numpy(dtype=float), scores, k=5)
-    return summary.mean, summary.n_queries  # n_queries: eval queries with a positive label
-
-
-def _write_json_atomic(path: Path, payload: dict) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(payload, f, indent=2, sort_keys=True, allow_nan=False)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    scorer = make_scorer(model_dir, ScorerConfig(max_length=config.eval_max_length, init_seed=config.seed,
+                                                 path="fp32", store=False))
+    q, t, labels = eval_["query"].tolist(), eval_["title"].tolist(), eval_["label"].to_numpy(float)
+    views = {"title": [""] * len(q), "full": eval_["text"].tolist(),
+             "lead": [lead_words(x, lead_n) for x in eval_["text"]]}
+    out: dict = {}
+    for name, texts in views.items():
+        scores = scorer.score(q, t, texts, desc=f"held-out {name}")
+        summary = mean_ndcg_at_k(eval_["query_id"].to_numpy(), labels, scores, k=5)
+        out[f"ndcg5_{name}"] = None if math.isnan(summary.mean) else round(summary.mean, 4)
+        out["n_eval_queries"] = summary.n_queries
+        if name == "full":
+            reward = mean_reward(labels, np.asarray(scores, dtype=float))
+            out["reward"] = None if math.isnan(reward) else round(reward, 4)
+    return out
 
 
 def swap_in_folder(tmp_dir: Path, out_dir: Path) -> None:
@@ -149,64 +226,51 @@ def swap_in_folder(tmp_dir: Path, out_dir: Path) -> None:
         shutil.rmtree(old)
 
 
-def train_reward_model(train: pd.DataFrame, eval_: pd.DataFrame, config: RewardModelConfig) -> dict:
-    """Fine-tune the base cross-encoder on ``train``; save it (safetensors) and its held-out NDCG@5.
+@contextlib.contextmanager
+def staged_folder(out_dir: Path) -> Iterator[Path]:
+    """A scratch folder beside ``out_dir`` that replaces it when the block succeeds (else is removed)."""
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=out_dir.parent, prefix=f".{out_dir.name}.") as scratch:
+        staged = Path(scratch) / "model"
+        staged.mkdir()
+        yield staged
+        swap_in_folder(staged, out_dir)
 
-    ``train``/``eval_`` have columns query_id, query, title, text, label (label in [0, 1]). Returns
-    and writes ``<out_dir>/reward_model_metrics.json`` with ndcg5_untrained, ndcg5_trained,
-    n_train_pairs (judged pairs used), n_train_examples (with title-only copies), n_eval_queries
-    (eval queries with a positive) and seconds.
+
+def train_reward_model(train: pd.DataFrame, eval_: pd.DataFrame | None, config: RewardModelConfig, *,
+                       catalog: pd.DataFrame | None = None, logged: pd.DataFrame | None = None) -> dict:
+    """Train on ``train`` (+ teacher-labelled ``catalog`` pairs of ``logged`` train queries); save the model
+    (safetensors) atomically and ``reward_model_metrics.json`` with the held-out report on ``eval_``.
+
+    ``train``/``eval_`` have columns query_id, query, title, text, label (label in [0, 1]); with
+    ``catalog`` (product_id, title, text), ``train`` also needs product_id. ``logged`` (query_id, query,
+    product_id) are the search-log pairs of the train queries.
     """
+    from relsum.data.io import write_json_atomic
+    from relsum.scoring.distill import check_disjoint
+
     start = time.monotonic()
-    base = config.resolved_base_model()
-    find_safetensors(base)  # local folder with safetensors, before anything heavy happens
     out_dir = config.resolved_out_dir().resolve()
-    train, eval_ = _check_pairs(train, "train"), _check_pairs(eval_, "eval")
+    train = check_pairs(train, "train")
+    eval_ = check_pairs(eval_, "eval") if eval_ is not None else None
+    if eval_ is not None:
+        check_disjoint(train, eval_, "the training judgments")
+        if logged is not None:
+            check_disjoint(logged, eval_, "the search log used for distillation")
     if config.max_train_pairs is not None and len(train) > config.max_train_pairs:
         train = train.sample(n=config.max_train_pairs, random_state=config.seed)
         logger.info("subsampled %d judged training pairs", len(train))
-    dataset = _training_dataset(train, config.title_only_copies)
-    import torch  # heavy imports only after the inputs passed their checks
-    from sentence_transformers.cross_encoder import (
-        CrossEncoder,
-        CrossEncoderTrainer,
-        CrossEncoderTrainingArguments,
-    )
-    from sentence_transformers.cross_encoder.losses import BinaryCrossEntropyLoss
-    logger.info("reward model: %d judged pairs -> %d "
-                "training examples, base %s", len(train), len(dataset), base)
-
-    ndcg_untrained, n_eval_queries = _eval_ndcg(base, eval_, config)
-    torch.manual_seed(config.seed)
-    model = CrossEncoder(str(base), num_labels=1, max_length=config.max_length, device="cpu",
-                         local_files_only=True, trust_remote_code=False)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=out_dir.parent, prefix=f".{out_dir.name}.") as scratch:
-        args = CrossEncoderTrainingArguments(
-            output_dir=str(Path(scratch) / "trainer"), num_train_epochs=config.epochs,
-            per_device_train_batch_size=config.batch_size, learning_rate=config.learning_rate,
-            warmup_steps=config.warmup_ratio, seed=config.seed, data_seed=config.seed,
-            report_to="none", save_strategy="no", logging_strategy="no", push_to_hub=False,
-            use_cpu=True, bf16=False, fp16=False, dataloader_num_workers=0, disable_tqdm=False)
-        trainer = CrossEncoderTrainer(model=model, args=args, train_dataset=dataset,
-                                      loss=BinaryCrossEntropyLoss(model))
-        train_start = time.monotonic()
-        trainer.train()
-        train_seconds = time.monotonic() - train_start
-        staged = Path(scratch) / "model"
+    model, tokenizer, info = train_model(train, config, catalog, logged)
+    with staged_folder(out_dir) as staged:
         model.save_pretrained(str(staged), safe_serialization=True)
+        tokenizer.save_pretrained(str(staged))
         find_safetensors(staged)
-        swap_in_folder(staged, out_dir)
-
-    ndcg_trained, _ = _eval_ndcg(out_dir, eval_, config)
-    metrics = {
-        "ndcg5_untrained": None if math.isnan(ndcg_untrained) else ndcg_untrained,
-        "ndcg5_trained": None if math.isnan(ndcg_trained) else ndcg_trained,
-        "n_train_pairs": len(train), "n_train_examples": len(dataset), "n_eval_queries": n_eval_queries,
-        "train_seconds": round(train_seconds, 2), "seconds": round(time.monotonic() - start, 2),
-        "base_model": str(base), "config": dataclasses.asdict(config),
-    }
-    _write_json_atomic(out_dir / METRICS_FILE, metrics)
-    logger.info("reward model saved to %s: NDCG@5 %s -> %s", out_dir, metrics["ndcg5_untrained"],
-                metrics["ndcg5_trained"])
+    report = held_out_report(out_dir, eval_, config) if eval_ is not None else {}
+    metrics = {**report, **info, "seconds": round(time.monotonic() - start, 2),
+               "base_model": str(config.resolved_base_model()), "recipe": RECIPE_VERSION,
+               "config": dataclasses.asdict(config)}
+    write_json_atomic(metrics, out_dir / METRICS_FILE)
+    logger.info("reward model saved to %s in %.0f s: held-out NDCG@5 title %s, title+text %s, lead-40 %s, "
+                "reward %s", out_dir, metrics["seconds"], report.get("ndcg5_title"), report.get("ndcg5_full"),
+                report.get("ndcg5_lead"), report.get("reward"))
     return metrics

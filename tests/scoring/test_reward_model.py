@@ -27,7 +27,7 @@ def _pairs(n_queries: int, offset: int = 0) -> pd.DataFrame:
             relevant = j == 0
             title = (f"Acme {word} model {i}" if relevant
                      else f"Zeta {other if other != word else 'mouse'} {j}")
-            rows.append({"query_id": f"q{i + offset}", "query": f"{word} {i}", "title": title,
+            rows.append({"query_id": f"q{i + offset}", "query": f"{word} {i + offset}", "title": title,
                          "text": "" if j == 1 else f"colour: black | weight: {j} kg",
                          "label": 1.0 if relevant else (0.5 if j == 3 else 0.0)})
     return pd.DataFrame(rows)
@@ -38,6 +38,8 @@ def test_config_checks():
         RewardModelConfig(warmup_ratio=1.0)
     with pytest.raises(ValueError, match="max_train_pairs"):
         RewardModelConfig(max_train_pairs=0)
+    with pytest.raises(ValueError, match="bf16"):
+        RewardModelConfig(bf16="maybe")
 
 
 def test_bad_labels_are_refused(tmp_path, tiny_cross_encoder_dir):
@@ -52,17 +54,20 @@ def test_bad_labels_are_refused(tmp_path, tiny_cross_encoder_dir):
 def test_tiny_training_saves_loadable_model_with_metrics(tmp_path, tiny_cross_encoder_dir):
     out = tmp_path / "rm"
     cfg = RewardModelConfig(base_model=str(tiny_cross_encoder_dir), out_dir=str(out), max_length=32,
-                            batch_size=8, learning_rate=1e-3, epochs=1, max_train_pairs=None)
+                            eval_max_length=32, batch_size=8, learning_rate=1e-3, epochs=1,
+                            max_train_pairs=None, bf16="off")
     train, eval_ = _pairs(8), _pairs(4, offset=8)
     metrics = train_reward_model(train, eval_, cfg)
 
     assert (out / "model.safetensors").is_file() and not list(out.glob("*.bin"))
     saved = json.loads((out / METRICS_FILE).read_text())
-    assert saved["n_train_pairs"] == len(train) == metrics["n_train_pairs"]
+    assert saved["n_judged_pairs"] == len(train) == metrics["n_judged_pairs"]
+    assert metrics["n_pseudo_pairs"] == 0
     # every pair as title+text and as title-only, except rows with empty text (same doc twice)
-    assert metrics["n_train_examples"] == 2 * len(train) - (train["text"] == "").sum()
+    assert metrics["n_examples"] == 2 * len(train) - (train["text"] == "").sum()
     assert metrics["n_eval_queries"] == 4
-    assert 0 <= saved["ndcg5_untrained"] <= 1 and 0 <= saved["ndcg5_trained"] <= 1
+    assert all(0 <= saved[f"ndcg5_{view}"] <= 1 for view in ("title", "full", "lead"))
+    assert -1 <= saved["reward"] <= 0 and saved["recipe"] == metrics["recipe"]
     before = Scorer(tiny_cross_encoder_dir, ScorerConfig(max_length=32))
     after = Scorer(out, ScorerConfig(max_length=32))
     assert after.has_trained_head and after.fingerprint != before.fingerprint

@@ -1,0 +1,199 @@
+"""The reward model's training loop: a MiniLM cross-encoder fitted to soft targets on (query, doc) pairs.
+
+A plain torch loop rather than a Trainer, for three reasons measured on 2-core CPUs: batches are packed
+by length (title-only documents are ~25 tokens, title + text up to the budget, so sorting saves most of
+the padding), bf16 autocast runs where the CPU has native bf16 (AVX-512 BF16 / AMX; fp32 elsewhere),
+and the only console output is relsum's own line. The loss is BCE with soft targets on the single
+logit, so the sigmoid output the scorer serves is a probability in the label scale. After training,
+an affine map of the logit is fitted on the judged pairs to minimise mean |r - l| (the GRPO reward)
+and folded into the classifier, so the saved model is an ordinary sequence-classification checkpoint.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+
+logger = logging.getLogger(__name__)
+
+_LOADER_LOGGERS = ("transformers.modeling_utils", "transformers.utils.loading_report")
+
+
+class _ToDebug(logging.Filter):
+    """Turn the transformers loader report (a warning table) into a debug record of relsum's logger."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if "LOAD REPORT" in message or "newly initialized" in message:
+            logger.debug("transformers loader report: %s", message)
+            return False
+        return True
+
+
+@contextlib.contextmanager
+def quiet_loader() -> Iterator[None]:
+    """Keep the loader's "classifier.weight | MISSING ... newly initialized" table (and its progress bar)
+    off the console: a new head is what the bootstrap trains, not an error; the table goes to the debug
+    log and relsum says in one line what it trains."""
+    from transformers.utils import logging as hf_logging
+
+    flt = _ToDebug()
+    targets = [logging.getLogger(name) for name in _LOADER_LOGGERS]
+    for target in targets:
+        target.addFilter(flt)
+    bar = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()  # the "Loading weights" bar, per model load
+    try:
+        yield
+    finally:
+        for target in targets:
+            target.removeFilter(flt)
+        if bar:
+            hf_logging.enable_progress_bar()
+
+
+def load_student(base: Path, seed: int):
+    """The base encoder as a 1-logit sequence classifier (a fresh, seeded head when it has none)."""
+    import torch
+    from transformers import AutoModelForSequenceClassification
+
+    torch.manual_seed(seed)
+    with quiet_loader():
+        model, info = AutoModelForSequenceClassification.from_pretrained(
+            str(base), num_labels=1, output_loading_info=True, trust_remote_code=False)
+    missing = [k for k in info.get("missing_keys", ()) if "classifier" in k or "score" in k]
+    if missing:
+        logger.info("training a new relevance head (%s) on the encoder of %s: expected, not an error",
+                    ", ".join(sorted(missing)), base)
+    return model
+
+
+def use_bf16(setting: str) -> bool:
+    """``auto``: bf16 autocast only where the CPU has native bf16 dot products (else it is slower)."""
+    if setting == "auto":
+        from relsum.machine import native_bf16
+
+        return native_bf16()
+    return setting == "on"
+
+
+def _batches(lengths: np.ndarray, batch_size: int, rng: np.random.Generator) -> list[np.ndarray]:
+    """Index batches of similar length (shuffled within length buckets, then batch order shuffled)."""
+    noisy = lengths + rng.uniform(0, 4, size=len(lengths))  # ties broken randomly each epoch
+    order = np.argsort(noisy, kind="stable")
+    batches = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+    rng.shuffle(batches)
+    return batches
+
+
+def _encode(tokenizer, queries: list[str], docs: list[str], max_length: int) -> list[list[int]]:
+    enc = tokenizer(queries, docs, truncation="only_second", max_length=max_length)
+    return enc["input_ids"]
+
+
+def _collate(ids: list[list[int]], pad_id: int):
+    import torch
+
+    width = max(len(x) for x in ids)
+    input_ids = torch.full((len(ids), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(ids), width), dtype=torch.long)
+    for i, x in enumerate(ids):
+        input_ids[i, :len(x)] = torch.tensor(x)
+        mask[i, :len(x)] = 1
+    return input_ids, mask
+
+
+def predict_logits(model, tokenizer, queries: list[str], docs: list[str], max_length: int,
+                   bf16: bool = False, batch_size: int = 64) -> np.ndarray:
+    """Raw logits of ``model`` (eval mode) for the pairs, batched by length."""
+    import torch
+
+    ids = _encode(tokenizer, queries, docs, max_length)
+    order = np.argsort([len(x) for x in ids])
+    out = np.zeros(len(ids), dtype=np.float32)
+    model.eval()
+    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        for start in range(0, len(ids), batch_size):
+            idx = order[start:start + batch_size]
+            input_ids, mask = _collate([ids[i] for i in idx], tokenizer.pad_token_id)
+            out[idx] = model(input_ids=input_ids, attention_mask=mask).logits[:, 0].float().numpy()
+    return out
+
+
+def fit(model, tokenizer, queries: list[str], docs: list[str], targets: np.ndarray, *, epochs: int,
+        batch_size: int, learning_rate: float, warmup_ratio: float, max_length: int, bf16: bool,
+        seed: int) -> dict:
+    """Train ``model`` in place on soft targets in [0, 1]; returns steps, seconds, last epoch's loss."""
+    import torch
+
+    ids = _encode(tokenizer, queries, docs, max_length)
+    lengths = np.array([len(x) for x in ids])
+    rng = np.random.default_rng(seed)
+    torch.manual_seed(seed)
+    steps_per_epoch = math.ceil(len(ids) / batch_size)
+    total = steps_per_epoch * epochs
+    warmup = max(1, int(warmup_ratio * total))
+    optimizer = torch.optim.AdamW(model.parameters(), lr=learning_rate, weight_decay=0.01)
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: min((s + 1) / warmup, max(0.0, (total - s) / max(1, total - warmup))))
+    y_all = torch.tensor(targets, dtype=torch.float32)
+    model.train()
+    start, step, last_loss = time.monotonic(), 0, float("nan")
+    for epoch in range(epochs):
+        losses = []
+        for idx in _batches(lengths, batch_size, rng):
+            input_ids, mask = _collate([ids[i] for i in idx], tokenizer.pad_token_id)
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+                logits = model(input_ids=input_ids, attention_mask=mask).logits[:, 0]
+            loss = torch.nn.functional.binary_cross_entropy_with_logits(logits.float(), y_all[idx])
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            optimizer.step()
+            schedule.step()
+            optimizer.zero_grad(set_to_none=True)
+            losses.append(float(loss.detach()))
+            step += 1
+        last_loss = float(np.mean(losses))
+        logger.info("reward model epoch %d/%d: loss %.4f (%d steps, %.0f s)", epoch + 1, epochs, last_loss,
+                    step, time.monotonic() - start)
+    model.eval()
+    return {"steps": step, "train_seconds": round(time.monotonic() - start, 2), "final_loss": last_loss,
+            "max_token_length": int(lengths.max()), "truncated_share": float((lengths >= max_length).mean())}
+
+
+def fit_calibration(logits: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
+    """(a, b) minimising mean |sigmoid(a * logit + b) - label| over a coarse-to-fine grid; (1, 0) kept
+    unless it improves (the reward is an absolute error, which favours sharper scores than BCE gives)."""
+    def loss(a: float, b: float) -> float:
+        return float(np.abs(1 / (1 + np.exp(-(a * logits + b))) - labels).mean())
+
+    best = (1.0, 0.0, loss(1.0, 0.0))
+    for fine in (False, True):
+        if fine:  # refine around the coarse optimum
+            a_grid = np.linspace(best[0] * 0.85, best[0] * 1.15, 9)
+            b_grid = np.linspace(best[1] - 0.25, best[1] + 0.25, 11)
+        else:
+            a_grid, b_grid = np.linspace(0.5, 4, 15), np.linspace(-3, 3, 25)
+        for a in a_grid:
+            for b in b_grid:
+                value = loss(float(a), float(b))
+                if value < best[2] - 1e-6:
+                    best = (float(a), float(b), value)
+    return best[0], best[1]
+
+
+def fold_calibration(model, a: float, b: float) -> None:
+    """Make the classifier emit ``a * logit + b`` (the saved checkpoint needs no extra layer)."""
+    import torch
+
+    head = model.classifier if hasattr(model, "classifier") else model.score
+    with torch.no_grad():
+        head.weight.mul_(a)
+        if head.bias is not None:
+            head.bias.mul_(a).add_(b)
