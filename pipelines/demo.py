@@ -22,6 +22,7 @@ from pathlib import Path
 from relsum.pipelines.configs import DemoConfig
 from relsum.pipelines.demo_report import (
     apply_demo_size,
+    defect_lines,
     golden_subset,
     heldout_lines,
     log_demo_evaluation,
@@ -46,9 +47,11 @@ def _policy_name(model_dir: str) -> str:
 def run(config: DemoConfig) -> dict:
     from relsum.data.golden import load_golden
     from relsum.evaluation.examples import examples_section
-    from relsum.pipelines import build_pairs, evaluate, train, validate
+    from relsum.memory import PeakRss
+    from relsum.pipelines import build_pairs, evaluate, reward_model_check, train, validate
     from relsum.pipelines.reward_model import ensure_reward_model
     from relsum.scoring.factory import make_scorer
+    from relsum.summarize.served import defect_counts, raw_log
     from relsum.training.grounding import groundedness_section, groundedness_stats
     from relsum.training.policy import resolve_model_dir
 
@@ -58,12 +61,15 @@ def run(config: DemoConfig) -> dict:
         logger.warning("demo: %s", size_note)
     out = config.resolved_out()
     timings: dict[str, float] = {}
+    peak_rss: dict[str, float] = {}  # MB, per stage: what decides whether the demo fits a laptop
+    rss = PeakRss().start()
     t0 = time.perf_counter()
 
     def lap(name: str) -> None:
         nonlocal t0
         timings[name] = round(time.perf_counter() - t0, 1)
-        logger.info("demo: %s done in %.1f s", name, timings[name])
+        peak_rss[name] = rss.lap()
+        logger.info("demo: %s done in %.1f s, peak RSS %.0f MB", name, timings[name], peak_rss[name])
         t0 = time.perf_counter()
 
     validation = validate.run(validate.ValidateConfig(
@@ -75,6 +81,13 @@ def run(config: DemoConfig) -> dict:
     reward_model = ensure_reward_model(config.reward_model)
     scorer = make_scorer(reward_model, config.scorer)
     lap("reward_model")
+    check = reward_model_check.run(reward_model_check.RewardModelCheckConfig(
+        reward_model=reward_model, golden=config.golden, out_dir=str(out / "reward_model_check"),
+        n_boot=config.n_boot, seed=config.seed), scorer=scorer)  # does the judge read text? before any RL
+    if not check.reads_text:
+        logger.warning("demo: the reward model does not read text (%s); training goes on, but a summary "
+                       "cannot earn much from it", check.verdict)
+    lap("reward_model_check")
     config.pairs.out_dir = str(out / "pairs")
     pairs = build_pairs.run(config.pairs, scorer=scorer)
     lap("pairs")
@@ -96,11 +109,15 @@ def run(config: DemoConfig) -> dict:
                                             out / "golden_subset")
     golden = load_golden(golden_dir)
     products = evaluate.golden_products(golden)
-    summaries, series = {}, {}
+    summaries, series, defects = {}, {}, {}
     for name, adapter in (("sum_ref", None), *((n, r.adapter_dir) for n, r in runs.items())):
         logger.info("demo: %s summaries of %d golden products", name, len(products))
         summaries[name] = str(out / "summaries" / f"{name}.parquet")
-        series[name] = evaluate.summarize_golden(products, tc.policy, summaries[name], policy_dir, adapter)
+        with raw_log() as raw_texts:  # what the policy wrote before serving, for the defect counts
+            series[name] = evaluate.summarize_golden(products, tc.policy, summaries[name], policy_dir,
+                                                     adapter)
+        titles = products.set_index("product_id")["title"].reindex(series[name].index).tolist()
+        defects[name] = defect_counts(series[name].tolist(), titles, raw_texts)
     lap("summarize")
     grounded = {name: groundedness_stats(s, products, n_boot=config.n_boot, seed=config.seed) for name,
                 s in series.items()}
@@ -115,13 +132,15 @@ def run(config: DemoConfig) -> dict:
         out_dir=str(out / "evaluation"), n_boot=config.n_boot, seed=config.seed), scorer=scorer,
         extra_sections=sections)
     lap("evaluate")
+    rss.stop()
     for name, r in runs.items():
         if r.mlflow_run_id:
             log_demo_evaluation(config.train.tracking, r.mlflow_run_id, evaluation, name,
                                 {k: v for k, v in grounded.items() if k in ("sum_ref", name)})
     lines = [
         f"relsum demo: bundled Chorus/Icecat sample, {_policy_name(tc.policy.model_dir)} policy, "
-        f"reward model {Path(reward_model).name}", *([size_note] if size_note else []), subset_note, "",
+        f"reward model {Path(reward_model).name}", *([size_note] if size_note else []), "",
+        reward_model_check.format_check(check), "", subset_note, "",
         evaluation.table, "",
         *(line for name, r in runs.items() for line in [*heldout_lines(r.heldout, name), ""]),
         *pooled_seed_lines({n: r.heldout for n, r in runs.items()}), *([""] if len(runs) > 1 else []),
@@ -130,12 +149,14 @@ def run(config: DemoConfig) -> dict:
         *(f"  {name:<8} {g['groundedness']:.3f} [{g['ci_low']:.3f}, {g['ci_high']:.3f}]   numbers "
           f"{g['numbers_grounded']:.3f} ({g['n_with_numbers']} summaries with numbers)   empty {g['n_empty']}"
           for name, g in grounded.items()), "",
+        *defect_lines(defects), *([""] if defects else []),
         f"pairs kept {pairs.stats['kept']} of {pairs.stats['pairs_in']}",
         *(f"{name}: MLflow run {r.mlflow_run_id} model version {r.model_version} adapter "
           f"{r.adapter_dir}" for name, r in runs.items()),
         f"policy {policy_dir}",
         f"report: {evaluation.paths.html}",
         f"timings (s): {json.dumps(timings)}  total {sum(timings.values()):.0f}",
+        f"peak RSS (MB): {json.dumps(peak_rss)}  max {max(peak_rss.values()):.0f}",
     ]
     paths = {"policy_dir": policy_dir, "adapter_dir": trained.adapter_dir, "summaries": summaries,
              "adapters": {name: r.adapter_dir for name, r in runs.items()},
@@ -143,7 +164,10 @@ def run(config: DemoConfig) -> dict:
     result = {"validation": validation, "pairs": pairs.to_dict(), "train": trained.to_dict(),
               "evaluation": evaluation.metrics,
               "seeds": {name: r.to_dict() for name, r in runs.items()},
-              "groundedness": grounded, "timings": timings, "paths": paths, "golden_subset": subset_note,
+              "reward_model_check": check.to_dict(),
+              "groundedness": grounded, "summary_defects": defects, "timings": timings,
+              "peak_rss_mb": peak_rss, "paths": paths,
+              "golden_subset": subset_note,
               "size": size_note or "configured",
               "report_text": "\n".join(lines)}
     from relsum.data.io import write_json_atomic

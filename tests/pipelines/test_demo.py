@@ -50,6 +50,10 @@ def test_demo_runs_every_stage_and_tracks_in_mlflow(tmp_path, sample_dir, tiny_c
     assert (tmp_path / "demo" / "evaluation" / "report.html").exists()
     saved = json.loads((tmp_path / "demo" / "demo_result.json").read_text())
     assert saved["train"]["model_version"] == result["train"]["model_version"]
+    # peak RSS per stage beside the seconds (issue 22): every stage, plausible sizes, in the printed report
+    assert set(saved["peak_rss_mb"]) == set(saved["timings"]) >= {"validate", "train", "evaluate"}
+    assert all(100 < mb < 8000 for mb in saved["peak_rss_mb"].values()), saved["peak_rss_mb"]
+    assert "peak RSS (MB)" in result["report_text"]
     assert saved["paths"]["policy_dir"] == str(tiny_policy_dir)
     assert (Path(saved["paths"]["adapter_dir"]) / "adapter_config.json").exists()
     grpo = pd.read_parquet(saved["paths"]["summaries"]["grpo"])
