@@ -27,7 +27,9 @@ def model(tmp_path):
     folder = tmp_path / "model"
     folder.mkdir()
     (folder / "config.json").write_text(json.dumps({"model_type": "mistral"}))
-    (folder / "model.safetensors").write_bytes(b"\0" * 8)
+    header = json.dumps({"w": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]}}).encode()
+    # a well-formed safetensors file (8-byte header length, JSON header, data): passes the header check
+    (folder / "model.safetensors").write_bytes(len(header).to_bytes(8, "little") + header + b"\0" * 4)
     return folder
 
 

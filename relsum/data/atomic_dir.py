@@ -60,6 +60,9 @@ def check_replaceable(out: str | Path, owned: Collection[str], stage: str) -> No
     if out.exists() and not out.is_dir():
         raise InputError(f"{stage} output folder {out} is a file, not a folder")
     parent = out.absolute().parent
+    existing = next((p for p in (parent, *parent.parents) if p.exists()), None)
+    if existing is not None and not existing.is_dir():
+        raise EnvironmentProblem(f"cannot create the {stage} output folder {out}: {existing} is a file")
     if parent.is_dir() and not os.access(parent, os.W_OK | os.X_OK):
         raise EnvironmentProblem(f"{stage} cannot write beside {out}: {parent} is not writable (the outputs "
                                  "are written there first and swapped in)")

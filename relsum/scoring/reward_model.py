@@ -30,6 +30,7 @@ import numpy as np
 import pandas as pd
 
 from relsum.config import cfg
+from relsum.metrics import mean_ndcg_at_k, mean_reward
 from relsum.scoring.model_files import find_safetensors
 
 logger = logging.getLogger(__name__)
@@ -192,7 +193,6 @@ def held_out_report(model_dir: Path, eval_: pd.DataFrame, config: RewardModelCon
                     lead_n: int = 40) -> dict:
     """NDCG@5 on title / title + text / title + lead-``lead_n`` and the reward -|r - l| on title + text,
     scored the way every stage scores (``make_scorer``); ``nan`` metrics are reported as None."""
-    from relsum.metrics import mean_ndcg_at_k, mean_reward
     from relsum.scoring.distill import lead_words
     from relsum.scoring.factory import make_scorer
     from relsum.scoring.scorer_config import ScorerConfig

@@ -43,6 +43,7 @@ The output helpers are in :mod:`relsum.summarize.output` and shard planning/gene
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
 import json
@@ -105,9 +106,8 @@ def run_summarize(config: SummarizeConfig, *, base_dir: str | Path | None = None
     find_safetensors(config.model_dir, "policy model")
     if config.adapter_dir:
         find_safetensors(config.adapter_dir, "adapter")
-    # damaged files, a chat template that is refused or runs away, an adapter of another base or shape
-    check_policy(config.model_dir, config.adapter_dir, allow_base_mismatch=config.allow_base_mismatch)
     out = Path(config.out_dir or home() / "summaries")
+    created = not out.exists()
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -115,6 +115,16 @@ def run_summarize(config: SummarizeConfig, *, base_dir: str | Path | None = None
                                  f"folder {out}: {os_error_text(exc)}") from exc
     handle = lock(out)
     try:
+        # after the cheap folder and lock checks: loads the tokenizer and reads the weights' headers.
+        # Damaged files, a chat template that is refused or runs away, an adapter of another base or shape
+        try:
+            check_policy(config.model_dir, config.adapter_dir, allow_base_mismatch=config.allow_base_mismatch)
+        except RelsumError:
+            if created:  # refused before any work: leave no folder behind
+                (out / ".lock").unlink(missing_ok=True)
+                with contextlib.suppress(OSError):
+                    out.rmdir()
+            raise
         return _run_locked(config, out, Path(base_dir) if base_dir else None)
     except OSError as exc:
         if isinstance(exc, RelsumError) or not is_environment_oserror(exc):
