@@ -1,12 +1,12 @@
 """The peak-RSS recorder: a known allocation inside the block shows in its peak, nested and lapped."""
 
+import mmap
 import os
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from relsum.memory import PeakRss, current_rss_mb, hwm_resettable
@@ -14,10 +14,13 @@ from relsum.memory import PeakRss, current_rss_mb, hwm_resettable
 MB = 1_000_000
 
 
-def _touch(n_mb: int) -> np.ndarray:
-    a = np.empty(n_mb * MB, dtype=np.uint8)
-    a[::4096] = 1  # every page resident
-    return a
+def _touch(n_mb: int) -> mmap.mmap:
+    """``n_mb`` MB of fresh anonymous pages, each written once: a new mapping is never served from heap
+    memory the (large) test process freed earlier, so RSS must grow by the whole size."""
+    block = mmap.mmap(-1, n_mb * MB)
+    for offset in range(0, n_mb * MB, mmap.PAGESIZE):
+        block[offset] = 1
+    return block
 
 
 def test_peak_covers_an_allocation_freed_inside_the_block():
