@@ -6,7 +6,8 @@ Run: ``python benchmarks/bench_algorithms.py [--tiny] [--pairs FILE] [--budget-c
 Why: on 2 cores the demo's 12 GRPO updates of 2 prompts x 4 completions see ~24 of ~360 training products
 and the held-out reward does not move. This spends one CPU-time budget per arm and seed and records the
 held-out expected reward (mean over ``--heldout-samples`` sampled summaries per product of
-``-|r(q,[t;s]) - l|``, :mod:`relsum.policy_eval`) against CPU minutes, on the held-out products of the
+``-|r(q,[t;s]) - l|``, :mod:`relsum.training.policy_eval`) against CPU minutes, on the held-out products of
+the
 train split the demo uses (``relsum.pipelines.train.split_by_product``, the demo's holdout fraction,
 label balancing and seed). The clock is the process CPU time (all threads; a shared machine slows the
 wall clock, not this), started before the policy loads and paused while a checkpoint is evaluated.
@@ -92,7 +93,7 @@ class CpuClock:
 def make_evaluator(heldout, policy_cfg, scorer, k: int, temperature: float, seed: int):
     """``evaluate(model, tokenizer) -> held-out expected reward`` (fixed sampling seed: common random
     numbers across arms and checkpoints)."""
-    from relsum.policy_eval import expected_pair_rewards, sample_products
+    from relsum.training.policy_eval import expected_pair_rewards, sample_products
 
     products = heldout.drop_duplicates("product_id")[["product_id", "title", "text"]]
 
@@ -211,12 +212,12 @@ def tiny_inputs(work: Path, n_products: int, policy: str = "", reward_model: str
     tiny policy and a tiny random cross-encoder (unless given)."""
     import pandas as pd
 
+    from relsum.core.paths import SAMPLE_DIR
     from relsum.data.contracts import ContractConfig, validate_catalog
     from relsum.data.io import read_table
-    from relsum.paths import SAMPLE_DIR
+    from relsum.policy.tiny import build_tiny_policy
     from relsum.scoring.tiny import build_tiny_cross_encoder
     from relsum.training.config import TinyPolicyConfig
-    from relsum.training.tiny_policy import build_tiny_policy
 
     catalog = validate_catalog(read_table(SAMPLE_DIR / "products.jsonl"), ContractConfig()).valid
     log = read_table(SAMPLE_DIR / "search_log.csv")
@@ -257,14 +258,14 @@ def main() -> None:
 
     import torch
 
-    from relsum import machine
-    from relsum.config import load_config
+    from relsum.core import machine
+    from relsum.core.config import load_config
+    from relsum.core.paths import home
     from relsum.data.io import read_table, write_json_atomic
-    from relsum.paths import home
     from relsum.pipelines.configs import DemoConfig
     from relsum.pipelines.train import balance_labels, heldout_subset, split_by_product
+    from relsum.policy.load import load_policy, prompt_cap
     from relsum.scoring.factory import make_scorer
-    from relsum.training.policy import load_policy, prompt_cap
 
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -31,15 +31,15 @@ def main() -> None:
 
     import pandas as pd
 
-    from relsum import machine
-    from relsum.config import load_config
+    from relsum.core import machine
+    from relsum.core.config import load_config
+    from relsum.core.paths import SAMPLE_DIR, minilm_dir
     from relsum.data.contracts import ContractConfig, validate_catalog
     from relsum.data.io import read_table
-    from relsum.paths import SAMPLE_DIR, minilm_dir
+    from relsum.policy.tiny import build_tiny_policy
     from relsum.scoring.factory import make_scorer
     from relsum.training.config import TinyPolicyConfig, TrainConfig
     from relsum.training.grpo import train_grpo
-    from relsum.training.tiny_policy import build_tiny_policy
 
     print(machine.describe())
     work = Path(tempfile.mkdtemp(prefix="bench_grpo_"))

@@ -4,7 +4,7 @@ Run: ``python benchmarks/bench_memory.py [--mode real|tiny] [--steps 2] [--heldo
 [--reward-model DIR|minilm|bootstrap] [--set key=value ...]``.
 
 Runs ``relsum demo`` in this process (its ``lap()`` records each stage's peak with
-:class:`relsum.memory.PeakRss`, the kernel's exact peak mark, reset per stage), at the demo's per-batch
+:class:`relsum.core.memory.PeakRss`, the kernel's exact peak mark, reset per stage), at the demo's per-batch
 settings but fewer updates and golden products: the peak of a stage is set by its largest batch, not by
 how many batches it runs, so a short run shows the full demo's peaks (the seconds do not transfer) as long
 as the batches are as large as the demo's: 16 held-out products (x 4 samples) and >= 64 golden products
@@ -39,7 +39,7 @@ def small_golden(out: Path, n_queries: int, n_train_queries: int) -> tuple[Path,
     """A golden folder of the first ``n_queries`` bundled queries and a search log of ``n_train_queries``."""
     import pandas as pd
 
-    from relsum.paths import SAMPLE_DIR
+    from relsum.core.paths import SAMPLE_DIR
 
     golden = out / "golden"
     golden.mkdir(parents=True)
@@ -56,12 +56,12 @@ def small_golden(out: Path, n_queries: int, n_train_queries: int) -> tuple[Path,
 
 
 def tiny_overrides(work: Path) -> list[str]:
+    from relsum.core.paths import SAMPLE_DIR
     from relsum.data.contracts import ContractConfig, validate_catalog
     from relsum.data.io import read_table
-    from relsum.paths import SAMPLE_DIR
+    from relsum.policy.tiny import build_tiny_policy
     from relsum.scoring.tiny import build_tiny_cross_encoder
     from relsum.training.config import TinyPolicyConfig
-    from relsum.training.tiny_policy import build_tiny_policy
 
     catalog = validate_catalog(read_table(SAMPLE_DIR / "products.jsonl"), ContractConfig()).valid
     cfg = TinyPolicyConfig(vocab_size=1000, hidden_size=64, intermediate_size=128, num_layers=2, num_heads=4,
@@ -94,9 +94,9 @@ def main() -> None:
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")  # the demo's laps
 
-    from relsum import machine
-    from relsum.config import load_config
-    from relsum.memory import PeakRss, current_rss_mb
+    from relsum.core import machine
+    from relsum.core.config import load_config
+    from relsum.core.memory import PeakRss, current_rss_mb
     from relsum.pipelines.configs import DemoConfig
 
     print(machine.describe())
@@ -109,8 +109,8 @@ def main() -> None:
     if args.mode == "tiny":
         overrides += tiny_overrides(work)
     else:
-        from relsum.paths import minilm_dir
-        from relsum.training.gguf_policy import smollm2_dir
+        from relsum.core.paths import minilm_dir
+        from relsum.policy.gguf import smollm2_dir
 
         start, t = current_rss_mb(), time.perf_counter()
         with PeakRss() as m:

@@ -21,7 +21,7 @@ from sklearn.metrics import ndcg_score, precision_recall_curve
 
 from relsum.evaluation.bootstrap import ndcg_replicates, recall_at_precision_replicates, resample_counts
 from relsum.evaluation.offline import compute_offline_metrics, format_table
-from relsum.metrics import mean_ndcg_at_k, per_query_ndcg_at_k, recall_at_precision
+from relsum.metrics.ranking import mean_ndcg_at_k, per_query_ndcg_at_k, recall_at_precision
 
 
 def make_scores(n_queries: int, seed: int = 0) -> pd.DataFrame:
@@ -71,7 +71,7 @@ def main() -> None:
     ap.add_argument("--n-boot", type=int, default=1000)
     args = ap.parse_args()
 
-    from relsum import machine
+    from relsum.core import machine
 
     print(machine.describe())
     df = make_scores(args.n_queries)

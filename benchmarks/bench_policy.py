@@ -34,9 +34,9 @@ def _pairs(n_products: int, seed: int):
     reads it)."""
     import pandas as pd
 
+    from relsum.core.paths import SAMPLE_DIR
     from relsum.data.contracts import ContractConfig, validate_catalog
     from relsum.data.io import read_table
-    from relsum.paths import SAMPLE_DIR
 
     catalog = validate_catalog(read_table(SAMPLE_DIR / "products.jsonl"), ContractConfig()).valid
     log = read_table(SAMPLE_DIR / "search_log.csv")
@@ -49,8 +49,8 @@ def _pairs(n_products: int, seed: int):
 def bench_generation(policy: str, dtype: str, pairs, prompt_tokens: int,
                      new_tokens: int) -> tuple[float, float]:
     """(products per wall second, products per CPU second of this process)."""
-    from relsum.training.generate import generate_summaries
-    from relsum.training.policy import load_policy
+    from relsum.policy.generate import generate_summaries
+    from relsum.policy.load import load_policy
 
     model, tok = load_policy(policy, dtype=dtype)
     args = {"max_new_tokens": new_tokens, "batch_size": 8, "max_prompt_tokens": prompt_tokens}
@@ -64,8 +64,8 @@ def bench_sampling(policy: str, dtype: str, pairs, prompt_tokens: int, new_token
     """k sampled summaries per product (the held-out comparison's expected reward, DPO's pairs): each prompt
     computed once and shared by its k copies (ours) against ``generate(num_return_sequences=k)``, which
     computes it k times. Products per wall second for each, same seed, same batches."""
-    from relsum.training.generate import generate_summaries
-    from relsum.training.policy import load_policy
+    from relsum.policy.generate import generate_summaries
+    from relsum.policy.load import load_policy
 
     model, tok = load_policy(policy, dtype=dtype)
     args = {"max_new_tokens": new_tokens, "batch_size": 8, "max_prompt_tokens": prompt_tokens,
@@ -83,7 +83,7 @@ def bench_sampling(policy: str, dtype: str, pairs, prompt_tokens: int, new_token
 
 
 def bench_grpo(policy: str, dtype: str, pairs, scorer, args) -> dict:
-    from relsum.config import load_config
+    from relsum.core.config import load_config
     from relsum.training.config import TrainConfig
     from relsum.training.grpo import train_grpo
 
@@ -116,9 +116,9 @@ def select_prompts(policy: str, pairs, scorer, variants: list[str], prompt_token
                    dtype: str):
     import numpy as np
 
-    from relsum.training.generate import generate_summaries
-    from relsum.training.policy import load_policy
-    from relsum.training.rewards import relevance_rewards
+    from relsum.policy.generate import generate_summaries
+    from relsum.policy.load import load_policy
+    from relsum.policy.reward import relevance_rewards
 
     model, tok = load_policy(policy, dtype=dtype)
     rewards, examples = {}, {}
@@ -166,10 +166,10 @@ def main() -> None:
 
     import torch
 
-    from relsum.machine import describe
-    from relsum.paths import minilm_dir
+    from relsum.core.machine import describe
+    from relsum.core.paths import minilm_dir
+    from relsum.policy.load import resolve_model_dir
     from relsum.scoring.factory import make_scorer
-    from relsum.training.policy import resolve_model_dir
 
     print(describe())
     policy = str(resolve_model_dir(args.policy))

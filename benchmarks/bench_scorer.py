@@ -38,7 +38,7 @@ def load_judged(golden_dir: Path, n: int, seed: int = 0) -> pd.DataFrame:
 
 
 def default_data_dir() -> Path:
-    from relsum.paths import SAMPLE_DIR
+    from relsum.core.paths import SAMPLE_DIR
 
     return SAMPLE_DIR / "golden"
 
@@ -55,7 +55,7 @@ def main() -> None:
     import torch
     from sentence_transformers import CrossEncoder
 
-    from relsum.paths import minilm_dir
+    from relsum.core.paths import minilm_dir
     from relsum.scoring.factory import make_scorer
     from relsum.scoring.scorer import ScorerConfig, join_title_text
 
@@ -76,7 +76,7 @@ def main() -> None:
     tok = scorer.tokenizer([q for q, _ in cold], [d for _, d in cold], truncation=True,
                            max_length=args.max_length)
     lens = np.array([len(x) for x in tok["input_ids"]])
-    from relsum import machine
+    from relsum.core import machine
 
     print(machine.describe())
     print(f"model {model_dir} | threads {torch.get_num_threads()} | max_length {args.max_length} | "

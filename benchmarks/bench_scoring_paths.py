@@ -2,7 +2,7 @@
 
     python benchmarks/bench_scoring_paths.py [--n 200] [--gate-max-pairs N] [--paths ...] [--skip-ray]
 
-``--model`` (default: the real MiniLM, relsum.paths.minilm_dir(), with the scorer's seeded random head;
+``--model`` (default: the real MiniLM, relsum.core.paths.minilm_dir(), with the scorer's seeded random head;
 pass a trained reward model for meaningful gate verdicts) on real mixed-length pairs from the bundled
 golden sample (title-only and title | text documents). Prints the machine (CPU, class, the flags that
 decide which path pays, threads, versions: ratios only compare within one CPU class), then:
@@ -51,8 +51,8 @@ def main() -> None:
     from scipy.stats import spearmanr
     from sentence_transformers import CrossEncoder
 
-    from relsum import machine
-    from relsum.paths import minilm_dir
+    from relsum.core import machine
+    from relsum.core.paths import minilm_dir
     from relsum.scoring import fast, fidelity
     from relsum.scoring.factory import make_scorer
     from relsum.scoring.scorer import ScorerConfig
@@ -129,7 +129,7 @@ def main() -> None:
 
     if args.skip_ray:
         return
-    from relsum.pairs import label_and_gap
+    from relsum.pairs.filter import label_and_gap
     from relsum.scoring.ray_label import RayLabelConfig
     from relsum.scoring.ray_label import run as ray_run
 

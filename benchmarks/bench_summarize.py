@@ -28,17 +28,17 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 
+from relsum.core.paths import SAMPLE_DIR  # noqa: E402
 from relsum.data.contracts import validate_catalog  # noqa: E402
-from relsum.paths import SAMPLE_DIR  # noqa: E402
+from relsum.policy.generate import generate_summaries, postprocess  # noqa: E402
+from relsum.policy.load import load_policy  # noqa: E402
+from relsum.policy.prompt import build_prompt, fit_text  # noqa: E402
 from relsum.summarize.backends import GenSettings, HFBackend, make_backend  # noqa: E402
-from relsum.training.generate import generate_summaries, postprocess  # noqa: E402
-from relsum.training.policy import load_policy  # noqa: E402
-from relsum.training.prompt import build_prompt, fit_text  # noqa: E402
 
 
 def build_policy(catalog: pd.DataFrame, out: Path) -> Path:
+    from relsum.policy.tiny import build_tiny_policy
     from relsum.training.config import TinyPolicyConfig
-    from relsum.training.tiny_policy import build_tiny_policy
 
     return build_tiny_policy(catalog, out, TinyPolicyConfig(epochs=1, max_seconds=30.0, max_products=400))
 
@@ -73,7 +73,7 @@ def main() -> None:
     ap.add_argument("--no-ray", action="store_true")
     args = ap.parse_args()
     torch.set_num_threads(2)
-    from relsum import machine
+    from relsum.core import machine
 
     print(machine.describe())
     full = validate_catalog(pd.read_json(SAMPLE_DIR / "products.jsonl", lines=True)).valid

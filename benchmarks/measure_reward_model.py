@@ -27,8 +27,8 @@ OLD_RECIPE = dict(distill=False, calibrate=False, epochs=1, max_length=128, batc
 
 def bi_encoder_row(pairs, views) -> dict:
     """Cosine of query and document embeddings of the bundled MiniLM, per document view."""
-    from relsum.metrics import mean_ndcg_at_k
-    from relsum.paths import minilm_dir
+    from relsum.metrics.ranking import mean_ndcg_at_k
+    from relsum.core.paths import minilm_dir
     from relsum.scoring.distill import embed
 
     q = embed(minilm_dir(), pairs["query"].tolist(), 256)
@@ -55,8 +55,8 @@ def main(argv: list[str] | None = None) -> int:
 
     from pathlib import Path
 
-    from relsum.machine import describe
-    from relsum.paths import SAMPLE_DIR
+    from relsum.core.machine import describe
+    from relsum.core.paths import SAMPLE_DIR
     from relsum.pipelines.configs import RewardModelStageConfig
     from relsum.pipelines.reward_model import judged_pairs, run, train_log_pairs
     from relsum.scoring.distill import lead_doc

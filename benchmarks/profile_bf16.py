@@ -42,8 +42,8 @@ def main() -> None:
     import torch
     from torch.profiler import ProfilerActivity, profile
 
-    from relsum import machine
-    from relsum.paths import minilm_dir
+    from relsum.core import machine
+    from relsum.core.paths import minilm_dir
     from relsum.scoring import fidelity
     from relsum.scoring.bf16 import bf16_model, packing_available
     from relsum.scoring.scorer import Scorer, ScorerConfig

@@ -30,7 +30,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import scipy.sparse as sp
 
-from relsum.metrics import per_query_ndcg_at_k, recall_at_precision
+from relsum.metrics.ranking import per_query_ndcg_at_k, recall_at_precision
 
 logger = logging.getLogger(__name__)
 

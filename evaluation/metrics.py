@@ -1,10 +1,11 @@
-"""The metric functions now live in :mod:`relsum.metrics`; this module keeps the old import path working.
+"""The metric functions now live in :mod:`relsum.metrics.ranking`; this module keeps the old import path
+working.
 
 ``relsum.evaluation`` holds what is built on top of them (bootstrap intervals, offline tables,
-reports); new code imports the metrics from :mod:`relsum.metrics`.
+reports); new code imports the metrics from :mod:`relsum.metrics.ranking`.
 """
 
-from relsum.metrics import (
+from relsum.metrics.ranking import (
     NDCGSummary,
     mean_ndcg_at_k,
     mean_reward,

@@ -24,8 +24,8 @@ from relsum.evaluation.bootstrap import (
     resample_counts,
 )
 from relsum.evaluation.power import ALPHA, POWER, gain_findings, mde_note, paired_measures, paired_table
-from relsum.metric_names import pair_metric_names
-from relsum.metrics import mean_reward
+from relsum.metrics.names import pair_metric_names
+from relsum.metrics.ranking import mean_reward
 
 logger = logging.getLogger(__name__)
 

@@ -18,7 +18,7 @@ difference below it, or with a CI that includes 0, is printed as "below what thi
   paired difference (a normal approximation stated in the report).
 * Pair-level measures, paired against the baseline with bootstrap CIs over queries (the resamples of
   :func:`relsum.evaluation.bootstrap.paired_bootstrap`): the training reward ``-|r - l|`` and the
-  within-query pairwise accuracy (:func:`relsum.metrics.pairwise_accuracy`).
+  within-query pairwise accuracy (:func:`relsum.metrics.ranking.pairwise_accuracy`).
 """
 
 from __future__ import annotations
@@ -31,9 +31,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from relsum import metric_names as names
 from relsum.evaluation.bootstrap import Interval, percentile_interval, ratio_replicates, resample_counts
-from relsum.metrics import per_query_ndcg_at_k, per_query_pairwise_accuracy
+from relsum.metrics import names
+from relsum.metrics.ranking import per_query_ndcg_at_k, per_query_pairwise_accuracy
 
 logger = logging.getLogger(__name__)
 
@@ -137,7 +137,7 @@ def paired_measures(df: pd.DataFrame, candidates: list[str], baseline: str, boot
     out: dict[str, Any] = {
         "n_comparable_pairs": int(pairs.sum()), "n_queries_pairwise": int((pairs > 0).sum()),
         "pairwise_accuracy": {
-            # correct / pairs summed over queries is relsum.metrics.pairwise_accuracy (the tests check)
+            # correct / pairs summed over queries is relsum.metrics.ranking.pairwise_accuracy (tests check)
             c: Interval(float(correct[c].sum() / pairs.sum()) if pairs.sum() else float("nan"),
                         *percentile_interval(ratio_replicates(correct[c], pairs, counts), level)).as_dict()
             for c in candidates},
@@ -240,7 +240,7 @@ def mde_note(metrics: Mapping[str, Any]) -> str:
 
 def mlflow_metrics(metrics: Mapping[str, Any], candidate: str, as_name: str = names.OWN) -> dict[str, float]:
     """Flat MLflow metrics of one candidate's pair-level values, paired differences and MDEs (finite only),
-    named by :mod:`relsum.metric_names` with ``as_name`` as the candidate (``challenger`` = ``eval.*``)."""
+    named by :mod:`relsum.metrics.names` with ``as_name`` as the candidate (``challenger`` = ``eval.*``)."""
     mc = metrics["config"].get("mde", {"power": POWER, "alpha": ALPHA})
     out: dict[str, float] = {}
     for subset in names.SUBSETS:

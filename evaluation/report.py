@@ -32,7 +32,7 @@ from relsum.evaluation.offline import (
     to_markdown,
 )
 from relsum.evaluation.power import mde_note, paired_table
-from relsum.metrics import per_query_ndcg_at_k, precision_recall_points
+from relsum.metrics.ranking import per_query_ndcg_at_k, precision_recall_points
 
 logger = logging.getLogger(__name__)
 
@@ -153,7 +153,7 @@ def _counts_text(metrics: Mapping[str, Any]) -> str:
 
 def defects_text(defects: Mapping[str, Any]) -> str:
     """``"of 120 summaries: prompt echo 0, boilerplate label 3, ..."``: one line of
-    :func:`relsum.summarize.served.summary_defects` counts."""
+    :func:`relsum.policy.served.summary_defects` counts."""
     kinds = [k for k in defects if k != "n"]
     return f"of {defects.get('n', 0)} summaries: " + ", ".join(f"{k.replace('_', ' ')} {defects[k]}"
                                                                for k in kinds)

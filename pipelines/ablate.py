@@ -25,9 +25,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from relsum.config import flat_params
-from relsum.metric_names import EVAL_METRICS, ablation_key
-from relsum.paths import home
+from relsum.core.config import flat_params
+from relsum.core.paths import home
+from relsum.metrics.names import EVAL_METRICS, ablation_key
 from relsum.pipelines.configs import AblateConfig
 from relsum.scoring.protocol import RelevanceScorer
 from relsum.training.options import OptionsConfig
@@ -91,19 +91,19 @@ def _markdown(rows: list[dict], metrics: dict, config: AblateConfig) -> str:
 def run(config: AblateConfig, scorer: RelevanceScorer | None = None) -> dict:
     import mlflow
 
-    from relsum import tracking
     from relsum.data.golden import load_golden
     from relsum.data.io import atomic_path, read_table, write_json_atomic
     from relsum.evaluation.offline import to_jsonable
-    from relsum.gate import gate_section, gate_summaries
+    from relsum.lifecycle import tracking
+    from relsum.lifecycle.gate import gate_section, gate_summaries
     from relsum.pipelines import build_pairs, evaluate
     from relsum.pipelines.reward_model import ensure_reward_model
     from relsum.pipelines.train import TrainStageConfig, ensure_policy, split_by_product
-    from relsum.policy_eval import pair_rewards, paired_product_bootstrap, summarize_products
+    from relsum.policy.load import load_policy
     from relsum.scoring.factory import make_scorer
     from relsum.training.grounding import groundedness_section, groundedness_stats
     from relsum.training.grpo import train_grpo
-    from relsum.training.policy import load_policy
+    from relsum.training.policy_eval import pair_rewards, paired_product_bootstrap, summarize_products
 
     out = Path(config.out_dir) if config.out_dir else home() / "ablate"
     out.mkdir(parents=True, exist_ok=True)

@@ -16,8 +16,8 @@ from typing import Any
 
 import pandas as pd
 
-from relsum.output_files import OutputFiles
-from relsum.pairs import FilterConfig, filter_pairs, label_and_gap
+from relsum.core.output_files import OutputFiles
+from relsum.pairs.filter import FilterConfig, filter_pairs, label_and_gap
 from relsum.pipelines.configs import BuildPairsConfig
 from relsum.scoring.protocol import RelevanceScorer
 

@@ -10,8 +10,8 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
-from relsum.config import to_dict
-from relsum.paths import home
+from relsum.core.config import to_dict
+from relsum.core.paths import home
 from relsum.pipelines.dag_common import (
     CATALOG,
     EXPORT,
@@ -29,7 +29,7 @@ from relsum.summarize.config import SummarizeConfig
 
 def resolve_champion(config: DagConfig, dag_id: str, key: str) -> dict:
     """Alias -> version -> adapter folder + policy dir (from the version's tags)."""
-    from relsum import registry
+    from relsum.lifecycle import registry
 
     champ = registry.champion_version(config.train.tracking, config.gate.alias)
     if champ is None:

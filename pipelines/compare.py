@@ -1,7 +1,7 @@
 """Stage ``compare``: MLflow runs side by side (metrics with CIs, key params, data/model versions, champion).
 
 Reads the evaluation metrics that the retrain DAG logs on each training run (naming scheme in
-:mod:`relsum.metric_names`: ``eval.<subset>.<metric>[.lo|.hi]``), the run's key params, the data interval
+:mod:`relsum.metrics.names`: ``eval.<subset>.<metric>[.lo|.hi]``), the run's key params, the data interval
 and scorer fingerprint, and the registered model versions of the run (marking the one holding the
 ``champion`` alias). Prints a table and writes ``comparison.md`` / ``comparison.html`` with
 ``ndcg.png`` (NDCG@5 with 95% CI error bars per run, full and tail) when ``out_dir`` is set.
@@ -16,11 +16,11 @@ import math
 from pathlib import Path
 from typing import Any, Literal
 
-from relsum.config import cfg
-from relsum.errors import InputError, RelsumError
-from relsum.metric_names import STATS, eval_key
-from relsum.registry import METRICS, SUBSETS, TAG_GATE, TAG_INTERVAL, champion_version, client
-from relsum.tracking import TrackingConfig
+from relsum.core.config import cfg
+from relsum.core.errors import InputError, RelsumError
+from relsum.lifecycle.registry import METRICS, SUBSETS, TAG_GATE, TAG_INTERVAL, champion_version, client
+from relsum.lifecycle.tracking import TrackingConfig
+from relsum.metrics.names import STATS, eval_key
 
 logger = logging.getLogger(__name__)
 
@@ -56,7 +56,7 @@ def collect(config: CompareConfig) -> list[dict[str, Any]]:
     A store that is missing (nothing tracked yet: it is not created), garbled, locked past
     ``tracking.lock_wait_s``, or holds no such runs or experiment is an input or environment error (one
     line, exit 2)."""
-    from relsum.tracking import store_problem
+    from relsum.lifecycle.tracking import store_problem
 
     try:
         return _collect(config)

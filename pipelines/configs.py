@@ -3,8 +3,8 @@
 ``relsum <stage> --help`` lists a stage's config keys and argument errors build its config, so these
 classes live apart from the stages that run them (which import pandas, torch, TRL, MLflow ...): the CLI
 answers without loading any of those. The nested sections come from modules held to the same rule
-(:mod:`relsum.data.contract_config`, :mod:`relsum.pairs_config`, :mod:`relsum.gate_config`,
-:mod:`relsum.training.config`, :mod:`relsum.scoring.scorer_config`, :mod:`relsum.tracking`), and
+(:mod:`relsum.data.contract_config`, :mod:`relsum.pairs.config`, :mod:`relsum.lifecycle.gate_config`,
+:mod:`relsum.training.config`, :mod:`relsum.scoring.scorer_config`, :mod:`relsum.lifecycle.tracking`), and
 ``tests/test_cli_imports.py`` checks it. Each stage module re-exports its config under its old name.
 """
 
@@ -14,20 +14,20 @@ import dataclasses
 import re
 from pathlib import Path
 
-from relsum.config import N_BOOT_MAX, cfg, check_range, check_seed
+from relsum.core.config import N_BOOT_MAX, cfg, check_range, check_seed
+from relsum.core.paths import SAMPLE_DIR, home
 from relsum.data.contract_config import ContractConfig
-from relsum.gate_config import SummaryGateConfig
-from relsum.interleaving_events import CREDIT_EVENTS
-from relsum.pairs_config import FilterConfig
-from relsum.paths import SAMPLE_DIR, home
+from relsum.lifecycle.gate_config import SummaryGateConfig
+from relsum.lifecycle.tracking import TrackingConfig
+from relsum.online.events import CREDIT_EVENTS
+from relsum.pairs.config import FilterConfig
+from relsum.policy.served import SERVED_MAX_WORDS
 from relsum.scoring.scorer_config import (
     STAGE_SCORER_HELP,
     ScorerConfig,
     share_scorer_section,
     stage_scorer_config,
 )
-from relsum.summarize.served import SERVED_MAX_WORDS
-from relsum.tracking import TrackingConfig
 from relsum.training.config import OptionsConfig, TrainConfig
 
 # ---- validate ----------------------------------------------------------------------------------------------

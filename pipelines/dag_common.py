@@ -17,11 +17,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from relsum.config import N_BOOT_MAX, cfg, check_range, check_seed, load_config
-from relsum.paths import SAMPLE_DIR, home
+from relsum.core.config import N_BOOT_MAX, cfg, check_range, check_seed, load_config
+from relsum.core.paths import SAMPLE_DIR, home
+from relsum.lifecycle.registry import PromotionGateConfig
 from relsum.pipelines.build_pairs import BuildPairsConfig
 from relsum.pipelines.train import TrainStageConfig
-from relsum.registry import PromotionGateConfig
 from relsum.scoring.protocol import RelevanceScorer
 from relsum.scoring.scorer_config import (
     STAGE_SCORER_HELP,

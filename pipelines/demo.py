@@ -37,7 +37,7 @@ __all__ = ["DemoConfig", "heldout_lines", "run"]
 
 
 def _policy_name(model_dir: str) -> str:
-    from relsum.training.tiny_policy import MARKER_FILE
+    from relsum.policy.tiny import MARKER_FILE
 
     if model_dir == "smollm2" or "smollm2" in Path(model_dir).name.lower():
         return "SmolLM2-135M-Instruct"
@@ -45,15 +45,15 @@ def _policy_name(model_dir: str) -> str:
 
 
 def run(config: DemoConfig) -> dict:
+    from relsum.core.memory import PeakRss
     from relsum.data.golden import load_golden
     from relsum.evaluation.examples import examples_section
-    from relsum.memory import PeakRss
     from relsum.pipelines import build_pairs, evaluate, reward_model_check, train, validate
     from relsum.pipelines.reward_model import ensure_reward_model
+    from relsum.policy.load import resolve_model_dir
+    from relsum.policy.served import defect_counts, raw_log
     from relsum.scoring.factory import make_scorer
-    from relsum.summarize.served import defect_counts, raw_log
     from relsum.training.grounding import groundedness_section, groundedness_stats
-    from relsum.training.policy import resolve_model_dir
 
     config = copy.deepcopy(config)
     size_note = apply_demo_size(config, policy_runs_fp32(config.train.train.policy))

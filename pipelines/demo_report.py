@@ -1,5 +1,5 @@
 """The demo's reporting: the seeded golden subset, the held-out comparison as report lines, and the
-evaluation logged to the training run in MLflow (in :mod:`relsum.metric_names`' scheme).
+evaluation logged to the training run in MLflow (in :mod:`relsum.metrics.names`' scheme).
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from relsum.metric_names import groundedness_key, heldout_key
+from relsum.metrics.names import groundedness_key, heldout_key
 
 if TYPE_CHECKING:
     from relsum.pipelines.evaluate import EvaluationResult
@@ -94,7 +94,7 @@ def pooled_seed_lines(heldouts: dict[str, dict]) -> list[str]:
 
 
 def defect_lines(defects: dict[str, dict[str, dict[str, int]]]) -> list[str]:
-    """Per summaries candidate, :func:`relsum.summarize.served.summary_defects` counts of what the policy
+    """Per summaries candidate, :func:`relsum.policy.served.summary_defects` counts of what the policy
     wrote (raw) and what is served: tokens the ranker would spend on nothing; served counts must be 0."""
     if not defects:
         return []
@@ -159,7 +159,8 @@ def _finite(values: dict) -> dict[str, float]:
 
 def log_demo_evaluation(tracking, run_id: str, evaluation: EvaluationResult, algo: str,
                         grounded: dict) -> None:
-    """Log the evaluation on the training run, in :mod:`relsum.registry`'s scheme, so ``relsum compare``
+    """Log the evaluation on the training run, in :mod:`relsum.lifecycle.registry`'s scheme, so
+    ``relsum compare``
     reads it.
 
     The trained candidate (``algo``) is the run's own adapter, so it gets the ``eval.*`` names; the others
@@ -167,15 +168,15 @@ def log_demo_evaluation(tracking, run_id: str, evaluation: EvaluationResult, alg
     ``groundedness.<name>[.lo|.hi]``
     and ``groundedness.<name>.numbers``, the report files as artifacts under ``evaluation/``. The pair-level
     measures, paired differences and their minimum detectable effects go in under
-    :func:`relsum.metric_names.pair_key` / :func:`~relsum.metric_names.diff_key` names
+    :func:`relsum.metrics.names.pair_key` / :func:`~relsum.metrics.names.diff_key` names
     (:func:`relsum.evaluation.power.mlflow_metrics`). The held-out comparison is already on the run (the
     train stage logs it).
     """
     import copy
 
-    from relsum import registry
     from relsum.evaluation.power import mlflow_metrics
-    from relsum.registry import client
+    from relsum.lifecycle import registry
+    from relsum.lifecycle.registry import client
 
     metrics = copy.deepcopy(evaluation.metrics)
     for sub in metrics["subsets"].values():
@@ -203,15 +204,15 @@ def log_demo_evaluation(tracking, run_id: str, evaluation: EvaluationResult, alg
 def policy_runs_fp32(policy: Any) -> bool:
     """Whether a :class:`relsum.training.config.PolicyConfig` computes in fp32 on the CPU: a real model
     (not the tiny build) with ``dtype: fp32``, or ``dtype: auto`` on a CPU without native bf16."""
-    from relsum.training.tiny_policy import MARKER_FILE
+    from relsum.policy.tiny import MARKER_FILE
 
     if not policy.model_dir or policy.bf16 or (Path(policy.model_dir) / MARKER_FILE).exists():
         return False
     if policy.dtype != "auto":
         return policy.dtype == "fp32"
-    from relsum.scoring.fast import cpu_has_native_bf16
+    from relsum.core.machine import native_bf16
 
-    return not cpu_has_native_bf16()
+    return not native_bf16()
 
 
 def apply_demo_size(config: Any, fp32_policy: bool) -> str:

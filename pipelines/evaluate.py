@@ -22,7 +22,7 @@ from typing import Any
 
 import pandas as pd
 
-from relsum.errors import InputError
+from relsum.core.errors import InputError
 from relsum.pipelines.configs import EvaluateConfig
 from relsum.scoring.protocol import RelevanceScorer
 
@@ -63,7 +63,7 @@ class EvaluationResult:
     """What :func:`run` returns: the metrics (``metrics.json``'s content), the printed gains table and
     the files."""
 
-    #: Keys from :mod:`relsum.metric_names` (``subsets``, ``config``, ...) plus ``summary_coverage``,
+    #: Keys from :mod:`relsum.metrics.names` (``subsets``, ``config``, ...) plus ``summary_coverage``,
     #: ``golden_rejects`` and ``scorer_fingerprint``; JSON-ready (``None`` for undefined values).
     metrics: dict[str, Any]
     table: str
@@ -165,10 +165,10 @@ def summarize_golden(products: pd.DataFrame, policy, path: str | Path, model_dir
     merged) in ``policy.load_dtype()``. ``policy`` is the :class:`~relsum.training.config.PolicyConfig`
     (prompt cap, generation settings); served_summary is applied inside generation.
     """
-    from relsum.policy_eval import summarize_products
+    from relsum.training.policy_eval import summarize_products
 
     if loaded is None:
-        from relsum.training.policy import load_policy
+        from relsum.policy.load import load_policy
 
         loaded = load_policy(model_dir, adapter_dir, merge=adapter_dir is not None, dtype=policy.load_dtype())
     series = summarize_products(loaded[0], loaded[1], products, policy, show_progress=True)
@@ -204,9 +204,9 @@ def summary_coverage(pairs: pd.DataFrame, by_product: pd.Series) -> dict:
 
 
 def _file_defects(pairs: pd.DataFrame, by_product: pd.Series) -> dict[str, int]:
-    """:func:`relsum.summarize.served.summary_defects` of the file's summaries of judged products (one per
+    """:func:`relsum.policy.served.summary_defects` of the file's summaries of judged products (one per
     product, with its title): tokens the ranker spends on nothing (labels, numbering, restated titles)."""
-    from relsum.summarize.served import summary_defects
+    from relsum.policy.served import summary_defects
 
     products = pairs.drop_duplicates("product_id").set_index("product_id")
     products = products[products.index.isin(by_product.index)]
@@ -300,9 +300,9 @@ def write_outputs(out: Path, metrics: dict[str, Any], scores: pd.DataFrame,
     A run killed or stopped mid-write (full disk, lost permissions) leaves ``out`` exactly as it was:
     never new ``metrics.json`` beside an old report. An environment fault is one line naming the path.
     """
+    from relsum.core.errors import EnvironmentProblem, RelsumError, is_environment_oserror, os_error_text
     from relsum.data.atomic_dir import named_oserror, staged_folder
     from relsum.data.io import write_json_atomic, write_parquet_atomic
-    from relsum.errors import EnvironmentProblem, RelsumError, is_environment_oserror, os_error_text
     from relsum.evaluation.report import write_report
 
     try:

@@ -4,7 +4,7 @@
 r(q, t) (control) and on title + summary r(q, [t; s]) (variation), interleaves the two rankings with
 seeded team draft and writes ``interleaved.parquet`` / ``interleaved.jsonl`` for the serving system.
 ``run_analyze`` joins the logged events back to those lists and reports which ranker users preferred.
-Conventions (credit, ties, no-preference impressions) are in :mod:`relsum.interleaving`.
+Conventions (credit, ties, no-preference impressions) are in :mod:`relsum.online.interleaving`.
 """
 
 from __future__ import annotations
@@ -18,13 +18,13 @@ from typing import Any
 
 import pandas as pd
 
-from relsum import interleaving as il
+from relsum.core.errors import InputError
+from relsum.core.output_files import OutputFiles
 from relsum.data import contracts as dc
 from relsum.data import io as rio
 from relsum.data.contracts import as_id
-from relsum.errors import InputError
-from relsum.interleaving_export import read_export
-from relsum.output_files import OutputFiles
+from relsum.online import interleaving as il
+from relsum.online.export import read_export
 from relsum.pipelines.configs import AnalyzeConfig, ExportConfig
 from relsum.pipelines.interleaving_report import plot_wins_per_query, write_interleaving_report
 from relsum.scoring.protocol import RelevanceScorer

@@ -24,7 +24,8 @@ import json
 import logging
 from pathlib import Path
 
-from relsum.config import to_dict
+from relsum.core.config import to_dict
+from relsum.lifecycle.registry import TAG_FINGERPRINT, TAG_INTERVAL
 from relsum.pipelines.champion_steps import export, resolve_champion, summarize_candidates, summarize_catalog
 from relsum.pipelines.dag_common import (
     CATALOG,
@@ -44,7 +45,6 @@ from relsum.pipelines.dag_common import (
     validate_inputs,
 )
 from relsum.pipelines.retrain_evaluate import evaluate, gate, register
-from relsum.registry import TAG_FINGERPRINT, TAG_INTERVAL
 
 logger = logging.getLogger(__name__)
 
@@ -93,7 +93,7 @@ def score_filter(config: DagConfig, key: str, extracted: dict) -> dict:
 
 def train(config: DagConfig, key: str, pairs: dict) -> dict:
     """Train and register one version for the interval, or reuse the one already registered for it."""
-    from relsum import registry
+    from relsum.lifecycle import registry
     from relsum.pipelines import train as train_stage
 
     ts = config.train

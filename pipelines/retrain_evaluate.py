@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from relsum.config import to_dict
+from relsum.core.config import to_dict
 from relsum.pipelines.dag_common import (
     RETRAIN,
     DagConfig,
@@ -53,8 +53,8 @@ def golden_smoke_subset(config: DagConfig, out: Path) -> str:
 
 def evaluate(config: DagConfig, key: str, trained: dict) -> dict:
     """Summarize the golden products with the new adapter, the champion and the reference; evaluate all."""
-    from relsum import registry
     from relsum.data.golden import load_golden
+    from relsum.lifecycle import registry
     from relsum.pipelines import evaluate as evaluate_stage
 
     out = config.step_dir(RETRAIN, key, "evaluate")
@@ -92,8 +92,9 @@ def evaluate(config: DagConfig, key: str, trained: dict) -> dict:
 
 
 def register(config: DagConfig, key: str, trained: dict, evaluated: dict) -> dict:
-    """Attach the evaluation metrics (scheme in :mod:`relsum.registry`) to the version's run; idempotent."""
-    from relsum import registry
+    """Attach the evaluation metrics (scheme in :mod:`relsum.lifecycle.registry`) to the version's run;
+    idempotent."""
+    from relsum.lifecycle import registry
 
     metrics = json.loads(Path(evaluated["metrics"]).read_text())
     artifacts = [evaluated["metrics"], *evaluated.get("report", [])]
@@ -106,8 +107,8 @@ def register(config: DagConfig, key: str, trained: dict, evaluated: dict) -> dic
 
 def gate(config: DagConfig, key: str, registered: dict) -> dict:
     """Move the champion alias to the new version only if it passes the gate; the decision is saved."""
-    from relsum import registry
     from relsum.data.io import write_json_atomic
+    from relsum.lifecycle import registry
 
     out = config.step_dir(RETRAIN, key, "gate")
 

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from relsum.paths import home
+from relsum.core.paths import home
 from relsum.pipelines.configs import RewardModelStageConfig
 
 logger = logging.getLogger(__name__)
@@ -52,7 +52,7 @@ def train_log_pairs(source: str, eval_queries: pd.DataFrame) -> pd.DataFrame | N
     log = read_table(source)
     missing = {"query_id", "query", "product_id"} - set(log.columns)
     if missing:
-        from relsum.errors import InputError
+        from relsum.core.errors import InputError
 
         raise InputError(f"search log {source}: missing columns {sorted(missing)}")
     log = log[["query_id", "query", "product_id"]].dropna().astype(str)

@@ -32,7 +32,7 @@ def log_to_active_run(result: CheckResult) -> str | None:
     run = mlflow.active_run() if mlflow is not None else None
     if run is None:
         return None
-    from relsum import tracking
+    from relsum.lifecycle import tracking
 
     tracking.log_metrics(result.mlflow_metrics())
     tracking.log_json(result.to_dict(), RESULT_FILE)

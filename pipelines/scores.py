@@ -18,7 +18,7 @@ import logging
 from datetime import UTC, datetime
 from pathlib import Path
 
-from relsum.config import cfg
+from relsum.core.config import cfg
 
 logger = logging.getLogger(__name__)
 

@@ -23,8 +23,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from relsum.config import load_config
-from relsum.errors import InputError
+from relsum.core.config import load_config
+from relsum.core.errors import InputError
 from relsum.summarize.config import SummarizeConfig
 from relsum.summarize.job import run_summarize
 

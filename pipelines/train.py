@@ -20,8 +20,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from relsum.config import flat_params, to_dict
-from relsum.paths import home
+from relsum.core.config import flat_params, to_dict
+from relsum.core.paths import home
 from relsum.pipelines.configs import TrainStageConfig
 
 logger = logging.getLogger(__name__)
@@ -59,7 +59,7 @@ class TrainResult:
 
     Only values, never the live model: the adapter is on disk at ``adapter_dir`` and applies to the base
     policy at ``policy_dir`` (as configured, e.g. the ``smollm2`` keyword, which
-    :func:`relsum.training.policy.resolve_model_dir` turns into a folder).
+    :func:`relsum.policy.load.resolve_model_dir` turns into a folder).
     """
 
     algo: str
@@ -68,7 +68,7 @@ class TrainResult:
     steps: int
     #: The held-out figures as logged to MLflow (:func:`heldout_metrics`); empty without a comparison.
     metrics: dict[str, float]
-    #: :func:`relsum.policy_eval.compare_policies`' JSON (keys in :mod:`relsum.metric_names`).
+    #: :func:`relsum.training.policy_eval.compare_policies`' JSON (keys in :mod:`relsum.metrics.names`).
     heldout: dict[str, Any]
     #: Training-set statistics (pairs, train/held-out split, the pairs filter's statistics).
     data_stats: dict[str, Any]
@@ -136,7 +136,7 @@ def ensure_policy(config: TrainStageConfig) -> str:
     if not (out / "relsum_policy.json").exists():
         from relsum.data.contracts import ContractConfig, validate_catalog
         from relsum.data.io import read_table
-        from relsum.training.tiny_policy import build_tiny_policy
+        from relsum.policy.tiny import build_tiny_policy
 
         catalog = validate_catalog(read_table(config.catalog), ContractConfig()).valid
         logger.info("building the tiny default policy from %d products at %s", len(catalog), out)
@@ -147,8 +147,8 @@ def ensure_policy(config: TrainStageConfig) -> str:
 def _compare_heldout(config: TrainStageConfig, heldout: pd.DataFrame, adapter_dir: str,
                      scorer) -> tuple[dict, pd.DataFrame]:
     """Reference policy against the trained adapter on held-out pairs: greedy and sampled rewards."""
-    from relsum.policy_eval import compare_policies, sample_products, summarize_products
-    from relsum.training.policy import load_policy
+    from relsum.policy.load import load_policy
+    from relsum.training.policy_eval import compare_policies, sample_products, summarize_products
 
     tc = config.train
     temperature = {"grpo": tc.grpo.temperature, "dpo": tc.dpo.temperature, "rft": tc.rft.temperature}[tc.algo]
@@ -174,7 +174,7 @@ def _compare_heldout(config: TrainStageConfig, heldout: pd.DataFrame, adapter_di
 def label_shift_metrics(comparison: dict) -> dict[str, float]:
     """Flat MLflow metrics of the per-label score shifts:
     ``heldout_[sampled_]label_<l>_shift[_ci_low|_ci_high]``."""
-    from relsum.metric_names import heldout_key, label_shift_metric
+    from relsum.metrics.names import heldout_key, label_shift_metric
 
     out = {}
     for sampled in (False, True):
@@ -189,7 +189,7 @@ def label_shift_metrics(comparison: dict) -> dict[str, float]:
 def heldout_metrics(comparison: dict) -> dict[str, float]:
     """Every flat MLflow metric of a held-out comparison: its scalars (``heldout_<key>``), the reward
     difference's CI ends and the per-label shifts (:func:`label_shift_metrics`)."""
-    from relsum.metric_names import heldout_key, heldout_metric
+    from relsum.metrics.names import heldout_key, heldout_metric
 
     if not comparison:
         return {}
@@ -211,11 +211,11 @@ TRAINER_KEYS = ("algo", "adapter_dir", "policy_dir", "steps", "log_history", "mo
 def run(config: TrainStageConfig, scorer=None) -> TrainResult:
     """Split, (balance,) train, compare on held-out products, log and register; the result is also written
     to ``<out_dir>/train_result.json`` (main process only)."""
-    from relsum import tracking
     from relsum.data.io import read_table, write_json_atomic, write_parquet_atomic
+    from relsum.lifecycle import tracking
+    from relsum.policy.load import prompt_cap
     from relsum.scoring.factory import make_scorer
     from relsum.training import distributed
-    from relsum.training.policy import prompt_cap
 
     tc = config.train
     if not tc.train_data:

@@ -34,7 +34,9 @@ from typing import Any
 
 import pandas as pd
 
-from relsum.config import to_dict
+from relsum.core.config import to_dict
+from relsum.core.errors import InputError
+from relsum.core.paths import home
 from relsum.data.contracts import (
     ValidationResult,
     validate_catalog,
@@ -45,8 +47,6 @@ from relsum.data.contracts import (
 from relsum.data.golden import find_grade_map
 from relsum.data.io import read_table, write_csv_atomic, write_json_atomic, write_parquet_atomic
 from relsum.data.sanitize import find_injections
-from relsum.errors import InputError
-from relsum.paths import home
 from relsum.pipelines.configs import ValidateConfig
 
 logger = logging.getLogger(__name__)

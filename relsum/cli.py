@@ -24,7 +24,7 @@ logger = logging.getLogger("relsum")
 
 def keys_epilog(config_cls: type) -> str:
     """Every config key of a stage with its help and effective default, for ``relsum <stage> --help``."""
-    from relsum.config import field_help
+    from relsum.core.config import field_help
 
     lines = ["config keys (set in --config YAML or as key=value):"]
     for key, text in field_help(config_cls).items():
@@ -87,7 +87,7 @@ def user_error_line(exc: BaseException) -> str | None:
     denied, missing, a file where a folder is expected, read-only or full disk) gets its reason and
     the path; every other exception is a bug or a library failure and keeps its traceback.
     """
-    from relsum.errors import RelsumError, is_environment_oserror, os_error_text
+    from relsum.core.errors import RelsumError, is_environment_oserror, os_error_text
 
     if isinstance(exc, RelsumError):
         text = str(exc)

@@ -4,7 +4,7 @@ Each :class:`Stage` names its config class and run function as ``"module:attribu
 are imported only when that stage runs (or its ``--help`` is printed), so building the parser, an
 argument error and ``relsum --help`` load no stage module, let alone torch or TRL. A flag shortcut
 (:class:`Flag`) puts its typed value straight into the config under its dotted key through
-:func:`relsum.config.load_config`'s ``values``: no round trip through ``key=value`` text, so a path
+:func:`relsum.core.config.load_config`'s ``values``: no round trip through ``key=value`` text, so a path
 such as ``runs/a #1`` or ``yes`` arrives as typed. Precedence: ``--config`` YAML < flags < trailing
 ``key=value`` overrides. The same design as TRL's CLI: a table of (name, config, entry point) and
 one dispatcher.
@@ -88,7 +88,7 @@ def flag_values(stage: Stage, args: argparse.Namespace) -> dict[str, Any]:
 
 def load_stage_config(stage: Stage, args: argparse.Namespace) -> Any:
     """The stage's config from ``--config`` YAML, the typed flag values, then ``key=value`` overrides."""
-    from relsum.config import load_config
+    from relsum.core.config import load_config
 
     return load_config(stage.config_class(), args.config, list(args.overrides or []),
                        values=flag_values(stage, args))
@@ -190,7 +190,7 @@ def show_key(key: str) -> Callable[[dict, Any, argparse.Namespace], int]:
 def summaries_by_name(items: list[str]) -> dict[str, str]:
     """``["mine=a.csv", "base=b.csv"]`` -> ``{"mine": "a.csv", "base": "b.csv"}`` (``--summaries
     NAME=FILE``)."""
-    from relsum.errors import InputError
+    from relsum.core.errors import InputError
 
     pairs = {}
     for item in items:

@@ -11,7 +11,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 
-from relsum.paths import SAMPLE_DIR  # noqa: E402
+from relsum.core.paths import SAMPLE_DIR  # noqa: E402
 
 CATALOG = SAMPLE_DIR / "products.jsonl"
 
@@ -41,7 +41,7 @@ def tiny_cross_encoder_dir(tmp_path_factory):
 @pytest.fixture(scope="session")
 def sample_dir():
     """The relevance sample shipped in the package."""
-    from relsum.paths import SAMPLE_DIR
+    from relsum.core.paths import SAMPLE_DIR
 
     return SAMPLE_DIR
 
@@ -68,8 +68,8 @@ def catalog() -> pd.DataFrame:
 def tiny_policy_dir(tmp_path_factory, catalog):
     """The tiny default policy, reduced: 300 products, vocab 1000, width 64, a step-bound ~20 s warm-up (no
     time cap, so quality does not depend on machine load)."""
+    from relsum.policy.tiny import build_tiny_policy
     from relsum.training.config import TinyPolicyConfig
-    from relsum.training.tiny_policy import build_tiny_policy
 
     cfg = TinyPolicyConfig(vocab_size=1000, hidden_size=64, intermediate_size=128, num_layers=2, num_heads=4,
                            num_kv_heads=2, max_positions=512, max_prompt_tokens=128, max_summary_tokens=24,

@@ -38,7 +38,7 @@ def test_curves_are_read_as_steps_and_the_winner_is_the_best_gain_at_the_demo_bu
 
 
 def test_every_arm_is_a_valid_demo_training_config():
-    from relsum.config import load_config
+    from relsum.core.config import load_config
     from relsum.pipelines.configs import DemoConfig
 
     bench = _module()

@@ -74,7 +74,7 @@ def test_bad_input_gives_a_clear_error_and_exit_code_2(tmp_path, caplog):
 
 
 def test_bad_override_is_rejected():
-    from relsum.config import ConfigError
+    from relsum.core.config import ConfigError
 
     args = build_parser().parse_args(["evaluate", "nonsense_key=1"])
     with pytest.raises(ConfigError, match="nonsense_key"):

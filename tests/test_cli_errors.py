@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from relsum.cli import main, user_error_line
-from relsum.errors import EnvironmentProblem, InputError
+from relsum.core.errors import EnvironmentProblem, InputError
 from relsum.summarize.output import lock
 
 
@@ -113,7 +113,7 @@ def test_which_errors_are_user_errors():
     assert user_error_line(IsADirectoryError(21, "Is a directory", "/a", None,
                                              "/b")) == "Is a directory: /a -> /b"
     assert user_error_line(EnvironmentProblem("lock held\nby pid 3")) == "lock held by pid 3"
-    from relsum.config import ConfigError
+    from relsum.core.config import ConfigError
     from relsum.scoring.fast import PathUnavailableError
     from relsum.scoring.fidelity import FidelityGateError
 

@@ -16,7 +16,7 @@ import pytest
 
 from relsum.cli import build_parser, main
 from relsum.cli_stages import STAGES, flag_values, load_stage_config, resolve, stage_named
-from relsum.config import field_help
+from relsum.core.config import field_help
 
 HEAVY = ("torch", "transformers", "trl", "peft", "sentence_transformers", "mlflow", "pandas", "duckdb")
 

@@ -2,7 +2,7 @@ import dataclasses
 
 import pytest
 
-from relsum.config import ConfigError, cfg, field_help, flat_params, load_config, parse_overrides
+from relsum.core.config import ConfigError, cfg, field_help, flat_params, load_config, parse_overrides
 
 
 @dataclasses.dataclass

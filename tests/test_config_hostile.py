@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 from relsum.cli import main
-from relsum.config import ConfigError, cfg, load_config, parse_overrides
-from relsum.errors import InputError, RelsumError
+from relsum.core.config import ConfigError, cfg, load_config, parse_overrides
+from relsum.core.errors import InputError, RelsumError
 from relsum.pipelines.configs import AnalyzeConfig, DemoConfig, EvaluateConfig, ExportConfig
 
 

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from relsum.gate import SummaryGateConfig, gate_section, gate_summaries
+from relsum.lifecycle.gate import SummaryGateConfig, gate_section, gate_summaries
 
 
 class TableScorer:

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from scipy.stats import binomtest
 
-from relsum import interleaving as il
+from relsum.online import interleaving as il
 
 
 class Coins(random.Random):

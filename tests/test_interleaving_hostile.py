@@ -8,9 +8,9 @@ import json
 import pandas as pd
 import pytest
 
-from relsum import interleaving as il
 from relsum.cli import main
-from relsum.interleaving_export import ExportError, export_problems, read_export
+from relsum.online import interleaving as il
+from relsum.online.export import ExportError, export_problems, read_export
 from relsum.pipelines.interleaving import AnalyzeConfig, run_analyze
 
 COLUMNS = ["experiment_id", "query_id", "query", "position", "product_id", "team"]

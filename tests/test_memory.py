@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from relsum.memory import PeakRss, current_rss_mb, hwm_resettable
+from relsum.core.memory import PeakRss, current_rss_mb, hwm_resettable
 
 MB = 1_000_000
 

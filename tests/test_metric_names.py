@@ -1,6 +1,6 @@
 import pytest
 
-from relsum import metric_names as names
+from relsum.metrics import names
 from relsum.pipelines.train import label_shift_metrics
 
 

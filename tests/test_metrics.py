@@ -1,4 +1,5 @@
-"""relsum.metrics against scikit-learn on random data with ties, on hand-computed cases, and as the one
+"""relsum.metrics.ranking against scikit-learn on random data with ties, on hand-computed cases, and as the
+one
 definition."""
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import ndcg_score, precision_recall_curve
 
-from relsum.metrics import (
+from relsum.metrics.ranking import (
     mean_ndcg_at_k,
     mean_reward,
     ndcg_at_k,
@@ -199,7 +200,7 @@ def test_one_definition_for_the_library_and_evaluation():
     """The gate, the reward-model bootstrap and the offline table share these functions (no copies)."""
     import relsum.evaluation.bootstrap as bootstrap
     import relsum.evaluation.metrics as old_path
-    import relsum.metrics as metrics
+    import relsum.metrics.ranking as metrics
     import relsum.scoring.fidelity as fidelity
     import relsum.scoring.reward_model as reward_model
 
@@ -214,7 +215,7 @@ def test_metrics_module_needs_only_numpy():
     import subprocess
     import sys
 
-    code = ("import sys, relsum.metrics; "
+    code = ("import sys, relsum.metrics.ranking; "
             "print(sorted(m for m in ('pandas', 'scipy', 'torch', 'sklearn') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
                          check=True)

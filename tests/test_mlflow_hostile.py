@@ -11,9 +11,9 @@ import time
 
 import pytest
 
-from relsum import tracking
 from relsum.cli import main
-from relsum.errors import EnvironmentProblem
+from relsum.core.errors import EnvironmentProblem
+from relsum.lifecycle import tracking
 
 HOLD = ("import sqlite3, sys\n"
         "con = sqlite3.connect(sys.argv[1], isolation_level=None)\n"

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from relsum.policy_eval import compare_policies, expected_pair_rewards, pair_rewards, sample_products
+from relsum.training.policy_eval import compare_policies, expected_pair_rewards, pair_rewards, sample_products
 
 
 @pytest.fixture(scope="module")
@@ -36,8 +36,8 @@ def test_expected_reward_is_the_mean_over_samples(heldout, scorer):
 
 
 def test_compare_policies_reports_greedy_and_sampled(heldout, scorer, tiny_policy_dir):
+    from relsum.policy.load import load_policy
     from relsum.training.config import PolicyConfig
-    from relsum.training.policy import load_policy
 
     model, tok = load_policy(tiny_policy_dir)
     products = heldout.drop_duplicates("product_id")[["product_id", "title", "text"]]
@@ -62,7 +62,7 @@ def test_compare_policies_reports_greedy_and_sampled(heldout, scorer, tiny_polic
 
 
 def test_groundedness_shift_counts_invented_tokens_per_product(heldout):
-    from relsum.policy_eval import groundedness_shift
+    from relsum.training.policy_eval import groundedness_shift
 
     products = heldout.drop_duplicates("product_id")
     copied = pd.Series(products["title"].to_numpy(), index=products["product_id"].to_numpy())

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from relsum import registry
-from relsum.registry import PromotionGateConfig, decide
-from relsum.tracking import TrackingConfig
+from relsum.lifecycle import registry
+from relsum.lifecycle.registry import PromotionGateConfig, decide
+from relsum.lifecycle.tracking import TrackingConfig
 
 
 def _scores(full_ndcg, tail_ndcg, full_r=0.5, tail_r=0.5):
@@ -41,7 +41,7 @@ def tracking(tmp_path, monkeypatch):
 
 def make_version(tracking, scores, extra=None, tags=None, adapter_dir=None):
     """A finished training run with eval.* metrics (and CIs) and one registered version of it."""
-    from relsum import tracking as tr
+    from relsum.lifecycle import tracking as tr
 
     metrics = {}
     for subset, values in scores.items():

@@ -1,7 +1,7 @@
 import mlflow
 import pytest
 
-from relsum import tracking
+from relsum.lifecycle import tracking
 
 
 @pytest.fixture()

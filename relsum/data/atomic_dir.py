@@ -32,7 +32,7 @@ import tempfile
 from collections.abc import Collection, Iterator
 from pathlib import Path
 
-from relsum.errors import EnvironmentProblem, InputError
+from relsum.core.errors import EnvironmentProblem, InputError
 
 logger = logging.getLogger(__name__)
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from relsum.config import cfg
+from relsum.core.config import cfg
 from relsum.data.ids import grade_key
 
 #: The paper's judgment grades -> labels (4 -> 1, 3 -> 0.5, else 0).

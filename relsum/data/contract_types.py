@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from relsum.errors import InputError
+from relsum.core.errors import InputError
 
 (R_READ, R_UNDECODABLE, R_MISSING_KEY, R_DUPLICATE, R_EMPTY_TITLE, R_EMPTY_QUERY, R_LABEL_NAN, R_LABEL_RANGE,
  R_MISSING_LABEL, R_TRAFFIC_NAN, R_TRAFFIC_NEG, R_MISSING_TRAFFIC, R_DATE, R_MISSING_GRADE, R_UNKNOWN_GRADE,

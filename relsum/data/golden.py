@@ -25,7 +25,8 @@ from typing import Any
 
 import pandas as pd
 
-from relsum.config_yaml import load_yaml_file
+from relsum.core.config_yaml import load_yaml_file
+from relsum.core.errors import InputError
 from relsum.data.contracts import (
     ContractConfig,
     ContractError,
@@ -35,7 +36,6 @@ from relsum.data.contracts import (
     validate_queries,
 )
 from relsum.data.io import read_table
-from relsum.errors import InputError
 
 logger = logging.getLogger(__name__)
 

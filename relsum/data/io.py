@@ -53,9 +53,9 @@ from typing import Any
 
 import pandas as pd
 
+from relsum.core.errors import InputError
 from relsum.data.jsonl import parse_line
 from relsum.data.sql import connect
-from relsum.errors import InputError
 
 logger = logging.getLogger(__name__)
 

@@ -43,7 +43,7 @@ def candidates(scorer) -> list[str]:
 
 def auto_key(scorer) -> str:
     """What the measurement transfers within: model, machine, threads, device, gate set, candidates."""
-    from relsum.machine import cpu_key
+    from relsum.core.machine import cpu_key
     from relsum.scoring.fidelity import calibration_key, calibration_set
 
     config = scorer.config
@@ -131,7 +131,7 @@ def _timing_pairs(scorer) -> list[tuple[str, str]]:
 
 def measure(scorer) -> dict:
     """Gate every candidate, time the ones that pass against fp32, and pick the fastest."""
-    from relsum import machine
+    from relsum.core import machine
     from relsum.scoring.fast import PathUnavailableError
     from relsum.scoring.fidelity import FidelityGateError, ensure_gate
 

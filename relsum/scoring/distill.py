@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from relsum.errors import InputError
+from relsum.core.errors import InputError
 from relsum.scoring.documents import join_title_text
 
 logger = logging.getLogger(__name__)

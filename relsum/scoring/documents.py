@@ -40,7 +40,7 @@ def lead_text(text: str | None, n_words: int) -> str:
 
     Why: a summary is capped at the served word cap, so the honest yardstick for it is the catalog text cut
     to the same number of words. Words are whitespace tokens, the unit of the served cap
-    (:func:`relsum.summarize.served.served_summary`); a separator left dangling at the cut (``... Black |``)
+    (:func:`relsum.policy.served.served_summary`); a separator left dangling at the cut (``... Black |``)
     is dropped, since it carries nothing and would read as a broken document.
     """
     if isinstance(n_words, bool) or not isinstance(n_words, int) or n_words < 1:

@@ -42,7 +42,8 @@ from pathlib import Path
 
 import numpy as np
 
-from relsum.errors import RelsumError
+from relsum.core.errors import RelsumError
+from relsum.core.machine import native_bf16
 from relsum.scoring.scorer_config import PATHS, parse_layers  # with the config: it checks them, numpy-free
 
 logger = logging.getLogger(__name__)
@@ -56,14 +57,6 @@ class PathUnavailableError(RelsumError, RuntimeError):
     """The requested inference path cannot run here (hardware or package missing)."""
 
 
-def cpu_has_native_bf16() -> bool:
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return any(f in flags.split() for f in ("avx512_bf16", "amx_bf16"))
-
-
 def check_path(path: str, device: str) -> None:
     """Refuse a path that cannot run on this machine, saying why."""
     import torch
@@ -75,7 +68,7 @@ def check_path(path: str, device: str) -> None:
         raise PathUnavailableError("path fp16-cuda needs device=cuda and a CUDA GPU; "
                                    f"device={device!r}, "
                                    f"torch.cuda.is_available()={torch.cuda.is_available()}")
-    if path == "bf16" and not cuda and not cpu_has_native_bf16():
+    if path == "bf16" and not cuda and not native_bf16():
         cap = torch.backends.cpu.get_cpu_capability()
         raise PathUnavailableError(f"path bf16 refused: this CPU (torch capability {cap}) has no native bf16 "
                                    "(avx512_bf16 or amx_bf16); bf16 would be emulated and slower than fp32")
@@ -240,7 +233,7 @@ def build_runner(path: str, model, *, device: str, export_dir: Path, use_types: 
             raise ValueError("onnx-int8-static needs static_calib=(tag, batches)")
         tag, batches = static_calib
         out = export_dir / f"model-{int8_static.RECIPE}-{_recipe_name(layers)}-{tag}.onnx"
-        from relsum.machine import native_int8
+        from relsum.core.machine import native_int8
 
         model_file = int8_static.export_static(model_file, out, batches, layers,
                                                reduce_range=not native_int8())

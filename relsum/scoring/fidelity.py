@@ -15,8 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from relsum.errors import RelsumError
-from relsum.metrics import mean_ndcg_at_k
+from relsum.core.errors import RelsumError
+from relsum.metrics.ranking import mean_ndcg_at_k
 from relsum.scoring.fast import Runner
 
 logger = logging.getLogger(__name__)
@@ -52,8 +52,8 @@ def calibration_set(golden_dir: str | Path | None = None, max_pairs: int | None 
 
     ``max_pairs`` keeps whole queries (NDCG needs all of a query's judged pairs), in query order.
     """
+    from relsum.core.paths import SAMPLE_DIR
     from relsum.data.golden import load_golden
-    from relsum.paths import SAMPLE_DIR
     from relsum.scoring.documents import join_title_text
 
     golden = load_golden(Path(golden_dir) if golden_dir else SAMPLE_DIR / "golden")

@@ -47,7 +47,7 @@ def canonical_width(length: int, max_length: int) -> int:
 
 def calibration_pairs(calib_dir: str | None, max_pairs: int) -> list[tuple[str, str]]:
     """(query, doc) pairs that fit the activation scales: title-only and title | text of judged pairs."""
-    from relsum.paths import SAMPLE_DIR
+    from relsum.core.paths import SAMPLE_DIR
     from relsum.scoring.fidelity import calibration_set
 
     calib = calibration_set(calib_dir or SAMPLE_DIR / "train")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-from relsum.errors import EnvironmentProblem, InputError
+from relsum.core.errors import EnvironmentProblem, InputError
 
 #: Weight files above this size are fingerprinted by size + first/last chunk instead of all bytes.
 _FULL_HASH_MAX_BYTES = 2 << 30
@@ -26,7 +26,7 @@ def find_safetensors(model_dir: str | Path, kind: str = "model") -> list[Path]:
     A hub id such as ``org/model`` is refused here, before transformers is touched, so nothing ever
     tries the network. Pickle weights alone (``pytorch_model.bin``, ``adapter_model.bin``) are refused
     because unpickling runs arbitrary code. The scorer, the reward-model trainer and the summarize job
-    all call this first, so the same one-line message (an :class:`~relsum.errors.InputError`) comes
+    all call this first, so the same one-line message (an :class:`~relsum.core.errors.InputError`) comes
     before any work is done.
     """
     path = Path(model_dir)

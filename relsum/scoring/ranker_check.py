@@ -28,7 +28,7 @@ import pandas as pd
 
 from relsum.evaluation.bootstrap import paired_bootstrap
 from relsum.evaluation.offline import MIN_JUDGED, format_gain, format_value, metric_names, to_jsonable
-from relsum.metric_names import eval_key
+from relsum.metrics.names import eval_key
 from relsum.scoring.documents import lead_text
 from relsum.scoring.protocol import RelevanceScorer
 
@@ -40,7 +40,7 @@ CANDIDATES = ("none", "desc", "lead")
 #: The sensitivity documents: title + the product's own attribute facts, title + another product's facts.
 FACTS = ("own", "foreign")
 READS_TEXT, IGNORES_TEXT, UNDEFINED = "reads_text", "ignores_text", "undefined"
-#: Prefix of the check's MLflow keys; the rest is :func:`relsum.metric_names.eval_key`'s scheme.
+#: Prefix of the check's MLflow keys; the rest is :func:`relsum.metrics.names.eval_key`'s scheme.
 KEY_PREFIX = "ranker_check"
 
 
@@ -201,7 +201,7 @@ def check_ranker(golden, scorer: RelevanceScorer, *, lead_words: int = 64, k: in
         raise ValueError(f"lead_words must be >= 1, got {lead_words}")
     pairs = check_pairs(golden)
     if pairs.empty:
-        from relsum.errors import InputError
+        from relsum.core.errors import InputError
 
         raise InputError("the golden set has no judged pair whose query and product validated: "
                          "nothing to check")

@@ -31,7 +31,7 @@ _PATH_COL = "path"
 
 
 class LabelActor:
-    """Ray actor: loads the Scorer once, labels pandas batches with relsum.pairs.label_and_gap."""
+    """Ray actor: loads the Scorer once, labels pandas batches with relsum.pairs.filter.label_and_gap."""
 
     def __init__(self, model_dir: str, scorer_config: dict) -> None:
         from relsum.scoring.factory import make_scorer
@@ -39,7 +39,7 @@ class LabelActor:
         self.scorer = make_scorer(model_dir, ScorerConfig(**scorer_config))
 
     def __call__(self, batch: pd.DataFrame) -> pd.DataFrame:
-        from relsum.pairs import label_and_gap
+        from relsum.pairs.filter import label_and_gap
 
         queries, titles = batch["query"].tolist(), batch["title"].tolist()
         r_title = self.scorer.score(queries, titles)
@@ -100,7 +100,7 @@ def run(config: RayLabelConfig) -> dict:
     import ray
 
     from relsum.data.io import write_json_atomic, write_parquet_atomic
-    from relsum.pairs import label_and_gap
+    from relsum.pairs.filter import label_and_gap
 
     if not config.reward_model:
         raise ValueError("ray labelling needs reward_model (a local cross-encoder folder)")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from relsum.config import cfg
+from relsum.core.config import cfg
 from relsum.scoring.scorer_config import ScorerConfig
 
 

@@ -35,7 +35,7 @@ def query_folds(query_ids, n_folds: int, seed: int) -> list[set]:
 
 def score_views(model, tokenizer, pairs: pd.DataFrame, max_length: int, lead_n: int = 40) -> dict:
     """The held-out figures of one in-memory model on judged ``pairs`` (the report's definitions)."""
-    from relsum.metrics import mean_ndcg_at_k, mean_reward
+    from relsum.metrics.ranking import mean_ndcg_at_k, mean_reward
     from relsum.scoring.distill import lead_words
     from relsum.scoring.documents import join_title_text
     from relsum.scoring.reward_train import predict_logits

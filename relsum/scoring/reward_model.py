@@ -29,8 +29,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from relsum.config import cfg
-from relsum.metrics import mean_ndcg_at_k, mean_reward
+from relsum.core.config import cfg
+from relsum.metrics.ranking import mean_ndcg_at_k, mean_reward
 from relsum.scoring.model_files import find_safetensors
 
 logger = logging.getLogger(__name__)
@@ -90,21 +90,21 @@ class RewardModelConfig:
     def resolved_base_model(self) -> Path:
         if self.base_model:
             return Path(self.base_model)
-        from relsum.paths import minilm_dir
+        from relsum.core.paths import minilm_dir
 
         return minilm_dir()
 
     def resolved_teacher(self) -> Path:
         if self.teacher_model:
             return Path(self.teacher_model)
-        from relsum.paths import minilm_dir
+        from relsum.core.paths import minilm_dir
 
         return minilm_dir()
 
     def resolved_out_dir(self) -> Path:
         if self.out_dir:
             return Path(self.out_dir)
-        from relsum.paths import home
+        from relsum.core.paths import home
 
         return home() / "reward_model"
 

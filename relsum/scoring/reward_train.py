@@ -77,7 +77,7 @@ def load_student(base: Path, seed: int):
 def use_bf16(setting: str) -> bool:
     """``auto``: bf16 autocast only where the CPU has native bf16 dot products (else it is slower)."""
     if setting == "auto":
-        from relsum.machine import native_bf16
+        from relsum.core.machine import native_bf16
 
         return native_bf16()
     return setting == "on"

@@ -137,7 +137,7 @@ class Scorer:
 
     def _static_calib(self):
         """(tag, batches) calibrating the static int8 scales on this scorer's own tokenization."""
-        from relsum.machine import native_int8
+        from relsum.core.machine import native_int8
         from relsum.scoring import int8_static
 
         pairs = int8_static.calibration_pairs(self.config.int8_calib_dir, self.config.int8_calib_pairs)

@@ -11,7 +11,7 @@ import os
 import re
 from typing import Any
 
-from relsum.config import cfg, check_seed
+from relsum.core.config import cfg, check_seed
 
 logger = logging.getLogger(__name__)
 

@@ -54,7 +54,7 @@ def text_hash(doc: str) -> bytes:
 
 
 def default_root() -> Path:
-    from relsum.paths import home
+    from relsum.core.paths import home
 
     return home() / "scores"
 

@@ -22,7 +22,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from relsum.errors import InputError
+from relsum.core.errors import InputError
 
 logger = logging.getLogger(__name__)
 

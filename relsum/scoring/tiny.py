@@ -21,7 +21,7 @@ def build_tiny_cross_encoder(out_dir: str | Path, *, seed: int = 0, hidden_size:
     import torch
     from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
 
-    from relsum.paths import minilm_dir
+    from relsum.core.paths import minilm_dir
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

@@ -90,7 +90,7 @@ class _Generator:
     def __init__(self, settings: GenSettings):
         import torch
 
-        from relsum.training.policy import load_policy
+        from relsum.policy.load import load_policy
 
         if settings.threads:
             torch.set_num_threads(settings.threads)
@@ -100,7 +100,7 @@ class _Generator:
                                                  allow_base_mismatch=settings.allow_base_mismatch)
 
     def __call__(self, titles: list[str], texts: list[str]) -> list[str]:
-        from relsum.training.generate import generate_summaries
+        from relsum.policy.generate import generate_summaries
 
         s = self.settings
         return list(generate_summaries(self.model, self.tokenizer, titles, texts,

@@ -9,17 +9,17 @@ this reward.
 
 Reward of a summary ``s`` of product ``p`` (as training defines it, reused, not copied):
 ``mean over p's logged queries q of -|r(q, [t; s]) - l(q, p)|``
-(:func:`relsum.training.rewards.product_relevance_rewards`), ``l`` the human label where the log has one,
-else the proxy label ``r(q, [t; d])`` (:func:`relsum.pairs.label_and_gap`). A product's queries are the
+(:func:`relsum.policy.reward.product_relevance_rewards`), ``l`` the human label where the log has one,
+else the proxy label ``r(q, [t; d])`` (:func:`relsum.pairs.filter.label_and_gap`). A product's queries are the
 search log validated by :func:`relsum.data.contracts.validate_search_log` and deduplicated by the pairs
 build's SQL (:func:`relsum.pipelines.build_pairs.extract_pairs`, all dates), so they are the (query,
 label) set training would see.
 
 Candidates: greedy + N samples at the training temperature, drawn with the shared prefill
-(:func:`relsum.training.generate.generate_summaries`), seeded per shard (``best_of_seed + shard``), so a
+(:func:`relsum.policy.generate.generate_summaries`), seeded per shard (``best_of_seed + shard``), so a
 shard regenerated after a kill draws the same samples. All candidates of a shard are scored in one
 batched scorer call (the score store caches them). Candidates are compared in their stored form
-(:func:`relsum.summarize.served.served_summary` with the job's word cap): the reward of what is served.
+(:func:`relsum.policy.served.served_summary` with the job's word cap): the reward of what is served.
 
 Content key: a product with logged queries adds :meth:`BestOf.key_parts` (best_of, temperature, seed, the
 reward model's fingerprint and its query set) to its key, so a changed log or reward model re-selects it
@@ -40,8 +40,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from relsum.policy.served import active_raw_log, raw_log, served_summary
 from relsum.summarize.config import SummarizeConfig
-from relsum.summarize.served import active_raw_log, raw_log, served_summary
 
 logger = logging.getLogger(__name__)
 
@@ -84,8 +84,9 @@ class BestOf:
     def labels(self, product_ids: Sequence[str], titles: Sequence[str],
                texts: Sequence[str]) -> tuple[list[list[str]], list[list[float]]]:
         """(queries, labels) per product: the human label where the log has one, else the proxy label
-        ``r(q, [t; d])``, made by :func:`relsum.pairs.label_and_gap` as for training (one scorer call)."""
-        from relsum.pairs import label_and_gap
+        ``r(q, [t; d])``, made by :func:`relsum.pairs.filter.label_and_gap` as for training (one scorer
+        call)."""
+        from relsum.pairs.filter import label_and_gap
 
         parts = [self.queries[p].assign(title=t, text=d, _owner=i)
                  for i, (p, t, d) in enumerate(zip(product_ids, titles, texts, strict=True))]
@@ -131,7 +132,7 @@ class BestOf:
                prompt: str) -> tuple[list[list[str]], dict[str, list[str]]]:
         """(N stored-form samples per product (shared prefill, seeded by shard), their raw log). The raw
         texts are kept out of the job's defect log: only kept samples are served (:func:`merge_raw`)."""
-        from relsum.training.generate import generate_summaries
+        from relsum.policy.generate import generate_summaries
 
         c = self.config
         with raw_log() as own:
@@ -164,8 +165,8 @@ def merge_raw(kept: Sequence[str], own: dict[str, list[str]]) -> None:
 def candidate_rewards(scorer: Any, queries: list[list[str]], titles: Sequence[str],
                       candidates: list[list[str]], labels: list[list[float]]) -> np.ndarray:
     """``(products, candidates)`` product-level rewards, every candidate of every product in one scorer
-    call (:func:`relsum.training.rewards.product_relevance_rewards`)."""
-    from relsum.training.rewards import product_relevance_rewards
+    call (:func:`relsum.policy.reward.product_relevance_rewards`)."""
+    from relsum.policy.reward import product_relevance_rewards
 
     k = {len(c) for c in candidates}
     if len(k) != 1:

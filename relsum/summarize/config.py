@@ -10,15 +10,11 @@ from __future__ import annotations
 import dataclasses
 from typing import Literal
 
-from relsum.config import cfg
+from relsum.core.config import cfg
+from relsum.core.paths import home
 from relsum.data.contract_config import ContractConfig
-from relsum.paths import home
+from relsum.policy.config import SAMPLING_TEMPERATURE
 from relsum.scoring.scorer_config import STAGE_SCORER_HELP, ScorerConfig, stage_scorer_config
-from relsum.training.config import GRPOStageConfig
-
-#: Best-of-N samples at the temperature training samples at (GRPO's default), so the candidates are drawn
-#: from the distribution the reward was optimised over.
-TRAINING_TEMPERATURE = next(f.default for f in dataclasses.fields(GRPOStageConfig) if f.name == "temperature")
 
 
 @dataclasses.dataclass
@@ -69,7 +65,7 @@ class SummarizeConfig:
     search_log: str = cfg("", help="search log (the pairs build's format) giving each product's queries "
                           "and human labels for best_of")
     reward_model: str = cfg("", help="local cross-encoder folder scoring the best_of candidates")
-    best_of_temperature: float = cfg(TRAINING_TEMPERATURE, help="sampling temperature of the best_of "
+    best_of_temperature: float = cfg(SAMPLING_TEMPERATURE, help="sampling temperature of the best_of "
                                      "samples (default: the training temperature)")
     best_of_seed: int = cfg(0, help="seed of the best_of samples (shard n samples with seed + n, so a "
                             "rerun samples the same)")

@@ -16,11 +16,11 @@ from typing import Any
 import pandas as pd
 
 from relsum.data.io import write_parquet_atomic
+from relsum.policy.served import served_summary
 from relsum.summarize.backends import GenSettings, make_backend
 from relsum.summarize.best_of import BestOf
 from relsum.summarize.config import SummarizeConfig
 from relsum.summarize.output import fault_point, record_shard, shard_paths, shard_problem
-from relsum.summarize.served import served_summary
 
 logger = logging.getLogger(__name__)
 
@@ -31,8 +31,8 @@ def plan_shards(config: SummarizeConfig, todo: pd.DataFrame, budget: int,
 
     The frame measured is the one generation builds: ``prompt`` variant, chat template when the tokenizer
     has one."""
-    from relsum.training.policy import load_tokenizer
-    from relsum.training.prompt import build_prompt, policy_text, resolve_chat_template, resolve_variant
+    from relsum.policy.load import load_tokenizer
+    from relsum.policy.prompt import build_prompt, policy_text, resolve_chat_template, resolve_variant
 
     over = pd.Series(False, index=todo.index)
     if len(todo):
@@ -101,7 +101,7 @@ def generate_shards(config: SummarizeConfig, plan: pd.DataFrame, run_dir: Path, 
         from relsum.summarize.backend_base import _Generator
 
         generator = getattr(backend, "_gen", None) or _Generator(settings)
-    from relsum.training.policy import load_tokenizer
+    from relsum.policy.load import load_tokenizer
 
     tok = load_tokenizer(config.model_dir)
     inputs = ((s, list(g.loc[g["text"] != "", "title"]), list(g.loc[g["text"] != "", "text"])) for s,

@@ -24,7 +24,7 @@ error naming the file and the repair command. ``RELSUM_FAULT_AT`` is a test hook
 :func:`relsum.summarize.output.fault_point`).
 
 Change detection: ``content_key = sha256(content_hash(title, description, attributes) + model version +
-generation settings + served-form version)`` (:data:`relsum.summarize.served.SERVED_VERSION`: a new
+generation settings + served-form version)`` (:data:`relsum.policy.served.SERVED_VERSION`: a new
 clean-up re-serves every product). With ``incremental`` only products whose key is not in the last
 committed index are planned; the others are carried over (their index rows point at older shards). The
 run id is a hash of the catalog's keys, the base run and the settings, so a killed job restarted with
@@ -56,11 +56,20 @@ from typing import Any
 import pandas as pd
 import yaml
 
-from relsum.config import to_dict
+from relsum.core.config import to_dict
+from relsum.core.errors import (
+    EnvironmentProblem,
+    InputError,
+    RelsumError,
+    is_environment_oserror,
+    os_error_text,
+)
+from relsum.core.paths import home
 from relsum.data.contracts import validate_catalog
 from relsum.data.io import atomic_path, read_table, write_csv_atomic, write_json_atomic, write_parquet_atomic
-from relsum.errors import EnvironmentProblem, InputError, RelsumError, is_environment_oserror, os_error_text
-from relsum.paths import home
+from relsum.policy.gguf import SMOLLM2
+from relsum.policy.load import adapter_prompt, check_policy, prompt_cap, resolve_dtype, resolve_model_dir
+from relsum.policy.served import SERVED_VERSION, defect_counts, raw_log
 from relsum.scoring.model_files import find_safetensors
 from relsum.summarize import best_of
 from relsum.summarize.backends import model_version_of, policy_context_length
@@ -81,9 +90,6 @@ from relsum.summarize.output import (
     read_manifest,
     sha,
 )
-from relsum.summarize.served import SERVED_VERSION, defect_counts, raw_log
-from relsum.training.gguf_policy import SMOLLM2
-from relsum.training.policy import adapter_prompt, check_policy, prompt_cap, resolve_dtype, resolve_model_dir
 
 logger = logging.getLogger(__name__)
 
@@ -187,7 +193,7 @@ def _repair_config(config: SummarizeConfig, out: Path) -> dict[str, Any]:
 
 
 def _defects(new: pd.DataFrame, plan: pd.DataFrame, raw_texts: dict[str, list[str]]) -> dict[str, Any]:
-    """Defect counts (:func:`relsum.summarize.served.summary_defects`) of this run's generated summaries:
+    """Defect counts (:func:`relsum.policy.served.summary_defects`) of this run's generated summaries:
     raw (this invocation's completions; a shard resumed from an earlier one counts as served) and served."""
     ok = new[new["summary_status"] == "ok"] if len(new) else new
     titles = ok["product_id"].map(plan.set_index("product_id")["title"]).tolist() if len(ok) else []

@@ -23,8 +23,8 @@ from typing import Any
 
 import pandas as pd
 
+from relsum.core.errors import EnvironmentProblem
 from relsum.data.io import write_csv_atomic, write_parquet_atomic
-from relsum.errors import EnvironmentProblem
 
 logger = logging.getLogger(__name__)
 

@@ -34,8 +34,8 @@ class VLLMBackend(_Base):
         if not torch.cuda.is_available():
             raise RuntimeError('backend "vllm" needs a CUDA GPU and none is visible; use '
                                'backend "hf" or "ray"')
-        from relsum.training.policy import load_policy, load_tokenizer
-        from relsum.training.prompt import resolve_chat_template
+        from relsum.policy.load import load_policy, load_tokenizer
+        from relsum.policy.prompt import resolve_chat_template
 
         self.settings = settings
         self._tmp: str | None = None
@@ -53,15 +53,15 @@ class VLLMBackend(_Base):
         self.llm = vllm.LLM(model=model_path, tensor_parallel_size=tensor_parallel_size,
                             gpu_memory_utilization=gpu_memory_utilization, dtype=dtype,
                             trust_remote_code=False)
-        from relsum.training.prompt import stop_token_ids
+        from relsum.policy.prompt import stop_token_ids
 
         # stop at the first line break, as the hf backend and training do (the served form is one line)
         self.params = vllm.SamplingParams(temperature=0.0, max_tokens=settings.max_new_tokens,
                                           stop_token_ids=stop_token_ids(self.tokenizer))
 
     def summarize(self, titles: Sequence[str], texts: Sequence[str]) -> list[str]:
-        from relsum.summarize.served import served_summary
-        from relsum.training.prompt import render_prompts
+        from relsum.policy.prompt import render_prompts
+        from relsum.policy.served import served_summary
 
         out = [""] * len(titles)
         todo = [i for i, x in enumerate(texts) if x and str(x).strip()]

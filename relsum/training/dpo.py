@@ -17,8 +17,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from relsum.policy.generate import generate_summaries
+from relsum.policy.load import load_policy, lora_config
+from relsum.policy.prompt import resolve_chat_template
+from relsum.policy.reward import relevance_rewards
+from relsum.training.base_policy import resolve_policy_dir
 from relsum.training.config import TrainConfig
-from relsum.training.generate import generate_summaries
 from relsum.training.grpo import (
     prepare_policy,
     prepare_train_df,
@@ -26,9 +30,6 @@ from relsum.training.grpo import (
     save_adapter,
     write_policy_info,
 )
-from relsum.training.policy import load_policy, lora_config, resolve_policy_dir
-from relsum.training.prompt import resolve_chat_template
-from relsum.training.rewards import relevance_rewards
 
 logger = logging.getLogger(__name__)
 

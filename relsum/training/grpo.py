@@ -6,9 +6,9 @@ change. The policy sees only the prompt (title + description); query and label t
 columns that TRL hands to the reward function, mirroring the paper's "the query is the environment" design.
 
 Prompts reach TRL as finished strings (chat template, system line and answer start already applied, see
-:func:`relsum.training.prompt.render_prompts`), so GRPO, DPO and serving feed the model the same tokens;
+:func:`relsum.policy.prompt.render_prompts`), so GRPO, DPO and serving feed the model the same tokens;
 completions end at the first line break (the model's EOS list is widened with
-:func:`relsum.training.prompt.stop_token_ids`, which TRL also uses to mask what follows).
+:func:`relsum.policy.prompt.stop_token_ids`, which TRL also uses to mask what follows).
 """
 
 from __future__ import annotations
@@ -23,17 +23,18 @@ from typing import Any
 
 import pandas as pd
 
-from relsum.training.config import TrainConfig
-from relsum.training.options import SummaryReward, product_rows
-from relsum.training.policy import PROMPT_INFO_FILE, load_policy, lora_config, resolve_policy_dir
-from relsum.training.prompt import (
+from relsum.policy.load import PROMPT_INFO_FILE, load_policy, lora_config
+from relsum.policy.prompt import (
     render_prompts,
     resolve_chat_template,
     resolve_variant,
     stop_token_ids,
     trainer_text,
 )
-from relsum.training.rewards import RelevanceReward
+from relsum.policy.reward import RelevanceReward
+from relsum.training.base_policy import resolve_policy_dir
+from relsum.training.config import TrainConfig
+from relsum.training.options import SummaryReward, product_rows
 
 logger = logging.getLogger(__name__)
 
@@ -89,9 +90,9 @@ def prepare_policy(model: Any, tokenizer: Any, config: TrainConfig) -> dict[str,
 def write_policy_info(adapter_dir: Path, info: dict[str, Any]) -> None:
     """``relsum_prompt.json`` beside the adapter: serving must use the prompt variant it was trained with,
     and on the base it was trained on (``base``: path and fingerprint of the folder PEFT recorded in
-    ``adapter_config.json``, compared at load by :func:`relsum.training.policy.check_adapter`)."""
+    ``adapter_config.json``, compared at load by :func:`relsum.policy.load.check_adapter`)."""
     from relsum.data.io import write_json_atomic
-    from relsum.training.policy_files import adapter_config, base_record
+    from relsum.policy.files import adapter_config, base_record
 
     base = str(adapter_config(adapter_dir).get("base_model_name_or_path") or "")
     if base and Path(base).is_dir():

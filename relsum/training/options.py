@@ -90,9 +90,9 @@ class SummaryReward:
 
     def __call__(self, prompts: Sequence[Any] | None = None, completions: Sequence[Any] | None = None,
                  log_metric: Callable[[str, float], None] | None = None, **cols: Any) -> list[float]:
-        from relsum.summarize.served import served_summary
+        from relsum.policy.reward import completion_text, product_relevance_rewards, relevance_rewards
+        from relsum.policy.served import served_summary
         from relsum.training.grounding import unsupported_fractions
-        from relsum.training.rewards import completion_text, product_relevance_rewards, relevance_rewards
 
         if completions is None or cols.get("title") is None:
             raise ValueError("SummaryReward needs completions and the title column")

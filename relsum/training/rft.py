@@ -3,7 +3,7 @@
 Why: on 2 CPU cores the GRPO demo runs ~12 updates of 2 prompts x 4 completions, so ~24 of the ~360
 training products are ever seen and the held-out reward does not move. RFT spends the same CPU on
 sampling every training product once per round, batched (each prompt computed once for its N samples,
-:func:`relsum.training.generate.shared_prefill`), and then on cheap supervised steps: no generation
+:func:`relsum.policy.generate.shared_prefill`), and then on cheap supervised steps: no generation
 inside the optimizer loop, no per-step reward call.
 
 Per round: sample N summaries of every training product with the current policy, score each on the
@@ -25,9 +25,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from relsum.errors import InputError
+from relsum.core.errors import InputError
+from relsum.policy.generate import generate_summaries
+from relsum.policy.load import load_policy, lora_config
+from relsum.policy.prompt import resolve_chat_template
+from relsum.policy.reward import product_relevance_rewards
+from relsum.training.base_policy import resolve_policy_dir
 from relsum.training.config import TrainConfig
-from relsum.training.generate import generate_summaries
 from relsum.training.grpo import (
     prepare_policy,
     prepare_train_df,
@@ -36,9 +40,6 @@ from relsum.training.grpo import (
     write_policy_info,
 )
 from relsum.training.options import product_rows
-from relsum.training.policy import load_policy, lora_config, resolve_policy_dir
-from relsum.training.prompt import resolve_chat_template
-from relsum.training.rewards import product_relevance_rewards
 
 logger = logging.getLogger(__name__)
 
@@ -55,7 +56,7 @@ def completion_for(summary: str, prompt: str) -> str:
 def sample_products_n(model: Any, tokenizer: Any, products: pd.DataFrame, config: TrainConfig, n: int,
                       temperature: float, batch_size: int, seed: int) -> list[list[str]]:
     """``n`` sampled summaries per product row (title, text), one batched pass with the shared prefill."""
-    from relsum.summarize.served import served_summary
+    from relsum.policy.served import served_summary
 
     templated = resolve_chat_template(tokenizer, config.policy.use_chat_template)
     samples = generate_summaries(

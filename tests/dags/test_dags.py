@@ -50,11 +50,11 @@ def overrides(env, tiny_cross_encoder_dir):
     """Small-size config: tiny scorer and policy, 2 GRPO steps, 6 golden queries, 12 catalog products."""
     import pandas as pd
 
+    from relsum.core.paths import SAMPLE_DIR
     from relsum.data.contracts import validate_catalog
     from relsum.data.io import read_table
-    from relsum.paths import SAMPLE_DIR
+    from relsum.policy.tiny import build_tiny_policy
     from relsum.training.config import TinyPolicyConfig
-    from relsum.training.tiny_policy import build_tiny_policy
 
     catalog = validate_catalog(read_table(SAMPLE_DIR / "products.jsonl")).valid
     # As tests/training/conftest.py (~20 s): smaller warm-ups write empty summaries.
@@ -87,7 +87,7 @@ def dagbag(env):
 
 
 def _tracking():
-    from relsum.tracking import TrackingConfig
+    from relsum.lifecycle.tracking import TrackingConfig
 
     return TrackingConfig()
 
@@ -134,7 +134,7 @@ def test_dag_files_are_thin():
 def test_retrain_dag_end_to_end_and_rerun_is_idempotent(env, dagbag, overrides):
     from mlflow import MlflowClient
 
-    from relsum.registry import TAG_INTERVAL
+    from relsum.lifecycle.registry import TAG_INTERVAL
 
     dag = dagbag.get_dag("relsum_retrain")
     _run(dag, WEEK, overrides)

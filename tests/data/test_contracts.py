@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from relsum.config import ConfigError, load_config
+from relsum.core.config import ConfigError, load_config
 from relsum.data.contracts import (
     ContractConfig,
     ContractError,
@@ -333,7 +333,7 @@ def test_query_text_tie_rejects_every_row_with_a_reason():
 
 
 def test_table_errors_are_input_errors():
+    from relsum.core.errors import InputError
     from relsum.data.io import TableReadError
-    from relsum.errors import InputError
 
     assert issubclass(ContractError, InputError) and issubclass(TableReadError, InputError)

@@ -7,9 +7,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from relsum.core.paths import SAMPLE_DIR
 from relsum.data.contracts import ContractConfig, ContractError
 from relsum.data.golden import SAMPLE_GRADE_MAP, config_for, find_catalog, load_golden
-from relsum.paths import SAMPLE_DIR
 
 
 @pytest.fixture(scope="module")

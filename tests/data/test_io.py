@@ -10,6 +10,7 @@ import duckdb
 import pandas as pd
 import pytest
 
+from relsum.core.errors import InputError
 from relsum.data.contracts import validate_catalog
 from relsum.data.io import (
     READ_ERROR_COL,
@@ -20,7 +21,6 @@ from relsum.data.io import (
     write_json_atomic,
     write_parquet_atomic,
 )
-from relsum.errors import InputError
 
 FIXTURES = Path(__file__).parent / "fixtures"
 

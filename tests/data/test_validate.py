@@ -11,10 +11,10 @@ import duckdb
 import pandas as pd
 import pytest
 
-from relsum.config import ConfigError, load_config
+from relsum.core.config import ConfigError, load_config
+from relsum.core.paths import SAMPLE_DIR
 from relsum.data.contracts import ContractConfig
 from relsum.data.golden import SAMPLE_GRADE_MAP
-from relsum.paths import SAMPLE_DIR
 from relsum.pipelines.validate import ValidateConfig, ValidationFailed, run
 
 FIXTURES = Path(__file__).parent / "fixtures"

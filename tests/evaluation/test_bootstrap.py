@@ -15,7 +15,7 @@ from relsum.evaluation.bootstrap import (
     recall_at_precision_replicates,
     resample_counts,
 )
-from relsum.metrics import per_query_ndcg_at_k, recall_at_precision
+from relsum.metrics.ranking import per_query_ndcg_at_k, recall_at_precision
 
 
 def _data(n_queries: int, seed: int = 0, noise: float = 0.2):

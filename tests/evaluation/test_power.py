@@ -10,7 +10,6 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from relsum import metric_names as names
 from relsum.evaluation.offline import compute_offline_metrics, format_table, gains_table, to_jsonable
 from relsum.evaluation.power import (
     BELOW,
@@ -22,7 +21,8 @@ from relsum.evaluation.power import (
     verdict,
 )
 from relsum.evaluation.report import write_report
-from relsum.metrics import mean_reward, pairwise_accuracy, per_query_pairwise_accuracy
+from relsum.metrics import names
+from relsum.metrics.ranking import mean_reward, pairwise_accuracy, per_query_pairwise_accuracy
 
 # statsmodels' solver is unreliable where scipy's noncentral t loses its far tail (n = 2-4 with a strict
 # alpha or high power: it returns 10.0 or a wrong root there), so the grid stays where it converges
@@ -217,7 +217,7 @@ def test_tiny_evaluation_files_table_and_mlflow_carry_what_it_can_detect(golden,
                                                                          tiny_cross_encoder_dir):
     from mlflow import MlflowClient
 
-    from relsum import tracking as tr
+    from relsum.lifecycle import tracking as tr
     from relsum.pipelines.demo_report import log_demo_evaluation
     from relsum.pipelines.evaluate import EvaluateConfig, run
 

@@ -8,7 +8,7 @@ import json
 import mlflow
 import pytest
 
-from relsum.config import load_config
+from relsum.core.config import load_config
 from relsum.pipelines.ablate import AblateConfig, run, variant_options
 
 

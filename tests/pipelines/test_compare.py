@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from relsum import registry
+from relsum.lifecycle import registry
+from relsum.lifecycle.tracking import TrackingConfig
 from relsum.pipelines.compare import CompareConfig, run
-from relsum.tracking import TrackingConfig
 
 
 @pytest.fixture
 def store(tmp_path, monkeypatch):
     """Two registered runs with eval metrics; the second passes the gate and is champion."""
-    from relsum import tracking as tr
+    from relsum.lifecycle import tracking as tr
 
     monkeypatch.setenv("RELSUM_HOME", str(tmp_path))
     tracking = TrackingConfig()

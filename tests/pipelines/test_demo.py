@@ -7,8 +7,8 @@ import mlflow
 import pandas as pd
 import pytest
 
-from relsum.config import load_config
-from relsum.summarize.served import served_summary
+from relsum.core.config import load_config
+from relsum.policy.served import served_summary
 
 
 def _small_sample(tmp_path, sample_dir, n_golden=5, n_train=4):

@@ -45,7 +45,7 @@ def test_balance_labels_per_product():
 
 def test_label_shifts_and_report_lines():
     from relsum.pipelines.demo import heldout_lines
-    from relsum.policy_eval import label_shifts
+    from relsum.training.policy_eval import label_shifts
 
     pairs = pd.DataFrame({"product_id": ["a", "a", "b", "b", "c", "c"], "label": [0, 1, 0, 1, 0, 0.5]})
     ref = np.array([0.5, 0.5, 0.4, 0.6, 0.5, 0.5])
@@ -103,7 +103,7 @@ def test_examples_section_shows_both_summaries_and_scores(sample_dir, tiny_cross
 
 def test_label_shifts_group_proxy_labels_with_the_nearest_grade():
     """Proxy labels (r(q,[t;d]), continuous) join the nearest of 0 / 0.5 / 1 instead of one row per value."""
-    from relsum.policy_eval import label_shifts
+    from relsum.training.policy_eval import label_shifts
 
     pairs = pd.DataFrame({"product_id": list("abcdef"), "label": [0.0, 0.12, 0.3, 0.5, 0.8, 1.0]})
     ref = np.full(6, 0.5)
@@ -112,7 +112,7 @@ def test_label_shifts_group_proxy_labels_with_the_nearest_grade():
 
 
 def test_demo_size_cuts_an_fp32_policy_run_only_where_asked(tmp_path):
-    from relsum.config import load_config
+    from relsum.core.config import load_config
     from relsum.pipelines.configs import DemoConfig
     from relsum.pipelines.demo_report import apply_demo_size, policy_runs_fp32
 
@@ -150,7 +150,7 @@ def test_long_profile_keeps_its_sizes_in_bf16_and_takes_its_fp32_sizes_in_fp32()
     from pathlib import Path
 
     import relsum
-    from relsum.config import load_config
+    from relsum.core.config import load_config
     from relsum.pipelines.configs import DemoConfig
     from relsum.pipelines.demo_report import apply_demo_size
 
@@ -171,7 +171,7 @@ def test_long_profile_keeps_its_sizes_in_bf16_and_takes_its_fp32_sizes_in_fp32()
 
 
 def test_demo_trains_with_the_grounding_guard_and_dpo_names_the_key_to_drop_it():
-    from relsum.config import load_config
+    from relsum.core.config import load_config
     from relsum.pipelines.configs import DemoConfig
 
     assert DemoConfig().train.train.options.grounding_weight == 0.5

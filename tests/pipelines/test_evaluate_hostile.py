@@ -18,7 +18,7 @@ import pandas as pd
 import pytest
 
 from relsum.cli import user_error_line
-from relsum.errors import EnvironmentProblem, InputError
+from relsum.core.errors import EnvironmentProblem, InputError
 from relsum.pipelines.evaluate import EvaluateConfig, load_summaries, run, summary_coverage, write_outputs
 
 

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from relsum.cli import main
-from relsum.errors import InputError
+from relsum.core.errors import InputError
 from relsum.pipelines.evaluate import EvaluateConfig, load_summaries, run
 
 

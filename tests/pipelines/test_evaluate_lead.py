@@ -10,10 +10,10 @@ import pytest
 
 from relsum.pipelines.configs import EvaluateConfig
 from relsum.pipelines.evaluate import run
+from relsum.policy.served import SERVED_MAX_WORDS
 from relsum.scoring.documents import lead_text
 from relsum.scoring.factory import make_scorer
 from relsum.scoring.scorer_config import ScorerConfig
-from relsum.summarize.served import SERVED_MAX_WORDS
 
 
 def test_lead_text_cuts_whitespace_words_and_drops_a_dangling_separator():

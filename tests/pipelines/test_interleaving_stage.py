@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from relsum import interleaving as il
+from relsum.online import interleaving as il
 from relsum.pipelines.interleaving import AnalyzeConfig, ExportConfig, run_analyze, run_export
 from relsum.scoring.scorer import Scorer
 

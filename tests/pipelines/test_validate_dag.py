@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from relsum.paths import SAMPLE_DIR
+from relsum.core.paths import SAMPLE_DIR
 
 
 @pytest.fixture()

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from relsum import machine
+from relsum.core import machine
 from relsum.scoring import auto_path
 from relsum.scoring.factory import make_scorer
 from relsum.scoring.scorer import ScorerConfig

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from relsum.core.machine import native_bf16
 from relsum.scoring import bf16, fast
 from relsum.scoring.factory import make_scorer
 from relsum.scoring.scorer import Scorer, ScorerConfig
@@ -40,7 +41,7 @@ def test_bf16_model_casts_once_and_keeps_the_head_fp32(scorer, pack):
 
 def test_bf16_path_is_gated_or_refused_with_its_reason(tmp_path, tiny_cross_encoder_dir):
     config = ScorerConfig(max_length=64, path="bf16", store_dir=str(tmp_path), gate_max_pairs=60)
-    if not fast.cpu_has_native_bf16():
+    if not native_bf16():
         with pytest.raises(fast.PathUnavailableError, match="no native bf16"):
             make_scorer(tiny_cross_encoder_dir, config)
         return

@@ -8,6 +8,7 @@ import math
 import numpy as np
 import pytest
 
+from relsum.core.machine import native_bf16
 from relsum.scoring import fast, fidelity
 from relsum.scoring.factory import make_scorer
 from relsum.scoring.scorer import Scorer, ScorerConfig
@@ -31,7 +32,7 @@ def test_unavailable_paths_are_refused_with_reason():
         ScorerConfig(path="fp8")
     with pytest.raises(fast.PathUnavailableError, match="CUDA"):
         fast.check_path("fp16-cuda", "cpu")
-    if not fast.cpu_has_native_bf16():
+    if not native_bf16():
         with pytest.raises(fast.PathUnavailableError, match="no native bf16"):
             fast.check_path("bf16", "cpu")
 

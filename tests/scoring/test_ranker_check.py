@@ -22,6 +22,7 @@ import pytest
 from relsum.cli import main
 from relsum.pipelines.configs import RewardModelCheckConfig
 from relsum.pipelines.reward_model_check import RESULT_FILE, run
+from relsum.policy.served import SERVED_MAX_WORDS
 from relsum.scoring.factory import make_scorer
 from relsum.scoring.ranker_check import (
     IGNORES_TEXT,
@@ -33,7 +34,6 @@ from relsum.scoring.ranker_check import (
     verdict_for,
 )
 from relsum.scoring.scorer_config import ScorerConfig
-from relsum.summarize.served import SERVED_MAX_WORDS
 
 TEXT_WORD, TITLE_WORD = "zebra", "deluxe"
 N_QUERIES = 12
@@ -44,7 +44,7 @@ def build_keyword_ranker(out_dir: Path, keyword: str) -> Path:
     import torch
     from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
 
-    from relsum.paths import minilm_dir
+    from relsum.core.paths import minilm_dir
 
     tokenizer = AutoTokenizer.from_pretrained(str(minilm_dir()))
     assert len(tokenizer.tokenize(keyword)) == 1, keyword
@@ -207,7 +207,7 @@ def test_stage_writes_json_and_cli_runs(text_ranker, golden_dir, tmp_path, capsy
 def test_check_logs_into_an_active_mlflow_run_only(text_ranker, golden_dir, tmp_path):
     import mlflow
 
-    from relsum import tracking
+    from relsum.lifecycle import tracking
     from relsum.pipelines.reward_model_check import log_to_active_run
 
     result = _check(text_ranker, golden_dir)
@@ -222,7 +222,7 @@ def test_check_logs_into_an_active_mlflow_run_only(text_ranker, golden_dir, tmp_
 
 
 def test_bad_inputs_fail_clearly(tmp_path, text_ranker, golden_dir):
-    from relsum.errors import RelsumError
+    from relsum.core.errors import RelsumError
 
     with pytest.raises(ValueError, match="lead_words"):
         RewardModelCheckConfig(lead_words=0)

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from relsum.errors import InputError
+from relsum.core.errors import InputError
 from relsum.scoring.distill import check_disjoint, fit_target_map, lead_doc
 from relsum.scoring.reward_model import RewardModelConfig, train_reward_model
 
@@ -177,7 +177,7 @@ def test_loader_report_stays_off_the_console(tmp_path, capfd, caplog):
     reaches the debug log."""
     from transformers import AutoTokenizer, BertConfig, BertModel
 
-    from relsum.paths import minilm_dir
+    from relsum.core.paths import minilm_dir
     from relsum.scoring.reward_train import load_student
 
     encoder = tmp_path / "encoder"

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from relsum.config import ConfigError, load_config
+from relsum.core.config import ConfigError, load_config
 from relsum.scoring import batching, factory
 from relsum.scoring.scorer import Scorer, ScorerConfig
 

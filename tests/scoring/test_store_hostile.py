@@ -13,7 +13,7 @@ import os
 import numpy as np
 import pytest
 
-from relsum.errors import InputError
+from relsum.core.errors import InputError
 from relsum.pipelines.scores import PruneConfig, StatsConfig, format_stats, prune, stats
 from relsum.scoring import auto_path
 from relsum.scoring.scorer import Scorer, ScorerConfig, join_title_text

@@ -7,7 +7,7 @@ import importlib.util
 import pandas as pd
 import pytest
 
-from relsum.paths import SAMPLE_DIR
+from relsum.core.paths import SAMPLE_DIR
 from relsum.summarize.backends import GenSettings, HFBackend, make_backend, model_version_of
 
 from . import build_random_policy

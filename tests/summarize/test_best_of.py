@@ -14,15 +14,15 @@ import pytest
 import yaml
 
 from relsum.cli import main
-from relsum.config import load_config
-from relsum.paths import SAMPLE_DIR
+from relsum.core.config import load_config
+from relsum.core.paths import SAMPLE_DIR
+from relsum.policy.reward import product_relevance_rewards, relevance_scores
 from relsum.scoring.scorer import Scorer
 from relsum.scoring.scorer_config import ScorerConfig
 from relsum.summarize.best_of import BEST_OF_COLUMNS, BestOf, candidate_rewards, pick_best, prepare
 from relsum.summarize.config import SummarizeConfig
 from relsum.summarize.job import read_job_output, run_summarize
 from relsum.summarize.output import FAULT_ENV
-from relsum.training.rewards import product_relevance_rewards, relevance_scores
 
 from . import build_random_policy
 
@@ -220,8 +220,8 @@ def test_cli_lists_the_best_of_flags_and_refuses_best_of_without_a_reward_model(
 
 def test_only_kept_samples_reach_the_jobs_raw_log():
     """Unkept samples stay out of the defect counts; a kept one brings its raw completion (chain followed)."""
+    from relsum.policy.served import raw_log
     from relsum.summarize.best_of import merge_raw
-    from relsum.summarize.served import raw_log
 
     own = {"fast cable": ["fast cable long"], "fast cable long": ["Summary: fast cable long\nmore"],
            "other": ["other raw"]}

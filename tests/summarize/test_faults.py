@@ -24,7 +24,7 @@ import pytest
 import yaml
 
 from relsum.cli import main
-from relsum.paths import SAMPLE_DIR
+from relsum.core.paths import SAMPLE_DIR
 from relsum.summarize.job import read_job_output
 from relsum.summarize.output import FAULT_ENV, DamagedOutputError, shard_paths
 
@@ -41,7 +41,7 @@ from relsum.cli import main
 for name in ("torch", "transformers", "peft", "pyarrow.parquet", "tqdm.auto",
              "transformers.generation.utils", "transformers.models.mistral.modeling_mistral",
              "relsum.pipelines.summarize", "relsum.summarize.job", "relsum.summarize.generation",
-             "relsum.training.policy", "relsum.training.generate"):
+             "relsum.policy.load", "relsum.policy.generate"):
     importlib.import_module(name)  # the expensive imports, paid once (import only: no torch compute here)
 print("ready", flush=True)
 for line in sys.stdin:

@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from relsum.paths import SAMPLE_DIR
+from relsum.core.paths import SAMPLE_DIR
 from relsum.summarize.backends import summarize_safely
 from relsum.summarize.job import SummarizeConfig, read_job_output, run_summarize
 
@@ -124,8 +124,8 @@ def test_bad_rows_are_rejected_with_reasons_and_counts_add_up(tmp_path, policy):
     ]
     path = tmp_path / "bad.csv"
     pd.DataFrame(rows).to_csv(path, index=False)
-    from relsum.training.policy import load_tokenizer
-    from relsum.training.prompt import build_prompt
+    from relsum.policy.load import load_tokenizer
+    from relsum.policy.prompt import build_prompt
 
     frame = len(load_tokenizer(policy)(build_prompt("Cordless drill", ""))["input_ids"])
     manifest = run_summarize(_config(path, policy, tmp_path / "out", max_input_tokens=frame + 10))

@@ -1,5 +1,5 @@
-from relsum.summarize.postprocess import clean_summary, strip_prompt_echo
-from relsum.training.prompt import INSTRUCTION, build_prompt
+from relsum.policy.postprocess import clean_summary, strip_prompt_echo
+from relsum.policy.prompt import INSTRUCTION, build_prompt
 
 
 def test_strips_markup_urls_and_markdown():

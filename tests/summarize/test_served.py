@@ -5,8 +5,8 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from relsum.summarize.served import served_summary
-from relsum.training.prompt import INSTRUCTION, build_prompt
+from relsum.policy.prompt import INSTRUCTION, build_prompt
+from relsum.policy.served import served_summary
 
 N_PRODUCTS = 6
 MAX_NEW = 12
@@ -75,7 +75,7 @@ def _raw_completions(model, tok, products: pd.DataFrame, prompt_tokens: int) -> 
     """What TRL hands the reward: the decoded new tokens of a greedy completion, not post-processed."""
     import torch
 
-    from relsum.training.prompt import render_prompts, resolve_chat_template
+    from relsum.policy.prompt import render_prompts, resolve_chat_template
 
     templated = resolve_chat_template(tok, None)
     strings = render_prompts(tok, products["title"].tolist(), products["text"].tolist(),
@@ -94,16 +94,16 @@ def _raw_completions(model, tok, products: pd.DataFrame, prompt_tokens: int) -> 
 @pytest.mark.slow
 def test_every_path_scores_and_serves_the_same_string(tmp_path, products, tiny_policy_dir,
                                                       tiny_cross_encoder_dir):
-    from relsum.gate import SummaryGateConfig, gate_summaries
+    from relsum.lifecycle.gate import SummaryGateConfig, gate_summaries
     from relsum.pipelines import evaluate as evaluate_stage
     from relsum.pipelines.interleaving import ExportConfig, run_export
-    from relsum.policy_eval import compare_policies, summarize_products
+    from relsum.policy.load import load_policy, prompt_cap
+    from relsum.policy.reward import RelevanceReward
     from relsum.scoring.scorer import Scorer, ScorerConfig
     from relsum.summarize.job import SummarizeConfig, read_job_output, run_summarize
     from relsum.training.config import PolicyConfig
     from relsum.training.options import OptionsConfig, SummaryReward
-    from relsum.training.policy import load_policy, prompt_cap
-    from relsum.training.rewards import RelevanceReward
+    from relsum.training.policy_eval import compare_policies, summarize_products
 
     catalog_path, frame = products
     model, tok = load_policy(tiny_policy_dir)

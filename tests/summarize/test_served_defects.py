@@ -10,8 +10,9 @@ import random
 import pandas as pd
 import pytest
 
-from relsum.paths import SAMPLE_DIR
-from relsum.summarize.served import (
+from relsum.core.paths import SAMPLE_DIR
+from relsum.policy.prompt import INSTRUCTION, SYSTEM_LINE, VARIANTS
+from relsum.policy.served import (
     DEFECT_KINDS,
     defect_counts,
     raw_log,
@@ -19,7 +20,6 @@ from relsum.summarize.served import (
     served_summary,
     summary_defects,
 )
-from relsum.training.prompt import INSTRUCTION, SYSTEM_LINE, VARIANTS
 
 from . import build_random_policy
 
@@ -109,8 +109,8 @@ def test_raw_log_recovers_what_the_policy_wrote():
 
 
 def test_reward_scores_the_served_text_so_a_restated_title_earns_nothing(tiny_cross_encoder_dir):
+    from relsum.policy.reward import RelevanceReward
     from relsum.scoring.scorer import Scorer, ScorerConfig
-    from relsum.training.rewards import RelevanceReward
 
     scorer = Scorer(tiny_cross_encoder_dir, ScorerConfig(store=False))
     seen = []

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from relsum.config import ConfigError, load_config
+from relsum.core.config import ConfigError, load_config
 from relsum.training.config import GRPOStageConfig, TrainConfig
 
 

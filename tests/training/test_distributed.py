@@ -29,7 +29,7 @@ def test_rank_helpers_without_a_launcher(monkeypatch):
 
 
 def test_vllm_settings_reach_trl_and_need_a_gpu_run(tmp_path):
-    from relsum.config import ConfigError, load_config
+    from relsum.core.config import ConfigError, load_config
     from relsum.training.config import TrainConfig
 
     with pytest.raises((ConfigError, ValueError), match="use_vllm generates on a GPU"):

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from relsum.training.generate import generate_summaries, postprocess
-from relsum.training.policy import load_policy
+from relsum.policy.generate import generate_summaries, postprocess
+from relsum.policy.load import load_policy
 
 
 @pytest.fixture(scope="module")
@@ -54,7 +54,7 @@ def test_length_mismatch_is_an_error(policy):
 
 
 def test_left_pad_matches_tokenizer_padding(policy):
-    from relsum.training.generate import left_pad
+    from relsum.policy.generate import left_pad
 
     _, tok = policy
     strings = ["a short prompt", "a much longer prompt with several more words in it", "mid length one"]
@@ -69,8 +69,8 @@ def test_shared_prefill_continues_like_the_full_prompt(policy, catalog):
     included), for every copy."""
     import torch
 
-    from relsum.training.generate import left_pad, mask_positions, shared_prefill
-    from relsum.training.prompt import render_prompts
+    from relsum.policy.generate import left_pad, mask_positions, shared_prefill
+    from relsum.policy.prompt import render_prompts
 
     model, tok = policy
     rows = catalog.iloc[300:304]

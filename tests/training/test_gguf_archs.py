@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 import torch
 
+from relsum.policy.load import load_policy, lora_config
 from relsum.training.config import PolicyConfig
-from relsum.training.policy import load_policy, lora_config
 
 # Mistral-7B-Instruct style: BOS written by the template, a system line folded into the user turn.
 MISTRAL_TEMPLATE = (
@@ -98,7 +98,7 @@ def test_adapter_merge_matches_the_adapter(arch_dir, tmp_path):
 def test_chat_prompt_tokens_match_between_training_and_serving(arch_dir):
     """TRL tokenizes prompt strings with special tokens; serving tokenizes the templated string without:
     both must give the same ids (one BOS), with the system line and the answer start in place."""
-    from relsum.training.prompt import SYSTEM_LINE, render_prompts, resolve_chat_template, trainer_text
+    from relsum.policy.prompt import SYSTEM_LINE, render_prompts, resolve_chat_template, trainer_text
 
     arch, folder = arch_dir
     _, tok = load_policy(folder, dtype="fp32")

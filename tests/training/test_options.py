@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 import torch
 
-from relsum.config import load_config
+from relsum.core.config import load_config
 from relsum.training.config import TrainConfig
 from relsum.training.options import OptionsConfig, SummaryReward, filter_groups, product_rows
 

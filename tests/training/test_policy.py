@@ -7,9 +7,9 @@ import re
 
 import pytest
 
-from relsum.training.generate import generate_summaries
-from relsum.training.policy import load_policy, lora_config
-from relsum.training.tiny_policy import pseudo_items, pseudo_summary
+from relsum.policy.generate import generate_summaries
+from relsum.policy.load import load_policy, lora_config
+from relsum.policy.tiny import pseudo_items, pseudo_summary
 
 WORD = re.compile(r"[a-z0-9]+")
 
@@ -68,9 +68,9 @@ def test_warm_up_targets_only_what_the_cut_prompt_shows(tiny_policy_dir):
     """A pseudo-summary item hidden by the prompt cap would teach the policy to invent attributes."""
     import pandas as pd
 
+    from relsum.policy.load import load_tokenizer
+    from relsum.policy.tiny import _examples
     from relsum.training.config import TinyPolicyConfig
-    from relsum.training.policy import load_tokenizer
-    from relsum.training.tiny_policy import _examples
 
     tok = load_tokenizer(tiny_policy_dir)
     attrs = " | ".join(f"feature {name}: value {name}"
@@ -92,7 +92,7 @@ def test_warm_up_targets_only_what_the_cut_prompt_shows(tiny_policy_dir):
 
 
 def test_prompt_cap_follows_the_tiny_warm_up(tiny_policy_dir, tiny_cross_encoder_dir):
-    from relsum.training.policy import prompt_cap
+    from relsum.policy.load import prompt_cap
 
     assert prompt_cap(tiny_policy_dir, 384) == 128 and prompt_cap(tiny_policy_dir, 96) == 96
     assert prompt_cap(tiny_cross_encoder_dir, 384) == 384  # not a tiny-policy build: left alone

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from relsum.errors import InputError
-from relsum.training.policy import check_policy, load_policy, load_tokenizer
+from relsum.core.errors import InputError
+from relsum.policy.load import check_policy, load_policy, load_tokenizer
 
 CHATML = ("{% for m in messages %}{{ '<|im_start|>' + m['role'] + '\n' + m['content'] + '<|im_end|>\n' }}"
           "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}")
@@ -92,8 +92,8 @@ def _truncate(path: Path) -> None:
 
 
 def test_training_records_the_base_fingerprint(bases):
-    from relsum.training.policy import recorded_base
-    from relsum.training.policy_files import base_fingerprint
+    from relsum.policy.files import base_fingerprint
+    from relsum.policy.load import recorded_base
 
     a, b, adapter = bases
     record = recorded_base(adapter)
@@ -142,7 +142,7 @@ def test_summarize_refuses_the_mismatch_up_front_in_one_line(bases, tmp_path, ca
 def _products(tmp_path: Path) -> Path:
     import pandas as pd
 
-    from relsum.paths import SAMPLE_DIR
+    from relsum.core.paths import SAMPLE_DIR
 
     df = pd.read_json(SAMPLE_DIR / "products.jsonl", lines=True).head(3)
     path = tmp_path / "catalog.jsonl"
@@ -183,8 +183,8 @@ def test_hostile_chat_template_is_one_line_naming_the_file(bases, tmp_path, temp
 
 
 def test_bounded_render_is_the_plain_render_and_cheap(bases):
-    from relsum.training.chat_render import render_chat
-    from relsum.training.prompt import SYSTEM_LINE, as_messages
+    from relsum.policy.chat_render import render_chat
+    from relsum.policy.prompt import SYSTEM_LINE, as_messages
 
     tok = load_tokenizer(bases[0])
     messages = as_messages("Product title: mug\nProduct details: " + "red ceramic " * 200, SYSTEM_LINE)
@@ -197,7 +197,7 @@ def test_bounded_render_is_the_plain_render_and_cheap(bases):
 
 
 def test_a_bug_in_rendering_keeps_its_traceback(bases, monkeypatch):
-    from relsum.training.prompt import policy_text
+    from relsum.policy.prompt import policy_text
 
     tok = load_tokenizer(bases[0])
 
@@ -268,7 +268,7 @@ def test_damaged_policy_folder_is_one_line_naming_the_file(bases, tmp_path, name
 
 @pytest.mark.parametrize("damage", ["truncate", "no_config", "marker_only"])
 def test_damaged_converted_folder_is_refused_then_converted_again(tmp_path, catalog, damage, caplog):
-    from relsum.training.gguf_policy import MARKER_FILE, converted_dir, converted_problem
+    from relsum.policy.gguf import MARKER_FILE, converted_dir, converted_problem
 
     from .test_gguf_policy import write_tiny_llama_gguf
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from relsum.training.prompt import (
+from relsum.policy.prompt import (
     INSTRUCTION,
     build_prompt,
     fit_text,
@@ -47,7 +47,7 @@ def test_neutralise_keeps_the_words():
 
 
 def test_fit_text_respects_budget(tiny_policy_dir):
-    from relsum.training.policy import load_tokenizer
+    from relsum.policy.load import load_tokenizer
 
     tok = load_tokenizer(tiny_policy_dir)
     text = " ".join(f"word{i} colour black" for i in range(400))
@@ -58,7 +58,7 @@ def test_fit_text_respects_budget(tiny_policy_dir):
 
 
 def test_fit_texts_cuts_each_text_to_its_own_budget(tiny_policy_dir):
-    from relsum.training.policy import load_tokenizer
+    from relsum.policy.load import load_tokenizer
 
     tok = load_tokenizer(tiny_policy_dir)
     long = " ".join(f"word{i} colour black" for i in range(400))
@@ -76,7 +76,7 @@ def test_fit_texts_cuts_each_text_to_its_own_budget(tiny_policy_dir):
 
 
 def test_chat_template_resolution(tiny_policy_dir):
-    from relsum.training.policy import load_tokenizer
+    from relsum.policy.load import load_tokenizer
 
     tok = load_tokenizer(tiny_policy_dir)
     assert resolve_chat_template(tok, None) is False

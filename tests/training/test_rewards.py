@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from relsum.training.rewards import RelevanceReward
+from relsum.policy.reward import RelevanceReward
 
 
 def test_reward_matches_hand_computation(scorer):

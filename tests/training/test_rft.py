@@ -9,9 +9,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from relsum.config import ConfigError, load_config
+from relsum.core.config import ConfigError, load_config
+from relsum.policy.load import load_policy
 from relsum.training.config import RFTStageConfig, TrainConfig
-from relsum.training.policy import load_policy
 
 
 def _config(tmp_path, policy_dir, *overrides):
@@ -64,8 +64,8 @@ def test_select_best_keeps_the_best_sample_and_counts_the_rest():
 
 
 def test_best_of_n_reward_is_the_product_level_mean(tiny_policy_dir, train_df, scorer, tmp_path):
+    from relsum.policy.reward import relevance_rewards
     from relsum.training.options import product_rows
-    from relsum.training.rewards import relevance_rewards
     from relsum.training.rft import product_sample_rewards, sample_products_n
 
     cfg = _config(tmp_path, tiny_policy_dir)
@@ -100,7 +100,7 @@ def test_rft_trains_a_lora_and_leaves_the_base_bit_identical(tmp_path, tiny_poli
     samples = result["samples"]
     assert (samples["reward_best"] >= samples["reward_mean"]).all()
     assert any("loss" in row for row in result["log_history"])
-    from relsum.training.generate import generate_summaries
+    from relsum.policy.generate import generate_summaries
 
     model, tok = load_policy(tiny_policy_dir, result["adapter_dir"], merge=True)
     assert len(generate_summaries(model, tok, train_df["title"][:2].tolist(), train_df["text"][:2].tolist(),
@@ -155,7 +155,7 @@ def test_train_stage_runs_rft_and_stores_its_samples(tmp_path, tiny_policy_dir, 
 
 
 def test_products_without_a_description_are_an_input_error(tmp_path, train_df, scorer):
-    from relsum.errors import InputError
+    from relsum.core.errors import InputError
     from relsum.training.rft import train_rft
 
     with pytest.raises(InputError, match="none of the 16 training products has a description"):

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from relsum.config import load_config
+from relsum.core.config import load_config
+from relsum.policy.load import load_policy
 from relsum.training.config import TrainConfig
-from relsum.training.policy import load_policy
 
 
 def _config(tmp_path, policy_dir, algo):
@@ -32,7 +32,7 @@ def _check_weights(trained, policy_dir):
 
 
 def _check_adapter(result, policy_dir, train_df):
-    from relsum.training.generate import generate_summaries
+    from relsum.policy.generate import generate_summaries
 
     adapter = result["adapter_dir"]
     assert list(__import__("pathlib").Path(adapter).glob("adapter_model.safetensors"))

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from relsum.config import load_config
+from relsum.core.config import load_config
 from relsum.pipelines.train import TrainResult, TrainStageConfig, heldout_metrics, run
 
 

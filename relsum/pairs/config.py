@@ -1,7 +1,7 @@
 """The description-gap filter's settings (:class:`FilterConfig`), without numpy or pandas.
 
 Stage configs embed it, and ``relsum <stage> --help`` builds every default config, so it lives apart
-from :mod:`relsum.pairs` (the filter itself), which re-exports it.
+from :mod:`relsum.pairs.filter` (the filter itself), which re-exports it.
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Literal
 
-from relsum.config import cfg
+from relsum.core.config import cfg
 
 
 @dataclasses.dataclass

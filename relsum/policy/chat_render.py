@@ -27,7 +27,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
-from relsum.errors import InputError
+from relsum.core.errors import InputError
 
 #: Executed Python lines one render may take (a real template takes a few hundred).
 MAX_STEPS = 1_000_000
@@ -113,7 +113,7 @@ def template_error(tokenizer: Any, exc: BaseException) -> InputError | None:
 
 def render_chat(tokenizer: Any, messages: list[dict[str, str]], **kwargs: Any) -> str:
     """``tokenizer.apply_chat_template(messages, tokenize=False, **kwargs)`` under the budget; a template
-    problem becomes an :class:`~relsum.errors.InputError` naming the file and the fix."""
+    problem becomes an :class:`~relsum.core.errors.InputError` naming the file and the fix."""
     try:
         return bounded_render(lambda: tokenizer.apply_chat_template(messages, tokenize=False, **kwargs))
     except Exception as exc:

@@ -38,7 +38,7 @@ import pandas as pd
 from relsum.data import contracts as dc
 from relsum.data.contracts import as_id
 from relsum.data.io import READ_ERROR_COL
-from relsum.interleaving_events import KNOWN_EVENTS
+from relsum.online.events import KNOWN_EVENTS
 
 logger = logging.getLogger(__name__)
 

@@ -23,8 +23,8 @@ from typing import Any
 
 import pandas as pd
 
+from relsum.policy.prompt import FRAME, INSTRUCTION, build_prompt, fit_texts, neutralise
 from relsum.training.config import TinyPolicyConfig
-from relsum.training.prompt import FRAME, INSTRUCTION, build_prompt, fit_texts, neutralise
 
 logger = logging.getLogger(__name__)
 

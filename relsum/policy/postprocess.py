@@ -19,11 +19,11 @@ The cap is in whitespace words, not model tokens, so it means the same for every
 
 The steps after it (:func:`strip_numbering`, :func:`strip_labels`, :func:`strip_title_restatement`,
 :func:`drop_repeated_segments`, and :func:`cut_instruction_echo` for every prompt variant's instruction)
-remove what the ranker would read for nothing; :mod:`relsum.summarize.served` runs them and counts them
-(:func:`~relsum.summarize.served.summary_defects`) with these same functions, so a pattern is counted
+remove what the ranker would read for nothing; :mod:`relsum.policy.served` runs them and counts them
+(:func:`~relsum.policy.served.summary_defects`) with these same functions, so a pattern is counted
 exactly when serving would remove it.
 Callers do not use :func:`clean_summary` on completions directly:
-:func:`relsum.summarize.served.served_summary`
+:func:`relsum.policy.served.served_summary`
 (echo cut, first line, this cleaning, repeated to a fixed point) is the one served form.
 """
 
@@ -33,7 +33,7 @@ import logging
 import re
 
 from relsum.data.sanitize import clean_text
-from relsum.training.prompt import INSTRUCTION
+from relsum.policy.prompt import INSTRUCTION
 
 logger = logging.getLogger(__name__)
 
@@ -76,11 +76,11 @@ def clean_summary(raw: str | None, max_words: int = 64) -> str:
 
 # --- What a served summary must not spend the ranker's tokens on (issue 22) -------------------------------
 # Every step below only removes text, so a string none of them changes is a fixed point of all of them;
-# the detectors in :func:`relsum.summarize.served.summary_defects` are "this step would change the text".
+# the detectors in :func:`relsum.policy.served.summary_defects` are "this step would change the text".
 
 def _instruction_sentences() -> list[str]:
     """The instruction lines and system lines of every prompt variant: what a policy echoes."""
-    from relsum.training.prompt import VARIANTS
+    from relsum.policy.prompt import VARIANTS
 
     found = {INSTRUCTION}
     for variant in VARIANTS.values():

@@ -27,7 +27,7 @@ logger = logging.getLogger(__name__)
 
 def _generate(model, tokenizer, products: pd.DataFrame, policy, batch_size: int, **sampling) -> list:
     """``generate_summaries`` over a product frame under the policy's prompt and summary caps."""
-    from relsum.training.generate import generate_summaries
+    from relsum.policy.generate import generate_summaries
 
     return generate_summaries(model, tokenizer, products["title"].tolist(), products["text"].tolist(),
                               max_new_tokens=policy.max_summary_tokens, batch_size=batch_size,
@@ -60,7 +60,7 @@ def sample_products(model, tokenizer, products: pd.DataFrame, policy, k: int, te
 def sample_pair_scores(pairs: pd.DataFrame, samples: list[pd.Series], scorer) -> np.ndarray:
     """``(k, n)`` array of r(q,[t;s]) for each pair and each of the k summaries s of its product (one scorer
     call)."""
-    from relsum.training.rewards import relevance_scores
+    from relsum.policy.reward import relevance_scores
 
     k, n = len(samples), len(pairs)
     texts = [t for s in samples for t in pairs["product_id"].map(s).fillna("").tolist()]
@@ -71,7 +71,7 @@ def sample_pair_scores(pairs: pd.DataFrame, samples: list[pd.Series], scorer) ->
 def expected_pair_rewards(pairs: pd.DataFrame, samples: list[pd.Series], scorer) -> np.ndarray:
     """Per pair, the mean of -|r(q,[t;s]) - l| over the sampled summaries s of its product (one scorer
     call)."""
-    from relsum.training.rewards import rewards_from_scores
+    from relsum.policy.reward import rewards_from_scores
 
     return rewards_from_scores(sample_pair_scores(pairs, samples, scorer),
                                pairs["label"].tolist()).mean(axis=0)
@@ -153,7 +153,7 @@ def compare_policies(pairs: pd.DataFrame, reference: pd.Series, trained: pd.Seri
     column) the ``groundedness_*`` keys of :func:`groundedness_shift`; sampled ones (both lists, same
     length) add ``sampled_reward_*`` keys, ``sampled_label_shifts`` and ``sampled_k``.
     """
-    from relsum.training.rewards import rewards_from_scores
+    from relsum.policy.reward import rewards_from_scores
 
     products, labels = pairs["product_id"].to_numpy(), pairs["label"].tolist()
     s_ref = sample_pair_scores(pairs, [reference], scorer)[0]

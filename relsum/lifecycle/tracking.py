@@ -24,9 +24,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from relsum.config import cfg
-from relsum.errors import EnvironmentProblem, InputError
-from relsum.paths import home
+from relsum.core.config import cfg
+from relsum.core.errors import EnvironmentProblem, InputError
+from relsum.core.paths import home
 
 logger = logging.getLogger(__name__)
 

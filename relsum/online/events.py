@@ -1,6 +1,6 @@
 """The online log's event types, without numpy or pandas.
 
-The interleaving analysis (:mod:`relsum.interleaving`) and the analyze stage's config (built by
+The interleaving analysis (:mod:`relsum.online.interleaving`) and the analyze stage's config (built by
 ``relsum analyze-interleaving --help``) both check against them.
 """
 

@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from relsum.errors import EnvironmentProblem, InputError
+from relsum.core.errors import EnvironmentProblem, InputError
 
 logger = logging.getLogger(__name__)
 
@@ -144,7 +144,7 @@ def convert_gguf(gguf_path: str | Path, out_dir: str | Path) -> Path:
 
 def converted_dir(gguf_path: str | Path, name: str, home: str | Path | None = None) -> Path:
     """``<home>/models/<name>-<digest12>/``: converted on first use, reused after (the marker says done)."""
-    from relsum.paths import home as relsum_home
+    from relsum.core.paths import home as relsum_home
 
     digest = file_digest(gguf_path)
     out = Path(home) if home is not None else relsum_home()
@@ -171,9 +171,9 @@ def converted_problem(folder: str | Path, *, deep: bool = False) -> str | None:
     Every file the marker lists must be there with its recorded size; ``deep`` also compares SHA-256
     (reads every byte: ~0.8 s for SmolLM2's 540 MB, so not on every load). A marker from before files
     were recorded: ``config.json``, a weight file and the tokenizer must be there. Either way the weight
-    headers and JSON files are then checked (:func:`relsum.training.policy_files.check_policy_folder`).
+    headers and JSON files are then checked (:func:`relsum.policy.files.check_policy_folder`).
     """
-    from relsum.training.policy_files import check_policy_folder
+    from relsum.policy.files import check_policy_folder
 
     out = Path(folder)
     try:
@@ -201,7 +201,7 @@ def converted_problem(folder: str | Path, *, deep: bool = False) -> str | None:
 
 def repair_hint(folder: str | Path) -> str:
     """What repairs a damaged policy folder: for a converted one, the keyword that converts it again."""
-    from relsum.training.tiny_policy import MARKER_FILE as TINY_MARKER
+    from relsum.policy.tiny import MARKER_FILE as TINY_MARKER
 
     out = Path(folder)
     if (out / TINY_MARKER).is_file():
@@ -212,7 +212,7 @@ def repair_hint(folder: str | Path) -> str:
     if keyword:
         return (f"use the keyword {keyword!r} instead of the folder (e.g. --model {keyword} or "
                 f"policy.model_dir={keyword}): it checks the folder and converts it again from the GGUF")
-    return f"delete {out} and convert its GGUF again (relsum.training.gguf_policy.converted_dir)"
+    return f"delete {out} and convert its GGUF again (relsum.policy.gguf.converted_dir)"
 
 
 def smollm2_dir(home: str | Path | None = None) -> Path:

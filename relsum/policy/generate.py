@@ -2,7 +2,7 @@
 
 Prompts are sorted by length and batched with left padding so batches waste little compute and the
 new tokens line up at the right edge; results come back in input order. Only the new tokens are
-decoded, and :func:`relsum.summarize.served.served_summary` is applied here, in the reward and in the
+decoded, and :func:`relsum.policy.served.served_summary` is applied here, in the reward and in the
 catalog job, so training optimises, evaluation measures and serving shows exactly one string.
 """
 
@@ -12,8 +12,8 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
-from relsum.summarize.served import served_summary
-from relsum.training.prompt import render_prompts, resolve_chat_template, stop_token_ids
+from relsum.policy.prompt import render_prompts, resolve_chat_template, stop_token_ids
+from relsum.policy.served import served_summary
 
 logger = logging.getLogger(__name__)
 
@@ -21,7 +21,7 @@ PROGRESS_MIN_BATCHES = 8
 
 
 def postprocess(text: str | None) -> str:
-    """:func:`~relsum.summarize.served.served_summary` under its older name (kept for callers and
+    """:func:`~relsum.policy.served.served_summary` under its older name (kept for callers and
     benchmarks)."""
     return served_summary(text)
 
@@ -82,8 +82,8 @@ def generate_summaries(model: Any, tokenizer: Any, titles: Sequence[Any], texts:
 
     An empty ``text`` yields "" (or a list of "") without running the model. Greedy decoding gives
     the same result batched or one by one (left padding + attention mask). ``prompt`` names the prompt
-    variant (:data:`relsum.training.prompt.VARIANTS`; auto = one_line with a chat template, else paper);
-    generation stops at the first line break (:func:`relsum.training.prompt.stop_token_ids`). With several
+    variant (:data:`relsum.policy.prompt.VARIANTS`; auto = one_line with a chat template, else paper);
+    generation stops at the first line break (:func:`relsum.policy.prompt.stop_token_ids`). With several
     sequences per prompt, ``share_prefill`` computes each prompt once (:func:`shared_prefill`); False is
     ``generate``'s own way (the benchmark's baseline).
     """

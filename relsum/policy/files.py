@@ -5,7 +5,7 @@ fix (``SafetensorError: incomplete metadata`` for a truncated weight file, ``JSO
 for a truncated ``tokenizer.json``, ``Unrecognized model`` for a missing ``config.json``, a size-mismatch
 ``RuntimeError`` or ``NoMatchingPeftModuleError`` for an adapter of another architecture, a ``TypeError``
 for an ``adapter_config.json`` with a wrong value). These checks read only headers and small JSON files
-(milliseconds) and raise an :class:`~relsum.errors.InputError` naming the file and what to do.
+(milliseconds) and raise an :class:`~relsum.core.errors.InputError` naming the file and what to do.
 
 An adapter merged into a base it was not trained on (same shapes, another tokenizer or other weights)
 loads without any error and serves nonsense, so :func:`check_adapter_base` compares the base recorded
@@ -25,7 +25,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from relsum.errors import InputError
+from relsum.core.errors import InputError
 
 logger = logging.getLogger(__name__)
 

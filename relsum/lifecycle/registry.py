@@ -16,7 +16,8 @@ on BOTH full and tail, and its R@90P is at most ``r_at_p_tolerance`` (absolute) 
 on both. The champion figures are the paired ones measured in the challenger's own evaluation when that
 evaluation ran against the current champion (same scorer, same golden set), else the champion run's own
 ``eval.*`` metrics. With no champion yet, the first version becomes champion. The decision is stored as
-version tags (``relsum.gate``, ``relsum.gate.reason``), so a re-run returns the same decision.
+version tags (``relsum.lifecycle.gate``, ``relsum.lifecycle.gate.reason``), so a re-run returns the same
+decision.
 """
 
 from __future__ import annotations
@@ -30,14 +31,14 @@ from typing import Any
 from urllib.parse import urlparse
 from urllib.request import url2pathname
 
-from relsum import metric_names as names
-from relsum.config import cfg
-from relsum.tracking import TrackingConfig, client
+from relsum.core.config import cfg
+from relsum.lifecycle.tracking import TrackingConfig, client
+from relsum.metrics import names
 
 logger = logging.getLogger(__name__)
 
 SUBSETS, METRICS = names.SUBSETS, names.EVAL_METRICS
-TAG_INTERVAL, TAG_FINGERPRINT, TAG_GATE = "relsum.interval", "relsum.fingerprint", "relsum.gate"
+TAG_INTERVAL, TAG_FINGERPRINT, TAG_GATE = "relsum.interval", "relsum.fingerprint", "relsum.lifecycle.gate"
 TAG_CHAMPION_EVAL = "relsum.eval.champion_version"
 
 
@@ -104,7 +105,7 @@ def resolve(tracking: TrackingConfig, version, download_root: Path) -> dict[str,
 
 def eval_metric_dict(metrics: dict[str, Any], candidate: str) -> dict[str, float]:
     """Flat MLflow metrics for one candidate of an evaluate ``metrics.json`` (names:
-    :mod:`relsum.metric_names`)."""
+    :mod:`relsum.metrics.names`)."""
     out: dict[str, float] = {}
     own = candidate == names.OWN
     for subset in SUBSETS:

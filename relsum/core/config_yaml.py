@@ -24,7 +24,7 @@ from typing import Any
 
 import yaml
 
-from relsum.errors import RelsumError
+from relsum.core.errors import RelsumError
 
 #: Largest expanded size (nodes, counting every alias as a copy) of a config document. The biggest real
 #: config (the demo's, every key set) is ~300 nodes; 100,000 leaves room for long lists and grade maps.

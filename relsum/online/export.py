@@ -23,9 +23,9 @@ from typing import Any
 
 import pandas as pd
 
+from relsum.core.errors import InputError
 from relsum.data import io as rio
 from relsum.data.ids import as_id
-from relsum.errors import InputError
 
 logger = logging.getLogger(__name__)
 

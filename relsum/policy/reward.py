@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from relsum.summarize.served import served_summary
+from relsum.policy.served import served_summary
 
 logger = logging.getLogger(__name__)
 

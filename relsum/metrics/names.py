@@ -6,12 +6,14 @@ Readers and writers both call these functions, so a rename happens here once. Th
 unchanged from before (existing MLflow runs stay readable).
 
 Schemes
-* Golden-set evaluation on a run (:mod:`relsum.registry`): ``<head>.<subset>.<metric>[.gain_pct][.lo|.hi]``
+* Golden-set evaluation on a run (:mod:`relsum.lifecycle.registry`):
+  ``<head>.<subset>.<metric>[.gain_pct][.lo|.hi]``
   where ``<head>`` is ``eval`` for the run's own adapter and ``baseline.<candidate>`` for the others;
   ``eval.<subset>.n_queries``.
 * Groundedness: ``groundedness.<candidate>[.lo|.hi|.numbers]``.
-* Held-out comparison (:func:`relsum.policy_eval.compare_policies`), JSON keys: ``[sampled_]<name>`` and
-  ``[sampled_]<name>_ci95``; MLflow keys: ``heldout_<json key>`` and ``heldout_[sampled_]<name>_ci_low|high``;
+* Held-out comparison (:func:`relsum.training.policy_eval.compare_policies`), JSON keys:
+  ``[sampled_]<name>`` and ``[sampled_]<name>_ci95``; MLflow keys: ``heldout_<json key>`` and
+  ``heldout_[sampled_]<name>_ci_low|high``;
   per label ``heldout_[sampled_]label_<l>_<field>``.
 * Ablation parent run: ``<candidate>.full_r90p`` and ``<candidate>.full_ndcg5``.
 * Pair-level measures (:func:`pair_key`): ``<head>.<subset>.<reward|pairwise_accuracy>[.lo|.hi]``.
@@ -67,7 +69,7 @@ def groundedness_key(candidate: str, stat: str = "value") -> str:
 
 
 def heldout_key(name: str, sampled: bool = False, ci: bool = False) -> str:
-    """JSON key of :func:`relsum.policy_eval.compare_policies`: ``[sampled_]<name>[_ci95]``."""
+    """JSON key of :func:`relsum.training.policy_eval.compare_policies`: ``[sampled_]<name>[_ci95]``."""
     return f"{'sampled_' if sampled else ''}{name}{'_ci95' if ci else ''}"
 
 

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from relsum.gate_config import SummaryGateConfig
+from relsum.lifecycle.gate_config import SummaryGateConfig
 
 logger = logging.getLogger(__name__)
 
@@ -51,7 +51,7 @@ def gate_summaries(pairs: pd.DataFrame, summaries: pd.Series, scorer: Any,
         raise ValueError(f"gate pairs lack columns {sorted(missing)}")
     if summaries.index.duplicated().any():
         raise ValueError("summaries has duplicate product ids")
-    from relsum.summarize.served import served_summary
+    from relsum.policy.served import served_summary
 
     # the served form (a no-op on generated summaries): the gate decides on the string that would be served
     title_of = pairs.drop_duplicates("product_id").set_index("product_id")["title"]

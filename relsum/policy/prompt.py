@@ -35,7 +35,7 @@ import logging
 import re
 from typing import Any
 
-from relsum.training.chat_render import render_chat
+from relsum.policy.chat_render import render_chat
 
 logger = logging.getLogger(__name__)
 
@@ -181,10 +181,10 @@ def policy_text(tokenizer: Any, prompt: str, use_chat_template: bool,
     """The exact string fed to the model: the raw prompt, or the chat-templated turn(s), then the
     variant's start of the answer (``variant`` None: no system line, no answer start).
 
-    The template is rendered under a budget (:mod:`relsum.training.chat_render`): one that the sandbox
-    refuses or that runs away is an :class:`~relsum.errors.InputError` naming its file.
+    The template is rendered under a budget (:mod:`relsum.policy.chat_render`): one that the sandbox
+    refuses or that runs away is an :class:`~relsum.core.errors.InputError` naming its file.
     A templated string already contains the BOS token, so it must be tokenized with
-    ``add_special_tokens=False`` (see :func:`relsum.training.generate.generate_summaries`);
+    ``add_special_tokens=False`` (see :func:`relsum.policy.generate.generate_summaries`);
     :func:`trainer_text` is the form for tokenizers that add special tokens (TRL).
     """
     v = resolve_variant(variant, use_chat_template) if variant is not None else None
@@ -198,7 +198,7 @@ def policy_text(tokenizer: Any, prompt: str, use_chat_template: bool,
 def trainer_text(tokenizer: Any, text: str, use_chat_template: bool) -> str:
     """A :func:`policy_text` string for TRL, which tokenizes plain prompts with ``add_special_tokens=True``:
     a templated string loses its leading BOS when the tokenizer adds one itself (no double BOS), so
-    training sees the same token ids as :func:`relsum.training.generate.generate_summaries`."""
+    training sees the same token ids as :func:`relsum.policy.generate.generate_summaries`."""
     if not use_chat_template:
         return text
     bos = getattr(tokenizer, "bos_token", None)
@@ -224,7 +224,7 @@ _STOP_IDS: dict[tuple[str, int, int | None], list[int]] = {}
 
 def stop_token_ids(tokenizer: Any) -> list[int]:
     """EOS plus every token whose text contains a line break: generation ends at the first line, the
-    served form (:func:`relsum.training.generate.postprocess` cuts there too), so GRPO does not train on
+    served form (:func:`relsum.policy.generate.postprocess` cuts there too), so GRPO does not train on
     text after it. Cached per tokenizer (one batched decode of the vocabulary)."""
     key = (str(getattr(tokenizer, "name_or_path", "")), len(tokenizer), tokenizer.eos_token_id)
     if key not in _STOP_IDS:

@@ -11,10 +11,10 @@ string. The reward scores this string, so whatever it strips earns the policy no
 Steps, on the completion's text (the new tokens only, special tokens skipped):
 
 1. a leading echo of the prompt frame, or of any prompt variant's instruction or system line, is cut
-   (:func:`relsum.summarize.postprocess.strip_prompt_echo`), and so is a new frame started later;
+   (:func:`relsum.policy.postprocess.strip_prompt_echo`), and so is a new frame started later;
 2. only the first non-empty line is kept: the prompt asks for one line of attributes, and what a
    policy writes after its first line break is a new turn, not part of the answer;
-3. :func:`relsum.summarize.postprocess.clean_summary`: markup, entities, URLs, Markdown marks, control
+3. :func:`relsum.policy.postprocess.clean_summary`: markup, entities, URLs, Markdown marks, control
    and invisible characters go, whitespace collapses, leading separators go;
 4. tokens the ranker would spend on nothing go (issue 22: half of a demo adapter's summaries opened with
    ``Product details:``): list numbering and bullets, boilerplate labels (``Product details:``,
@@ -38,7 +38,7 @@ import logging
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
-from relsum.summarize.postprocess import (
+from relsum.policy.postprocess import (
     clean_summary,
     drop_repeated_segments,
     has_prompt_echo,

@@ -4,7 +4,8 @@ Every stage has one config dataclass built from :func:`cfg`. A config is loaded 
 :func:`load_config` from an optional YAML file and a list of ``key=value`` overrides; dotted keys
 reach nested configs (``grpo.learning_rate=2e-5``). Override values of non-text fields are parsed as
 YAML, so ``true``, ``1e-5`` and ``[a, b]`` mean what they look like; a text field (``str``, ``Path``) takes
-the text as typed, ``#`` included (:func:`relsum.config_yaml.parse_override_text`). Every value is checked
+the text as typed, ``#`` included (:func:`relsum.core.config_yaml.parse_override_text`). Every value is
+checked
 against its field's type, list elements included, and a section must be given a mapping. Cross-field
 and range checks live in each config's ``__post_init__`` and run again after overrides are applied.
 
@@ -13,7 +14,7 @@ not a declared dependency; importing it takes ~90 ms and building the demo confi
 against ~60 ms for the whole of ``relsum --help``; strict mode must be configured on every stdlib
 dataclass; it cannot see the ``#1`` that YAML already dropped (override text has to be read by field type
 before YAML either way); and like any validator it walks the loaded values, so an alias bomb has to be
-refused on the YAML node graph first (:func:`relsum.config_yaml.load_yaml`).
+refused on the YAML node graph first (:func:`relsum.core.config_yaml.load_yaml`).
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from typing import Any, TypeVar
 
 import yaml
 
-from relsum.config_yaml import (
+from relsum.core.config_yaml import (
     ConfigError,
     OverrideText,
     coerce_text,
@@ -219,7 +220,7 @@ def _section(value: Any, sub: type, tp: Any, name: str) -> Any:
 def from_dict(cls: type[T], data: dict[str, Any], *, _prefix: str = "") -> T:
     """Build ``cls`` from a nested dict; unknown keys are an error, not silently ignored.
 
-    Values may be :class:`relsum.config_yaml.OverrideText` (``key=value`` text), read here once the
+    Values may be :class:`relsum.core.config_yaml.OverrideText` (``key=value`` text), read here once the
     field's type is known.
     """
     if not isinstance(data, Mapping):
@@ -261,7 +262,7 @@ def _field_default(f: dataclasses.Field) -> Any:
 def parse_overrides(overrides: list[str] | None, *, raw: bool = False) -> dict[str, Any]:
     """``["a.b=1", "c=x"]`` -> ``{"a": {"b": 1}, "c": "x"}`` with YAML parsing of each value.
 
-    ``raw=True`` keeps each value's text as an :class:`~relsum.config_yaml.OverrideText` for
+    ``raw=True`` keeps each value's text as an :class:`~relsum.core.config_yaml.OverrideText` for
     :func:`from_dict` to read by its field's type (what :func:`load_config` does).
     """
     flat: list[tuple[str, Any]] = []
@@ -311,7 +312,7 @@ def load_config(cls: type[T], path: str | Path | None = None, overrides: list[st
     Later wins. ``values`` are typed already (the CLI's flags), so they skip the YAML parsing that
     ``overrides`` of non-text fields get; an override of a text field keeps its text as typed too
     (``out_dir=a #1`` is ``"a #1"``, ``yes`` stays ``"yes"``). The file is read by
-    :func:`relsum.config_yaml.load_yaml_file`: UTF-8 text only, no alias bombs, one-line errors.
+    :func:`relsum.core.config_yaml.load_yaml_file`: UTF-8 text only, no alias bombs, one-line errors.
     """
     data: dict[str, Any] = {}
     if path is not None:

@@ -13,7 +13,7 @@ import logging
 import numpy as np
 import pandas as pd
 
-from relsum.pairs_config import FilterConfig
+from relsum.pairs.config import FilterConfig
 
 logger = logging.getLogger(__name__)
 

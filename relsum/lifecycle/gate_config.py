@@ -1,6 +1,6 @@
 """The deployment gate's settings (:class:`SummaryGateConfig`), without numpy or pandas.
 
-Stage configs embed it (``relsum ablate``), so it lives apart from :mod:`relsum.gate` (the gate
+Stage configs embed it (``relsum ablate``), so it lives apart from :mod:`relsum.lifecycle.gate` (the gate
 itself, which re-exports it) and ``relsum <stage> --help`` loads neither library.
 """
 
@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Literal
 
-from relsum.config import cfg
+from relsum.core.config import cfg
 
 
 @dataclasses.dataclass

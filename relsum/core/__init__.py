@@ -1,0 +1,1 @@
+"""Foundations every layer uses: config machinery, YAML loading, errors, paths, CPU probes, memory."""

@@ -1,0 +1,1 @@
+"""Model lifecycle: MLflow tracking, the model registry, the promotion and summary gates."""
