@@ -47,7 +47,7 @@ BIG = 1_000_000  # max_steps for arms the budget stops
 
 
 def arm_overrides(arm: str, lr: float) -> list[str]:
-    """``train.train.*`` overrides of the demo's training config for one arm."""
+    """``train.trainer.*`` overrides of the demo's training config for one arm."""
     no_options = "options.grounding_weight=0"
     table = {
         "grpo": [f"grpo.max_steps={BIG}", "grpo.lr_scheduler_type=constant", f"grpo.learning_rate={lr}"],
@@ -61,7 +61,7 @@ def arm_overrides(arm: str, lr: float) -> list[str]:
         "rft": ["algo=rft", no_options, "rft.samples_per_product=8", "rft.rounds=2",
                 f"rft.learning_rate={lr}", "rft.per_device_train_batch_size=8"],
     }
-    return [f"train.train.{o}" for o in table[arm]]
+    return [f"train.trainer.{o}" for o in table[arm]]
 
 
 class CpuClock:
@@ -133,7 +133,7 @@ def curve_callback(clock: CpuClock, evaluate, every_s: float, curve: list):
 
 def run_arm(arm: str, seed: int, stage, train_df, heldout, scorer, args, reference: float) -> dict:
     """One arm and seed: train under the CPU budget, a curve point every ``--eval-every-cpu-min``."""
-    tc = stage.train
+    tc = stage.trainer
     temperature = {"grpo": tc.grpo.temperature, "dpo": tc.dpo.temperature, "rft": tc.rft.temperature}[tc.algo]
     evaluate = make_evaluator(heldout, tc.policy, scorer, args.heldout_samples, temperature, seed)
     curve = [{"cpu_min": 0.0, "wall_min": 0.0, "steps": 0, "reward": reference}]
@@ -213,11 +213,12 @@ def tiny_inputs(work: Path, n_products: int, policy: str = "", reward_model: str
     import pandas as pd
 
     from relsum.core.paths import SAMPLE_DIR
-    from relsum.data.contracts import ContractConfig, validate_catalog
+    from relsum.data.config import ContractConfig
+    from relsum.data.contracts import validate_catalog
     from relsum.data.io import read_table
+    from relsum.policy.config import TinyPolicyConfig
     from relsum.policy.tiny import build_tiny_policy
     from relsum.scoring.tiny import build_tiny_cross_encoder
-    from relsum.training.config import TinyPolicyConfig
 
     catalog = validate_catalog(read_table(SAMPLE_DIR / "products.jsonl"), ContractConfig()).valid
     log = read_table(SAMPLE_DIR / "search_log.csv")
@@ -276,26 +277,27 @@ def main() -> None:
     if args.tiny:
         pairs, policy, reward_model = tiny_inputs(work / "tiny", args.max_products or 16,
                                                   args.policy, args.reward_model)
-        overrides = ["train.train.policy.lora_r=4", "train.train.policy.lora_alpha=8",
-                     "train.train.policy.max_summary_tokens=12", "train.train.rft.generation_batch_size=8",
+        overrides = ["train.trainer.policy.lora_r=4", "train.trainer.policy.lora_alpha=8",
+                     "train.trainer.policy.max_summary_tokens=12",
+                     "train.trainer.rft.generation_batch_size=8",
                      # a random tiny cross-encoder scores every text within ~1e-5: no margin is "real"
-                     "train.train.dpo.min_reward_margin=0"]
+                     "train.trainer.dpo.min_reward_margin=0"]
         lr = args.lr or 1e-3
     else:
         from relsum.pipelines.reward_model import ensure_reward_model
 
         pairs = read_table(args.pairs or str(home() / "demo" / "pairs" / "pairs.parquet"))
         reward_model = ensure_reward_model(args.reward_model)
-        policy = args.policy or DemoConfig().train.train.policy.model_dir
-        lr = args.lr or DemoConfig().train.train.grpo.learning_rate
+        policy = args.policy or DemoConfig().train.trainer.policy.model_dir
+        lr = args.lr or DemoConfig().train.trainer.grpo.learning_rate
         if args.max_products:
             keep = pairs["product_id"].drop_duplicates().head(args.max_products)
             pairs = pairs[pairs["product_id"].isin(keep)].reset_index(drop=True)
     scorer = make_scorer(reward_model)
     runs, references, failures = [], {}, []
     for seed in args.seeds:
-        base = load_config(DemoConfig, None, [f"train.train.policy.model_dir={policy}",
-                                              f"train.train.seed={seed}", *overrides]).train
+        base = load_config(DemoConfig, None, [f"train.trainer.policy.model_dir={policy}",
+                                              f"train.trainer.seed={seed}", *overrides]).train
         train_df, heldout = split_by_product(pairs, base.holdout_fraction, seed)
         heldout = heldout_subset(heldout, args.heldout_products, seed)
         if base.balance_labels:
@@ -303,10 +305,10 @@ def main() -> None:
         if heldout.empty:
             raise SystemExit(f"seed {seed}: no held-out products (raise --max-products)")
         for arm in args.arms:
-            stage = load_config(DemoConfig, None, [f"train.train.policy.model_dir={policy}",
-                                                   f"train.train.seed={seed}", *overrides,
+            stage = load_config(DemoConfig, None, [f"train.trainer.policy.model_dir={policy}",
+                                                   f"train.trainer.seed={seed}", *overrides,
                                                    *arm_overrides(arm, lr)]).train
-            tc = stage.train
+            tc = stage.trainer
             tc.out_dir = str(work / arm / f"s{seed}")
             tc.policy.max_prompt_tokens = prompt_cap(tc.policy.model_dir, tc.policy.max_prompt_tokens)
             if seed not in references:  # the reference policy's point, shared by every arm of the seed

@@ -34,11 +34,13 @@ def main() -> None:
     from relsum.core import machine
     from relsum.core.config import load_config
     from relsum.core.paths import SAMPLE_DIR, minilm_dir
-    from relsum.data.contracts import ContractConfig, validate_catalog
+    from relsum.data.config import ContractConfig
+    from relsum.data.contracts import validate_catalog
     from relsum.data.io import read_table
+    from relsum.policy.config import TinyPolicyConfig
     from relsum.policy.tiny import build_tiny_policy
     from relsum.scoring.factory import make_scorer
-    from relsum.training.config import TinyPolicyConfig, TrainConfig
+    from relsum.training.config import TrainConfig
     from relsum.training.grpo import train_grpo
 
     print(machine.describe())

@@ -57,11 +57,12 @@ def small_golden(out: Path, n_queries: int, n_train_queries: int) -> tuple[Path,
 
 def tiny_overrides(work: Path) -> list[str]:
     from relsum.core.paths import SAMPLE_DIR
-    from relsum.data.contracts import ContractConfig, validate_catalog
+    from relsum.data.config import ContractConfig
+    from relsum.data.contracts import validate_catalog
     from relsum.data.io import read_table
+    from relsum.policy.config import TinyPolicyConfig
     from relsum.policy.tiny import build_tiny_policy
     from relsum.scoring.tiny import build_tiny_cross_encoder
-    from relsum.training.config import TinyPolicyConfig
 
     catalog = validate_catalog(read_table(SAMPLE_DIR / "products.jsonl"), ContractConfig()).valid
     cfg = TinyPolicyConfig(vocab_size=1000, hidden_size=64, intermediate_size=128, num_layers=2, num_heads=4,
@@ -71,7 +72,7 @@ def tiny_overrides(work: Path) -> list[str]:
     golden, log = small_golden(work / "sample", 3, 3)
     return [f"reward_model={build_tiny_cross_encoder(work / 'tiny_ce', seed=0)}", f"golden={golden}",
             f"pairs.search_log={log}", "pairs.filter.top_fraction=1.0",
-            f"train.train.policy.model_dir={policy}", "train.train.policy.max_summary_tokens=8",
+            f"train.trainer.policy.model_dir={policy}", "train.trainer.policy.max_summary_tokens=8",
             "train.heldout_samples=2", "n_boot=20", "train.n_boot=20", "examples=1"]
 
 
@@ -103,7 +104,7 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="bench_memory_"))
     os.environ["RELSUM_HOME"] = args.home or str(work / "home")
     rows: dict[str, dict] = {}
-    overrides = [f"out_dir={work / 'demo'}", f"train.train.grpo.max_steps={args.steps}",
+    overrides = [f"out_dir={work / 'demo'}", f"train.trainer.grpo.max_steps={args.steps}",
                  f"train.max_heldout_products={args.heldout}", f"golden_products={args.golden}",
                  "size=configured"]
     if args.mode == "tiny":

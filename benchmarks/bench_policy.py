@@ -35,7 +35,8 @@ def _pairs(n_products: int, seed: int):
     import pandas as pd
 
     from relsum.core.paths import SAMPLE_DIR
-    from relsum.data.contracts import ContractConfig, validate_catalog
+    from relsum.data.config import ContractConfig
+    from relsum.data.contracts import validate_catalog
     from relsum.data.io import read_table
 
     catalog = validate_catalog(read_table(SAMPLE_DIR / "products.jsonl"), ContractConfig()).valid

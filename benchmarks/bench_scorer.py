@@ -56,8 +56,9 @@ def main() -> None:
     from sentence_transformers import CrossEncoder
 
     from relsum.core.paths import minilm_dir
+    from relsum.scoring.config import ScorerConfig
     from relsum.scoring.factory import make_scorer
-    from relsum.scoring.scorer import ScorerConfig, join_title_text
+    from relsum.scoring.scorer import join_title_text
 
     model_dir = Path(args.model) if args.model else minilm_dir()
     judged = load_judged(Path(args.data) if args.data else default_data_dir(), args.n)

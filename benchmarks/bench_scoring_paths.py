@@ -54,8 +54,8 @@ def main() -> None:
     from relsum.core import machine
     from relsum.core.paths import minilm_dir
     from relsum.scoring import fast, fidelity
+    from relsum.scoring.config import ScorerConfig
     from relsum.scoring.factory import make_scorer
-    from relsum.scoring.scorer import ScorerConfig
 
     tmp = Path(tempfile.mkdtemp(prefix="bench_paths_"))
     gate_dir = Path(args.store_dir) if args.store_dir else tmp / "gates"
@@ -130,7 +130,7 @@ def main() -> None:
     if args.skip_ray:
         return
     from relsum.pairs.filter import label_and_gap
-    from relsum.scoring.ray_label import RayLabelConfig
+    from relsum.scoring.config import RayLabelConfig
     from relsum.scoring.ray_label import run as ray_run
 
     frame = pd.DataFrame({"query": sample["query"].to_numpy(), "title": titles,

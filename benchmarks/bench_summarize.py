@@ -37,8 +37,8 @@ from relsum.summarize.backends import GenSettings, HFBackend, make_backend  # no
 
 
 def build_policy(catalog: pd.DataFrame, out: Path) -> Path:
+    from relsum.policy.config import TinyPolicyConfig
     from relsum.policy.tiny import build_tiny_policy
-    from relsum.training.config import TinyPolicyConfig
 
     return build_tiny_policy(catalog, out, TinyPolicyConfig(epochs=1, max_seconds=30.0, max_products=400))
 

@@ -46,7 +46,8 @@ def main() -> None:
     from relsum.core.paths import minilm_dir
     from relsum.scoring import fidelity
     from relsum.scoring.bf16 import bf16_model, packing_available
-    from relsum.scoring.scorer import Scorer, ScorerConfig
+    from relsum.scoring.config import ScorerConfig
+    from relsum.scoring.scorer import Scorer
 
     print(machine.describe())
     model_dir = args.model or str(minilm_dir())

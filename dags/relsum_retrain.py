@@ -19,7 +19,7 @@ DEFAULT_ARGS = {"owner": "relsum", "retries": 2, "retry_delay": dt.timedelta(min
 PARAMS = {"config": Param("", type="string", description="YAML path of DagConfig ('' = Variable "
                                                          "relsum_config or the default)"),
           "overrides": Param([], type="array", description="key=value overrides, e.g. "
-                                                           "train.grpo.max_steps=2")}
+                                                           "train.trainer.grpo.max_steps=2")}
 
 
 @dag(dag_id="relsum_retrain", schedule=CronDataIntervalTimetable("0 0 * * 1", timezone="UTC"),

@@ -30,12 +30,10 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import scipy.sparse as sp
 
+from relsum.metrics.names import ranking_metrics
 from relsum.metrics.ranking import per_query_ndcg_at_k, recall_at_precision
 
 logger = logging.getLogger(__name__)
-
-METRICS = ("recall_at_precision", "ndcg_at_k")
-
 
 @dataclass(frozen=True)
 class Interval:
@@ -203,9 +201,9 @@ def paired_bootstrap(
 
     ``min_judged``: queries with fewer judged pairs are left out of NDCG (see ``per_query_ndcg_at_k``).
 
-    Returns ``{candidate: {"recall_at_precision": Interval, "ndcg_at_k": Interval,
-    "gain_pct": {"recall_at_precision": Interval, "ndcg_at_k": Interval}, "diff": {...}, "diff_se":
-    {"recall_at_precision": float, "ndcg_at_k": float}}}``. A gain is ``nan``
+    Returns ``{candidate: {"r@90p": Interval, "ndcg@5": Interval, "gain_pct": {"r@90p": Interval,
+    "ndcg@5": Interval}, "diff": {...}, "diff_se": {"r@90p": float, "ndcg@5": float}}}``, the metrics
+    named with their cutoffs (:func:`relsum.metrics.names.ranking_metrics`). A gain is ``nan``
     where the baseline metric is 0 or undefined; its interval uses only resamples where it is
     defined. ``diff`` is the paired difference candidate - baseline in the metric's own units and
     ``diff_se`` the standard deviation of its replicates (the bootstrap standard error, which
@@ -219,6 +217,7 @@ def paired_bootstrap(
     qcode = qcode.reshape(-1)
     counts = resample_counts(len(uq), n_boot, seed)
     ct = _counts_t(counts, qcode)  # shared by all candidates
+    r_at_p, ndcg = metrics = ranking_metrics(k, min_precision)
     points: dict[str, dict[str, float]] = {}
     reps: dict[str, dict[str, np.ndarray]] = {}
     for name, s in scores.items():
@@ -226,17 +225,17 @@ def paired_bootstrap(
         _, per_q = per_query_ndcg_at_k(qcode, y, s, k, min_judged)
         defined = per_q[~np.isnan(per_q)]
         points[name] = {
-            "recall_at_precision": recall_at_precision(y, s, min_precision) if len(y) else float("nan"),
-            "ndcg_at_k": float(defined.mean()) if len(defined) else float("nan"),
+            r_at_p: recall_at_precision(y, s, min_precision) if len(y) else float("nan"),
+            ndcg: float(defined.mean()) if len(defined) else float("nan"),
         }
         reps[name] = {
-            "recall_at_precision": _r_at_p_replicates(qcode, y, s, ct, min_precision, 1.0, 2_000_000),
-            "ndcg_at_k": ndcg_replicates(per_q, counts),
+            r_at_p: _r_at_p_replicates(qcode, y, s, ct, min_precision, 1.0, 2_000_000),
+            ndcg: ndcg_replicates(per_q, counts),
         }
     out: dict[str, dict] = {}
     for name in scores:
         entry: dict = {"gain_pct": {}, "diff": {}, "diff_se": {}}
-        for m in METRICS:
+        for m in metrics:
             entry[m] = Interval(points[name][m], *percentile_interval(reps[name][m], level))
             gain_reps = gain_pct(reps[name][m], reps[baseline][m])
             gain_point = gain_pct(points[name][m], points[baseline][m])

@@ -17,14 +17,13 @@ import numpy as np
 import pandas as pd
 
 from relsum.evaluation.bootstrap import (
-    METRICS,
     Interval,
     paired_bootstrap,
     percentile_interval,
     resample_counts,
 )
 from relsum.evaluation.power import ALPHA, POWER, gain_findings, mde_note, paired_measures, paired_table
-from relsum.metrics.names import pair_metric_names
+from relsum.metrics.names import metric_label, metrics_of, pair_metric_names, ranking_metrics
 from relsum.metrics.ranking import mean_reward
 
 logger = logging.getLogger(__name__)
@@ -36,8 +35,8 @@ REQUIRED_COLUMNS = ("query_id", "product_id", "label", "tail")
 
 
 def metric_names(min_precision: float = 0.9, k: int = 5) -> dict[str, str]:
-    """Display names of the metric keys, e.g. ``{"recall_at_precision": "R@90P", "ndcg_at_k": "NDCG@5"}``."""
-    return {"recall_at_precision": f"R@{100 * min_precision:g}P", "ndcg_at_k": f"NDCG@{k}"}
+    """Display names of the metric keys, e.g. ``{"r@90p": "R@90P", "ndcg@5": "NDCG@5"}``."""
+    return {name: metric_label(name) for name in ranking_metrics(k, min_precision)}
 
 
 def _validate(scores: pd.DataFrame, candidates: list[str]) -> None:
@@ -83,8 +82,9 @@ def compute_offline_metrics(
     ``score_<candidate>`` column per candidate. The baseline is added to ``candidates`` if
     missing. Returns ``{"config": {...}, "subsets": {"full"|"tail": {"n_queries", "n_pairs",
     "n_positive_pairs", "n_queries_ndcg", "n_queries_excluded_no_positive", "candidates":
-    {name: {"recall_at_precision": {"value", "lo", "hi"}, "ndcg_at_k": {...}, "gain_pct":
-    {"recall_at_precision": {...}, "ndcg_at_k": {...}}}}}}}`` with plain Python types; values
+    {name: {"r@90p": {"value", "lo", "hi"}, "ndcg@5": {...}, "gain_pct": {"r@90p": {...},
+    "ndcg@5": {...}}}}}}}`` (metric names carry ``min_precision`` and ``k``:
+    :mod:`relsum.metrics.names`) with plain Python types; values
     may be ``nan`` (empty subset, no positives, zero baseline) -- :func:`to_jsonable` maps
     those to ``None``. Queries without a positive gain are excluded from NDCG and counted
     (``n_queries_excluded_no_positive``), and so are queries with a single judged pair
@@ -97,6 +97,7 @@ def compute_offline_metrics(
     difference vs ``baseline`` per metric with its CI, minimum detectable effect and ``detectable``).
     """
     candidates = list(dict.fromkeys(candidates))
+    metrics = ranking_metrics(k, min_precision)
     if baseline not in candidates:
         candidates.insert(0, baseline)
     _validate(scores, candidates)
@@ -136,9 +137,9 @@ def compute_offline_metrics(
             "n_queries_excluded_single_judged": int((has_gain & single).sum()),
             "candidates": {
                 c: {
-                    **{m: r[m].as_dict() for m in METRICS},
+                    **{m: r[m].as_dict() for m in metrics},
                     "reward": rewards[c].as_dict(),
-                    "gain_pct": {m: r["gain_pct"][m].as_dict() for m in METRICS},
+                    "gain_pct": {m: r["gain_pct"][m].as_dict() for m in metrics},
                 }
                 for c, r in result.items()
             },
@@ -217,18 +218,17 @@ def ndcg_note(metrics: Mapping[str, Any]) -> str | None:
     Such a query's NDCG@k is 1 whatever the scores. When they are most of the judged queries (ESCI-style
     exports judge one product per query) NDCG says little or nothing and the table leads with R@P.
     """
-    names, full = metrics["config"]["metric_names"], metrics["subsets"]["full"]
+    labels, full = metrics["config"]["metric_names"], metrics["subsets"]["full"]
+    r_at_p, ndcg = (labels[m] for m in metrics_of(metrics["config"]))
     single = full.get("n_queries_excluded_single_judged", 0)
     if not single:
         return None
     used = full["n_queries_ndcg"]
-    verdict = (f"{names['ndcg_at_k']} is undefined on this set; "
-               f"read {names['recall_at_precision']}" if used == 0
-               else f"{names['ndcg_at_k']} rests on {used} queries only; "
-                    f"read {names['recall_at_precision']} first"
-               if leads_with_recall(metrics) else f"{names['ndcg_at_k']} uses the other {used}")
+    verdict = (f"{ndcg} is undefined on this set; read {r_at_p}" if used == 0
+               else f"{ndcg} rests on {used} queries only; read {r_at_p} first"
+               if leads_with_recall(metrics) else f"{ndcg} uses the other {used}")
     return (f"{single} of {full['n_queries']} queries have a single judged product and are left out of "
-            f"{names['ndcg_at_k']} (its value there is 1 whatever the scores): {verdict}.")
+            f"{ndcg} (its value there is 1 whatever the scores): {verdict}.")
 
 
 def leads_with_recall(metrics: Mapping[str, Any]) -> bool:
@@ -256,8 +256,9 @@ def gains_table(metrics: Mapping[str, Any], detectable: bool = False) -> pd.Data
     """
     cfg, names = metrics["config"], metrics["config"]["metric_names"]
     rows = [c for c in cfg["candidates"] if c != cfg["baseline"]]
-    order = [(s, m) for m in METRICS for s in SUBSETS] if leads_with_recall(metrics) else \
-        [(s, m) for s in SUBSETS for m in METRICS]
+    ranking = metrics_of(cfg)
+    order = [(s, m) for m in ranking for s in SUBSETS] if leads_with_recall(metrics) else \
+        [(s, m) for s in SUBSETS for m in ranking]
     data = {
         f"Golden-{subset} {names[m]}": [
             format_gain(metrics["subsets"][subset]["candidates"][c]["gain_pct"][m]) for c in rows
@@ -285,7 +286,7 @@ def absolute_table(metrics: Mapping[str, Any], candidates: list[str] | None = No
         sub = metrics["subsets"][subset]
         for c in candidates or cfg["candidates"]:
             rec = {"subset": f"Golden-{subset}", "candidate": c}
-            rec.update({names[m]: format_value(sub["candidates"][c][m]) for m in METRICS})
+            rec.update({names[m]: format_value(sub["candidates"][c][m]) for m in metrics_of(cfg)})
             if "reward" in sub["candidates"][c]:
                 rec["reward −|r−l|"] = format_value(sub["candidates"][c]["reward"])
             if c in sub.get("pairwise_accuracy", {}):

@@ -148,9 +148,9 @@ def paired_measures(df: pd.DataFrame, candidates: list[str], baseline: str, boot
         if c == baseline:
             continue
         entry = {}
-        for m in ("recall_at_precision", "ndcg_at_k"):
+        for m in boot[c]["diff"]:  # the two ranking metrics, named with their cutoffs
             diff, se = boot[c]["diff"][m], boot[c]["diff_se"][m]
-            if m == "ndcg_at_k":
+            if names.parse_metric_name(m)[0] == "ndcg":
                 d = ndcg[c] - ndcg[baseline]
                 sd, n = _ratio_sd(np.nan_to_num(d), (~np.isnan(d)).astype(np.float64))
             else:  # no per-query values: sigma_d from the bootstrap standard error
@@ -211,7 +211,7 @@ def paired_table(metrics: Mapping[str, Any]) -> pd.DataFrame:
     for subset, sub in metrics["subsets"].items():
         for c, entry in sub.get("paired", {}).items():
             rec, below, above = {"subset": f"Golden-{subset}", "candidate": c}, [], []
-            for m in names.PAIRED_METRICS:
+            for m in names.paired_metrics(cfg):
                 e = entry[m]
                 ok = e.get("detectable")
                 rec[f"Δ {names_[m]}"] = (f"{_num(e['value'])} [{_num(e['lo'])}, {_num(e['hi'])}]; MDE "

@@ -32,6 +32,7 @@ from relsum.evaluation.offline import (
     to_markdown,
 )
 from relsum.evaluation.power import mde_note, paired_table
+from relsum.metrics.names import metrics_of
 from relsum.metrics.ranking import per_query_ndcg_at_k, precision_recall_points
 
 logger = logging.getLogger(__name__)
@@ -61,7 +62,8 @@ def _subset(scores: pd.DataFrame, subset: str) -> pd.DataFrame:
 def pr_curves_png(metrics: Mapping[str, Any], scores: pd.DataFrame) -> bytes:
     """Precision-recall curves (label 1 vs rest) per candidate, one panel per subset."""
     cfg = metrics["config"]
-    p_min, name = cfg["min_precision"], cfg["metric_names"]["recall_at_precision"]
+    r_at_p_name = metrics_of(cfg)[0]
+    p_min, name = cfg["min_precision"], cfg["metric_names"][r_at_p_name]
     fig = _new_figure(12, 5)
     axes = fig.subplots(1, len(SUBSETS), squeeze=False)[0]
     for ax, subset in zip(axes, SUBSETS, strict=True):
@@ -77,7 +79,7 @@ def pr_curves_png(metrics: Mapping[str, Any], scores: pd.DataFrame) -> bytes:
             _, precision, recall, _ = precision_recall_points(labels,
                                                               df[f"score_{cand}"].to_numpy(np.float64))
             # None after to_jsonable
-            r_at_p = as_float(sub["candidates"][cand]["recall_at_precision"]["value"])
+            r_at_p = as_float(sub["candidates"][cand][r_at_p_name]["value"])
             (line,) = ax.plot(np.r_[0.0, recall], np.r_[1.0, precision], lw=1.6,
                               label=f"{cand} ({name} = {r_at_p:.3f})")
             ax.plot([r_at_p], [p_min], "o", color=line.get_color(), ms=6)
@@ -105,7 +107,7 @@ def win_loss_png(metrics: Mapping[str, Any], scores: pd.DataFrame) -> bytes | No
     others = [c for c in cfg["candidates"] if c != cfg["baseline"]]
     if not others:
         return None
-    ndcg_name = cfg["metric_names"]["ndcg_at_k"]
+    ndcg_name = cfg["metric_names"][metrics_of(cfg)[1]]
     fig = _new_figure(12, 3.2 * len(others))
     axes = fig.subplots(len(others), len(SUBSETS), squeeze=False)
     for row, cand in zip(axes, others, strict=True):
@@ -199,7 +201,8 @@ def write_report(
         setup += (f" `lead` = title + the first {metrics['lead_words']} words of the catalog text "
                   "(the served summary's word cap).")
     captions = {"pr_curves": "Precision-recall curves (label 1 vs rest)",
-                "win_loss": f"Per-query {cfg['metric_names']['ndcg_at_k']} difference vs `{cfg['baseline']}`"}
+                "win_loss": f"Per-query {cfg['metric_names'][metrics_of(cfg)[1]]} difference vs "
+                            f"`{cfg['baseline']}`"}
     extra = dict(extra_sections or {})
     md = [f"# {title}", "", setup, "", "## Counts", "", _counts_text(metrics), "", "## Summary", "",
           format_table(metrics), "## Absolute metrics", "", to_markdown(absolute_table(metrics)), ""]

@@ -27,10 +27,10 @@ import pandas as pd
 
 from relsum.core.config import flat_params
 from relsum.core.paths import home
-from relsum.metrics.names import EVAL_METRICS, ablation_key
-from relsum.pipelines.configs import AblateConfig
+from relsum.metrics.names import ablation_key, metrics_of
+from relsum.pipelines.configs import AblateConfig, EvaluateConfig, TrainStageConfig
 from relsum.scoring.protocol import RelevanceScorer
-from relsum.training.options import OptionsConfig
+from relsum.training.config import OptionsConfig
 
 logger = logging.getLogger(__name__)
 
@@ -56,9 +56,8 @@ def _cell(iv: dict) -> str:
 
 
 def _markdown(rows: list[dict], metrics: dict, config: AblateConfig) -> str:
-    names = metrics["config"]["metric_names"]
-    head = ["variant", *(f"{s} {names[m]}" for s in ("full", "tail")
-                         for m in ("recall_at_precision", "ndcg_at_k")),
+    names, ranking = metrics["config"]["metric_names"], metrics_of(metrics["config"])
+    head = ["variant", *(f"{s} {names[m]}" for s in ("full", "tail") for m in ranking),
             "held-out reward", "vs paper [95% CI]", "length", "groundedness", "gate coverage"]
     lines = [f"# GRPO options ablation ({config.max_steps} steps per variant, seed {config.train.seed})", "",
              "Metrics [95% paired bootstrap CI over queries]; held-out reward -|r(q,[t;s]) - l| on unseen "
@@ -70,7 +69,7 @@ def _markdown(rows: list[dict], metrics: dict, config: AblateConfig) -> str:
             if cand not in metrics["subsets"]["full"]["candidates"]:
                 continue
             cells = [cand] + [_cell(metrics["subsets"][s]["candidates"][cand][m]) for s in ("full", "tail")
-                              for m in ("recall_at_precision", "ndcg_at_k")]
+                              for m in ranking]
             gated = cand.endswith("_gated")
             diff = row.get("reward_vs_paper")
             cells += ["" if gated else f"{row['heldout_reward']:.4f}",
@@ -83,7 +82,7 @@ def _markdown(rows: list[dict], metrics: dict, config: AblateConfig) -> str:
         if base not in metrics["subsets"]["full"]["candidates"]:
             continue
         cells = [base] + [_cell(metrics["subsets"][s]["candidates"][base][m]) for s in ("full", "tail")
-                          for m in ("recall_at_precision", "ndcg_at_k")] + [""] * 5
+                          for m in ranking] + [""] * 5
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
@@ -98,7 +97,7 @@ def run(config: AblateConfig, scorer: RelevanceScorer | None = None) -> dict:
     from relsum.lifecycle.gate import gate_section, gate_summaries
     from relsum.pipelines import build_pairs, evaluate
     from relsum.pipelines.reward_model import ensure_reward_model
-    from relsum.pipelines.train import TrainStageConfig, ensure_policy, split_by_product
+    from relsum.pipelines.train import ensure_policy, split_by_product
     from relsum.policy.load import load_policy
     from relsum.scoring.factory import make_scorer
     from relsum.training.grounding import groundedness_section, groundedness_stats
@@ -110,7 +109,7 @@ def run(config: AblateConfig, scorer: RelevanceScorer | None = None) -> dict:
     reward_model = ensure_reward_model(config.reward_model)
     scorer = scorer or make_scorer(reward_model, config.scorer)
     base = copy.deepcopy(config.train)
-    base.policy.model_dir = ensure_policy(TrainStageConfig(train=base, tiny_policy_dir=config.policy_dir))
+    base.policy.model_dir = ensure_policy(TrainStageConfig(trainer=base, tiny_policy_dir=config.policy_dir))
     build = dataclasses.replace(config.build, reward_model=reward_model, out_dir=str(out / "pairs"))
     pairs_path = config.pairs or build_pairs.run(build, scorer=scorer).paths.pairs
     pairs = read_table(pairs_path)
@@ -182,7 +181,7 @@ def run(config: AblateConfig, scorer: RelevanceScorer | None = None) -> dict:
         sections = {"Groundedness": groundedness_section(golden_summaries, products, n_boot=config.n_boot,
                                                          seed=base.seed),
                     "Deployment gate": gate_section(gates)}
-        evaluation = evaluate.run(evaluate.EvaluateConfig(
+        evaluation = evaluate.run(EvaluateConfig(
             golden=config.golden, reward_model=reward_model, summaries=summary_files,
             out_dir=str(out / "evaluation"),
             n_boot=config.n_boot, seed=base.seed,
@@ -198,7 +197,8 @@ def run(config: AblateConfig, scorer: RelevanceScorer | None = None) -> dict:
         write_json_atomic(summary, out / "ablation.json")
         if parent is not None:
             for cand, vals in metrics["subsets"]["full"]["candidates"].items():
-                tracking.log_metrics({ablation_key(cand, m): vals[m]["value"] for m in EVAL_METRICS})
+                tracking.log_metrics({ablation_key(cand, m): vals[m]["value"]
+                                      for m in metrics_of(metrics["config"])})
             mlflow.log_text(markdown, "ablation.md")
             tracking.log_json(summary, "ablation.json")
             summary["mlflow_run_id"] = parent.info.run_id

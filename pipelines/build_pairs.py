@@ -1,7 +1,7 @@
 """Stage: build the training pairs (SQL extract -> one scorer -> description-gap filter).
 
 Reads the search log and the catalog, validates both (rejects are written, never dropped silently),
-extracts the date range's deduplicated pairs with ``sql/extract_pairs.sql``, scores r(q,t) and
+extracts the date range's deduplicated pairs (:func:`relsum.pairs.extract.extract_pairs`), scores r(q,t) and
 r(q,[t;d]) with the one scorer, sets proxy labels, filters by the gap and writes:
 ``pairs.parquet`` (kept), ``dropped.parquet`` (with ``drop_reason``), ``filter_stats.json``,
 ``gap_histogram.png`` and ``rejects/*.csv``.
@@ -17,7 +17,9 @@ from typing import Any
 import pandas as pd
 
 from relsum.core.output_files import OutputFiles
-from relsum.pairs.filter import FilterConfig, filter_pairs, label_and_gap
+from relsum.pairs.config import FilterConfig
+from relsum.pairs.extract import extract_pairs
+from relsum.pairs.filter import filter_pairs, label_and_gap
 from relsum.pipelines.configs import BuildPairsConfig
 from relsum.scoring.protocol import RelevanceScorer
 
@@ -26,7 +28,8 @@ logger = logging.getLogger(__name__)
 
 def load_inputs(config: BuildPairsConfig) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, pd.DataFrame]]:
     """Validated catalog and search log, plus the rejects of each."""
-    from relsum.data.contracts import ContractConfig, validate_catalog, validate_search_log
+    from relsum.data.config import ContractConfig
+    from relsum.data.contracts import validate_catalog, validate_search_log
     from relsum.data.io import read_table
 
     contract = ContractConfig(max_text_tokens=config.max_text_tokens)
@@ -34,24 +37,6 @@ def load_inputs(config: BuildPairsConfig) -> tuple[pd.DataFrame, pd.DataFrame, d
     log = validate_search_log(read_table(config.search_log), contract,
                               known_products=set(catalog.valid["product_id"]))
     return catalog.valid, log.valid, {"catalog": catalog.rejects, "search_log": log.rejects}
-
-
-def extract_pairs(catalog: pd.DataFrame, log: pd.DataFrame,
-                  config: BuildPairsConfig) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Run the shipped SQL: (pairs of the date range joined to the catalog, unmatched pairs)."""
-    from relsum.data.sql import run_sql
-
-    log = log.copy()
-    for column in ("label", "traffic", "event_date"):
-        if column not in log:
-            log[column] = None
-    log["label"] = pd.to_numeric(log["label"], errors="coerce")
-    log["traffic"] = pd.to_numeric(log["traffic"], errors="coerce")
-    log["event_date"] = pd.to_datetime(log["event_date"], errors="coerce").dt.date
-    tables = {"search_log": log[["query_id", "query", "product_id", "label", "traffic", "event_date"]],
-              "catalog": catalog[["product_id", "title", "text", "content_hash"]]}
-    params = [config.start_date or "0001-01-01", config.end_date or "9999-12-31", config.include_undated]
-    return run_sql("extract_pairs", tables, params), run_sql("count_unmatched_pairs", tables, params)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -87,7 +72,8 @@ def extract_range(config: BuildPairsConfig, out: Path) -> tuple[pd.DataFrame, di
     catalog, log, rejects = load_inputs(config)
     for table, frame in rejects.items():
         write_csv_atomic(frame, out / "rejects" / f"{table}.csv")
-    pairs, unmatched = extract_pairs(catalog, log, config)
+    pairs, unmatched = extract_pairs(catalog, log, start_date=config.start_date, end_date=config.end_date,
+                                     include_undated=config.include_undated)
     logger.info("extracted %d deduplicated pairs (%d without a catalog product)", len(pairs), len(unmatched))
     return pairs, {"log_rows_in": int(len(log) + len(rejects["search_log"])),
                    "log_rows_rejected": int(len(rejects["search_log"])),

@@ -12,10 +12,10 @@ from typing import Any
 
 from relsum.core.config import to_dict
 from relsum.core.paths import home
+from relsum.pipelines.configs import DagConfig
 from relsum.pipelines.dag_common import (
     CATALOG,
     EXPORT,
-    DagConfig,
     catalog_subset,
     dag_scorer,
     file_sha,
@@ -89,7 +89,8 @@ def summarize_candidates(config: DagConfig, key: str, champion: dict) -> dict:
 
 def export(config: DagConfig, key: str, prepared: dict) -> dict:
     """Team-draft lists, champion summaries (variation) against title-only ranking (control)."""
-    from relsum.pipelines.interleaving import ExportConfig, run_export
+    from relsum.pipelines.configs import ExportConfig
+    from relsum.pipelines.interleaving import run_export
 
     out = config.step_dir(EXPORT, key, "export")
     xc = config.export

@@ -1,48 +1,40 @@
 """Stage ``compare``: MLflow runs side by side (metrics with CIs, key params, data/model versions, champion).
 
 Reads the evaluation metrics that the retrain DAG logs on each training run (naming scheme in
-:mod:`relsum.metrics.names`: ``eval.<subset>.<metric>[.lo|.hi]``), the run's key params, the data interval
-and scorer fingerprint, and the registered model versions of the run (marking the one holding the
-``champion`` alias). Prints a table and writes ``comparison.md`` / ``comparison.html`` with
-``ndcg.png`` (NDCG@5 with 95% CI error bars per run, full and tail) when ``out_dir`` is set.
+:mod:`relsum.metrics.names`: ``eval.<subset>.<metric>[.lo|.hi]``, ``<metric>`` named with its cutoff
+such as ``ndcg@5``; runs evaluated at different cutoffs are refused, not compared), the run's key
+params, the data interval and scorer fingerprint, and the registered model versions of the run (marking
+the one holding the ``champion`` alias). Prints a table and writes ``comparison.md`` /
+``comparison.html`` with ``ndcg.png`` (NDCG@k with 95% CI error bars per run, full and tail) when
+``out_dir`` is set.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import html
 import logging
 import math
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-from relsum.core.config import cfg
 from relsum.core.errors import InputError, RelsumError
-from relsum.lifecycle.registry import METRICS, SUBSETS, TAG_GATE, TAG_INTERVAL, champion_version, client
-from relsum.lifecycle.tracking import TrackingConfig
-from relsum.metrics.names import STATS, eval_key
+from relsum.lifecycle.registry import SUBSETS, TAG_GATE, TAG_INTERVAL, champion_version, client
+from relsum.metrics.names import (
+    STATS,
+    check_same_cutoffs,
+    eval_key,
+    eval_metric_names,
+    metric_label,
+    mlflow_key,
+    parse_metric_name,
+    ranking_metrics,
+)
+from relsum.pipelines.configs import CompareConfig
 
 logger = logging.getLogger(__name__)
 
 KEY_PARAMS = ("algo", "grpo.learning_rate", "grpo.max_steps", "max_train_rows", "policy.model_dir",
               "policy.lora_r", "data.train_pairs", "data.heldout_pairs", "scorer.fingerprint")
-NAMES = {"ndcg_at_k": "NDCG@5", "recall_at_precision": "R@90P"}
-
-
-@dataclasses.dataclass
-class CompareConfig:
-    tracking: TrackingConfig = cfg(default_factory=TrackingConfig, help="MLflow store and registered model.")
-    experiment: str = cfg("", help="Experiment to list runs from ('' = tracking.experiment).")
-    runs: list[str] = cfg([], help="Run ids to compare (default: the newest max_runs "
-                                   "runs of the experiment).")
-    max_runs: int = cfg(10, help="How many recent runs when no run ids are given.")
-    out_dir: str = cfg("", help="Write comparison.md / comparison.html / ndcg.png here ('' = print only).")
-    format: Literal["md", "html", "both"] = cfg("both", help="Report format(s) written to out_dir.")
-    alias: str = cfg("champion", help="The alias that marks the serving version.")
-
-    def __post_init__(self):
-        if self.max_runs < 1:
-            raise ValueError("max_runs must be >= 1")
 
 
 def _param(params: dict[str, str], key: str) -> str:
@@ -107,6 +99,10 @@ def _collect(config: CompareConfig) -> list[dict[str, Any]]:
     by_run: dict[str, list] = {}
     for v in versions:
         by_run.setdefault(v.run_id, []).append(v)
+    found = {run.info.run_id: eval_metric_names(run.data.metrics) for run in runs}
+    check_same_cutoffs({f"run {run.info.run_name or '-'} ({run.info.run_id[:8]})": found[run.info.run_id]
+                        for run in runs}, "compare these runs")
+    metrics = next((f for f in found.values() if f), ranking_metrics())  # none evaluated: the defaults
     records = []
     for run in runs:
         m, p, tags = run.data.metrics, run.data.params, run.data.tags
@@ -118,11 +114,21 @@ def _collect(config: CompareConfig) -> list[dict[str, Any]]:
                "train_data": _param(p, "train_data"), "params": {k: _param(p, k) for k in KEY_PARAMS},
                "metrics": {}}
         for subset in SUBSETS:
-            for metric in METRICS:
-                rec["metrics"][f"{subset}.{metric}"] = tuple(m.get(eval_key(subset, metric, stat), math.nan)
-                                                             for stat in STATS)
+            for metric in _ndcg_first(metrics):
+                rec["metrics"][f"{subset}.{metric}"] = tuple(
+                    m.get(mlflow_key(eval_key(subset, metric, stat)), math.nan) for stat in STATS)
         records.append(rec)
     return records
+
+
+def _ndcg_first(metrics) -> list[str]:
+    return sorted(metrics, key=lambda name: parse_metric_name(name)[0] != "ndcg")
+
+
+def _metrics(records: list[dict[str, Any]]) -> list[str]:
+    """The ranking metrics of the records, NDCG first (one set for all: :func:`collect` refuses mixed
+    cutoffs)."""
+    return _ndcg_first(dict.fromkeys(key.split(".", 1)[1] for r in records for key in r["metrics"]))
 
 
 def _fmt(triple: tuple[float, float, float]) -> str:
@@ -131,11 +137,12 @@ def _fmt(triple: tuple[float, float, float]) -> str:
 
 
 def table(records: list[dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
-    header = ["run", "versions", "champion", "interval", *(f"{s} {NAMES[m]}" for s in SUBSETS
-                                                           for m in METRICS),
+    metrics = _metrics(records) or _ndcg_first(ranking_metrics())
+    header = ["run", "versions", "champion", "interval", *(f"{s} {metric_label(m)}" for s in SUBSETS
+                                                           for m in metrics),
               *KEY_PARAMS, "train_data"]
     rows = [[r["run_name"] or r["run_id"][:8], ",".join(r["versions"]) or "-", "yes" if r["champion"] else "",
-             r["interval"], *(_fmt(r["metrics"][f"{s}.{m}"]) for s in SUBSETS for m in METRICS),
+             r["interval"], *(_fmt(r["metrics"][f"{s}.{m}"]) for s in SUBSETS for m in metrics),
              *(str(r["params"].get(k, "")) for k in KEY_PARAMS), r["train_data"]] for r in records]
     return header, rows
 
@@ -155,11 +162,12 @@ def plot(records: list[dict[str, Any]], path: Path) -> None:
 
     from relsum.data.io import atomic_path
 
+    ndcg = next(m for m in _metrics(records) if parse_metric_name(m)[0] == "ndcg")
     labels = [(r["run_name"] or r["run_id"][:8]) + (" *" if r["champion"] else "") for r in records]
     fig, ax = plt.subplots(figsize=(max(5.0, 1.1 * len(records) + 2), 3.8))
     width = 0.38
     for i, subset in enumerate(SUBSETS):
-        vals = [r["metrics"][f"{subset}.ndcg_at_k"] for r in records]
+        vals = [r["metrics"][f"{subset}.{ndcg}"] for r in records]
         y = [v[0] for v in vals]
         err = [[max(v[0] - v[1], 0) if not math.isnan(v[1]) else 0 for v in vals],
                [max(v[2] - v[0], 0) if not math.isnan(v[2]) else 0 for v in vals]]
@@ -167,8 +175,8 @@ def plot(records: list[dict[str, Any]], path: Path) -> None:
         ax.bar(xs, y, width, yerr=err, capsize=3, label=f"golden-{subset}",
                edgecolor=["black" if r["champion"] else "none" for r in records])
     ax.set_xticks(range(len(records)), labels, rotation=30, ha="right", fontsize=8)
-    ax.set_ylabel("NDCG@5 (95% CI)")
-    ax.set_title("NDCG@5 per run (* = champion)")
+    ax.set_ylabel(f"{metric_label(ndcg)} (95% CI)")
+    ax.set_title(f"{metric_label(ndcg)} per run (* = champion)")
     ax.legend(fontsize=8)
     fig.tight_layout()
     with atomic_path(path) as tmp:
@@ -183,6 +191,7 @@ def run(config: CompareConfig) -> dict[str, Any]:
     records = collect(config)
     header, rows = table(records)
     text = to_markdown(header, rows)
+    ndcg = next((metric_label(m) for m in _metrics(records) if parse_metric_name(m)[0] == "ndcg"), "NDCG")
     paths: dict[str, str] = {}
     if config.out_dir and records:
         out = Path(config.out_dir)
@@ -194,7 +203,7 @@ def run(config: CompareConfig) -> dict[str, Any]:
                  f"`{config.tracking.registered_model}`; metrics are value [95% CI] on the golden set.\n")
         if config.format in ("md", "both"):
             with atomic_path(out / "comparison.md") as tmp:
-                tmp.write_text(f"{intro}\n{text}\n\n![NDCG@5 per run](ndcg.png)\n", encoding="utf-8")
+                tmp.write_text(f"{intro}\n{text}\n\n![{ndcg} per run](ndcg.png)\n", encoding="utf-8")
             paths["md"] = str(out / "comparison.md")
         if config.format in ("html", "both"):
             cells = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>"
@@ -204,7 +213,7 @@ def run(config: CompareConfig) -> dict[str, Any]:
                     f"comparison</title><h1>relsum model comparison"
                     f"</h1><p>{html.escape(intro.splitlines()[2])}</p><table border='1' "
                     f"cellspacing='0' cellpadding='4'>"
-                    f"<tr>{head}</tr>{cells}</table><p><img src='ndcg.png' alt='NDCG@5 per run'></p>")
+                    f"<tr>{head}</tr>{cells}</table><p><img src='ndcg.png' alt='{ndcg} per run'></p>")
             with atomic_path(out / "comparison.html") as tmp:
                 tmp.write_text(page, encoding="utf-8")
             paths["html"] = str(out / "comparison.html")

@@ -2,10 +2,11 @@
 
 ``relsum <stage> --help`` lists a stage's config keys and argument errors build its config, so these
 classes live apart from the stages that run them (which import pandas, torch, TRL, MLflow ...): the CLI
-answers without loading any of those. The nested sections come from modules held to the same rule
-(:mod:`relsum.data.contract_config`, :mod:`relsum.pairs.config`, :mod:`relsum.lifecycle.gate_config`,
-:mod:`relsum.training.config`, :mod:`relsum.scoring.scorer_config`, :mod:`relsum.lifecycle.tracking`), and
-``tests/test_cli_imports.py`` checks it. Each stage module re-exports its config under its old name.
+answers without loading any of those. The nested sections come from the ``config`` module of the package
+whose code reads them (:mod:`relsum.data.config`, :mod:`relsum.pairs.config`, :mod:`relsum.lifecycle.config`,
+:mod:`relsum.policy.config`, :mod:`relsum.training.config`, :mod:`relsum.scoring.config`,
+:mod:`relsum.summarize.config`), held to the same rule; ``tests/test_cli_imports.py`` checks it. Each class
+is imported from here only: the stage modules do not re-export it (the rule in :mod:`relsum.core.config`).
 """
 
 from __future__ import annotations
@@ -13,21 +14,17 @@ from __future__ import annotations
 import dataclasses
 import re
 from pathlib import Path
+from typing import ClassVar, Literal
 
 from relsum.core.config import N_BOOT_MAX, cfg, check_range, check_seed
 from relsum.core.paths import SAMPLE_DIR, home
-from relsum.data.contract_config import ContractConfig
-from relsum.lifecycle.gate_config import SummaryGateConfig
-from relsum.lifecycle.tracking import TrackingConfig
+from relsum.data.config import ContractConfig
+from relsum.lifecycle.config import PromotionGateConfig, SummaryGateConfig, TrackingConfig
 from relsum.online.events import CREDIT_EVENTS
 from relsum.pairs.config import FilterConfig
 from relsum.policy.served import SERVED_MAX_WORDS
-from relsum.scoring.scorer_config import (
-    STAGE_SCORER_HELP,
-    ScorerConfig,
-    share_scorer_section,
-    stage_scorer_config,
-)
+from relsum.scoring.config import STAGE_SCORER_HELP, ScorerConfig, share_scorer_section, stage_scorer_config
+from relsum.summarize.config import SummarizeConfig
 from relsum.training.config import OptionsConfig, TrainConfig
 
 # ---- validate ----------------------------------------------------------------------------------------------
@@ -109,7 +106,7 @@ class RewardModelStageConfig:
 
 @dataclasses.dataclass
 class RewardModelCheckConfig:
-    """``relsum reward-model check``: does a ranker read text? (:mod:`relsum.scoring.ranker_check`)."""
+    """``relsum reward-model check``: does a ranker read text? (:mod:`relsum.evaluation.ranker_check`)."""
 
     reward_model: str = cfg("", help="Local cross-encoder folder to check: the bootstrap or your own "
                                      "ranker (default: the bootstrap model in RELSUM_HOME, trained once if "
@@ -217,7 +214,10 @@ class BuildPairsConfig:
 
 @dataclasses.dataclass
 class TrainStageConfig:
-    train: TrainConfig = cfg(default_factory=TrainConfig, help="Policy, LoRA, GRPO and DPO settings.")
+    #: ``trainer`` was ``train`` before issue 24 (the demo's and DAG's ``train.train.policy.model_dir``)
+    renamed_keys: ClassVar[dict[str, str]] = {"train": "trainer"}
+
+    trainer: TrainConfig = cfg(default_factory=TrainConfig, help="Policy, LoRA, GRPO and DPO settings.")
     tracking: TrackingConfig = cfg(default_factory=TrackingConfig, help="MLflow tracking.")
     scorer: ScorerConfig = cfg(default_factory=stage_scorer_config, help=STAGE_SCORER_HELP)
     catalog: str = cfg(str(SAMPLE_DIR / "products.jsonl"), help="Catalog the tiny default "
@@ -368,7 +368,7 @@ def _demo_train() -> TrainStageConfig:
     # G=4, T=0.9, beta=0, eps=0.2, cosine and LoRA r=32/alpha=32 stay at the paper's values.
     config = TrainStageConfig(holdout_fraction=0.3, heldout_samples=4, max_heldout_products=16,
                               balance_labels=True)
-    tc = config.train
+    tc = config.trainer
     tc.policy.model_dir = "smollm2"
     grpo = tc.grpo
     grpo.learning_rate, grpo.max_steps = 1e-4, 12
@@ -379,7 +379,8 @@ def _demo_train() -> TrainStageConfig:
     # The groundedness guard (measured on the train split's held-out products, AVX2, 12 updates, seeds 0
     # and 1): without it the trained greedy summaries lost 0.06 and 0.13 of the reference's groundedness, with
     # weight 0.5 they kept it (+0.05, -0.005), at -0.011 greedy / -0.003 expected held-out reward (mean of the
-    # two seeds, inside seed noise). DPO takes no options: set train.train.options.grounding_weight=0 with it.
+    # two seeds, inside seed noise). DPO takes no options: set train.trainer.options.grounding_weight=0
+    # with it.
     tc.options.grounding_weight = 0.5
     tc.seed = 0
     return config
@@ -432,12 +433,12 @@ class DemoConfig:
     train_seeds: list[int] = cfg([], help="Train one adapter per seed (candidates grpo_s<seed>, each its own "
                                           "MLflow run and held-out comparison; the seed also draws the "
                                           "held-out split); empty = one adapter with "
-                                          "train.train.seed, named grpo.")
+                                          "train.trainer.seed, named grpo.")
     examples: int = cfg(5, help="Golden queries shown side by side (sum_ref vs the trained "
                                 "adapter) in the HTML report.")
     pairs: BuildPairsConfig = cfg(default_factory=_demo_pairs, help="Pair building and filtering.")
     train: TrainStageConfig = cfg(default_factory=_demo_train, help="Training (GRPO by default; the policy "
-                                                                    "is train.train.policy.model_dir).")
+                                                                    "is train.trainer.policy.model_dir).")
     n_boot: int = cfg(1000, help="Bootstrap resamples for confidence intervals.")
     size: str = cfg("auto", help="auto: the configured sizes where the policy runs in bf16 (a CPU with "
                                  "native bf16, a GPU) or is the tiny build, fp32_size where it must run in "
@@ -462,3 +463,113 @@ class DemoConfig:
 
     def resolved_out(self) -> Path:
         return Path(self.out_dir) if self.out_dir else home() / "demo"
+
+
+# ---- compare -----------------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class CompareConfig:
+    tracking: TrackingConfig = cfg(default_factory=TrackingConfig, help="MLflow store and registered model.")
+    experiment: str = cfg("", help="Experiment to list runs from ('' = tracking.experiment).")
+    runs: list[str] = cfg([], help="Run ids to compare (default: the newest max_runs "
+                                   "runs of the experiment).")
+    max_runs: int = cfg(10, help="How many recent runs when no run ids are given.")
+    out_dir: str = cfg("", help="Write comparison.md / comparison.html / ndcg.png here ('' = print only).")
+    format: Literal["md", "html", "both"] = cfg("both", help="Report format(s) written to out_dir.")
+    alias: str = cfg("champion", help="The alias that marks the serving version.")
+
+    def __post_init__(self):
+        if self.max_runs < 1:
+            raise ValueError("max_runs must be >= 1")
+
+
+# ---- scores stats / scores prune ---------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class StatsConfig:
+    store_dir: str | None = cfg(None, help="score-store root; None = <RELSUM_HOME>/scores")
+
+
+@dataclasses.dataclass
+class PruneConfig:
+    store_dir: str | None = cfg(None, help="score-store root; None = <RELSUM_HOME>/scores")
+    keep: list = cfg([], help="fingerprints to keep; when given, every other fingerprint is removed")
+    older_than_days: float | None = cfg(None, help="remove fingerprints whose last write is older than this")
+    compact: bool = cfg(True, help="merge the parts of every remaining fingerprint into one")
+    dry_run: bool = cfg(False, help="only report what would be removed / compacted")
+
+    def __post_init__(self):
+        if self.older_than_days is not None and self.older_than_days < 0:
+            raise ValueError("older_than_days must be >= 0")
+        if not self.keep and self.older_than_days is None and not self.compact:
+            raise ValueError("nothing to prune: give keep, older_than_days or compact=true")
+
+
+# ---- the Airflow DAGs (relsum.pipelines.retrain) -----------------------------------------------------------
+
+
+@dataclasses.dataclass
+class EvalSection:
+    golden: str = cfg(str(SAMPLE_DIR / "golden"), help="Golden-layout folder (full and tail).")
+    max_queries: int = cfg(0, help="Use at most this many golden queries, half tail (0 = all; "
+                                   "small for smoke runs).")
+    k: int = cfg(5, help="NDCG cut-off.")
+    min_precision: float = cfg(0.9, help="Precision floor of R@P.")
+    n_boot: int = cfg(1000, help="Bootstrap resamples for the CIs.")
+
+    def __post_init__(self) -> None:
+        check_range("evaluate.k", self.k, 1)
+        check_range("evaluate.n_boot", self.n_boot, 1, N_BOOT_MAX)
+
+
+@dataclasses.dataclass
+class ExportSection:
+    candidates: str = cfg("", help="Candidates table (query_id, query, product_id); '' = the "
+                                   "golden set's judged pairs.")
+    catalog: str = cfg("", help="Catalog of the candidate products; '' = the golden folder's catalog.")
+    max_queries: int = cfg(0, help="Export at most this many queries (0 = all).")
+    seed: int = cfg(0, help="Team-draft seed.")
+    length: int = cfg(10, help="Interleaved list length.")
+    experiment_id: str = cfg("relsum-interleaving", help="Experiment id in the exported rows.")
+
+    def __post_init__(self) -> None:
+        check_seed("export.seed", self.seed)
+
+
+@dataclasses.dataclass
+class ValidateSection:
+    max_reject_rate: float = cfg(0.05, help="The validate task fails when an input table ends up "
+                                            "empty or rejects more "
+                                            "than this share of its rows (0 = any reject fails).")
+
+
+def _summarize_default() -> SummarizeConfig:
+    return SummarizeConfig(catalog=str(SAMPLE_DIR / "products.jsonl"), out_dir="")
+
+
+@dataclasses.dataclass
+class DagConfig:
+    runs_dir: str = cfg("", help="Root of the DAG outputs (default: <RELSUM_HOME>/runs).")
+    reward_model: str = cfg("", help="Frozen cross-encoder folder (default: bootstrap "
+                                     "MiniLM into RELSUM_HOME).")
+    pairs: BuildPairsConfig = cfg(default_factory=BuildPairsConfig,
+                                  help="Pair extraction and filter (dates come from the interval).")
+    train: TrainStageConfig = cfg(default_factory=TrainStageConfig,
+                                  help="Training and MLflow tracking (train.tracking).")
+    evaluate: EvalSection = cfg(default_factory=EvalSection, help="Golden-set evaluation.")
+    gate: PromotionGateConfig = cfg(default_factory=PromotionGateConfig, help="Champion/challenger gate.")
+    summarize: SummarizeConfig = cfg(default_factory=_summarize_default,
+                                     help="Catalog summaries (model from the champion).")
+    export: ExportSection = cfg(default_factory=ExportSection, help="Interleaving export.")
+    validate: ValidateSection = cfg(default_factory=ValidateSection,
+                                    help="Strict input validation before each DAG's work.")
+    scorer: ScorerConfig = cfg(default_factory=stage_scorer_config, help=STAGE_SCORER_HELP + " The one "
+                               "scorer of every DAG task; pairs.scorer and train.scorer follow it.")
+
+    def __post_init__(self) -> None:
+        share_scorer_section(self.scorer, {"pairs": self.pairs, "train": self.train}, "the DAG config")
+
+    def step_dir(self, dag_id: str, key: str, step: str) -> Path:
+        return Path(self.runs_dir or home() / "runs") / dag_id / key / step

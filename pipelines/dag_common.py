@@ -1,4 +1,5 @@
-"""What every DAG step shares: the DAG config, interval keys, run-once commits and the one scorer.
+"""What every DAG step shares: loading the DAG config (:class:`relsum.pipelines.configs.DagConfig`),
+interval keys, run-once commits and the one scorer.
 
 :func:`run_once` is the idempotence of every step: outputs are committed with ``_SUCCESS.json`` and a
 :func:`fingerprint` of the step's inputs, so a retry with the same inputs returns the committed outputs.
@@ -8,7 +9,6 @@ The steps themselves live in :mod:`relsum.pipelines.retrain` (the import path th
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import logging
@@ -17,89 +17,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from relsum.core.config import N_BOOT_MAX, cfg, check_range, check_seed, load_config
-from relsum.core.paths import SAMPLE_DIR, home
-from relsum.lifecycle.registry import PromotionGateConfig
-from relsum.pipelines.build_pairs import BuildPairsConfig
-from relsum.pipelines.train import TrainStageConfig
+from relsum.core.config import load_config
+from relsum.pipelines.configs import DagConfig
 from relsum.scoring.protocol import RelevanceScorer
-from relsum.scoring.scorer_config import (
-    STAGE_SCORER_HELP,
-    ScorerConfig,
-    share_scorer_section,
-    stage_scorer_config,
-)
-from relsum.summarize.config import SummarizeConfig
 
 logger = logging.getLogger(__name__)
 
 RETRAIN, CATALOG, EXPORT = "relsum_retrain", "relsum_catalog_summaries", "relsum_interleaving_export"
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
-
-
-@dataclasses.dataclass
-class EvalSection:
-    golden: str = cfg(str(SAMPLE_DIR / "golden"), help="Golden-layout folder (full and tail).")
-    max_queries: int = cfg(0, help="Use at most this many golden queries, half tail (0 = all; "
-                                   "small for smoke runs).")
-    k: int = cfg(5, help="NDCG cut-off.")
-    min_precision: float = cfg(0.9, help="Precision floor of R@P.")
-    n_boot: int = cfg(1000, help="Bootstrap resamples for the CIs.")
-
-    def __post_init__(self) -> None:
-        check_range("evaluate.k", self.k, 1)
-        check_range("evaluate.n_boot", self.n_boot, 1, N_BOOT_MAX)
-
-
-@dataclasses.dataclass
-class ExportSection:
-    candidates: str = cfg("", help="Candidates table (query_id, query, product_id); '' = the "
-                                   "golden set's judged pairs.")
-    catalog: str = cfg("", help="Catalog of the candidate products; '' = the golden folder's catalog.")
-    max_queries: int = cfg(0, help="Export at most this many queries (0 = all).")
-    seed: int = cfg(0, help="Team-draft seed.")
-    length: int = cfg(10, help="Interleaved list length.")
-    experiment_id: str = cfg("relsum-interleaving", help="Experiment id in the exported rows.")
-
-    def __post_init__(self) -> None:
-        check_seed("export.seed", self.seed)
-
-
-@dataclasses.dataclass
-class ValidateSection:
-    max_reject_rate: float = cfg(0.05, help="The validate task fails when an input table ends up "
-                                            "empty or rejects more "
-                                            "than this share of its rows (0 = any reject fails).")
-
-
-def _summarize_default() -> SummarizeConfig:
-    return SummarizeConfig(catalog=str(SAMPLE_DIR / "products.jsonl"), out_dir="")
-
-
-@dataclasses.dataclass
-class DagConfig:
-    runs_dir: str = cfg("", help="Root of the DAG outputs (default: <RELSUM_HOME>/runs).")
-    reward_model: str = cfg("", help="Frozen cross-encoder folder (default: bootstrap "
-                                     "MiniLM into RELSUM_HOME).")
-    pairs: BuildPairsConfig = cfg(default_factory=BuildPairsConfig,
-                                  help="Pair extraction and filter (dates come from the interval).")
-    train: TrainStageConfig = cfg(default_factory=TrainStageConfig,
-                                  help="Training and MLflow tracking (train.tracking).")
-    evaluate: EvalSection = cfg(default_factory=EvalSection, help="Golden-set evaluation.")
-    gate: PromotionGateConfig = cfg(default_factory=PromotionGateConfig, help="Champion/challenger gate.")
-    summarize: SummarizeConfig = cfg(default_factory=_summarize_default,
-                                     help="Catalog summaries (model from the champion).")
-    export: ExportSection = cfg(default_factory=ExportSection, help="Interleaving export.")
-    validate: ValidateSection = cfg(default_factory=ValidateSection,
-                                    help="Strict input validation before each DAG's work.")
-    scorer: ScorerConfig = cfg(default_factory=stage_scorer_config, help=STAGE_SCORER_HELP + " The one "
-                               "scorer of every DAG task; pairs.scorer and train.scorer follow it.")
-
-    def __post_init__(self) -> None:
-        share_scorer_section(self.scorer, {"pairs": self.pairs, "train": self.train}, "the DAG config")
-
-    def step_dir(self, dag_id: str, key: str, step: str) -> Path:
-        return Path(self.runs_dir or home() / "runs") / dag_id / key / step
 
 
 def load(config_path: str | None = None, overrides: list[str] | None = None) -> DagConfig:
@@ -167,7 +92,8 @@ def validate_inputs(config: DagConfig, dag_id: str, key: str) -> dict:
     """Strict ``validate`` of a DAG's input tables (retrain: catalog + search log; catalog summaries: the
     catalog) into ``<runs>/<dag>/<key>/validate``; an empty table or one over ``validate.max_reject_rate``
     raises :class:`relsum.pipelines.validate.ValidationFailed` and fails the task before any work."""
-    from relsum.pipelines.validate import ValidateConfig, run
+    from relsum.pipelines.configs import ValidateConfig
+    from relsum.pipelines.validate import run
 
     tables = ({"catalog": config.summarize.catalog} if dag_id == CATALOG else
               {"catalog": config.pairs.catalog, "search_log": config.pairs.search_log})

@@ -19,7 +19,7 @@ import logging
 import time
 from pathlib import Path
 
-from relsum.pipelines.configs import DemoConfig
+from relsum.pipelines.configs import DemoConfig, EvaluateConfig, RewardModelCheckConfig, ValidateConfig
 from relsum.pipelines.demo_report import (
     apply_demo_size,
     defect_lines,
@@ -33,7 +33,7 @@ from relsum.pipelines.demo_report import (
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["DemoConfig", "heldout_lines", "run"]
+__all__ = ["heldout_lines", "run"]
 
 
 def _policy_name(model_dir: str) -> str:
@@ -56,7 +56,7 @@ def run(config: DemoConfig) -> dict:
     from relsum.training.grounding import groundedness_section, groundedness_stats
 
     config = copy.deepcopy(config)
-    size_note = apply_demo_size(config, policy_runs_fp32(config.train.train.policy))
+    size_note = apply_demo_size(config, policy_runs_fp32(config.train.trainer.policy))
     if size_note:
         logger.warning("demo: %s", size_note)
     out = config.resolved_out()
@@ -72,7 +72,7 @@ def run(config: DemoConfig) -> dict:
         logger.info("demo: %s done in %.1f s, peak RSS %.0f MB", name, timings[name], peak_rss[name])
         t0 = time.perf_counter()
 
-    validation = validate.run(validate.ValidateConfig(
+    validation = validate.run(ValidateConfig(
         catalog=config.pairs.catalog, search_log=config.pairs.search_log,
         queries=str(Path(config.golden) / "queries.csv"),
         judgments=str(Path(config.golden) / "judgments.csv"),
@@ -81,7 +81,7 @@ def run(config: DemoConfig) -> dict:
     reward_model = ensure_reward_model(config.reward_model)
     scorer = make_scorer(reward_model, config.scorer)
     lap("reward_model")
-    check = reward_model_check.run(reward_model_check.RewardModelCheckConfig(
+    check = reward_model_check.run(RewardModelCheckConfig(
         reward_model=reward_model, golden=config.golden, out_dir=str(out / "reward_model_check"),
         n_boot=config.n_boot, seed=config.seed), scorer=scorer)  # does the judge read text? before any RL
     if not check.reads_text:
@@ -91,17 +91,17 @@ def run(config: DemoConfig) -> dict:
     config.pairs.out_dir = str(out / "pairs")
     pairs = build_pairs.run(config.pairs, scorer=scorer)
     lap("pairs")
-    tc = config.train.train
+    tc = config.train.trainer
     runs: dict[str, train.TrainResult] = {}
     for name, seed in seed_runs(tc.algo, tc.seed, config.train_seeds):
         stage = copy.deepcopy(config.train)
-        stage.train.seed = seed
-        stage.train.train_data, stage.train.scorer_model_dir = pairs.paths.pairs, reward_model
-        stage.train.out_dir = str(out / "train" / (name if config.train_seeds else ""))
+        stage.trainer.seed = seed
+        stage.trainer.train_data, stage.trainer.scorer_model_dir = pairs.paths.pairs, reward_model
+        stage.trainer.out_dir = str(out / "train" / (name if config.train_seeds else ""))
         logger.info("demo: training %s (seed %d)", name, seed)
         runs[name] = train.run(stage, scorer=scorer)
-        tc.policy.model_dir, tc.policy.max_prompt_tokens = (stage.train.policy.model_dir,
-                                                            stage.train.policy.max_prompt_tokens)
+        tc.policy.model_dir, tc.policy.max_prompt_tokens = (stage.trainer.policy.model_dir,
+                                                            stage.trainer.policy.max_prompt_tokens)
     trained = runs[next(iter(runs))]
     policy_dir = str(resolve_model_dir(tc.policy.model_dir))
     lap("train")
@@ -127,7 +127,7 @@ def run(config: DemoConfig) -> dict:
     if config.examples:
         sections[f"Examples: sum_ref and {first} side by side"] = examples_section(
             golden, series, scorer, ("sum_ref", first), n_queries=config.examples, seed=config.seed)
-    evaluation = evaluate.run(evaluate.EvaluateConfig(
+    evaluation = evaluate.run(EvaluateConfig(
         golden=golden_dir, reward_model=reward_model, summaries=summaries,
         out_dir=str(out / "evaluation"), n_boot=config.n_boot, seed=config.seed), scorer=scorer,
         extra_sections=sections)

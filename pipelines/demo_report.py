@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from relsum.metrics.names import groundedness_key, heldout_key
+from relsum.metrics.names import groundedness_key, heldout_key, mlflow_key
 
 if TYPE_CHECKING:
     from relsum.pipelines.evaluate import EvaluationResult
@@ -116,7 +116,7 @@ def golden_subset(golden: str, max_products: int, seed: int, out: Path) -> tuple
     NDCG@5 mean what they mean on the full set.
     """
     from relsum.data.golden import CONFIG_FILE, find_catalog, load_golden
-    from relsum.data.io import read_table, write_csv_atomic
+    from relsum.data.io import atomic_path, read_table, write_csv_atomic, write_text_atomic
     from relsum.evaluation.examples import pick_queries
 
     full = load_golden(golden)
@@ -140,12 +140,12 @@ def golden_subset(golden: str, max_products: int, seed: int, out: Path) -> tuple
         write_csv_atomic(frame[frame["query_id"].isin(keep)], out / name)
     for folder in (src, src.parent):
         if (folder / CONFIG_FILE).is_file():
-            (out / CONFIG_FILE).write_text((folder / CONFIG_FILE).read_text())
+            write_text_atomic((folder / CONFIG_FILE).read_text(), out / CONFIG_FILE)
             break
     catalog = read_table(str(find_catalog(src)))
     catalog = catalog[catalog["product_id"].astype(str).isin(products)]
-    catalog.to_json(out / "products.jsonl.tmp", orient="records", lines=True, force_ascii=False)
-    (out / "products.jsonl.tmp").replace(out / "products.jsonl")
+    with atomic_path(out / "products.jsonl") as tmp:
+        catalog.to_json(tmp, orient="records", lines=True, force_ascii=False)
     note = (f"golden set: seeded subset (seed {seed}, demo.golden_products={max_products}) of {len(keep)} of "
             f"{n_queries} judged queries, {len(products)} of {n_products} products; "
             f"golden_products=0 runs all")
@@ -196,13 +196,13 @@ def log_demo_evaluation(tracking, run_id: str, evaluation: EvaluationResult, alg
     from mlflow.entities import Metric
 
     now = int(time.time() * 1000)
-    batch = [Metric(key, value, now, 0) for key, value in sorted(_finite(flat).items())]
+    batch = [Metric(mlflow_key(key), value, now, 0) for key, value in sorted(_finite(flat).items())]
     for start in range(0, len(batch), 1000):  # one request per 1000 metrics (MLflow's batch limit)
         client(tracking).log_batch(run_id, metrics=batch[start:start + 1000])
 
 
 def policy_runs_fp32(policy: Any) -> bool:
-    """Whether a :class:`relsum.training.config.PolicyConfig` computes in fp32 on the CPU: a real model
+    """Whether a :class:`relsum.policy.config.PolicyConfig` computes in fp32 on the CPU: a real model
     (not the tiny build) with ``dtype: fp32``, or ``dtype: auto`` on a CPU without native bf16."""
     from relsum.policy.tiny import MARKER_FILE
 
@@ -220,7 +220,7 @@ def apply_demo_size(config: Any, fp32_policy: bool) -> str:
     asks for it (never raising a configured size); returns the line the demo prints about its size."""
     if config.size == "configured" or (config.size == "auto" and not fp32_policy):
         return ""
-    tc, small = config.train.train, config.fp32_size
+    tc, small = config.train.trainer, config.fp32_size
     stage = getattr(tc, tc.algo)  # the algorithm's own section (grpo, dpo or rft: max_steps per round)
 
     def smaller(configured: int, cap: int, unlimited: int) -> int:

@@ -162,7 +162,7 @@ def summarize_golden(products: pd.DataFrame, policy, path: str | Path, model_dir
 
     The one way the demo, the ablation and the retrain DAG make a summaries candidate: ``loaded`` is a
     ``(model, tokenizer)`` already in memory, else the policy is loaded from ``model_dir`` (+ ``adapter_dir``,
-    merged) in ``policy.load_dtype()``. ``policy`` is the :class:`~relsum.training.config.PolicyConfig`
+    merged) in ``policy.load_dtype()``. ``policy`` is the :class:`~relsum.policy.config.PolicyConfig`
     (prompt cap, generation settings); served_summary is applied inside generation.
     """
     from relsum.training.policy_eval import summarize_products

@@ -12,9 +12,10 @@ retrain: validate -> extract -> score_filter -> train -> evaluate -> register ->
 catalog summaries: validate, resolve_champion -> summarize_catalog
 interleaving export: resolve_champion -> summarize_candidates -> export
 
-The shared machinery (``DagConfig``, ``interval_key``, ``run_once``) is in :mod:`relsum.pipelines.dag_common`,
+The shared machinery (``load``, ``interval_key``, ``run_once``) is in :mod:`relsum.pipelines.dag_common`,
 evaluate/register/gate in :mod:`relsum.pipelines.retrain_evaluate` and the champion DAGs' steps in
-:mod:`relsum.pipelines.champion_steps`; everything is re-exported here, the import path the DAGs use.
+:mod:`relsum.pipelines.champion_steps`; every step is re-exported here, the import path the DAGs use. The
+config, ``DagConfig``, is imported from :mod:`relsum.pipelines.configs` only.
 """
 
 from __future__ import annotations
@@ -27,13 +28,11 @@ from pathlib import Path
 from relsum.core.config import to_dict
 from relsum.lifecycle.registry import TAG_FINGERPRINT, TAG_INTERVAL
 from relsum.pipelines.champion_steps import export, resolve_champion, summarize_candidates, summarize_catalog
+from relsum.pipelines.configs import DagConfig
 from relsum.pipelines.dag_common import (
     CATALOG,
     EXPORT,
     RETRAIN,
-    DagConfig,
-    EvalSection,
-    ExportSection,
     dag_scorer,
     file_sha,
     fingerprint,
@@ -48,9 +47,9 @@ from relsum.pipelines.retrain_evaluate import evaluate, gate, register
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["CATALOG", "EXPORT", "RETRAIN", "DagConfig", "EvalSection", "ExportSection", "evaluate", "export",
-           "extract", "gate", "interval_key", "load", "register", "resolve_champion", "score_filter",
-           "summarize_candidates", "summarize_catalog", "task_setup", "train", "validate_inputs"]
+__all__ = ["CATALOG", "EXPORT", "RETRAIN", "evaluate", "export", "extract", "gate", "interval_key", "load",
+           "register", "resolve_champion", "score_filter", "summarize_candidates", "summarize_catalog",
+           "task_setup", "train", "validate_inputs"]
 
 
 # ---- relsum_retrain -------------------------------------------------------------------------------
@@ -98,8 +97,8 @@ def train(config: DagConfig, key: str, pairs: dict) -> dict:
 
     ts = config.train
     out = config.step_dir(RETRAIN, key, "train")
-    ts.train.train_data, ts.train.out_dir = pairs["pairs"], str(out)
-    ts.train.scorer_model_dir = reward_model_dir(config)
+    ts.trainer.train_data, ts.trainer.out_dir = pairs["pairs"], str(out)
+    ts.trainer.scorer_model_dir = reward_model_dir(config)
     fp = fingerprint(to_dict(ts), file_sha(pairs["pairs"]))
     tags = {TAG_INTERVAL: f"{RETRAIN}/{key}", TAG_FINGERPRINT: fp}
 

@@ -12,9 +12,9 @@ import json
 from pathlib import Path
 
 from relsum.core.config import to_dict
+from relsum.pipelines.configs import DagConfig, EvaluateConfig
 from relsum.pipelines.dag_common import (
     RETRAIN,
-    DagConfig,
     catalog_subset,
     dag_scorer,
     fingerprint,
@@ -28,6 +28,7 @@ def golden_smoke_subset(config: DagConfig, out: Path) -> str:
     import pandas as pd
 
     from relsum.data.golden import find_catalog, load_golden
+    from relsum.data.io import write_csv_atomic, write_text_atomic
 
     ec = config.evaluate
     if not ec.max_queries:
@@ -42,10 +43,10 @@ def golden_smoke_subset(config: DagConfig, out: Path) -> str:
     src = Path(ec.golden)
     for name in ("queries.csv", "judgments.csv"):
         frame = pd.read_csv(src / name, dtype=str, keep_default_na=False)
-        frame[frame["query_id"].isin(keep)].to_csv(sub / name, index=False)
+        write_csv_atomic(frame[frame["query_id"].isin(keep)], sub / name)
     for name in ("relsum.yaml",):
         if (src / name).is_file():
-            (sub / name).write_text((src / name).read_text())
+            write_text_atomic((src / name).read_text(), sub / name)
     products = set(pd.read_csv(sub / "judgments.csv", dtype=str)["product_id"])
     catalog_subset(str(find_catalog(src)), products, sub / "products.jsonl")
     return str(sub)
@@ -75,10 +76,10 @@ def evaluate(config: DagConfig, key: str, trained: dict) -> dict:
         for name, (policy, adapter) in models.items():
             # served_summary is applied inside generation: the gate judges the strings the catalog serves
             summaries[name] = str(out / "summaries" / f"{name}.parquet")
-            evaluate_stage.summarize_golden(products, config.train.train.policy, summaries[name], policy,
+            evaluate_stage.summarize_golden(products, config.train.trainer.policy, summaries[name], policy,
                                             adapter)
         ec = config.evaluate
-        result = evaluate_stage.run(evaluate_stage.EvaluateConfig(
+        result = evaluate_stage.run(EvaluateConfig(
             golden=golden_dir, reward_model=reward_model_dir(config), summaries=summaries,
             out_dir=str(out / "evaluation"),
             k=ec.k, min_precision=ec.min_precision, n_boot=ec.n_boot), scorer=dag_scorer(config))

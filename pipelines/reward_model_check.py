@@ -1,7 +1,7 @@
 """Stage ``relsum reward-model check``: does the judge read text? Run it before training a policy.
 
 Loads the golden set and the ranker (the bootstrap or a team's own local cross-encoder folder), runs
-:func:`relsum.scoring.ranker_check.check_ranker` with the one scorer
+:func:`relsum.evaluation.ranker_check.check_ranker` with the one scorer
 (:func:`relsum.scoring.factory.make_scorer`), writes ``<out_dir>/reward_model_check.json`` atomically
 and, when an MLflow run is active in this process (a DAG task or a notebook that opened one), logs its
 metrics and the JSON there. It never opens a run itself: the check looks at a model, it trains nothing.
@@ -12,15 +12,15 @@ from __future__ import annotations
 import logging
 import sys
 
+from relsum.evaluation.ranker_check import CheckResult, format_check
 from relsum.pipelines.configs import RewardModelCheckConfig
 from relsum.scoring.protocol import RelevanceScorer
-from relsum.scoring.ranker_check import CheckResult, format_check
 
 logger = logging.getLogger(__name__)
 
 RESULT_FILE = "reward_model_check.json"
 
-__all__ = ["RESULT_FILE", "RewardModelCheckConfig", "format_check", "log_to_active_run", "run"]
+__all__ = ["RESULT_FILE", "format_check", "log_to_active_run", "run"]
 
 
 def log_to_active_run(result: CheckResult) -> str | None:
@@ -44,8 +44,8 @@ def run(config: RewardModelCheckConfig, scorer: RelevanceScorer | None = None) -
     """Check ``config.reward_model`` (the bootstrap when empty) on ``config.golden``; write and log it."""
     from relsum.data.golden import load_golden
     from relsum.data.io import write_json_atomic
+    from relsum.evaluation.ranker_check import check_ranker
     from relsum.scoring.factory import make_scorer
-    from relsum.scoring.ranker_check import check_ranker
 
     from .reward_model import ensure_reward_model
 

@@ -13,34 +13,13 @@ dropped by ``prune``'s compaction.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 from datetime import UTC, datetime
 from pathlib import Path
 
-from relsum.core.config import cfg
+from relsum.pipelines.configs import PruneConfig, StatsConfig
 
 logger = logging.getLogger(__name__)
-
-
-@dataclasses.dataclass
-class StatsConfig:
-    store_dir: str | None = cfg(None, help="score-store root; None = <RELSUM_HOME>/scores")
-
-
-@dataclasses.dataclass
-class PruneConfig:
-    store_dir: str | None = cfg(None, help="score-store root; None = <RELSUM_HOME>/scores")
-    keep: list = cfg([], help="fingerprints to keep; when given, every other fingerprint is removed")
-    older_than_days: float | None = cfg(None, help="remove fingerprints whose last write is older than this")
-    compact: bool = cfg(True, help="merge the parts of every remaining fingerprint into one")
-    dry_run: bool = cfg(False, help="only report what would be removed / compacted")
-
-    def __post_init__(self):
-        if self.older_than_days is not None and self.older_than_days < 0:
-            raise ValueError("older_than_days must be >= 0")
-        if not self.keep and self.older_than_days is None and not self.compact:
-            raise ValueError("nothing to prune: give keep, older_than_days or compact=true")
 
 
 def _root(store_dir: str | None) -> Path:

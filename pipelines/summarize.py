@@ -7,23 +7,18 @@ partition is idempotent (resumes an interrupted run, or returns the committed ma
 catalog is unchanged). With ``incremental``, a new partition carries over unchanged products from
 the latest earlier committed partition, so each day only generates what changed.
 
-Command line (used by tests and ad-hoc runs)::
-
-    python -m relsum.pipelines.summarize config.yaml [key=value ...] [--partition KEY]
+The command line is ``relsum summarize [--config FILE] [key=value ...] [--partition KEY]`` (the stage
+table in :mod:`relsum.cli_stages`); this module has no command line of its own.
 """
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
-import json
 import logging
 import re
-import sys
 from pathlib import Path
 from typing import Any
 
-from relsum.core.config import load_config
 from relsum.core.errors import InputError
 from relsum.summarize.config import SummarizeConfig
 from relsum.summarize.job import run_summarize
@@ -58,29 +53,3 @@ def run(config: SummarizeConfig, partition: str | None = None) -> dict[str, Any]
     base = _previous_partition(root, target) if config.incremental else None
     logger.info("summarize partition %s (carry-over base: %s)", target.name, base)
     return run_summarize(dataclasses.replace(config, out_dir=str(target)), base_dir=base)
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m "
-                                          "relsum.pipelines.summarize", description=__doc__.split("\n")[0])
-    parser.add_argument("config", nargs="?", help="YAML config (SummarizeConfig fields)")
-    parser.add_argument("overrides", nargs="*", help="key=value overrides")
-    parser.add_argument("--partition", default=None, help="output partition key (e.g. a data-interval date)")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    try:
-        manifest = run(load_config(SummarizeConfig, args.config, args.overrides), args.partition)
-    except Exception as exc:
-        from relsum.cli import user_error_line
-
-        line = user_error_line(exc)
-        if line is None:
-            raise
-        print(f"relsum summarize: error: {line}", file=sys.stderr)  # same one line as `relsum summarize`
-        return 2
-    print(json.dumps({"run_id": manifest["run_id"], "counts": manifest["counts"]}))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -29,7 +29,7 @@ logger = logging.getLogger(__name__)
 
 @dataclasses.dataclass(frozen=True)
 class TrainPaths:
-    """The files one training run leaves under ``train.out_dir`` (``None``: not written by this run, e.g.
+    """The files one training run leaves under ``trainer.out_dir`` (``None``: not written by this run, e.g.
     on a non-main rank, without held-out products, or no DPO pairs for GRPO)."""
 
     out_dir: str
@@ -130,17 +130,18 @@ def heldout_subset(heldout: pd.DataFrame, max_products: int, seed: int) -> pd.Da
 
 def ensure_policy(config: TrainStageConfig) -> str:
     """The policy folder: the configured one, or the tiny default (built once from the catalog)."""
-    if config.train.policy.model_dir:
-        return config.train.policy.model_dir
+    if config.trainer.policy.model_dir:
+        return config.trainer.policy.model_dir
     out = Path(config.tiny_policy_dir) if config.tiny_policy_dir else home() / "tiny_policy"
     if not (out / "relsum_policy.json").exists():
-        from relsum.data.contracts import ContractConfig, validate_catalog
+        from relsum.data.config import ContractConfig
+        from relsum.data.contracts import validate_catalog
         from relsum.data.io import read_table
         from relsum.policy.tiny import build_tiny_policy
 
         catalog = validate_catalog(read_table(config.catalog), ContractConfig()).valid
         logger.info("building the tiny default policy from %d products at %s", len(catalog), out)
-        build_tiny_policy(catalog, out, config.train.tiny)
+        build_tiny_policy(catalog, out, config.trainer.tiny)
     return str(out)
 
 
@@ -150,7 +151,7 @@ def _compare_heldout(config: TrainStageConfig, heldout: pd.DataFrame, adapter_di
     from relsum.policy.load import load_policy
     from relsum.training.policy_eval import compare_policies, sample_products, summarize_products
 
-    tc = config.train
+    tc = config.trainer
     temperature = {"grpo": tc.grpo.temperature, "dpo": tc.dpo.temperature, "rft": tc.rft.temperature}[tc.algo]
     products = heldout.drop_duplicates("product_id")[["product_id", "title", "text"]]
     greedy, sampled = {}, {}
@@ -217,14 +218,14 @@ def run(config: TrainStageConfig, scorer=None) -> TrainResult:
     from relsum.scoring.factory import make_scorer
     from relsum.training import distributed
 
-    tc = config.train
+    tc = config.trainer
     if not tc.train_data:
-        raise ValueError("train.train_data (the pairs Parquet from `relsum pairs`) is required")
+        raise ValueError("trainer.train_data (the pairs Parquet from `relsum pairs`) is required")
     distributed.init(cpu=not tc.policy.bf16)  # under accelerate launch / torchrun: join the group first
     main = distributed.is_main_process()  # only rank 0 writes files, the MLflow run and the model version
     if scorer is None:
         if not tc.scorer_model_dir:
-            raise ValueError("train.scorer_model_dir (the frozen cross-encoder folder) is required")
+            raise ValueError("trainer.scorer_model_dir (the frozen cross-encoder folder) is required")
         scorer = make_scorer(tc.scorer_model_dir, config.scorer)
     with distributed.main_process_first():
         tc.policy.model_dir = ensure_policy(config)

@@ -127,8 +127,9 @@ def show_reward_model(metrics: dict, config: Any, args: argparse.Namespace) -> i
           f"held-out NDCG@5: title {fmt('ndcg5_title')}, title + text {fmt('ndcg5_full')}, "
           f"title + lead-40 {fmt('ndcg5_lead')}; reward -|r - l| {fmt('reward')}")
     from relsum.pipelines import reward_model_check  # the ranker check, on the eval folder, before any RL
+    from relsum.pipelines.configs import RewardModelCheckConfig
 
-    check = reward_model_check.run(reward_model_check.RewardModelCheckConfig(
+    check = reward_model_check.run(RewardModelCheckConfig(
         reward_model=metrics["out_dir"], golden=config.eval_dir,
         out_dir=str(Path(metrics["out_dir"]).parent / "reward_model_check")))
     print(reward_model_check.format_check(check))
@@ -136,7 +137,8 @@ def show_reward_model(metrics: dict, config: Any, args: argparse.Namespace) -> i
 
 
 def show_ranker_check(result: Any, config: Any, args: argparse.Namespace) -> int:
-    """The :class:`relsum.scoring.ranker_check.CheckResult` as text, verdict first, and where its JSON is."""
+    """The :class:`relsum.evaluation.ranker_check.CheckResult` as text, verdict first, and where its
+    JSON is."""
     from relsum.pipelines.reward_model_check import RESULT_FILE, format_check
 
     print(format_check(result))
@@ -268,7 +270,7 @@ STAGES: tuple[Stage, ...] = (
           ), prepare=with_reward_model),
     Stage("train", "Train the LoRA summarizer with GRPO, DPO or RFT against the frozen scorer.",
           "relsum.pipelines.configs:TrainStageConfig", "relsum.pipelines.train:run", (
-              Flag("--algo", "train.algo", "Training algorithm (train.algo).",
+              Flag("--algo", "trainer.algo", "Training algorithm (trainer.algo).",
                    {"choices": ["grpo", "dpo", "rft"]}),
           ), show=show_training),
     Stage("summarize", "Summarize every product (or, incrementally, the new and changed ones).",
@@ -305,7 +307,7 @@ STAGES: tuple[Stage, ...] = (
               out_flag(),
           )),
     Stage("compare", "MLflow runs side by side: eval metrics with CIs, key params, versions, champion.",
-          "relsum.pipelines.compare:CompareConfig", "relsum.pipelines.compare:run", (
+          "relsum.pipelines.configs:CompareConfig", "relsum.pipelines.compare:run", (
               Flag("--experiment", "experiment", "MLflow experiment (default: tracking.experiment)."),
               Flag("--runs", "runs", "Run ids to compare (default: the newest max_runs runs).",
                    {"nargs": "+", "metavar": "ID"}),
@@ -313,11 +315,11 @@ STAGES: tuple[Stage, ...] = (
               Flag("--format", "format", "Report format(s).", {"choices": ["md", "html", "both"]}),
           ), show=show_comparison),
     Stage("scores stats", "Rows, parts, bytes, last write and cached gates per scorer fingerprint.",
-          "relsum.pipelines.scores:StatsConfig", "relsum.pipelines.scores:stats", show=show_score_stats),
+          "relsum.pipelines.configs:StatsConfig", "relsum.pipelines.scores:stats", show=show_score_stats),
     Stage("scores prune", "Drop fingerprints not kept (or older than N days) and compact parts.",
-          "relsum.pipelines.scores:PruneConfig", "relsum.pipelines.scores:prune"),
+          "relsum.pipelines.configs:PruneConfig", "relsum.pipelines.scores:prune"),
     Stage("label-ray", "Label pairs (r(q,t), r(q,[t;d]), gap, proxy label) on Ray Data; resumable.",
-          "relsum.scoring.ray_label_config:RayLabelConfig", "relsum.scoring.ray_label:run"),
+          "relsum.scoring.config:RayLabelConfig", "relsum.scoring.ray_label:run"),
     Stage("ablate", "GRPO options ablation (paper, each option alone, all combined) on the bundled sample.",
           "relsum.pipelines.configs:AblateConfig", "relsum.pipelines.ablate:run", (out_flag(),),
           show=show_key("markdown")),

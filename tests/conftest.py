@@ -46,6 +46,26 @@ def sample_dir():
     return SAMPLE_DIR
 
 
+@pytest.fixture(scope="session")
+def golden_subset(tmp_path_factory, sample_dir):
+    """``golden_subset(n)``: a new golden folder with the bundled sample's first ``n`` queries, their
+    judgments and the judged products -- a tiny evaluation. Each call writes a fresh folder, so a test
+    may change its copy without touching another test's."""
+    def make(n_queries: int):
+        folder = tmp_path_factory.mktemp("golden")
+        queries = pd.read_csv(sample_dir / "golden" / "queries.csv", dtype=str).head(n_queries)
+        judgments = pd.read_csv(sample_dir / "golden" / "judgments.csv", dtype=str)
+        judgments = judgments[judgments.query_id.isin(queries.query_id)]
+        queries.to_csv(folder / "queries.csv", index=False)
+        judgments.to_csv(folder / "judgments.csv", index=False)
+        (folder / "relsum.yaml").write_text((sample_dir / "golden" / "relsum.yaml").read_text())
+        products = pd.read_json(sample_dir / "products.jsonl", lines=True, dtype={"product_id": str})
+        products[products.product_id.isin(judgments.product_id)].to_json(folder / "products.jsonl",
+                                                                          orient="records", lines=True)
+        return folder
+    return make
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _relsum_home(tmp_path_factory):
     """Stages that default to RELSUM_HOME (score store, MLflow, models) write into a temp folder."""
@@ -68,8 +88,8 @@ def catalog() -> pd.DataFrame:
 def tiny_policy_dir(tmp_path_factory, catalog):
     """The tiny default policy, reduced: 300 products, vocab 1000, width 64, a step-bound ~20 s warm-up (no
     time cap, so quality does not depend on machine load)."""
+    from relsum.policy.config import TinyPolicyConfig
     from relsum.policy.tiny import build_tiny_policy
-    from relsum.training.config import TinyPolicyConfig
 
     cfg = TinyPolicyConfig(vocab_size=1000, hidden_size=64, intermediate_size=128, num_layers=2, num_heads=4,
                            num_kv_heads=2, max_positions=512, max_prompt_tokens=128, max_summary_tokens=24,

@@ -42,7 +42,7 @@ def test_every_arm_is_a_valid_demo_training_config():
     from relsum.pipelines.configs import DemoConfig
 
     bench = _module()
-    algos = {arm: load_config(DemoConfig, None, bench.arm_overrides(arm, 1e-4)).train.train
+    algos = {arm: load_config(DemoConfig, None, bench.arm_overrides(arm, 1e-4)).train.trainer
              for arm in bench.ARMS}
     assert {a: t.algo for a, t in algos.items()} == {"grpo": "grpo", "grpo_tuned": "grpo", "dpo": "dpo",
                                                       "rft": "rft"}

@@ -40,18 +40,9 @@ def test_validate_reports_rejects_and_strict_fails(tmp_path, capsys):
     assert rejects["reason"].str.contains("missing").any()
 
 
-def test_evaluate_on_a_golden_folder(tmp_path, tiny_cross_encoder_dir, sample_dir, capsys):
-    golden = tmp_path / "golden"
-    golden.mkdir()
-    queries = pd.read_csv(sample_dir / "golden" / "queries.csv", dtype=str).head(6)
-    judgments = pd.read_csv(sample_dir / "golden" / "judgments.csv", dtype=str)
-    judgments = judgments[judgments.query_id.isin(queries.query_id)]
-    queries.to_csv(golden / "queries.csv", index=False)
-    judgments.to_csv(golden / "judgments.csv", index=False)
-    (golden / "relsum.yaml").write_text((sample_dir / "golden" / "relsum.yaml").read_text())
-    products = pd.read_json(sample_dir / "products.jsonl", lines=True, dtype={"product_id": str})
-    products[products.product_id.isin(judgments.product_id)].to_json(golden / "products.jsonl",
-                                                                      orient="records", lines=True)
+def test_evaluate_on_a_golden_folder(tmp_path, tiny_cross_encoder_dir, golden_subset, capsys):
+    golden = golden_subset(6)
+    judgments = pd.read_csv(golden / "judgments.csv", dtype=str)
     summaries = tmp_path / "s.csv"
     pd.DataFrame({"product_id": judgments.product_id.unique(),
                   "summary": "black usb"}).to_csv(summaries, index=False)

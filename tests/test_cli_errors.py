@@ -114,8 +114,8 @@ def test_which_errors_are_user_errors():
                                              "/b")) == "Is a directory: /a -> /b"
     assert user_error_line(EnvironmentProblem("lock held\nby pid 3")) == "lock held by pid 3"
     from relsum.core.config import ConfigError
-    from relsum.scoring.fast import PathUnavailableError
     from relsum.scoring.fidelity import FidelityGateError
+    from relsum.scoring.runners import PathUnavailableError
 
     for exc in (ConfigError("x"), PathUnavailableError("x"), FidelityGateError("x")):
         assert user_error_line(exc) == "x"

@@ -125,9 +125,9 @@ def test_yaml_then_flags_then_overrides(tmp_path):
     args = parser.parse_args(["validate", "--config", str(config_file), "--catalog", "flag.csv",
                               "catalog=kv.csv"])
     assert load_stage_config(stage, args).catalog == "kv.csv"
-    args = parser.parse_args(["train", "--algo", "dpo", "train.grpo.learning_rate=2e-5"])
+    args = parser.parse_args(["train", "--algo", "dpo", "trainer.grpo.learning_rate=2e-5"])
     config = load_stage_config(stage_named("train"), args)
-    assert config.train.algo == "dpo" and config.train.grpo.learning_rate == 2e-5
+    assert config.trainer.algo == "dpo" and config.trainer.grpo.learning_rate == 2e-5
 
 
 def test_group_commands_dispatch_to_their_stage(tmp_path, capsys):

@@ -6,7 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from relsum.lifecycle.gate import SummaryGateConfig, gate_section, gate_summaries
+from relsum.lifecycle.config import SummaryGateConfig
+from relsum.lifecycle.gate import gate_section, gate_summaries
 
 
 class TableScorer:

@@ -11,7 +11,8 @@ import pytest
 from relsum.cli import main
 from relsum.online import interleaving as il
 from relsum.online.export import ExportError, export_problems, read_export
-from relsum.pipelines.interleaving import AnalyzeConfig, run_analyze
+from relsum.pipelines.configs import AnalyzeConfig
+from relsum.pipelines.interleaving import run_analyze
 
 COLUMNS = ["experiment_id", "query_id", "query", "position", "product_id", "team"]
 

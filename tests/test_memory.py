@@ -92,7 +92,7 @@ def test_demo_grpo_update_is_split_into_micro_batches_of_one_group():
     the backward in micro-batches of one group of 4."""
     from relsum.pipelines.configs import DemoConfig
 
-    grpo = DemoConfig().train.train.grpo
+    grpo = DemoConfig().train.trainer.grpo
     assert grpo.per_device_train_batch_size == grpo.num_generations == 4
     assert grpo.per_device_train_batch_size * grpo.gradient_accumulation_steps == 8
     assert grpo.loss_type == "grpo"  # per-sequence mean: splitting the batch leaves the gradient unchanged

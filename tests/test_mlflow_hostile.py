@@ -14,6 +14,7 @@ import pytest
 from relsum.cli import main
 from relsum.core.errors import EnvironmentProblem
 from relsum.lifecycle import tracking
+from relsum.lifecycle.config import TrackingConfig
 
 HOLD = ("import sqlite3, sys\n"
         "con = sqlite3.connect(sys.argv[1], isolation_level=None)\n"
@@ -26,7 +27,7 @@ HOLD = ("import sqlite3, sys\n"
 def store(tmp_path_factory):
     """A real SQLite store: experiment ``relsum`` with one run, experiment ``empty`` with none."""
     db = tmp_path_factory.mktemp("store") / "mlflow.db"
-    config = tracking.TrackingConfig(tracking_uri=f"sqlite:///{db}", experiment="relsum")
+    config = TrackingConfig(tracking_uri=f"sqlite:///{db}", experiment="relsum")
     with tracking.tracked_run(config, "only-run") as active:
         tracking.log_metrics({"x": 1.0})
     tracking.client(config).create_experiment("empty")
@@ -128,8 +129,9 @@ def test_locked_store_waits_then_one_line_and_retries_until_free(store, capsys):
     holder = _hold(db)
     threading.Timer(1.5, holder.stdin.close).start()  # the other process finishes while compare waits
     start = time.monotonic()
-    config = tracking.TrackingConfig(tracking_uri=f"sqlite:///{db}", lock_wait_s=60)
-    from relsum.pipelines.compare import CompareConfig, collect
+    config = TrackingConfig(tracking_uri=f"sqlite:///{db}", lock_wait_s=60)
+    from relsum.pipelines.compare import collect
+    from relsum.pipelines.configs import CompareConfig
 
     records = collect(CompareConfig(tracking=config))
     holder.wait(timeout=30)
@@ -140,7 +142,7 @@ def test_train_start_on_a_store_being_written_is_one_line(store):
     """``relsum train`` opens its run through ``tracked_run``: another writer's lock is waited for, then
     refused with the file named (a reader lock would not block it: a write lock is probed)."""
     db, _ = store
-    config = tracking.TrackingConfig(tracking_uri=f"sqlite:///{db}", lock_wait_s=0.5)
+    config = TrackingConfig(tracking_uri=f"sqlite:///{db}", lock_wait_s=0.5)
     holder = _hold(db, "BEGIN IMMEDIATE")  # a writer mid-transaction: readers still read
     try:
         tracking.check_store(config)  # a reader passes
@@ -153,4 +155,4 @@ def test_train_start_on_a_store_being_written_is_one_line(store):
 
 def test_lock_wait_must_not_be_negative():
     with pytest.raises(ValueError, match="lock_wait_s"):
-        tracking.TrackingConfig(lock_wait_s=-1)
+        TrackingConfig(lock_wait_s=-1)

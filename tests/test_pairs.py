@@ -2,7 +2,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from relsum.pairs.filter import DROP_EMPTY_TEXT, DROP_GAP, DROP_TOP, FilterConfig, filter_pairs, label_and_gap
+from relsum.pairs.config import FilterConfig
+from relsum.pairs.filter import DROP_EMPTY_TEXT, DROP_GAP, DROP_TOP, filter_pairs, label_and_gap
 
 
 def _pairs():

@@ -11,7 +11,8 @@ from relsum.training.policy_eval import compare_policies, expected_pair_rewards,
 
 @pytest.fixture(scope="module")
 def scorer(tiny_cross_encoder_dir):
-    from relsum.scoring.scorer import Scorer, ScorerConfig
+    from relsum.scoring.config import ScorerConfig
+    from relsum.scoring.scorer import Scorer
 
     return Scorer(tiny_cross_encoder_dir, ScorerConfig(store=False))
 
@@ -36,8 +37,8 @@ def test_expected_reward_is_the_mean_over_samples(heldout, scorer):
 
 
 def test_compare_policies_reports_greedy_and_sampled(heldout, scorer, tiny_policy_dir):
+    from relsum.policy.config import PolicyConfig
     from relsum.policy.load import load_policy
-    from relsum.training.config import PolicyConfig
 
     model, tok = load_policy(tiny_policy_dir)
     products = heldout.drop_duplicates("product_id")[["product_id", "title", "text"]]

@@ -8,13 +8,13 @@ from pathlib import Path
 import pytest
 
 from relsum.lifecycle import registry
-from relsum.lifecycle.registry import PromotionGateConfig, decide
-from relsum.lifecycle.tracking import TrackingConfig
+from relsum.lifecycle.config import PromotionGateConfig, TrackingConfig
+from relsum.lifecycle.registry import decide
 
 
 def _scores(full_ndcg, tail_ndcg, full_r=0.5, tail_r=0.5):
-    return {"full": {"ndcg_at_k": full_ndcg, "recall_at_precision": full_r},
-            "tail": {"ndcg_at_k": tail_ndcg, "recall_at_precision": tail_r}}
+    return {"full": {"ndcg@5": full_ndcg, "r@90p": full_r},
+            "tail": {"ndcg@5": tail_ndcg, "r@90p": tail_r}}
 
 
 def test_decide_rules():
@@ -89,7 +89,7 @@ def test_gate_prefers_paired_champion_figures(tracking):
     v1 = make_version(tracking, _scores(0.30, 0.30))  # champion's own (older, easier) evaluation
     registry.apply_gate(tracking, v1, gate)
     paired = {f"baseline.champion.{s}.{m}": 0.70 for s in ("full", "tail")
-              for m in ("ndcg_at_k", "recall_at_precision")}
+              for m in ("ndcg@5", "r@90p")}
     v2 = make_version(tracking, _scores(0.60, 0.60), extra=paired, tags={registry.TAG_CHAMPION_EVAL: v1})
     decision = registry.apply_gate(tracking, v2, gate)
     assert not decision["promoted"] and "0.7000" in decision["reasons"][0]
@@ -110,14 +110,47 @@ def test_resolve_and_log_evaluation_are_idempotent(tracking, tmp_path):
     assert resolved["policy_dir"] == "/models/policy" and resolved["version"] == v1
     assert (Path(resolved["adapter_dir"]) / "adapter_config.json").read_text() == "{}"
     iv = {"value": 0.6, "lo": 0.5, "hi": 0.7}
-    block = {"ndcg_at_k": iv, "recall_at_precision": iv,
-             "gain_pct": {"ndcg_at_k": iv, "recall_at_precision": iv}}
+    block = {"ndcg@5": iv, "r@90p": iv,
+             "gain_pct": {"ndcg@5": iv, "r@90p": iv}}
     metrics = {"config": {"candidates": ["none", "challenger"]},
                "subsets": {s: {"n_queries": 4, "candidates": {"none": block, "challenger": block}}
                            for s in ("full", "tail")}}
     for _ in range(2):
         flat = registry.log_evaluation(tracking, mv.run_id, metrics, None, [])
     client = MlflowClient(tracking.resolved_uri())
-    assert flat["eval.full.ndcg_at_k.lo"] == 0.5 and flat["baseline.none.tail.ndcg_at_k.hi"] == 0.7
-    assert len(client.get_metric_history(mv.run_id, "eval.tail.ndcg_at_k.gain_pct")) == 1
-    assert client.get_run(mv.run_id).data.metrics["eval.full.ndcg_at_k"] == 0.6
+    assert flat["eval.full.ndcg@5.lo"] == 0.5 and flat["baseline.none.tail.ndcg@5.hi"] == 0.7
+    assert len(client.get_metric_history(mv.run_id, "eval.tail.ndcg_at_5.gain_pct")) == 1
+    assert client.get_run(mv.run_id).data.metrics["eval.full.ndcg_at_5"] == 0.6
+
+
+def test_gate_refuses_a_champion_evaluated_at_another_cutoff(tracking):
+    """A k = 10 challenger against a k = 5 champion: an InputError, and the alias stays where it was."""
+    from mlflow import MlflowClient
+
+    from relsum.core.errors import InputError
+
+    gate = PromotionGateConfig()
+    v1 = make_version(tracking, _scores(0.30, 0.30))
+    assert registry.apply_gate(tracking, v1, gate)["promoted"]
+    k10 = {s: {"ndcg@10": 0.9, "r@90p": 0.9} for s in ("full", "tail")}
+    v2 = make_version(tracking, k10)
+    with pytest.raises(InputError, match="challenger: ndcg@10, r@90p; champion: ndcg@5, r@90p"):
+        registry.apply_gate(tracking, v2, gate)
+    client = MlflowClient(tracking.resolved_uri())
+    assert str(client.get_model_version_by_alias(tracking.registered_model, "champion").version) == v1
+    assert registry.TAG_GATE not in client.get_model_version(tracking.registered_model, v2).tags
+    with pytest.raises(InputError, match="cannot gate"):
+        decide(k10, _scores(0.5, 0.5), gate)
+    ok, reasons = decide(k10, k10, gate)  # the same cutoffs compare, labelled with them
+    assert not ok and reasons[0] == "full NDCG@10 0.9000 vs 0.9000: not better"
+
+
+def test_an_evaluation_without_cutoff_names_is_refused_not_logged_empty():
+    from relsum.core.errors import InputError
+
+    iv = {"value": 0.6, "lo": 0.5, "hi": 0.7}
+    old = {"ndcg_at_k": iv, "recall_at_precision": iv, "gain_pct": {"ndcg_at_k": iv}}
+    metrics = {"config": {"candidates": ["challenger"]},
+               "subsets": {s: {"n_queries": 4, "candidates": {"challenger": old}} for s in ("full", "tail")}}
+    with pytest.raises(InputError, match="predates"):
+        registry.eval_metric_dict(metrics, "challenger")

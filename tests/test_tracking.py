@@ -2,12 +2,13 @@ import mlflow
 import pytest
 
 from relsum.lifecycle import tracking
+from relsum.lifecycle.config import TrackingConfig
 
 
 @pytest.fixture()
 def tracking_config(tmp_path, monkeypatch):
     monkeypatch.setenv("RELSUM_HOME", str(tmp_path))
-    return tracking.TrackingConfig(experiment="test-exp", registered_model="test-model")
+    return TrackingConfig(experiment="test-exp", registered_model="test-model")
 
 
 def test_run_metrics_and_model_version_read_back(tracking_config, tmp_path):

@@ -9,6 +9,13 @@ checked
 against its field's type, list elements included, and a section must be given a mapping. Cross-field
 and range checks live in each config's ``__post_init__`` and run again after overrides are applied.
 
+Where a config class lives (issue 24): a config class lives in the ``config.py`` (pipelines: ``configs.py``)
+of the package whose code reads it; it is imported from there and nowhere else. So ``ScorerConfig`` is in
+:mod:`relsum.scoring.config`, ``TrackingConfig`` in :mod:`relsum.lifecycle.config`, every stage's top-level
+config in :mod:`relsum.pipelines.configs`, and no stage module re-exports one. Config modules load no
+numpy, pandas, torch, MLflow or the like (the standard library, other config modules and a few constants),
+so ``relsum <stage> --help`` builds every default cheaply. ``tests/test_config_homes.py`` checks both.
+
 Why by hand, not pydantic (issue 23): the gaps were a few branches of one coercion function. pydantic is
 not a declared dependency; importing it takes ~90 ms and building the demo config's validator ~55 ms,
 against ~60 ms for the whole of ``relsum --help``; strict mode must be configured on every stdlib
@@ -28,8 +35,6 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
-import yaml
-
 from relsum.core.config_yaml import (
     ConfigError,
     OverrideText,
@@ -47,7 +52,7 @@ logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
 __all__ = ["N_BOOT_MAX", "SEED_MAX", "ConfigError", "cfg", "check_range", "check_seed", "field_help",
-           "flat_params", "from_dict", "load_config", "load_yaml", "parse_overrides", "save_config",
+           "flat_params", "from_dict", "load_config", "load_yaml", "parse_overrides",
            "to_dict"]
 
 #: Seeds go to ``numpy.random.default_rng``, ``np.random.seed`` (via ``transformers.set_seed``) and torch:
@@ -225,6 +230,7 @@ def from_dict(cls: type[T], data: dict[str, Any], *, _prefix: str = "") -> T:
     """
     if not isinstance(data, Mapping):
         raise ConfigError(f"{_prefix.rstrip('.') or cls.__name__}: expects a mapping, got {describe(data)}")
+    data = _renamed(cls, data, _prefix)
     hints = typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = set(data) - names
@@ -242,6 +248,7 @@ def from_dict(cls: type[T], data: dict[str, Any], *, _prefix: str = "") -> T:
             # Overrides apply on top of the field's own default (a parent may customise its child).
             default = _field_default(fields[key])
             base = to_dict(default) if dataclasses.is_dataclass(default) else {}
+            value = _renamed(sub, value, f"{name}.")  # before the defaults, so the user's old key wins them
             kwargs[key] = from_dict(sub, _merge(base, value), _prefix=f"{name}.")
         elif sub is not None:
             kwargs[key] = _section(value, sub, hints[key], name)
@@ -251,6 +258,23 @@ def from_dict(cls: type[T], data: dict[str, Any], *, _prefix: str = "") -> T:
         return cls(**kwargs)
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"{cls.__name__}: {exc}") from exc
+
+
+def _renamed(cls: type, data: Mapping[str, Any], prefix: str) -> Mapping[str, Any]:
+    """``data`` with the old keys of ``cls.renamed_keys`` (``{old: new}``, a ``ClassVar``) under their new
+    names, each with a one-line deprecation warning: a user's config written before a rename still loads.
+    Given both (an old YAML and a new override), the new key's values go on top."""
+    renamed = getattr(cls, "renamed_keys", None)
+    if not renamed or not set(renamed) & set(data):
+        return data
+    out = dict(data)
+    for old, new in renamed.items():
+        if old in out:
+            logger.warning("config key %s%s is deprecated: it is now %s%s", prefix, old, prefix, new)
+            value = out.pop(old)
+            both = isinstance(value, dict) and isinstance(out.get(new), dict)
+            out[new] = _merge(value, out[new]) if both else out.get(new, value)
+    return out
 
 
 def _field_default(f: dataclasses.Field) -> Any:
@@ -326,7 +350,3 @@ def load_config(cls: type[T], path: str | Path | None = None, overrides: list[st
     config = from_dict(cls, data)
     logger.debug("loaded %s from %s with %d overrides", cls.__name__, path, len(overrides or []))
     return config
-
-
-def save_config(config: Any, path: str | Path) -> None:
-    Path(path).write_text(yaml.safe_dump(to_dict(config), sort_keys=False), encoding="utf-8")

@@ -16,8 +16,11 @@ appeared there meanwhile it is kept, with a warning naming where. Concurrent wri
 refused by a lock file beside it (``.<name>.lock``, released by the kernel when a process dies), which
 also makes staging folders left by a killed run safe to remove.
 
-The model folders (``reward_model.swap_in_folder``, ``grpo.save_adapter``, the tiny and GGUF policy
-builds) do the same two-rename swap on folders that only they write; this module is the public form.
+The model folders (the reward model, ``grpo.save_adapter``, the tiny and GGUF policy builds) are swapped
+in by the same :func:`staged_folder`, with ``owned=None``: the whole folder is the writer's (nothing is
+checked for foreign files, the old folder is deleted whole) and ``lock=False`` (no lock file beside
+them, as before; the recovery of killed runs needs the lock, so it is skipped). :func:`hold_lock` is the
+one lock of the package (also the summarize job's ``out/.lock``).
 """
 
 from __future__ import annotations
@@ -29,8 +32,9 @@ import os
 import re
 import shutil
 import tempfile
-from collections.abc import Collection, Iterator
+from collections.abc import Callable, Collection, Iterator
 from pathlib import Path
+from typing import IO
 
 from relsum.core.errors import EnvironmentProblem, InputError
 
@@ -54,8 +58,9 @@ def foreign_entries(out: Path, owned: Collection[str]) -> list[str]:
     return sorted(entry.name for entry in out.iterdir() if not is_owned(entry.name, owned))
 
 
-def check_replaceable(out: str | Path, owned: Collection[str], stage: str) -> None:
-    """Refuse an ``out`` that a swap could not replace without deleting what ``stage`` did not write."""
+def check_replaceable(out: str | Path, owned: Collection[str] | None, stage: str) -> None:
+    """Refuse an ``out`` that a swap could not replace without deleting what ``stage`` did not write
+    (``owned=None``: a folder wholly the writer's, only checked for being a folder in a writable place)."""
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise InputError(f"{stage} output folder {out} is a file, not a folder")
@@ -66,7 +71,7 @@ def check_replaceable(out: str | Path, owned: Collection[str], stage: str) -> No
     if parent.is_dir() and not os.access(parent, os.W_OK | os.X_OK):
         raise EnvironmentProblem(f"{stage} cannot write beside {out}: {parent} is not writable (the outputs "
                                  "are written there first and swapped in)")
-    foreign = foreign_entries(out, owned)
+    foreign = foreign_entries(out, owned) if owned is not None else []
     if foreign:
         shown = ", ".join(foreign[:5]) + (f" and {len(foreign) - 5} more" if len(foreign) > 5 else "")
         raise InputError(f"{stage} output folder {out} holds files {stage} did not write ({shown}); its "
@@ -86,16 +91,33 @@ def named_oserror(path: str | Path) -> Iterator[None]:
         raise type(exc)(exc.errno, exc.strerror or os.strerror(exc.errno), str(path)) from exc
 
 
-def _lock(out: Path, stage: str):
-    path = out.with_name(f".{out.name}.lock")
-    handle = open(path, "w")  # noqa: SIM115 - held until the swap is done
+def hold_lock(path: Path, busy: str, *, unwritable: str | None = None) -> IO[str]:
+    """Take the exclusive lock ``path`` without waiting; the returned handle holds it until closed.
+
+    ``flock`` on an open file, so the kernel releases it when the holder dies (even killed) and a file
+    left behind is no stale lock. Held elsewhere: :class:`EnvironmentProblem` ``busy``. The file cannot
+    be created: with ``unwritable``, an :class:`EnvironmentProblem` naming it and saying ``unwritable``;
+    without, the ``OSError`` as it is (the caller words it).
+    """
+    try:
+        handle = open(path, "w")  # noqa: SIM115 - held until the caller closes it
+    except OSError as exc:
+        if unwritable is None:
+            raise
+        raise EnvironmentProblem(f"cannot create the lock file {path}: {exc.strerror or exc} "
+                                 f"({unwritable})") from exc
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError as exc:
         handle.close()
-        raise EnvironmentProblem(f"{out}: another {stage} run is writing there (it holds {path}); wait "
-                                 "for it to finish (a killed run releases it)") from exc
+        raise EnvironmentProblem(busy) from exc
     return handle
+
+
+def _lock(out: Path, stage: str) -> IO[str]:
+    path = out.with_name(f".{out.name}.lock")
+    return hold_lock(path, f"{out}: another {stage} run is writing there (it holds {path}); wait for it to "
+                           "finish (a killed run releases it)")
 
 
 def _siblings(out: Path, kind: str) -> list[Path]:
@@ -107,8 +129,12 @@ def glob_escape(name: str) -> str:
     return re.sub(r"([*?\[])", r"[\1]", name)
 
 
-def _discard(folder: Path, owned: Collection[str]) -> None:
-    """Delete the stage's own entries of ``folder`` and the folder; anything foreign is kept, folder too."""
+def _discard(folder: Path, owned: Collection[str] | None) -> None:
+    """Delete the stage's own entries of ``folder`` and the folder; anything foreign is kept, folder too
+    (``owned=None``: the whole folder is the writer's and goes)."""
+    if owned is None:
+        shutil.rmtree(folder)
+        return
     for entry in folder.iterdir():
         if is_owned(entry.name, owned):
             shutil.rmtree(entry) if entry.is_dir() and not entry.is_symlink() else entry.unlink()
@@ -119,7 +145,7 @@ def _discard(folder: Path, owned: Collection[str]) -> None:
                        ", ".join(foreign_entries(folder, ())[:5]))
 
 
-def _recover(out: Path, owned: Collection[str]) -> None:
+def _recover(out: Path, owned: Collection[str] | None) -> None:
     """Undo a swap killed between its two renames; drop staging folders of killed runs (lock held)."""
     for stage in _siblings(out, "staging"):
         logger.info("removing %s left by an interrupted run", stage)
@@ -142,44 +168,70 @@ def _fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
+def swap_in_folder(staging: Path, out: Path, owned: Collection[str] | None = None) -> None:
+    """Replace ``out`` by the complete folder ``staging`` (a sibling) with two renames.
+
+    ``out`` -> ``.<name>.old-<random>``, ``staging`` -> ``out``: a reader sees the old folder or the new one,
+    never a mix or a half-written one. If the second rename fails the old folder is put back. The old
+    folder is then deleted (``owned``: only those entries, anything foreign is kept with a warning).
+    """
+    old: Path | None = None
+    try:
+        if out.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
+            out.rename(old)  # onto the empty folder mkdtemp made
+        staging.rename(out)
+    except BaseException:
+        if old is not None and old.exists() and not out.exists():
+            old.rename(out)  # the second rename failed: put the old folder back
+        elif old is not None and old.exists() and not any(old.iterdir()):
+            old.rmdir()  # the first rename failed: drop the empty placeholder
+        raise
+    _fsync_dir(out.parent)
+    if old is not None:
+        _discard(old, owned)
+
+
 @contextlib.contextmanager
-def staged_folder(out: str | Path, owned: Collection[str], stage: str) -> Iterator[Path]:
+def staged_folder(out: str | Path, owned: Collection[str] | None, stage: str, *, lock: bool = True,
+                  keep: Callable[[Path], bool] | None = None) -> Iterator[Path]:
     """Yield an empty staging folder beside ``out``; when the block ends without error it replaces ``out``.
 
-    ``owned`` names every file the stage may write (a staged file that is not in it is a bug and raises).
-    On an error in the block the staging folder is deleted and ``out`` is untouched. ``out`` must pass
-    :func:`check_replaceable` (checked again here, under the lock).
+    ``owned`` names every file the stage may write (a staged file that is not in it is a bug and raises);
+    ``None``: the folder is wholly the writer's (a model folder), nothing is checked for foreign files and
+    the old folder is deleted whole. On an error in the block the staging folder is deleted and ``out``
+    is untouched. ``out`` must pass :func:`check_replaceable` (under the lock when ``lock``).
+    ``lock=False``: no lock file beside ``out`` and no recovery of killed runs (without the lock another
+    process's staging folder cannot be told from a dead one's). ``keep(out)``, asked just before the
+    swap: true means another process finished ``out`` meanwhile, so it is kept and the staged copy dropped.
     """
     out = Path(out)
     if out.is_symlink():
         out = out.resolve()  # swap the folder the link points to, keep the link
     out.parent.mkdir(parents=True, exist_ok=True)
-    handle = _lock(out, stage)
+    handle = _lock(out, stage) if lock else None
     try:
-        _recover(out, owned)
+        if lock:
+            _recover(out, owned)
         check_replaceable(out, owned, stage)
         staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.staging-", dir=out.parent))
-        old: Path | None = None
         try:
             yield staging
-            stray = foreign_entries(staging, owned)
+            stray = foreign_entries(staging, owned) if owned is not None else []
             if stray:
                 raise RuntimeError(f"{stage} wrote files it does not declare as its own: {stray}")
+            if keep is not None and keep(out):
+                logger.info("%s was finished by another process meanwhile; keeping it", out)
+                shutil.rmtree(staging, ignore_errors=True)
+                return
             os.chmod(staging, 0o777 & ~_umask())  # mkdtemp makes 0700; the output gets the usual mode
-            if out.exists():
-                old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
-                out.rename(old)  # onto the empty folder mkdtemp made
-            staging.rename(out)
-            _fsync_dir(out.parent)
+            swap_in_folder(staging, out, owned)
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
-            if old is not None and old.exists() and not out.exists():
-                old.rename(out)  # the second rename failed: put the old outputs back
             raise
-        if old is not None:
-            _discard(old, owned)
     finally:
-        handle.close()
+        if handle is not None:
+            handle.close()
 
 
 def _umask() -> int:

@@ -2,7 +2,7 @@
 
 Defines the names the per-table validators in :mod:`relsum.data.contracts` speak in, so those read as
 checks only; every name here is re-exported from :mod:`relsum.data.contracts`, the import path to use.
-The settings (:mod:`relsum.data.contract_config`) and the id helpers (:mod:`relsum.data.ids`) live in
+The settings (:mod:`relsum.data.config`) and the id helpers (:mod:`relsum.data.ids`) live in
 modules without numpy and pandas, so stage configs can embed them cheaply.
 
 Accepted Python types per column kind (Parquet and JSONL keep their own types; CSV cells are text):

@@ -42,7 +42,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from relsum.data.contract_config import PAPER_GRADE_MAP, ContractConfig
+from relsum.data.config import ContractConfig
 from relsum.data.contract_rows import RowChecks
 from relsum.data.contract_types import (
     R_CONFLICT_QUERY,
@@ -78,15 +78,15 @@ from relsum.data.sanitize import clean_text, content_hash, is_missing, render_at
 
 logger = logging.getLogger(__name__)
 
-# The vocabulary (reason kinds, error, result) lives in relsum.data.contract_types, the config and id helpers
-# in relsum.data.contract_config / relsum.data.ids (no pandas, for stage configs) and the row-problem
-# collector in relsum.data.contract_rows; this module stays the import path to use.
+# The vocabulary (reason kinds, error, result) lives in relsum.data.contract_types, the id helpers in
+# relsum.data.ids (no pandas, for stage configs) and the row-problem collector in relsum.data.contract_rows;
+# this module stays the import path to use for them. The config, ContractConfig, is imported from
+# relsum.data.config only.
 __all__ = [
-    "PAPER_GRADE_MAP", "R_CONFLICT_QUERY", "R_DATE", "R_DUPLICATE", "R_DUP_JUDGMENT", "R_EMPTY_QUERY",
+    "R_CONFLICT_QUERY", "R_DATE", "R_DUPLICATE", "R_DUP_JUDGMENT", "R_EMPTY_QUERY",
     "R_EMPTY_TITLE", "R_LABEL_NAN", "R_LABEL_RANGE", "R_MISSING_GRADE", "R_MISSING_KEY", "R_MISSING_LABEL",
     "R_MISSING_TIER", "R_MISSING_TRAFFIC", "R_READ", "R_TAIL_BOOL", "R_TRAFFIC_NAN", "R_TRAFFIC_NEG",
     "R_UNDECODABLE", "R_UNKNOWN_GRADE", "R_UNKNOWN_PRODUCT", "R_UNKNOWN_QUERY", "R_WRONG_TYPE",
-    "ContractConfig",
     "ContractError", "ValidationResult", "as_id", "grade_key", "validate_catalog", "validate_judgments",
     "validate_queries", "validate_search_log"]
 

@@ -27,8 +27,8 @@ import pandas as pd
 
 from relsum.core.config_yaml import load_yaml_file
 from relsum.core.errors import InputError
+from relsum.data.config import ContractConfig
 from relsum.data.contracts import (
-    ContractConfig,
     ContractError,
     ValidationResult,
     validate_catalog,

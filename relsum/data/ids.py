@@ -1,7 +1,7 @@
 """Ids and grades as lookup strings, with the standard library only.
 
 Kept apart from :mod:`relsum.data.contract_types` (numpy, pandas) because
-:class:`relsum.data.contract_config.ContractConfig` normalises its ``grade_map`` keys with
+:class:`relsum.data.config.ContractConfig` normalises its ``grade_map`` keys with
 :func:`grade_key` when it is built, which ``relsum <stage> --help`` does for every default config.
 numpy's scalar types register with :mod:`numbers` (``np.integer`` is ``Integral``, ``np.floating`` is
 ``Real``), so they are recognised without importing numpy.

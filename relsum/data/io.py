@@ -278,7 +278,12 @@ def write_csv_atomic(df: pd.DataFrame, path: str | Path) -> Path:
     return Path(path)
 
 
-def write_json_atomic(obj: Any, path: str | Path) -> Path:
+def write_text_atomic(text: str, path: str | Path) -> Path:
+    """``text`` as UTF-8 at ``path``, atomically (:func:`atomic_path`)."""
     with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(obj, indent=2, ensure_ascii=False, default=str) + "\n", encoding="utf-8")
+        tmp.write_text(text, encoding="utf-8")
     return Path(path)
+
+
+def write_json_atomic(obj: Any, path: str | Path) -> Path:
+    return write_text_atomic(json.dumps(obj, indent=2, ensure_ascii=False, default=str) + "\n", path)

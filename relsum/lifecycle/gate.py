@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from relsum.lifecycle.gate_config import SummaryGateConfig
+from relsum.lifecycle.config import SummaryGateConfig
 
 logger = logging.getLogger(__name__)
 

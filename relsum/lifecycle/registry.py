@@ -4,7 +4,8 @@ Metric naming scheme (MLflow metrics on the training run of a model version, ste
 
 * ``eval.<subset>.<metric>``, ``eval.<subset>.<metric>.lo``, ``eval.<subset>.<metric>.hi``: the run's own
   adapter on the golden set, with its 95% bootstrap CI; ``<subset>`` is ``full`` or ``tail``,
-  ``<metric>`` is ``ndcg_at_k`` (NDCG@5) or ``recall_at_precision`` (R@90P).
+  ``<metric>`` names its cutoff: ``ndcg@5`` (NDCG@5) or ``r@90p`` (R@90P), stored in MLflow as
+  ``ndcg_at_5`` / ``r_at_90p`` (MLflow refuses ``@``; :func:`relsum.metrics.names.mlflow_key`).
 * ``eval.<subset>.<metric>.gain_pct[.lo|.hi]``: % gain over title-only ranking, with CI.
 * ``eval.<subset>.n_queries``: queries in the subset.
 * ``baseline.<candidate>.<subset>.<metric>[.lo|.hi]``: the other candidates scored in the same evaluation
@@ -13,16 +14,16 @@ Metric naming scheme (MLflow metrics on the training run of a model version, ste
 
 Gate: a challenger becomes champion when its NDCG@5 beats the champion's by more than ``min_ndcg_gain``
 on BOTH full and tail, and its R@90P is at most ``r_at_p_tolerance`` (absolute) below the champion's
-on both. The champion figures are the paired ones measured in the challenger's own evaluation when that
-evaluation ran against the current champion (same scorer, same golden set), else the champion run's own
-``eval.*`` metrics. With no champion yet, the first version becomes champion. The decision is stored as
-version tags (``relsum.lifecycle.gate``, ``relsum.lifecycle.gate.reason``), so a re-run returns the same
-decision.
+on both, at the cutoffs both were evaluated at (runs evaluated at different cutoffs are an
+:class:`~relsum.core.errors.InputError`, never a comparison). The champion figures are the paired ones
+measured in the challenger's own evaluation when that evaluation ran against the current champion (same
+scorer, same golden set), else the champion run's own ``eval.*`` metrics. With no champion yet, the
+first version becomes champion. The decision is stored as version tags (``relsum.lifecycle.gate``,
+``relsum.lifecycle.gate.reason``), so a re-run returns the same decision.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import math
 import time
@@ -31,30 +32,15 @@ from typing import Any
 from urllib.parse import urlparse
 from urllib.request import url2pathname
 
-from relsum.core.config import cfg
-from relsum.lifecycle.tracking import TrackingConfig, client
+from relsum.lifecycle.config import PromotionGateConfig, TrackingConfig
+from relsum.lifecycle.tracking import client
 from relsum.metrics import names
 
 logger = logging.getLogger(__name__)
 
-SUBSETS, METRICS = names.SUBSETS, names.EVAL_METRICS
+SUBSETS = names.SUBSETS
 TAG_INTERVAL, TAG_FINGERPRINT, TAG_GATE = "relsum.interval", "relsum.fingerprint", "relsum.lifecycle.gate"
 TAG_CHAMPION_EVAL = "relsum.eval.champion_version"
-
-
-@dataclasses.dataclass
-class PromotionGateConfig:
-    alias: str = cfg("champion", help="Registered-model alias of the serving model.")
-    min_ndcg_gain: float = cfg(0.0, help="NDCG@5 must exceed the champion's by more than this "
-                                         "(absolute), full and tail.")
-    r_at_p_tolerance: float = cfg(0.01, help="Largest allowed R@90P loss (absolute) against the "
-                                             "champion, full and tail.")
-
-    def __post_init__(self):
-        if self.min_ndcg_gain < 0 or self.r_at_p_tolerance < 0:
-            raise ValueError("min_ndcg_gain and r_at_p_tolerance must be >= 0")
-        if not self.alias.strip():
-            raise ValueError("alias must be a non-empty name")
 
 
 def champion_version(tracking: TrackingConfig, alias: str = "champion"):
@@ -111,7 +97,13 @@ def eval_metric_dict(metrics: dict[str, Any], candidate: str) -> dict[str, float
     for subset in SUBSETS:
         sub = metrics["subsets"][subset]
         block = sub["candidates"][candidate]
-        for metric in METRICS:
+        ranking = [m for m in block if names.is_ranking_metric(m)]  # ndcg@5, r@90p: named with their cutoffs
+        if not ranking:
+            from relsum.core.errors import InputError
+
+            raise InputError(f"the evaluation's {subset} block of {candidate!r} has no metric named with its "
+                             "cutoff (ndcg@<k>, r@<percent>p): it predates them; run the evaluation again")
+        for metric in ranking:
             for stat in names.STATS:
                 out[names.eval_key(subset, metric, stat, candidate)] = block[metric][stat]
                 if own:
@@ -134,12 +126,12 @@ def log_evaluation(tracking: TrackingConfig, run_id: str, metrics: dict[str, Any
         if name != "challenger":
             flat.update(eval_metric_dict(metrics, name))
     existing = c.get_run(run_id).data.metrics
-    todo = {k: v for k, v in flat.items() if existing.get(k) != v}
+    todo = {k: v for k, v in flat.items() if existing.get(names.mlflow_key(k)) != v}
     if todo:
         from mlflow.entities import Metric
 
         now = int(time.time() * 1000)  # a real timestamp, so these become the latest values of the keys
-        c.log_batch(run_id, metrics=[Metric(k, v, now, 0) for k, v in sorted(todo.items())])
+        c.log_batch(run_id, metrics=[Metric(names.mlflow_key(k), v, now, 0) for k, v in sorted(todo.items())])
     c.set_tag(run_id, TAG_CHAMPION_EVAL, champion or "")
     for path in artifacts:
         c.log_artifact(run_id, path, "evaluation")
@@ -149,29 +141,47 @@ def log_evaluation(tracking: TrackingConfig, run_id: str, metrics: dict[str, Any
 
 def read_eval(tracking: TrackingConfig, run_id: str,
               candidate: str = names.OWN) -> dict[str, dict[str, float]]:
-    """``{subset: {metric: value}}`` of a run's own (or a baseline ``candidate``'s) metrics (missing =
-    nan)."""
+    """``{subset: {metric: value}}`` of a run's own (or a baseline ``candidate``'s) ranking metrics, named
+    with their cutoffs as the run carries them (``ndcg@5``; missing in a subset = nan)."""
     metrics = client(tracking).get_run(run_id).data.metrics
-    return {s: {m: float(metrics.get(names.eval_key(s, m, candidate=candidate), math.nan)) for m in METRICS}
-            for s in SUBSETS}
+    found = names.eval_metric_names(metrics, candidate)
+    return {s: {m: float(metrics.get(names.mlflow_key(names.eval_key(s, m, candidate=candidate)), math.nan))
+                for m in found} for s in SUBSETS}
 
 
 def decide(challenger: dict[str, dict[str, float]], champion: dict[str, dict[str, float]] | None,
            gate: PromotionGateConfig) -> tuple[bool, list[str]]:
-    """(promote, reasons): pure gate logic; undefined metrics never pass."""
+    """(promote, reasons): pure gate logic; undefined metrics never pass.
+
+    The metrics are compared at the challenger's cutoffs (``ndcg@5``, ``r@90p``); a champion that carries
+    the same measure at other cutoffs only (``ndcg@10``) is an :class:`~relsum.core.errors.InputError`."""
     if champion is None:
         return True, ["no champion yet: the first version becomes champion"]
+    names.check_same_cutoffs({"challenger": [m for s in SUBSETS for m in challenger[s]],
+                              "champion": [m for s in SUBSETS for m in champion[s]]},
+                             "gate the challenger against the champion")
     ok, reasons = True, []
     for subset in SUBSETS:
-        new, old = challenger[subset]["ndcg_at_k"], champion[subset]["ndcg_at_k"]
-        passed = math.isfinite(new) and math.isfinite(old) and new - old > gate.min_ndcg_gain
-        ok &= passed
-        reasons.append(f"{subset} NDCG@5 {new:.4f} vs {old:.4f}: {'better' if passed else 'not better'}")
-        new, old = challenger[subset]["recall_at_precision"], champion[subset]["recall_at_precision"]
-        passed = math.isfinite(new) and math.isfinite(old) and new >= old - gate.r_at_p_tolerance
-        ok &= passed
-        reasons.append(f"{subset} R@90P {new:.4f} vs {old:.4f} (tolerance {gate.r_at_p_tolerance}): "
-                       f"{'ok' if passed else 'loses too much'}")
+        found = {*champion[subset], *challenger[subset]}
+        for measure in ("ndcg", "r"):
+            metrics = sorted(m for m in found if names.parse_metric_name(m)[0] == measure)
+            if not metrics:
+                ok = False
+                reasons.append(f"{subset} {measure}: not evaluated on either run")
+            for metric in metrics:
+                new, old = challenger[subset].get(metric, math.nan), champion[subset].get(metric, math.nan)
+                both = math.isfinite(new) and math.isfinite(old)
+                label = names.metric_label(metric)
+                if measure == "ndcg":
+                    passed = both and new - old > gate.min_ndcg_gain
+                    verdict = "better" if passed else "not better"
+                    reasons.append(f"{subset} {label} {new:.4f} vs {old:.4f}: {verdict}")
+                else:
+                    passed = both and new >= old - gate.r_at_p_tolerance
+                    verdict = "ok" if passed else "loses too much"
+                    reasons.append(f"{subset} {label} {new:.4f} vs {old:.4f} "
+                                   f"(tolerance {gate.r_at_p_tolerance}): {verdict}")
+                ok &= passed
     return ok, reasons
 
 

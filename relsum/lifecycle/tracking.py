@@ -15,7 +15,6 @@ for a reader, and waits for a lock at most ``lock_wait_s`` before saying who is 
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import json
 import logging
 import os
@@ -24,34 +23,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from relsum.core.config import cfg
 from relsum.core.errors import EnvironmentProblem, InputError
 from relsum.core.paths import home
+from relsum.lifecycle.config import TrackingConfig
 
 logger = logging.getLogger(__name__)
-
-
-@dataclasses.dataclass
-class TrackingConfig:
-    enabled: bool = cfg(True, help="Track runs in MLflow.")
-    tracking_uri: str = cfg("", help="MLflow tracking URI (default: sqlite:///<RELSUM_HOME>/mlflow.db).")
-    artifact_location: str = cfg("", help="Artifact root for new experiments (default: "
-                                          "<RELSUM_HOME>/mlartifacts).")
-    experiment: str = cfg("relsum", help="MLflow experiment name.")
-    registered_model: str = cfg("relsum-summarizer", help="Registered model name; each training "
-                                                          "run adds one version.")
-    lock_wait_s: float = cfg(60.0, help="How long to wait, retrying, for a local SQLite store that another "
-                                        "process has locked before stopping with an error.")
-
-    def __post_init__(self):
-        if not self.lock_wait_s >= 0:
-            raise ValueError("lock_wait_s must be >= 0")
-
-    def resolved_uri(self) -> str:
-        return self.tracking_uri or f"sqlite:///{home() / 'mlflow.db'}"
-
-    def resolved_artifacts(self) -> str:
-        return self.artifact_location or (home() / "mlartifacts").as_uri()
 
 
 SQLITE_HEADER = b"SQLite format 3\x00"
@@ -200,9 +176,13 @@ def log_params(params: dict[str, Any]) -> None:
 
 
 def log_metrics(metrics: dict[str, float], step: int | None = None) -> None:
+    """Log to the active run; keys go in as :func:`relsum.metrics.names.mlflow_key` spells them."""
     import mlflow
 
-    clean = {k: float(v) for k, v in metrics.items() if v is not None and isinstance(v, int | float)}
+    from relsum.metrics.names import mlflow_key
+
+    clean = {mlflow_key(k): float(v) for k, v in metrics.items()
+             if v is not None and isinstance(v, int | float)}
     mlflow.log_metrics(clean, step=step)
 
 

@@ -1,7 +1,7 @@
 """The description-gap filter's settings (:class:`FilterConfig`), without numpy or pandas.
 
 Stage configs embed it, and ``relsum <stage> --help`` builds every default config, so it lives apart
-from :mod:`relsum.pairs.filter` (the filter itself), which re-exports it.
+from :mod:`relsum.pairs.filter` (the filter itself, which reads it); it is imported from here only.
 """
 
 from __future__ import annotations

@@ -19,14 +19,13 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import shutil
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 from relsum.core.errors import EnvironmentProblem, InputError
+from relsum.data.atomic_dir import staged_folder
 
 logger = logging.getLogger(__name__)
 
@@ -98,8 +97,9 @@ def clear_gguf_marks(model: Any) -> Any:
 def convert_gguf(gguf_path: str | Path, out_dir: str | Path) -> Path:
     """Dequantize ``gguf_path`` into a safetensors model + tokenizer folder at ``out_dir`` (atomically).
 
-    Built in a temporary sibling and renamed into place, the marker (GGUF digest, sizes, versions)
-    written last; if another process finished the same folder first, its result is kept.
+    Built in a staging sibling and swapped into place (:func:`relsum.data.atomic_dir.staged_folder`), the
+    marker (GGUF digest, sizes, versions) written last; if another process finished the same folder
+    first, its result is kept.
     """
     import torch
     import transformers
@@ -109,10 +109,10 @@ def convert_gguf(gguf_path: str | Path, out_dir: str | Path) -> Path:
     if not src.is_file():
         raise InputError(f"GGUF file {src} does not exist")
     digest = file_digest(src)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     start = time.perf_counter()
-    try:
+    # another process that finished the same folder first (its marker written last) wins: its copy is kept
+    with staged_folder(out, None, "GGUF conversion", lock=False,
+                       keep=lambda folder: (folder / MARKER_FILE).exists()) as tmp:
         kwargs: dict[str, Any] = {"gguf_file": src.name, "local_files_only": True, "trust_remote_code": False}
         tokenizer = AutoTokenizer.from_pretrained(str(src.parent), **kwargs)
         model = AutoModelForCausalLM.from_pretrained(str(src.parent), dtype=torch.float32, **kwargs)
@@ -129,15 +129,7 @@ def convert_gguf(gguf_path: str | Path, out_dir: str | Path) -> Path:
         info["files"] = {f.name: {"bytes": f.stat().st_size, "sha256": file_digest(f)}
                          for f in sorted(tmp.iterdir()) if f.is_file()}
         (tmp / MARKER_FILE).write_text(json.dumps(info, indent=2), encoding="utf-8")
-        if (out / MARKER_FILE).exists():  # another process won the race: keep its folder
-            shutil.rmtree(tmp, ignore_errors=True)
-            return out
-        if out.exists():  # a leftover without a marker (never finished): replace it
-            shutil.rmtree(out)
-        os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+        # a leftover without a marker (never finished) is replaced by the swap
     logger.info("converted %s (%s) to %s in %.1fs", src.name, digest[:12], out, info["convert_seconds"])
     return out
 

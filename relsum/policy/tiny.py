@@ -12,19 +12,17 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import random
 import re
-import shutil
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+from relsum.data.atomic_dir import staged_folder
+from relsum.policy.config import TinyPolicyConfig
 from relsum.policy.prompt import FRAME, INSTRUCTION, build_prompt, fit_texts, neutralise
-from relsum.training.config import TinyPolicyConfig
 
 logger = logging.getLogger(__name__)
 
@@ -289,18 +287,11 @@ def _build(catalog: pd.DataFrame, out: Path, cfg: TinyPolicyConfig, t0: float) -
         "parameters": sum(p.numel() for p in model.parameters()), "warmup": warm,
         "build_seconds": round(time.perf_counter() - t0, 2), "torch_threads": torch.get_num_threads(),
     }
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
+    # the marker goes inside the staged folder, swapped in whole (an existing build is replaced)
+    with staged_folder(out, None, "tiny policy build", lock=False) as tmp:
         model.save_pretrained(str(tmp))
         tokenizer.save_pretrained(str(tmp))
         (tmp / MARKER_FILE).write_text(json.dumps(info, indent=2, default=str), encoding="utf-8")
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     logger.info("built tiny policy (%d params, %d warm-up steps, final loss %.3f) at %s in %.1fs",
                 info["parameters"], warm["steps"], warm["final_loss"] or float("nan"), out,
                 info["build_seconds"])

@@ -44,7 +44,8 @@ def candidates(scorer) -> list[str]:
 def auto_key(scorer) -> str:
     """What the measurement transfers within: model, machine, threads, device, gate set, candidates."""
     from relsum.core.machine import cpu_key
-    from relsum.scoring.fidelity import calibration_key, calibration_set
+    from relsum.scoring.calibration import calibration_set
+    from relsum.scoring.fidelity import calibration_key
 
     config = scorer.config
     calib = calibration_set(config.gate_golden, config.gate_max_pairs)
@@ -122,7 +123,7 @@ def resolve_auto(scorer) -> dict:
 
 
 def _timing_pairs(scorer) -> list[tuple[str, str]]:
-    from relsum.scoring.fidelity import calibration_set
+    from relsum.scoring.calibration import calibration_set
 
     calib = calibration_set(scorer.config.gate_golden, scorer.config.gate_max_pairs)
     calib = calib.sample(n=min(TIMING_PAIRS, len(calib)), random_state=0)
@@ -132,8 +133,8 @@ def _timing_pairs(scorer) -> list[tuple[str, str]]:
 def measure(scorer) -> dict:
     """Gate every candidate, time the ones that pass against fp32, and pick the fastest."""
     from relsum.core import machine
-    from relsum.scoring.fast import PathUnavailableError
     from relsum.scoring.fidelity import FidelityGateError, ensure_gate
+    from relsum.scoring.runners import PathUnavailableError
 
     figures: dict[str, dict] = {}
     runners = {"fp32": scorer.fp32_runner}

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from relsum.scoring.scorer_config import ScorerConfig
+from relsum.scoring.config import ScorerConfig
 
 logger = logging.getLogger(__name__)
 

@@ -16,9 +16,9 @@ import logging
 from pathlib import Path
 
 from relsum.scoring.auto_path import resolve_auto
+from relsum.scoring.config import ScorerConfig
 from relsum.scoring.fidelity import ensure_gate
 from relsum.scoring.scorer import Scorer
-from relsum.scoring.scorer_config import ScorerConfig
 
 logger = logging.getLogger(__name__)
 
@@ -29,7 +29,7 @@ def make_scorer(model_dir: str | Path, config: ScorerConfig | None = None) -> Sc
     ``fp32`` is used as loaded. ``auto`` first resolves to the fastest gate-passing path here (measured
     once per model, CPU and thread count, then cached). Any other path must pass the fidelity gate
     against fp32 (cached per fingerprint) or :class:`~relsum.scoring.fidelity.FidelityGateError` is
-    raised; :class:`~relsum.scoring.fast.PathUnavailableError` if the path cannot run here.
+    raised; :class:`~relsum.scoring.runners.PathUnavailableError` if the path cannot run here.
     """
     scorer = Scorer(model_dir, config)
     path, auto_choice = scorer.config.path, None

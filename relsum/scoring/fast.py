@@ -36,25 +36,16 @@ from __future__ import annotations
 
 import copy
 import logging
-import re
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
-from relsum.core.errors import RelsumError
 from relsum.core.machine import native_bf16
-from relsum.scoring.scorer_config import PATHS, parse_layers  # with the config: it checks them, numpy-free
+from relsum.scoring.config import PATHS, parse_layers  # with the config: it checks them, numpy-free
+from relsum.scoring.runners import PathUnavailableError, Runner, in_layers
 
 logger = logging.getLogger(__name__)
-
-
-#: feats (numpy int64 arrays: input_ids, attention_mask[, token_type_ids]) -> float32 logits (n, labels)
-Runner = Callable[[dict[str, np.ndarray]], np.ndarray]
-
-
-class PathUnavailableError(RelsumError, RuntimeError):
-    """The requested inference path cannot run here (hardware or package missing)."""
 
 
 def check_path(path: str, device: str) -> None:
@@ -115,14 +106,6 @@ def _recipe_name(layers: list[int]) -> str:
 def int8_tag(n_layers: int, fp32_layers: str) -> str:
     """Names the int8 recipe in export file names and fingerprints."""
     return _recipe_name(quantized_layers(n_layers, fp32_layers))
-
-
-_LAYER = re.compile(r"[./]layer\.(\d+)[./]")
-
-
-def in_layers(name: str, layers: list[int]) -> bool:
-    match = _LAYER.search(name)
-    return bool(match) and int(match.group(1)) in layers
 
 
 def export_onnx(model, out_dir: Path, use_types: bool, int8_layers: list[int] | None = None) -> Path:

@@ -17,7 +17,8 @@ import numpy as np
 
 from relsum.core.errors import RelsumError
 from relsum.metrics.ranking import mean_ndcg_at_k
-from relsum.scoring.fast import Runner
+from relsum.scoring.calibration import calibration_set
+from relsum.scoring.runners import Runner
 
 logger = logging.getLogger(__name__)
 
@@ -45,27 +46,6 @@ class FidelityResult:
                 f"{self.n_pairs} pairs: Spearman vs fp32 {self.spearman:.4f} (need >= {MIN_SPEARMAN}), "
                 f"NDCG@5 {self.ndcg_path:.4f} vs fp32 {self.ndcg_ref:.4f} (need equal to 3 decimals)"
                 + (f"; {self.reason}" if self.reason else ""))
-
-
-def calibration_set(golden_dir: str | Path | None = None, max_pairs: int | None = None):
-    """Judged golden pairs as a DataFrame ``query_id, query, doc, label`` (doc = title | text).
-
-    ``max_pairs`` keeps whole queries (NDCG needs all of a query's judged pairs), in query order.
-    """
-    from relsum.core.paths import SAMPLE_DIR
-    from relsum.data.golden import load_golden
-    from relsum.scoring.documents import join_title_text
-
-    golden = load_golden(Path(golden_dir) if golden_dir else SAMPLE_DIR / "golden")
-    pairs = golden.judgments.merge(golden.queries[["query_id", "query"]], on="query_id")
-    pairs = pairs.merge(golden.catalog[["product_id", "title", "text"]], on="product_id")
-    pairs["doc"] = [join_title_text(t, x) for t, x in zip(pairs["title"], pairs["text"], strict=True)]
-    pairs = pairs.sort_values(["query_id", "product_id"], kind="stable").reset_index(drop=True)
-    if max_pairs is not None and len(pairs) > max_pairs:
-        sizes = pairs.groupby("query_id", sort=False).size().cumsum()
-        keep = set(sizes[sizes <= max_pairs].index) or {sizes.index[0]}
-        pairs = pairs[pairs["query_id"].isin(keep)].reset_index(drop=True)
-    return pairs[["query_id", "query", "doc", "label"]]
 
 
 def calibration_key(calib) -> str:

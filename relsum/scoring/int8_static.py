@@ -48,7 +48,7 @@ def canonical_width(length: int, max_length: int) -> int:
 def calibration_pairs(calib_dir: str | None, max_pairs: int) -> list[tuple[str, str]]:
     """(query, doc) pairs that fit the activation scales: title-only and title | text of judged pairs."""
     from relsum.core.paths import SAMPLE_DIR
-    from relsum.scoring.fidelity import calibration_set
+    from relsum.scoring.calibration import calibration_set
 
     calib = calibration_set(calib_dir or SAMPLE_DIR / "train")
     calib = calib.sample(n=min(max_pairs // 2, len(calib)), random_state=0) if max_pairs else calib
@@ -88,7 +88,7 @@ def export_static(fp32_file: Path, out_file: Path, batches: Callable[[], Iterabl
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
     from relsum.data.io import atomic_path
-    from relsum.scoring.fast import PathUnavailableError, in_layers
+    from relsum.scoring.runners import PathUnavailableError, in_layers
 
     graph = onnx.load(str(fp32_file)).graph
     nodes = [n.name for n in graph.node if n.op_type in ("MatMul", "Gemm")]

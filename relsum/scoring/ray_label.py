@@ -21,8 +21,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from relsum.scoring.ray_label_config import RayLabelConfig
-from relsum.scoring.scorer_config import ScorerConfig
+from relsum.scoring.config import RayLabelConfig, ScorerConfig
 
 logger = logging.getLogger(__name__)
 

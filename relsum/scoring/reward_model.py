@@ -16,20 +16,17 @@ path that later serves labels, rewards and evaluation; it is reported, never use
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import logging
 import math
-import shutil
-import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from relsum.core.config import cfg
+from relsum.data.atomic_dir import staged_folder
 from relsum.metrics.ranking import mean_ndcg_at_k, mean_reward
 from relsum.scoring.model_files import find_safetensors
 
@@ -193,9 +190,9 @@ def held_out_report(model_dir: Path, eval_: pd.DataFrame, config: RewardModelCon
                     lead_n: int = 40) -> dict:
     """NDCG@5 on title / title + text / title + lead-``lead_n`` and the reward -|r - l| on title + text,
     scored the way every stage scores (``make_scorer``); ``nan`` metrics are reported as None."""
+    from relsum.scoring.config import ScorerConfig
     from relsum.scoring.distill import lead_words
     from relsum.scoring.factory import make_scorer
-    from relsum.scoring.scorer_config import ScorerConfig
 
     scorer = make_scorer(model_dir, ScorerConfig(max_length=config.eval_max_length, init_seed=config.seed,
                                                  path="fp32", store=False))
@@ -212,29 +209,6 @@ def held_out_report(model_dir: Path, eval_: pd.DataFrame, config: RewardModelCon
             reward = mean_reward(labels, np.asarray(scores, dtype=float))
             out["reward"] = None if math.isnan(reward) else round(reward, 4)
     return out
-
-
-def swap_in_folder(tmp_dir: Path, out_dir: Path) -> None:
-    """Replace ``out_dir`` by ``tmp_dir`` so a reader never sees a half-written model."""
-    old = out_dir.with_name(out_dir.name + ".old")
-    if old.exists():
-        shutil.rmtree(old)
-    if out_dir.exists():
-        out_dir.rename(old)
-    tmp_dir.rename(out_dir)
-    if old.exists():
-        shutil.rmtree(old)
-
-
-@contextlib.contextmanager
-def staged_folder(out_dir: Path) -> Iterator[Path]:
-    """A scratch folder beside ``out_dir`` that replaces it when the block succeeds (else is removed)."""
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=out_dir.parent, prefix=f".{out_dir.name}.") as scratch:
-        staged = Path(scratch) / "model"
-        staged.mkdir()
-        yield staged
-        swap_in_folder(staged, out_dir)
 
 
 def train_reward_model(train: pd.DataFrame, eval_: pd.DataFrame | None, config: RewardModelConfig, *,
@@ -261,7 +235,7 @@ def train_reward_model(train: pd.DataFrame, eval_: pd.DataFrame | None, config: 
         train = train.sample(n=config.max_train_pairs, random_state=config.seed)
         logger.info("subsampled %d judged training pairs", len(train))
     model, tokenizer, info = train_model(train, config, catalog, logged)
-    with staged_folder(out_dir) as staged:
+    with staged_folder(out_dir, None, "reward model", lock=False) as staged:  # swapped in whole
         model.save_pretrained(str(staged), safe_serialization=True)
         tokenizer.save_pretrained(str(staged))
         find_safetensors(staged)

@@ -29,14 +29,14 @@ from typing import NamedTuple
 import numpy as np
 
 from relsum.scoring import batching, fast
+from relsum.scoring.config import ScorerConfig
 from relsum.scoring.documents import JOIN_FORMAT_VERSION, join_title_text
 from relsum.scoring.model_files import file_digest, find_safetensors
 from relsum.scoring.protocol import GateOutcome
-from relsum.scoring.scorer_config import ScorerConfig
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["JOIN_FORMAT_VERSION", "CacheInfo", "Scorer", "ScorerConfig", "join_title_text"]
+__all__ = ["JOIN_FORMAT_VERSION", "CacheInfo", "Scorer", "join_title_text"]
 
 _AUTO_PROGRESS_MIN_PAIRS = 1000
 _UNSELECTED = ("scorer path {path!r} is not selected yet: build the scorer with "

@@ -67,7 +67,7 @@ class SummarizerBackend(Protocol):
     def close(self) -> None: ...
 
 
-class _Base(abc.ABC):
+class BackendBase(abc.ABC):
     """Default shard streaming: one ``summarize_safely`` call per shard, in order."""
 
     @abc.abstractmethod
@@ -84,7 +84,7 @@ class _Base(abc.ABC):
         return None
 
 
-class _Generator:
+class PolicyGenerator:
     """Loads the policy once and generates with ``generate_summaries`` (used in-process and per Ray actor)."""
 
     def __init__(self, settings: GenSettings):

@@ -27,11 +27,11 @@ from pathlib import Path
 from typing import Any
 
 from relsum.summarize.backend_base import (
+    BackendBase,
     GenSettings,
+    PolicyGenerator,
     SummarizeFn,
     SummarizerBackend,
-    _Base,
-    _Generator,
     summarize_safely,
 )
 from relsum.summarize.ray_backend import RayBackend
@@ -43,11 +43,11 @@ __all__ = ["GenSettings", "HFBackend", "RayBackend", "SummarizeFn", "SummarizerB
            "make_backend", "model_version_of", "policy_context_length", "summarize_safely"]
 
 
-class HFBackend(_Base):
+class HFBackend(BackendBase):
     """In-process generation with transformers: the embedded default (no extra dependencies)."""
 
     def __init__(self, settings: GenSettings):
-        self._gen = _Generator(settings)
+        self._gen = PolicyGenerator(settings)
 
     def summarize(self, titles: Sequence[str], texts: Sequence[str]) -> list[str]:
         return self._gen(list(titles), list(texts))

@@ -12,7 +12,7 @@ Reward of a summary ``s`` of product ``p`` (as training defines it, reused, not 
 (:func:`relsum.policy.reward.product_relevance_rewards`), ``l`` the human label where the log has one,
 else the proxy label ``r(q, [t; d])`` (:func:`relsum.pairs.filter.label_and_gap`). A product's queries are the
 search log validated by :func:`relsum.data.contracts.validate_search_log` and deduplicated by the pairs
-build's SQL (:func:`relsum.pipelines.build_pairs.extract_pairs`, all dates), so they are the (query,
+build's SQL (:func:`relsum.pairs.extract.extract_pairs`, all dates), so they are the (query,
 label) set training would see.
 
 Candidates: greedy + N samples at the training temperature, drawn with the shared prefill
@@ -189,8 +189,7 @@ def prepare(config: SummarizeConfig, catalog: pd.DataFrame) -> BestOf:
     model (its fingerprint is part of the content keys)."""
     from relsum.data.contracts import validate_search_log
     from relsum.data.io import read_table
-    from relsum.pipelines.build_pairs import extract_pairs
-    from relsum.pipelines.configs import BuildPairsConfig
+    from relsum.pairs.extract import extract_pairs
     from relsum.scoring.factory import make_scorer
     from relsum.scoring.model_files import find_safetensors
 
@@ -201,8 +200,7 @@ def prepare(config: SummarizeConfig, catalog: pd.DataFrame) -> BestOf:
     if len(log.rejects):
         logger.warning("search log %s: %d of %d rows rejected (%s); their queries are not used for best_of",
                        config.search_log, len(log.rejects), log.rows_in, checked["reasons"])
-    pairs, _ = extract_pairs(catalog, log.valid, BuildPairsConfig(search_log=config.search_log,
-                                                                  catalog=config.catalog))
+    pairs, _ = extract_pairs(catalog, log.valid)  # all dates, undated rows included: what a pairs build sees
     queries = {str(p): g[["query_id", "query", "label"]].reset_index(drop=True)
                for p, g in pairs.groupby("product_id", sort=True)}
     stats = {"rows_in": log.rows_in, "rows_rejected": len(log.rejects),

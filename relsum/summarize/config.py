@@ -12,9 +12,9 @@ from typing import Literal
 
 from relsum.core.config import cfg
 from relsum.core.paths import home
-from relsum.data.contract_config import ContractConfig
+from relsum.data.config import ContractConfig
 from relsum.policy.config import SAMPLING_TEMPERATURE
-from relsum.scoring.scorer_config import STAGE_SCORER_HELP, ScorerConfig, stage_scorer_config
+from relsum.scoring.config import STAGE_SCORER_HELP, ScorerConfig, stage_scorer_config
 
 
 @dataclasses.dataclass

@@ -98,9 +98,9 @@ def generate_shards(config: SummarizeConfig, plan: pd.DataFrame, run_dir: Path, 
         backend = make_backend(config.backend, settings, **options)
     generator = None
     if best is not None and needs_model:  # samples run in-process: the hf backend's policy, else a copy
-        from relsum.summarize.backend_base import _Generator
+        from relsum.summarize.backend_base import PolicyGenerator
 
-        generator = getattr(backend, "_gen", None) or _Generator(settings)
+        generator = getattr(backend, "_gen", None) or PolicyGenerator(settings)
     from relsum.policy.load import load_tokenizer
 
     tok = load_tokenizer(config.model_dir)

@@ -93,7 +93,7 @@ from relsum.summarize.output import (
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["INDEX_COLUMNS", "OUTPUT_COLUMNS", "SummarizeConfig", "read_job_output", "run_summarize"]
+__all__ = ["INDEX_COLUMNS", "OUTPUT_COLUMNS", "read_job_output", "run_summarize"]
 
 
 def run_summarize(config: SummarizeConfig, *, base_dir: str | Path | None = None) -> dict[str, Any]:

@@ -12,7 +12,6 @@ error that names the file and the command that repairs it, instead of a pyarrow 
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
 import logging
@@ -24,6 +23,7 @@ from typing import Any
 import pandas as pd
 
 from relsum.core.errors import EnvironmentProblem
+from relsum.data.atomic_dir import hold_lock
 from relsum.data.io import write_csv_atomic, write_parquet_atomic
 
 logger = logging.getLogger(__name__)
@@ -213,19 +213,11 @@ def shard_problem(run_dir: Path, shard_no: int, planned: set[str]) -> str | None
 
 def lock(out: Path) -> Any:
     """Hold ``out/.lock`` for the job's lifetime (released by the kernel when the process ends, even
-    killed)."""
-    try:
-        handle = open(out / ".lock", "w")  # noqa: SIM115 - held for the job's lifetime
-    except OSError as exc:
-        raise EnvironmentProblem(f"cannot create the lock file {out / '.lock'}: {exc.strerror or exc} "
-                                 "(the output folder must be writable)") from exc
-    try:
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError as exc:
-        handle.close()
-        raise EnvironmentProblem(f"{out}: another summarize job holds the lock {out / '.lock'}; wait for it "
-                                 "to finish (a killed job releases it)") from exc
-    return handle
+    killed): :func:`relsum.data.atomic_dir.hold_lock`, the lock ``relsum evaluate`` holds beside its
+    folder. Inside ``out`` here, since the job writes into its folder rather than swapping it."""
+    path = out / ".lock"
+    return hold_lock(path, f"{out}: another summarize job holds the lock {path}; wait for it to finish (a "
+                           "killed job releases it)", unwritable="the output folder must be writable")
 
 
 def clean_temps(out: Path) -> None:

@@ -10,14 +10,14 @@ import logging
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
-from relsum.summarize.backend_base import GenSettings, _Base, _Generator, summarize_safely
+from relsum.summarize.backend_base import BackendBase, GenSettings, PolicyGenerator, summarize_safely
 
 
 class _RayActor:
     """Ray Data callable class: one policy per actor, loaded in ``__init__``, reused for every batch."""
 
     def __init__(self, settings: dict[str, Any]):
-        self._gen = _Generator(GenSettings(**settings))
+        self._gen = PolicyGenerator(GenSettings(**settings))
 
     def __call__(self, batch: Any) -> Any:
         summaries, errors = summarize_safely(self._gen, [str(t) for t in batch["title"]],
@@ -27,7 +27,7 @@ class _RayActor:
         return batch
 
 
-class RayBackend(_Base):
+class RayBackend(BackendBase):
     """Ray Data ``map_batches`` over an actor pool (``concurrency`` actors, each with the policy loaded once).
 
     ``summarize_shards`` runs *one* dataset over all shards given (so actors load the policy once per

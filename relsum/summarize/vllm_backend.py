@@ -11,10 +11,10 @@ import shutil
 import tempfile
 from collections.abc import Sequence
 
-from relsum.summarize.backend_base import GenSettings, _Base
+from relsum.summarize.backend_base import BackendBase, GenSettings
 
 
-class VLLMBackend(_Base):
+class VLLMBackend(BackendBase):
     """vLLM on a GPU: the adapter is merged into the base and saved to a temp folder that vLLM loads.
 
     Greedy decoding (``temperature=0``). Needs the ``vllm`` package and a CUDA GPU; otherwise a clear

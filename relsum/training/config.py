@@ -4,14 +4,15 @@ Paper defaults (Table 1): LoRA r=32, alpha=32; GRPO G=4, beta=0.0, epsilon=0.2; 
 samples per prompt; temperature 0.9; learning rate 1e-5, cosine schedule, 1 epoch, batch 8.
 TRL's ``GRPOConfig`` / ``DPOConfig`` and PEFT's ``LoraConfig`` are reused as they are: these
 dataclasses hold their kwargs (typed fields for the paper's knobs plus a free ``extra`` dict merged
-on top) and build them, validating unknown keys at load time rather than at train time.
+on top) and build them, validating unknown keys at load time rather than at train time. The optimizer
+fields the three stages share are declared once, in :class:`OptimizerConfig`.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from relsum.core.config import cfg, check_seed
 from relsum.policy.config import SAMPLING_TEMPERATURE, PolicyConfig, TinyPolicyConfig
@@ -34,22 +35,6 @@ def _check_extra(extra: dict[str, Any], cls_name: str) -> None:
         raise ValueError(f"extra: unknown {cls_name} arguments {unknown}")
 
 
-def _trainer_kwargs(stage: Any, output_dir: str, *, seed: int, report_to: str, bf16: bool) -> dict[str, Any]:
-    """TrainingArguments shared by the GRPO and DPO stages (CPU unless bf16 is asked for)."""
-    return {
-        "output_dir": output_dir, "learning_rate": stage.learning_rate,
-        "lr_scheduler_type": stage.lr_scheduler_type, "num_train_epochs": stage.num_train_epochs,
-        "max_steps": stage.max_steps, "per_device_train_batch_size": stage.per_device_train_batch_size,
-        "gradient_accumulation_steps": stage.gradient_accumulation_steps,
-        "logging_steps": stage.logging_steps,
-        "seed": seed, "report_to": report_to, "bf16": bf16, "use_cpu": not bf16,
-        "remove_unused_columns": False, "save_strategy": "no", "disable_tqdm": False,
-        # Recomputing activations saves GPU memory on a 7B model; on the CPU it only costs time. The new name:
-        # transformers 5.x warns on `gradient_checkpointing` (removed in v6) and mirrors this value into it.
-        "activation_checkpointing": bf16,
-    }
-
-
 def _with_extra(kwargs: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
     """``extra`` on top of ``kwargs``; a user's deprecated ``gradient_checkpointing`` still wins (transformers
     would otherwise let our ``activation_checkpointing`` override it silently)."""
@@ -60,19 +45,54 @@ def _with_extra(kwargs: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]
 
 
 @dataclasses.dataclass
-class GRPOStageConfig:
-    num_generations: int = cfg(4, help="G, completions per prompt (paper: 4)")
-    temperature: float = cfg(SAMPLING_TEMPERATURE, help="sampling temperature (paper: 0.9)")
-    beta: float = cfg(0.0, help="KL coefficient (paper: 0.0, so no reference model is kept)")
-    epsilon: float = cfg(0.2, help="clipping epsilon (paper: 0.2)")
+class OptimizerConfig:
+    """The TrainingArguments every stage passes to its TRL trainer, declared once (as TRL's
+    ``trainer/base_config.py`` does for its trainers): a stage redeclares a field only to give it its own
+    default or help, and names its TRL config class (``trl_config``) so ``extra`` is checked against it."""
+
+    trl_config: ClassVar[str] = ""  # the stage's trl config class; "" = extra is not checked
+
     learning_rate: float = cfg(1e-5, help="AdamW learning rate (paper: 1e-5)")
     lr_scheduler_type: str = cfg("cosine", help="scheduler (paper: cosine)")
     num_train_epochs: float = cfg(1.0, help="epochs (paper: 1)")
     max_steps: int = cfg(-1, help="stop after this many optimizer steps (-1 = epochs decide)")
+    per_device_train_batch_size: int = cfg(8, help="examples per device step")
+    gradient_accumulation_steps: int = cfg(1, help="gradient accumulation")
+    logging_steps: int = cfg(1, help="log every n steps")
+    extra: dict = cfg({}, help="more TRL config kwargs, merged on top")
+
+    def __post_init__(self) -> None:
+        if self.trl_config:
+            _check_extra(self.extra, self.trl_config)
+
+    def trainer_kwargs(self, output_dir: str, *, seed: int, report_to: str, bf16: bool) -> dict[str, Any]:
+        """TrainingArguments shared by the GRPO, DPO and RFT stages (CPU unless bf16 is asked for)."""
+        return {
+            "output_dir": output_dir, "learning_rate": self.learning_rate,
+            "lr_scheduler_type": self.lr_scheduler_type, "num_train_epochs": self.num_train_epochs,
+            "max_steps": self.max_steps, "per_device_train_batch_size": self.per_device_train_batch_size,
+            "gradient_accumulation_steps": self.gradient_accumulation_steps,
+            "logging_steps": self.logging_steps,
+            "seed": seed, "report_to": report_to, "bf16": bf16, "use_cpu": not bf16,
+            "remove_unused_columns": False, "save_strategy": "no", "disable_tqdm": False,
+            # Recomputing activations saves GPU memory on a 7B model; on the CPU it only costs time. The
+            # new name: transformers 5.x warns on `gradient_checkpointing` (removed in v6) and mirrors this
+            # value into it.
+            "activation_checkpointing": bf16,
+        }
+
+
+@dataclasses.dataclass
+class GRPOStageConfig(OptimizerConfig):
+    trl_config: ClassVar[str] = "GRPOConfig"
+
+    num_generations: int = cfg(4, help="G, completions per prompt (paper: 4)")
+    temperature: float = cfg(SAMPLING_TEMPERATURE, help="sampling temperature (paper: 0.9)")
+    beta: float = cfg(0.0, help="KL coefficient (paper: 0.0, so no reference model is kept)")
+    epsilon: float = cfg(0.2, help="clipping epsilon (paper: 0.2)")
     loss_type: str = cfg("grpo", help="TRL loss_type; 'grpo' = the paper's per-sequence length normalisation")
     per_device_train_batch_size: int = cfg(4, help="completions per device step; multiple of num_generations")
     gradient_accumulation_steps: int = cfg(2, help="4 x 2 = the paper's batch of 8 completions per update")
-    logging_steps: int = cfg(1, help="log every n steps")
     extra: dict = cfg({}, help="more trl.GRPOConfig kwargs, merged on top (e.g. {bf16: "
                                "true, use_cpu: false})")
     use_vllm: bool = cfg(False, help="generate GRPO completions with vLLM (GPU runs only: "
@@ -99,14 +119,14 @@ class GRPOStageConfig:
                 f"must be a multiple of num_generations ({self.num_generations})")
         if self.temperature <= 0:
             raise ValueError("temperature must be > 0")
-        _check_extra(self.extra, "GRPOConfig")
+        super().__post_init__()
 
     def to_grpo_config(self, output_dir: str, *, max_completion_length: int = 48, seed: int = 0,
                        report_to: str = "none", bf16: bool = False, top_entropy_quantile: float = 1.0) -> Any:
         """A ``trl.GRPOConfig`` for CPU by default; ``extra`` overrides anything."""
         from trl import GRPOConfig
 
-        kwargs = _trainer_kwargs(self, output_dir, seed=seed, report_to=report_to, bf16=bf16)
+        kwargs = self.trainer_kwargs(output_dir, seed=seed, report_to=report_to, bf16=bf16)
         kwargs.update({
             "num_generations": self.num_generations, "temperature": self.temperature, "beta": self.beta,
             "epsilon": self.epsilon, "loss_type": self.loss_type,
@@ -125,7 +145,9 @@ class GRPOStageConfig:
 
 
 @dataclasses.dataclass
-class DPOStageConfig:
+class DPOStageConfig(OptimizerConfig):
+    trl_config: ClassVar[str] = "DPOConfig"
+
     beta: float = cfg(0.1, help="DPO beta (paper: 0.1)")
     samples_per_prompt: int = cfg(2, help="summaries sampled per prompt from the reference policy (paper: 2)")
     temperature: float = cfg(SAMPLING_TEMPERATURE, help="sampling temperature for the pairs (paper: 0.9)")
@@ -136,13 +158,7 @@ class DPOStageConfig:
     samples_per_product: int = cfg(8, help="pairing=best_worst: summaries sampled per product (N)")
     min_reward_margin: float = cfg(0.01, help="drop pairs whose rewards differ by less than this (near-ties)")
     generation_batch_size: int = cfg(16, help="prompts per generation batch when sampling pairs")
-    learning_rate: float = cfg(1e-5, help="AdamW learning rate (paper: 1e-5)")
-    lr_scheduler_type: str = cfg("cosine", help="scheduler (paper: cosine)")
-    num_train_epochs: float = cfg(1.0, help="epochs (paper: 1)")
-    max_steps: int = cfg(-1, help="stop after this many optimizer steps (-1 = epochs decide)")
     per_device_train_batch_size: int = cfg(8, help="pairs per step (paper: 8)")
-    gradient_accumulation_steps: int = cfg(1, help="gradient accumulation")
-    logging_steps: int = cfg(1, help="log every n steps")
     extra: dict = cfg({}, help="more trl.DPOConfig kwargs, merged on top")
 
     def __post_init__(self) -> None:
@@ -152,22 +168,24 @@ class DPOStageConfig:
             raise ValueError(f"pairing must be one of {list(DPO_PAIRINGS)}, got {self.pairing!r}")
         if self.min_reward_margin < 0 or self.beta <= 0 or self.temperature <= 0:
             raise ValueError("min_reward_margin must be >= 0, beta and temperature > 0")
-        _check_extra(self.extra, "DPOConfig")
+        super().__post_init__()
 
     def to_dpo_config(self, output_dir: str, *, max_length: int = 512, seed: int = 0,
                       report_to: str = "none", bf16: bool = False) -> Any:
         from trl import DPOConfig
 
-        kwargs = _trainer_kwargs(self, output_dir, seed=seed, report_to=report_to, bf16=bf16)
+        kwargs = self.trainer_kwargs(output_dir, seed=seed, report_to=report_to, bf16=bf16)
         kwargs.update({"beta": self.beta, "max_length": max_length})
         return DPOConfig(**_with_extra(kwargs, self.extra))
 
 
 @dataclasses.dataclass
-class RFTStageConfig:
+class RFTStageConfig(OptimizerConfig):
     """Rejection-sampling fine-tuning: per round, sample N summaries of every training product with the
     current policy (batched once, shared prefill), keep the best by the product-level reward and train the
     LoRA on the kept ones with TRL's ``SFTTrainer`` (``trl.SFTConfig`` built here, ``extra`` on top)."""
+
+    trl_config: ClassVar[str] = "SFTConfig"
 
     samples_per_product: int = cfg(8, help="N, summaries sampled per product and round (best one kept)")
     rounds: int = cfg(1, help="sample-then-train rounds; round 2 samples from the round-1 adapter")
@@ -184,8 +202,6 @@ class RFTStageConfig:
     num_train_epochs: float = cfg(1.0, help="epochs over the kept summaries, per round")
     max_steps: int = cfg(-1, help="stop each round after this many optimizer steps (-1 = epochs decide)")
     per_device_train_batch_size: int = cfg(8, help="kept summaries per step")
-    gradient_accumulation_steps: int = cfg(1, help="gradient accumulation")
-    logging_steps: int = cfg(1, help="log every n steps")
     extra: dict = cfg({}, help="more trl.SFTConfig kwargs, merged on top")
 
     def __post_init__(self) -> None:
@@ -201,14 +217,14 @@ class RFTStageConfig:
             raise ValueError("rft.per_device_train_batch_size and gradient_accumulation_steps must be >= 1")
         if self.max_steps == 0 or self.max_steps < -1 or self.num_train_epochs <= 0:
             raise ValueError("rft.max_steps must be -1 or >= 1 and num_train_epochs > 0")
-        _check_extra(self.extra, "SFTConfig")
+        super().__post_init__()
 
     def to_sft_config(self, output_dir: str, *, max_length: int = 512, seed: int = 0,
                       report_to: str = "none", bf16: bool = False) -> Any:
         """A ``trl.SFTConfig`` training on the completion only (prompt tokens are masked); no packing."""
         from trl import SFTConfig
 
-        kwargs = _trainer_kwargs(self, output_dir, seed=seed, report_to=report_to, bf16=bf16)
+        kwargs = self.trainer_kwargs(output_dir, seed=seed, report_to=report_to, bf16=bf16)
         kwargs.update({"max_length": max_length, "completion_only_loss": True, "packing": False})
         return SFTConfig(**_with_extra(kwargs, self.extra))
 

@@ -14,9 +14,6 @@ completions end at the first line break (the model's EOS list is widened with
 from __future__ import annotations
 
 import logging
-import os
-import shutil
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -101,17 +98,12 @@ def write_policy_info(adapter_dir: Path, info: dict[str, Any]) -> None:
 
 
 def save_adapter(model: Any, adapter_dir: Path) -> Path:
-    """Write the LoRA adapter (safetensors) to ``adapter_dir`` atomically (temp sibling, then rename)."""
-    adapter_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{adapter_dir.name}.", dir=adapter_dir.parent))
-    try:
-        model.save_pretrained(str(tmp), safe_serialization=True)
-        if adapter_dir.exists():
-            shutil.rmtree(adapter_dir)
-        os.replace(tmp, adapter_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    """Write the LoRA adapter (safetensors) to ``adapter_dir`` atomically: a staging sibling swapped in
+    for the whole folder (:func:`relsum.data.atomic_dir.staged_folder`; a previous adapter is replaced)."""
+    from relsum.data.atomic_dir import staged_folder
+
+    with staged_folder(adapter_dir, None, "adapter save", lock=False) as staging:
+        model.save_pretrained(str(staging), safe_serialization=True)
     return adapter_dir
 
 

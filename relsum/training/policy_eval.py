@@ -39,7 +39,7 @@ def summarize_products(model, tokenizer, products: pd.DataFrame, policy, batch_s
                        show_progress: bool | None = None) -> pd.Series:
     """product_id -> greedy summary for a frame with product_id, title, text (one row per product).
 
-    ``policy`` is the :class:`~relsum.training.config.PolicyConfig` the model was trained with: its prompt
+    ``policy`` is the :class:`~relsum.policy.config.PolicyConfig` the model was trained with: its prompt
     and summary token caps apply here too, so evaluation sees the prompts training saw.
     """
     texts = _generate(model, tokenizer, products, policy, batch_size, do_sample=False,

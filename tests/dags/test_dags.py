@@ -53,8 +53,8 @@ def overrides(env, tiny_cross_encoder_dir):
     from relsum.core.paths import SAMPLE_DIR
     from relsum.data.contracts import validate_catalog
     from relsum.data.io import read_table
+    from relsum.policy.config import TinyPolicyConfig
     from relsum.policy.tiny import build_tiny_policy
-    from relsum.training.config import TinyPolicyConfig
 
     catalog = validate_catalog(read_table(SAMPLE_DIR / "products.jsonl")).valid
     # As tests/training/conftest.py (~20 s): smaller warm-ups write empty summaries.
@@ -65,13 +65,13 @@ def overrides(env, tiny_cross_encoder_dir):
     lines = (SAMPLE_DIR / "products.jsonl").read_text().splitlines()[:12]
     (env / "catalog12.jsonl").write_text("\n".join(lines) + "\n")
     assert len(pd.read_json(env / "catalog12.jsonl", lines=True)) == 12
-    return [f"reward_model={tiny_cross_encoder_dir}", f"train.train.policy.model_dir={policy}",
+    return [f"reward_model={tiny_cross_encoder_dir}", f"train.trainer.policy.model_dir={policy}",
             "pairs.filter.mode=top_fraction", "pairs.filter.top_fraction=0.3",
-            "train.train.policy.lora_r=4", "train.train.policy.lora_alpha=8",
-            "train.train.policy.max_prompt_tokens=96",
-            "train.train.policy.max_summary_tokens=12", "train.train.grpo.per_device_train_batch_size=4",
-            "train.train.grpo.gradient_accumulation_steps=1", "train.train.grpo.max_steps=2",
-            "train.train.grpo.learning_rate=1e-3", "train.train.max_train_rows=16",
+            "train.trainer.policy.lora_r=4", "train.trainer.policy.lora_alpha=8",
+            "train.trainer.policy.max_prompt_tokens=96",
+            "train.trainer.policy.max_summary_tokens=12", "train.trainer.grpo.per_device_train_batch_size=4",
+            "train.trainer.grpo.gradient_accumulation_steps=1", "train.trainer.grpo.max_steps=2",
+            "train.trainer.grpo.learning_rate=1e-3", "train.trainer.max_train_rows=16",
             "train.holdout_fraction=0.05",
             "train.n_boot=20", "train.n_sample_summaries=3", "evaluate.max_queries=4", "evaluate.n_boot=20",
             f"summarize.catalog={env / 'catalog12.jsonl'}", "summarize.max_new_tokens=8",
@@ -87,7 +87,7 @@ def dagbag(env):
 
 
 def _tracking():
-    from relsum.lifecycle.tracking import TrackingConfig
+    from relsum.lifecycle.config import TrackingConfig
 
     return TrackingConfig()
 
@@ -151,10 +151,10 @@ def test_retrain_dag_end_to_end_and_rerun_is_idempotent(env, dagbag, overrides):
     assert client.get_model_version_by_alias(tracking.registered_model, "champion").version == version.version
     metrics = client.get_run(version.run_id).data.metrics
     for subset in ("full", "tail"):
-        for metric in ("ndcg_at_k", "recall_at_precision"):
+        for metric in ("ndcg_at_5", "r_at_90p"):
             name = f"eval.{subset}.{metric}"
             assert metrics[f"{name}.lo"] <= metrics[name] <= metrics[f"{name}.hi"], name
-    assert "baseline.none.full.ndcg_at_k" in metrics and "baseline.sum_ref.tail.ndcg_at_k" in metrics
+    assert "baseline.none.full.ndcg_at_5" in metrics and "baseline.sum_ref.tail.ndcg_at_5" in metrics
     gate = json.loads((runs_dir / key / "gate" / "gate.json").read_text())
     assert gate["promoted"] and gate["champion"] == str(version.version)
     before = _files(runs_dir / key)

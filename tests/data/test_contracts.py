@@ -11,8 +11,8 @@ import pandas as pd
 import pytest
 
 from relsum.core.config import ConfigError, load_config
+from relsum.data.config import ContractConfig
 from relsum.data.contracts import (
-    ContractConfig,
     ContractError,
     validate_catalog,
     validate_judgments,

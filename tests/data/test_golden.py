@@ -8,7 +8,8 @@ import pandas as pd
 import pytest
 
 from relsum.core.paths import SAMPLE_DIR
-from relsum.data.contracts import ContractConfig, ContractError
+from relsum.data.config import ContractConfig
+from relsum.data.contracts import ContractError
 from relsum.data.golden import SAMPLE_GRADE_MAP, config_for, find_catalog, load_golden
 
 

@@ -13,9 +13,10 @@ import pytest
 
 from relsum.core.config import ConfigError, load_config
 from relsum.core.paths import SAMPLE_DIR
-from relsum.data.contracts import ContractConfig
+from relsum.data.config import ContractConfig
 from relsum.data.golden import SAMPLE_GRADE_MAP
-from relsum.pipelines.validate import ValidateConfig, ValidationFailed, run
+from relsum.pipelines.configs import ValidateConfig
+from relsum.pipelines.validate import ValidationFailed, run
 
 FIXTURES = Path(__file__).parent / "fixtures"
 

@@ -85,7 +85,7 @@ def _boot(n_queries, seed=0, n_boot=300, same=False):
 
 def _flat(res):
     return [
-        x for name in res for m in ("recall_at_precision", "ndcg_at_k")
+        x for name in res for m in ("r@90p", "ndcg@5")
         for iv in (res[name][m], res[name]["gain_pct"][m]) for x in (iv.value, iv.lo, iv.hi)
     ]
 
@@ -93,21 +93,21 @@ def _flat(res):
 def test_intervals_contain_point_and_are_seeded():
     res = _boot(300)
     for name in ("none", "cand"):
-        for metric in ("recall_at_precision", "ndcg_at_k"):
+        for metric in ("r@90p", "ndcg@5"):
             iv = res[name][metric]
             assert iv.lo <= iv.value <= iv.hi, (name, metric, iv)
-    for metric in ("recall_at_precision", "ndcg_at_k"):
+    for metric in ("r@90p", "ndcg@5"):
         gain = res["cand"]["gain_pct"][metric]
         assert gain.lo <= gain.value <= gain.hi and gain.value > 0, (metric, gain)
     np.testing.assert_array_equal(_flat(_boot(300)), _flat(res))  # same seed, same intervals
     other = paired_bootstrap(*_data(300)[:2], {"none": _data(300)[2], "cand": _data(300)[3]}, n_boot=300,
                              seed=9)
-    assert other["cand"]["ndcg_at_k"] != res["cand"]["ndcg_at_k"]
+    assert other["cand"]["ndcg@5"] != res["cand"]["ndcg@5"]
 
 
 def test_intervals_narrow_with_more_queries():
     small, large = _boot(60), _boot(1500)
-    for metric in ("recall_at_precision", "ndcg_at_k"):
+    for metric in ("r@90p", "ndcg@5"):
         w_small = small["cand"][metric].hi - small["cand"][metric].lo
         w_large = large["cand"][metric].hi - large["cand"][metric].lo
         assert w_large < 0.6 * w_small, metric
@@ -115,7 +115,7 @@ def test_intervals_narrow_with_more_queries():
 
 def test_gain_of_baseline_against_itself_is_zero_with_zero_width():
     res = _boot(100, same=True)
-    for metric in ("recall_at_precision", "ndcg_at_k"):
+    for metric in ("r@90p", "ndcg@5"):
         g = res["cand"]["gain_pct"][metric]
         assert (g.value, g.lo, g.hi) == (0.0, 0.0, 0.0)
         assert res["none"]["gain_pct"][metric].value == 0.0
@@ -127,11 +127,11 @@ def test_gain_undefined_when_baseline_metric_is_zero():
     labels = np.tile([1.0, 0.0], 20)
     res = paired_bootstrap(q, labels, {"none": np.tile([0.2, 0.8], 20), "cand": np.tile([0.8, 0.2], 20)},
                            n_boot=50)
-    assert res["none"]["recall_at_precision"].value == 0.0
-    g = res["cand"]["gain_pct"]["recall_at_precision"]
+    assert res["none"]["r@90p"].value == 0.0
+    g = res["cand"]["gain_pct"]["r@90p"]
     assert all(math.isnan(x) for x in (g.value, g.lo, g.hi))
     _, per_q = per_query_ndcg_at_k(q, labels, np.tile([0.2, 0.8], 20))
-    assert res["none"]["ndcg_at_k"].value == pytest.approx(per_q.mean())
+    assert res["none"]["ndcg@5"].value == pytest.approx(per_q.mean())
 
 
 def test_baseline_must_be_a_candidate():

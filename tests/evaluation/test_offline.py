@@ -43,14 +43,14 @@ NDCG_NONE = (5 + 5 / math.log2(3)) / 10
 def test_structure_counts_and_json():
     m = compute_offline_metrics(hand_scores(), ["perfect", "same"], n_boot=50)
     assert m["config"]["candidates"] == ["none", "perfect", "same"]  # baseline added first
-    assert m["config"]["metric_names"] == {"recall_at_precision": "R@90P", "ndcg_at_k": "NDCG@5"}
+    assert m["config"]["metric_names"] == {"r@90p": "R@90P", "ndcg@5": "NDCG@5"}
     full, tail = m["subsets"]["full"], m["subsets"]["tail"]
     assert (full["n_queries"], full["n_pairs"], full["n_positive_pairs"]) == (10, 20, 10)
     assert (tail["n_queries"], tail["n_pairs"], tail["n_queries_excluded_no_positive"]) == (2, 4, 0)
     entry = full["candidates"]["perfect"]
-    assert set(entry) == {"recall_at_precision", "ndcg_at_k", "reward", "gain_pct"}
-    assert set(entry["gain_pct"]) == {"recall_at_precision", "ndcg_at_k"}
-    assert set(entry["ndcg_at_k"]) == {"value", "lo", "hi"}
+    assert set(entry) == {"r@90p", "ndcg@5", "reward", "gain_pct"}
+    assert set(entry["gain_pct"]) == {"r@90p", "ndcg@5"}
+    assert set(entry["ndcg@5"]) == {"value", "lo", "hi"}
     text = json.dumps(to_jsonable(m), allow_nan=False)
     assert json.loads(text)["subsets"]["full"]["n_pairs"] == 20
 
@@ -58,16 +58,16 @@ def test_structure_counts_and_json():
 def test_hand_made_values_and_gains_table():
     m = compute_offline_metrics(hand_scores(), ["none", "perfect", "same"], n_boot=200)
     full = m["subsets"]["full"]["candidates"]
-    assert full["none"]["recall_at_precision"]["value"] == 0.5
-    assert full["none"]["ndcg_at_k"]["value"] == pytest.approx(NDCG_NONE)
-    assert full["perfect"]["recall_at_precision"]["value"] == 1.0
-    assert full["perfect"]["gain_pct"]["recall_at_precision"]["value"] == pytest.approx(100.0)
+    assert full["none"]["r@90p"]["value"] == 0.5
+    assert full["none"]["ndcg@5"]["value"] == pytest.approx(NDCG_NONE)
+    assert full["perfect"]["r@90p"]["value"] == 1.0
+    assert full["perfect"]["gain_pct"]["r@90p"]["value"] == pytest.approx(100.0)
     ndcg_gain = 100 * (1 - NDCG_NONE) / NDCG_NONE  # 22.63 %
-    assert full["perfect"]["gain_pct"]["ndcg_at_k"]["value"] == pytest.approx(ndcg_gain)
+    assert full["perfect"]["gain_pct"]["ndcg@5"]["value"] == pytest.approx(ndcg_gain)
     # tail = q0 (positive first for both) and q5 (none wrong): NDCG none = (1 + 1/log2 3) / 2
     tail_none = (1 + 1 / math.log2(3)) / 2
     tail = m["subsets"]["tail"]["candidates"]
-    assert tail["perfect"]["gain_pct"]["ndcg_at_k"]["value"] == pytest.approx(
+    assert tail["perfect"]["gain_pct"]["ndcg@5"]["value"] == pytest.approx(
         100 * (1 - tail_none) / tail_none)
 
     table = gains_table(m)
@@ -98,8 +98,8 @@ def test_empty_tail_subset_does_not_crash():
     m = compute_offline_metrics(hand_scores(tail_queries=()), ["perfect"], n_boot=20)
     tail = m["subsets"]["tail"]
     assert (tail["n_queries"], tail["n_pairs"], tail["n_queries_ndcg"]) == (0, 0, 0)
-    assert math.isnan(tail["candidates"]["perfect"]["ndcg_at_k"]["value"])
-    assert to_jsonable(m)["subsets"]["tail"]["candidates"]["perfect"]["recall_at_precision"]["value"] is None
+    assert math.isnan(tail["candidates"]["perfect"]["ndcg@5"]["value"])
+    assert to_jsonable(m)["subsets"]["tail"]["candidates"]["perfect"]["r@90p"]["value"] is None
     assert gains_table(m).loc["perfect", "Golden-tail NDCG@5"] == "n/a"
     assert "n/a" in format_table(m)
 
@@ -161,10 +161,10 @@ def test_single_judged_queries_are_excluded_from_ndcg_and_the_table_leads_with_r
     assert (full["n_queries"], full["n_queries_ndcg"]) == (20, 0)
     assert (full["n_queries_excluded_single_judged"], full["n_queries_excluded_no_positive"]) == (10, 10)
     for cand in ("good", "bad"):  # without the exclusion: NDCG 1.000 and +0.0% for both
-        assert math.isnan(full["candidates"][cand]["ndcg_at_k"]["value"])
-        assert format_gain(full["candidates"][cand]["gain_pct"]["ndcg_at_k"]) == "n/a"
-    assert full["candidates"]["good"]["recall_at_precision"]["value"] == 1.0
-    assert full["candidates"]["bad"]["recall_at_precision"]["value"] == 0.0
+        assert math.isnan(full["candidates"][cand]["ndcg@5"]["value"])
+        assert format_gain(full["candidates"][cand]["gain_pct"]["ndcg@5"]) == "n/a"
+    assert full["candidates"]["good"]["r@90p"]["value"] == 1.0
+    assert full["candidates"]["bad"]["r@90p"]["value"] == 0.0
     table = gains_table(m)
     assert list(table.columns)[:2] == ["Golden-full R@90P", "Golden-tail R@90P"]  # R@90P first
     text = format_table(m)
@@ -179,6 +179,6 @@ def test_a_few_single_judged_queries_are_counted_but_ndcg_still_leads():
         ["good"], n_boot=20)
     full = m["subsets"]["full"]
     assert (full["n_queries_ndcg"], full["n_queries_excluded_single_judged"]) == (10, 1)
-    assert full["candidates"]["good"]["ndcg_at_k"]["value"] == 1.0
+    assert full["candidates"]["good"]["ndcg@5"]["value"] == 1.0
     assert list(gains_table(m).columns)[:2] == ["Golden-full R@90P", "Golden-full NDCG@5"]
     assert "NDCG@5 uses the other 10" in format_table(m)

@@ -117,24 +117,24 @@ def test_paired_measures_values_and_keys():
     assert full["pairwise_accuracy"]["cand"]["value"] == pytest.approx(acc["cand"])
     assert set(full["paired"]) == {"same", "cand"}  # the baseline is not paired with itself
     cand = full["paired"]["cand"]
-    assert set(cand) == set(names.PAIRED_METRICS)
+    assert set(cand) == set(names.paired_metrics(m["config"]))
     assert set(cand["reward"]) == {"value", "lo", "hi", "sd_diff", "n_queries", "mde", "detectable"}
     reward_diff = mean_reward(df["label"], df["score_cand"]) - mean_reward(df["label"], df["score_none"])
     assert cand["reward"]["value"] == pytest.approx(reward_diff)
     assert cand["pairwise_accuracy"]["value"] == pytest.approx(acc["cand"] - acc["none"])
     ndcg = full["candidates"]
-    assert cand["ndcg_at_k"]["value"] == pytest.approx(ndcg["cand"]["ndcg_at_k"]["value"]
-                                                       - ndcg["none"]["ndcg_at_k"]["value"])
+    assert cand["ndcg@5"]["value"] == pytest.approx(ndcg["cand"]["ndcg@5"]["value"]
+                                                       - ndcg["none"]["ndcg@5"]["value"])
     # equal pair counts per query: sigma_d of the reward is the spread of the per-query mean differences
     per_q = (df.assign(d=-(df["score_cand"] - df["label"]).abs() + (df["score_none"] - df["label"]).abs())
              .groupby("query_id")["d"].mean())
     assert cand["reward"]["sd_diff"] == pytest.approx(per_q.std(ddof=1))
     assert cand["reward"]["mde"] == pytest.approx(standardized_mde(12) * per_q.std(ddof=1))
-    for metric in names.PAIRED_METRICS:
+    for metric in names.paired_metrics(m["config"]):
         e = cand[metric]
         assert e["lo"] <= e["value"] <= e["hi"] and e["mde"] > 0, metric
     same = full["paired"]["same"]
-    for metric in names.PAIRED_METRICS:  # identical to the baseline: 0 with a zero-width CI, no finding
+    for metric in names.paired_metrics(m["config"]):  # same as the baseline: 0, zero-width CI, no finding
         assert (same[metric]["value"], same[metric]["lo"], same[metric]["hi"]) == (0.0, 0.0, 0.0)
         assert same[metric]["detectable"] is False
     json.dumps(to_jsonable(m), allow_nan=False)
@@ -146,7 +146,7 @@ def test_table_says_below_what_the_set_can_detect():
     assert "| same | +0.0% [+0.0, +0.0] † | " in text  # an identical candidate never reads as a finding
     assert "Paired difference vs `none`" in text
     # the issue's case: a CI clear of zero on 12 queries, yet smaller than what 12 queries can detect
-    ndcg = m["subsets"]["full"]["paired"]["cand"]["ndcg_at_k"]
+    ndcg = m["subsets"]["full"]["paired"]["cand"]["ndcg@5"]
     assert ndcg["lo"] > 0 and ndcg["value"] < ndcg["mde"] and ndcg["detectable"] is False
     row = gains_table(m, detectable=True).loc["cand"]
     assert row["Golden-full NDCG@5"].endswith(" †")
@@ -163,7 +163,7 @@ def test_table_says_below_what_the_set_can_detect():
 def test_a_clear_gain_on_many_queries_is_detectable():
     m = compute_offline_metrics(_scores(200, lift=0.3), ["cand"], n_boot=200)
     cand = m["subsets"]["full"]["paired"]["cand"]
-    for metric in ("reward", "pairwise_accuracy", "ndcg_at_k"):
+    for metric in ("reward", "pairwise_accuracy", "ndcg@5"):
         assert cand[metric]["detectable"] is True, metric
     row = gains_table(m, detectable=True).loc["cand"]
     assert not row["Golden-full NDCG@5"].endswith("†")
@@ -190,26 +190,16 @@ def test_metric_names_of_the_new_keys():
     assert names.mde_stat() == "mde_p80_a05" and names.mde_stat(0.9, 0.01) == "mde_p90_a01"
     assert names.diff_key("tail", "reward", "lo", candidate="desc") == "baseline.desc.tail.reward.diff.lo"
     assert names.pair_key("full", "pairwise_accuracy", "hi") == "eval.full.pairwise_accuracy.hi"
-    for bad in (lambda: names.pair_key("full", "ndcg_at_k"), lambda: names.diff_key("full", "auc"),
+    for bad in (lambda: names.pair_key("full", "ndcg@5"), lambda: names.diff_key("full", "auc"),
                 lambda: names.diff_key("full", "reward", "mid"), lambda: names.mde_stat(1.0)):
         with pytest.raises(ValueError):
             bad()
 
 
 @pytest.fixture(scope="module")
-def golden(tmp_path_factory, sample_dir):
+def golden(golden_subset):
     """6 golden queries of the bundled sample with their judged products (a tiny evaluation)."""
-    folder = tmp_path_factory.mktemp("golden")
-    queries = pd.read_csv(sample_dir / "golden" / "queries.csv", dtype=str).head(6)
-    judgments = pd.read_csv(sample_dir / "golden" / "judgments.csv", dtype=str)
-    judgments = judgments[judgments.query_id.isin(queries.query_id)]
-    queries.to_csv(folder / "queries.csv", index=False)
-    judgments.to_csv(folder / "judgments.csv", index=False)
-    (folder / "relsum.yaml").write_text((sample_dir / "golden" / "relsum.yaml").read_text())
-    products = pd.read_json(sample_dir / "products.jsonl", lines=True, dtype={"product_id": str})
-    products[products.product_id.isin(judgments.product_id)].to_json(folder / "products.jsonl",
-                                                                      orient="records", lines=True)
-    return folder
+    return golden_subset(6)
 
 
 @pytest.mark.slow  # a tiny cross-encoder scores 6 golden queries: ~30 s on a loaded 2-core host
@@ -218,8 +208,10 @@ def test_tiny_evaluation_files_table_and_mlflow_carry_what_it_can_detect(golden,
     from mlflow import MlflowClient
 
     from relsum.lifecycle import tracking as tr
+    from relsum.lifecycle.config import TrackingConfig
+    from relsum.pipelines.configs import EvaluateConfig
     from relsum.pipelines.demo_report import log_demo_evaluation
-    from relsum.pipelines.evaluate import EvaluateConfig, run
+    from relsum.pipelines.evaluate import run
 
     ids = sorted(pd.read_csv(golden / "judgments.csv", dtype=str)["product_id"].unique())
     summaries = tmp_path / "mine.csv"
@@ -235,16 +227,16 @@ def test_tiny_evaluation_files_table_and_mlflow_carry_what_it_can_detect(golden,
     assert {"none", "desc", "mine"} <= set(full["pairwise_accuracy"]) and full["n_comparable_pairs"] > 0
     assert set(full["paired"]) == set(full["pairwise_accuracy"]) - {"none"}  # every candidate vs title-only
     for cand in ("desc", "mine"):
-        for metric in names.PAIRED_METRICS:
+        for metric in names.paired_metrics(metrics["config"]):
             keys = set(full["paired"][cand][metric])
             assert {"value", "lo", "hi", "mde", "n_queries", "detectable"} <= keys
-    assert full["paired"]["mine"]["ndcg_at_k"]["n_queries"] == full["n_queries_ndcg"]
+    assert full["paired"]["mine"]["ndcg@5"]["n_queries"] == full["n_queries_ndcg"]
     md = (tmp_path / "eval" / "report.md").read_text()
     page = (tmp_path / "eval" / "report.html").read_text()
     assert BELOW in md and BELOW in page  # 6 queries detect nothing NDCG@5 could show
 
     monkeypatch.setenv("RELSUM_HOME", str(tmp_path / "home"))
-    tracking = tr.TrackingConfig()
+    tracking = TrackingConfig()
     with tr.tracked_run(tracking, "run") as active:
         run_id = active.info.run_id
     log_demo_evaluation(tracking, run_id, result, "mine", {})
@@ -253,4 +245,4 @@ def test_tiny_evaluation_files_table_and_mlflow_carry_what_it_can_detect(golden,
     assert logged[names.diff_key("full", "pairwise_accuracy", "mde")] == pytest.approx(mine["mde"])
     assert logged[names.diff_key("full", "reward", candidate="desc")] == pytest.approx(
         full["paired"]["desc"]["reward"]["value"])
-    assert "baseline.none.full.pairwise_accuracy" in logged and "eval.full.ndcg_at_k" in logged
+    assert "baseline.none.full.pairwise_accuracy" in logged and "eval.full.ndcg_at_5" in logged

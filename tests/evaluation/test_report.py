@@ -42,7 +42,7 @@ def test_report_files_images_and_tables(tmp_path):
     assert all(base64.b64decode(img).startswith(PNG_MAGIC) for img in images)
     assert "<h1>unit report</h1>" in html
     assert "Golden-full R@90P" in html and "Golden-tail NDCG@5" in html
-    gain = m["subsets"]["full"]["candidates"]["relsum"]["gain_pct"]["ndcg_at_k"]["value"]
+    gain = m["subsets"]["full"]["candidates"]["relsum"]["gain_pct"]["ndcg@5"]["value"]
     assert f"+{gain:.1f}% [" in html
     assert "&lt;b&gt;98%&lt;/b&gt;" in html  # extra sections are escaped in HTML
     assert f"{m['subsets']['full']['n_pairs']} judged pairs" in html
@@ -58,7 +58,7 @@ def test_report_files_images_and_tables(tmp_path):
 def test_report_with_empty_tail_and_baseline_only(tmp_path):
     df = _scores(with_tail=False)
     m = to_jsonable(compute_offline_metrics(df, ["none"], n_boot=20))  # None for the empty tail
-    assert m["subsets"]["tail"]["candidates"]["none"]["ndcg_at_k"]["value"] is None
+    assert m["subsets"]["tail"]["candidates"]["none"]["ndcg@5"]["value"] is None
     paths = write_report(m, df, tmp_path)
     assert set(paths) == {"md", "html", "pr_curves"}  # no candidate to compare -> no win/loss plot
     assert "Golden-tail: 0 queries" in paths["md"].read_text(encoding="utf-8")

@@ -9,7 +9,8 @@ import mlflow
 import pytest
 
 from relsum.core.config import load_config
-from relsum.pipelines.ablate import AblateConfig, run, variant_options
+from relsum.pipelines.ablate import run, variant_options
+from relsum.pipelines.configs import AblateConfig
 
 
 def test_variant_options():

@@ -3,9 +3,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from relsum.pipelines.build_pairs import BuildPairsConfig, PairsResult, run
+from relsum.pipelines.build_pairs import PairsResult, run
+from relsum.pipelines.configs import BuildPairsConfig
+from relsum.scoring.config import ScorerConfig
 from relsum.scoring.protocol import RelevanceScorer
-from relsum.scoring.scorer import Scorer, ScorerConfig
+from relsum.scoring.scorer import Scorer
 
 
 def test_build_pairs_returns_typed_result_matching_its_files(tmp_path, sample_dir, tiny_cross_encoder_dir):

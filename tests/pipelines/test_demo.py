@@ -30,14 +30,16 @@ def _small_sample(tmp_path, sample_dir, n_golden=5, n_train=4):
 @pytest.mark.slow
 def test_demo_runs_every_stage_and_tracks_in_mlflow(tmp_path, sample_dir, tiny_cross_encoder_dir,
                                                     tiny_policy_dir):
-    from relsum.pipelines.demo import DemoConfig, run
+    from relsum.pipelines.configs import DemoConfig
+    from relsum.pipelines.demo import run
 
     golden, log = _small_sample(tmp_path, sample_dir)
     config = load_config(DemoConfig, None, [
         f"out_dir={tmp_path / 'demo'}", f"reward_model={tiny_cross_encoder_dir}", f"golden={golden}",
         f"pairs.search_log={log}", "pairs.filter.mode=top_fraction", "pairs.filter.top_fraction=1.0",
-        f"train.train.policy.model_dir={tiny_policy_dir}", "train.train.grpo.max_steps=2",
-        "train.train.policy.max_summary_tokens=12", "train.n_boot=50", "train.heldout_samples=2", "n_boot=50",
+        f"train.trainer.policy.model_dir={tiny_policy_dir}", "train.trainer.grpo.max_steps=2",
+        "train.trainer.policy.max_summary_tokens=12", "train.n_boot=50", "train.heldout_samples=2",
+        "n_boot=50",
         "golden_products=45", "examples=2"])
     result = run(config)
 
@@ -85,27 +87,30 @@ def test_demo_runs_every_stage_and_tracks_in_mlflow(tmp_path, sample_dir, tiny_c
     assert {"adapter", "training_set_stats.json", "evaluation"} <= artifacts
     # the evaluation is on the training run, so `relsum compare` shows numbers, not n/a
     metrics = client.get_run(run_info.info.run_id).data.metrics
-    assert {"eval.full.ndcg_at_k", "eval.tail.recall_at_precision.lo", "baseline.sum_ref.full.ndcg_at_k",
+    assert {"eval.full.ndcg_at_5", "eval.tail.r_at_90p.lo", "baseline.sum_ref.full.ndcg_at_5",
             "groundedness.grpo", "groundedness.sum_ref.lo"} <= set(metrics)
     assert any(k.startswith("heldout_label_") and k.endswith("_shift") for k in metrics)
-    from relsum.pipelines.compare import CompareConfig, collect
+    from relsum.pipelines.compare import collect
+    from relsum.pipelines.configs import CompareConfig
 
     record = collect(CompareConfig(tracking=config.train.tracking, runs=[run_info.info.run_id]))[0]
-    value, lo, hi = record["metrics"]["full.ndcg_at_k"]
+    value, lo, hi = record["metrics"]["full.ndcg@5"]
     assert lo <= value <= hi and value == value
 
 
 @pytest.mark.slow
 def test_demo_with_two_seeds_trains_and_reports_each(tmp_path, sample_dir, tiny_cross_encoder_dir,
                                                      tiny_policy_dir):
-    from relsum.pipelines.demo import DemoConfig, run
+    from relsum.pipelines.configs import DemoConfig
+    from relsum.pipelines.demo import run
 
     golden, log = _small_sample(tmp_path, sample_dir, n_golden=3, n_train=3)
     config = load_config(DemoConfig, None, [
         f"out_dir={tmp_path / 'demo'}", f"reward_model={tiny_cross_encoder_dir}", f"golden={golden}",
         f"pairs.search_log={log}", "pairs.filter.mode=top_fraction", "pairs.filter.top_fraction=1.0",
-        f"train.train.policy.model_dir={tiny_policy_dir}", "train.train.grpo.max_steps=1",
-        "train.train.policy.max_summary_tokens=8", "train.n_boot=20", "train.heldout_samples=0", "n_boot=20",
+        f"train.trainer.policy.model_dir={tiny_policy_dir}", "train.trainer.grpo.max_steps=1",
+        "train.trainer.policy.max_summary_tokens=8", "train.n_boot=20", "train.heldout_samples=0",
+        "n_boot=20",
         "train_seeds=[3,4]", "examples=1"])
     result = run(config)
 
@@ -117,4 +122,4 @@ def test_demo_with_two_seeds_trains_and_reports_each(tmp_path, sample_dir, tiny_
         assert f"{name} {result['seeds'][name]['heldout']['reward_trained']:.4f}" in result["report_text"]
         metrics = client.get_run(result["seeds"][name]["mlflow_run_id"]).data.metrics
         assert metrics[f"groundedness.{name}"] == pytest.approx(result["groundedness"][name]["groundedness"])
-        assert "eval.full.ndcg_at_k" in metrics
+        assert "eval.full.ndcg_at_5" in metrics

@@ -10,7 +10,7 @@ import pytest
 
 def test_golden_subset_keeps_whole_queries_and_says_so(tmp_path, sample_dir):
     from relsum.data.golden import load_golden
-    from relsum.pipelines.demo import DemoConfig
+    from relsum.pipelines.configs import DemoConfig
     from relsum.pipelines.demo_report import golden_subset
 
     full = load_golden(sample_dir / "golden")
@@ -85,7 +85,8 @@ def test_pooled_seed_lines_average_seeds_and_combine_their_intervals():
 def test_examples_section_shows_both_summaries_and_scores(sample_dir, tiny_cross_encoder_dir):
     from relsum.data.golden import load_golden
     from relsum.evaluation.examples import examples_section
-    from relsum.scoring.scorer import Scorer, ScorerConfig
+    from relsum.scoring.config import ScorerConfig
+    from relsum.scoring.scorer import Scorer
 
     golden = load_golden(sample_dir / "golden")
     ids = golden.judgments["product_id"].unique()
@@ -117,30 +118,30 @@ def test_demo_size_cuts_an_fp32_policy_run_only_where_asked(tmp_path):
     from relsum.pipelines.demo_report import apply_demo_size, policy_runs_fp32
 
     config = DemoConfig()  # smollm2, 12 updates, 16 held-out products, 160 golden products
-    configured = (config.train.train.grpo.max_steps, config.train.max_heldout_products,
+    configured = (config.train.trainer.grpo.max_steps, config.train.max_heldout_products,
                   config.golden_products)
     assert apply_demo_size(config, fp32_policy=False) == ""  # auto on a bf16 policy: as configured
-    assert (config.train.train.grpo.max_steps, config.train.max_heldout_products,
+    assert (config.train.trainer.grpo.max_steps, config.train.max_heldout_products,
             config.golden_products) == configured
     note = apply_demo_size(config, fp32_policy=True)
     small = config.fp32_size
-    assert (config.train.train.grpo.max_steps, config.train.max_heldout_products,
+    assert (config.train.trainer.grpo.max_steps, config.train.max_heldout_products,
             config.golden_products) == (small.max_steps, small.max_heldout_products, small.golden_products)
     assert f"{small.max_steps} GRPO updates (configured {configured[0]})" in note and "fp32" in note
     # never raises a configured size; 0 / -1 (all, epochs decide) count as unlimited and are cut
-    config = load_config(DemoConfig, overrides=["size=fp32", "train.train.grpo.max_steps=2",
+    config = load_config(DemoConfig, overrides=["size=fp32", "train.trainer.grpo.max_steps=2",
                                                 "golden_products=0"])
     note = apply_demo_size(config, fp32_policy=False)
-    assert config.train.train.grpo.max_steps == 2 and config.golden_products == small.golden_products
+    assert config.train.trainer.grpo.max_steps == 2 and config.golden_products == small.golden_products
     assert "size=fp32" in note
     config = load_config(DemoConfig, overrides=["size=configured"])
-    assert apply_demo_size(config, fp32_policy=True) == "" and config.train.train.grpo.max_steps == 12
+    assert apply_demo_size(config, fp32_policy=True) == "" and config.train.trainer.grpo.max_steps == 12
     with pytest.raises(ValueError, match="size must be one of"):
         DemoConfig(size="small")
     # which policies count as fp32: the tiny build never; an explicit dtype as set
-    tiny = load_config(DemoConfig, overrides=["train.train.policy.model_dir="]).train.train.policy
+    tiny = load_config(DemoConfig, overrides=["train.trainer.policy.model_dir="]).train.trainer.policy
     assert not policy_runs_fp32(tiny)
-    pinned = load_config(DemoConfig, overrides=["train.train.policy.dtype=fp32"]).train.train.policy
+    pinned = load_config(DemoConfig, overrides=["train.trainer.policy.dtype=fp32"]).train.trainer.policy
     assert policy_runs_fp32(pinned)
     pinned.dtype = "bf16"
     assert not policy_runs_fp32(pinned)
@@ -157,26 +158,26 @@ def test_long_profile_keeps_its_sizes_in_bf16_and_takes_its_fp32_sizes_in_fp32()
     path = Path(relsum.__file__).parent / "configs" / "demo_long.yaml"
     config = load_config(DemoConfig, path)
     assert config.train_seeds == [0, 1, 2] and config.train.max_heldout_products == 32
-    assert config.train.train.policy.model_dir == "smollm2"
+    assert config.train.trainer.policy.model_dir == "smollm2"
     assert apply_demo_size(config, fp32_policy=False) == ""
-    assert config.train.train.grpo.max_steps == 22 and config.golden_products == 240
+    assert config.train.trainer.grpo.max_steps == 22 and config.golden_products == 240
     note = apply_demo_size(config, fp32_policy=True)
     assert "16 GRPO updates (configured 22)" in note
-    assert (config.train.train.grpo.max_steps, config.train.max_heldout_products,
+    assert (config.train.trainer.grpo.max_steps, config.train.max_heldout_products,
             config.golden_products) == (16, 24, 200)
     assert config.train_seeds == [0, 1, 2]  # the seeds are what the long run is for: never cut
     forced = load_config(DemoConfig, path, overrides=["size=configured"])
     assert apply_demo_size(forced, fp32_policy=True) == ""
-    assert forced.train.train.grpo.max_steps == 22
+    assert forced.train.trainer.grpo.max_steps == 22
 
 
 def test_demo_trains_with_the_grounding_guard_and_dpo_names_the_key_to_drop_it():
     from relsum.core.config import load_config
     from relsum.pipelines.configs import DemoConfig
 
-    assert DemoConfig().train.train.options.grounding_weight == 0.5
+    assert DemoConfig().train.trainer.options.grounding_weight == 0.5
     with pytest.raises(ValueError, match=r"algo=dpo set options\.grounding_weight=0\.0"):
-        load_config(DemoConfig, overrides=["train.train.algo=dpo"])
-    dpo = load_config(DemoConfig, overrides=["train.train.algo=dpo",
-                                             "train.train.options.grounding_weight=0"])
-    assert dpo.train.train.algo == "dpo"
+        load_config(DemoConfig, overrides=["train.trainer.algo=dpo"])
+    dpo = load_config(DemoConfig, overrides=["train.trainer.algo=dpo",
+                                             "train.trainer.options.grounding_weight=0"])
+    assert dpo.train.trainer.algo == "dpo"

@@ -19,23 +19,14 @@ import pytest
 
 from relsum.cli import user_error_line
 from relsum.core.errors import EnvironmentProblem, InputError
-from relsum.pipelines.evaluate import EvaluateConfig, load_summaries, run, summary_coverage, write_outputs
+from relsum.pipelines.configs import EvaluateConfig
+from relsum.pipelines.evaluate import load_summaries, run, summary_coverage, write_outputs
 
 
 @pytest.fixture(scope="module")
-def golden(tmp_path_factory, sample_dir):
+def golden(golden_subset):
     """3 golden queries of the bundled sample with their judged products."""
-    folder = tmp_path_factory.mktemp("golden")
-    queries = pd.read_csv(sample_dir / "golden" / "queries.csv", dtype=str).head(3)
-    judgments = pd.read_csv(sample_dir / "golden" / "judgments.csv", dtype=str)
-    judgments = judgments[judgments.query_id.isin(queries.query_id)]
-    queries.to_csv(folder / "queries.csv", index=False)
-    judgments.to_csv(folder / "judgments.csv", index=False)
-    (folder / "relsum.yaml").write_text((sample_dir / "golden" / "relsum.yaml").read_text())
-    products = pd.read_json(sample_dir / "products.jsonl", lines=True, dtype={"product_id": str})
-    products[products.product_id.isin(judgments.product_id)].to_json(folder / "products.jsonl",
-                                                                      orient="records", lines=True)
-    return folder
+    return golden_subset(3)
 
 
 @pytest.fixture(scope="module")

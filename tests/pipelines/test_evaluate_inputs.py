@@ -9,23 +9,14 @@ import pytest
 
 from relsum.cli import main
 from relsum.core.errors import InputError
-from relsum.pipelines.evaluate import EvaluateConfig, load_summaries, run
+from relsum.pipelines.configs import EvaluateConfig
+from relsum.pipelines.evaluate import load_summaries, run
 
 
 @pytest.fixture(scope="module")
-def golden(tmp_path_factory, sample_dir):
+def golden(golden_subset):
     """6 golden queries of the bundled sample with their judged products."""
-    folder = tmp_path_factory.mktemp("golden")
-    queries = pd.read_csv(sample_dir / "golden" / "queries.csv", dtype=str).head(6)
-    judgments = pd.read_csv(sample_dir / "golden" / "judgments.csv", dtype=str)
-    judgments = judgments[judgments.query_id.isin(queries.query_id)]
-    queries.to_csv(folder / "queries.csv", index=False)
-    judgments.to_csv(folder / "judgments.csv", index=False)
-    (folder / "relsum.yaml").write_text((sample_dir / "golden" / "relsum.yaml").read_text())
-    products = pd.read_json(sample_dir / "products.jsonl", lines=True, dtype={"product_id": str})
-    products[products.product_id.isin(judgments.product_id)].to_json(folder / "products.jsonl",
-                                                                      orient="records", lines=True)
-    return folder
+    return golden_subset(6)
 
 
 def _ids(golden) -> list[str]:
@@ -99,7 +90,7 @@ def test_bad_summaries_files_are_input_errors(tmp_path):
 def test_summarize_golden_writes_the_file_load_summaries_reads(golden, tmp_path, tiny_policy_dir):
     from relsum.data.golden import load_golden
     from relsum.pipelines.evaluate import golden_products, summarize_golden
-    from relsum.training.config import PolicyConfig
+    from relsum.policy.config import PolicyConfig
 
     products = golden_products(load_golden(golden))
     assert products["product_id"].is_unique and list(products.columns) == ["product_id", "title", "text"]

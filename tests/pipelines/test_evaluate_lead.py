@@ -11,9 +11,9 @@ import pytest
 from relsum.pipelines.configs import EvaluateConfig
 from relsum.pipelines.evaluate import run
 from relsum.policy.served import SERVED_MAX_WORDS
+from relsum.scoring.config import ScorerConfig
 from relsum.scoring.documents import lead_text
 from relsum.scoring.factory import make_scorer
-from relsum.scoring.scorer_config import ScorerConfig
 
 
 def test_lead_text_cuts_whitespace_words_and_drops_a_dangling_separator():

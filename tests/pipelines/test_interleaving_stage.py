@@ -10,7 +10,8 @@ import pandas as pd
 import pytest
 
 from relsum.online import interleaving as il
-from relsum.pipelines.interleaving import AnalyzeConfig, ExportConfig, run_analyze, run_export
+from relsum.pipelines.configs import AnalyzeConfig, ExportConfig
+from relsum.pipelines.interleaving import run_analyze, run_export
 from relsum.scoring.scorer import Scorer
 
 QUERIES = {"q1": "wireless noise cancelling headphones", "q2": "usb c charger 65w",

@@ -8,9 +8,8 @@ import pytest
 
 from relsum.core import machine
 from relsum.scoring import auto_path
+from relsum.scoring.config import PATH_ENV, ScorerConfig
 from relsum.scoring.factory import make_scorer
-from relsum.scoring.scorer import ScorerConfig
-from relsum.scoring.scorer_config import PATH_ENV
 
 
 @pytest.fixture(scope="module")
@@ -66,7 +65,8 @@ def test_auto_measures_once_caches_and_explains(tmp_path, spread_model_dir, monk
     again = make_scorer(spread_model_dir, config)  # read from the cache, not measured again
     assert again.path == scorer.path and files[0].stat().st_mtime_ns == stamp
 
-    from relsum.pipelines.scores import StatsConfig, auto_choices, format_stats, stats
+    from relsum.pipelines.configs import StatsConfig
+    from relsum.pipelines.scores import auto_choices, format_stats, stats
 
     stats_config = StatsConfig(store_dir=str(tmp_path))
     rows = {r["fingerprint"]: r for r in stats(stats_config)}

@@ -8,8 +8,9 @@ import torch
 
 from relsum.core.machine import native_bf16
 from relsum.scoring import bf16, fast
+from relsum.scoring.config import ScorerConfig
 from relsum.scoring.factory import make_scorer
-from relsum.scoring.scorer import Scorer, ScorerConfig
+from relsum.scoring.scorer import Scorer
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from relsum.scoring import fidelity, int8_static
-from relsum.scoring.scorer import Scorer, ScorerConfig
+from relsum.scoring.config import ScorerConfig
+from relsum.scoring.scorer import Scorer
 
 pytest.importorskip("onnxruntime")
 onnx = pytest.importorskip("onnx")

@@ -6,8 +6,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from relsum.scoring.ray_label import RayLabelConfig, run
-from relsum.scoring.scorer import Scorer, ScorerConfig
+from relsum.scoring.config import RayLabelConfig, ScorerConfig
+from relsum.scoring.ray_label import run
+from relsum.scoring.scorer import Scorer
 
 
 def _part(i: int, n: int) -> pd.DataFrame:

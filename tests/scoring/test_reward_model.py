@@ -8,13 +8,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from relsum.data.atomic_dir import swap_in_folder
+from relsum.scoring.config import ScorerConfig
 from relsum.scoring.reward_model import (
     METRICS_FILE,
     RewardModelConfig,
-    swap_in_folder,
     train_reward_model,
 )
-from relsum.scoring.scorer import Scorer, ScorerConfig
+from relsum.scoring.scorer import Scorer
 
 
 def _pairs(n_queries: int, offset: int = 0) -> pd.DataFrame:

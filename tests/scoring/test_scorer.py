@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 
 from relsum.scoring.batching import batch_rows, tokenize_pairs
+from relsum.scoring.config import ScorerConfig
 from relsum.scoring.model_files import find_safetensors
-from relsum.scoring.scorer import Scorer, ScorerConfig, join_title_text
+from relsum.scoring.scorer import Scorer, join_title_text
 
 QUERIES = ["usb cable", "laptop", "noise cancelling headphones for long flights", "tv", "4k monitor 27 inch"]
 TITLES = ["Kensington Noise Cancelling Headphones", "Dell XPS 13 laptop", "Belkin USB-C cable 2m",

@@ -12,25 +12,26 @@ import pytest
 
 from relsum.core.config import ConfigError, load_config
 from relsum.scoring import batching, factory
-from relsum.scoring.scorer import Scorer, ScorerConfig
+from relsum.scoring.config import ScorerConfig
+from relsum.scoring.scorer import Scorer
 
 SCORING = Path(__file__).resolve().parents[2] / "relsum" / "scoring"
 
 #: (module, config class, YAML keys the class requires): every stage config that scores.
 STAGE_CONFIGS = [
-    ("relsum.pipelines.train", "TrainStageConfig", ""),
-    ("relsum.pipelines.demo", "DemoConfig", ""),
-    ("relsum.pipelines.build_pairs", "BuildPairsConfig", ""),
-    ("relsum.pipelines.evaluate", "EvaluateConfig", ""),
-    ("relsum.pipelines.interleaving", "ExportConfig",
+    ("relsum.pipelines.configs", "TrainStageConfig", ""),
+    ("relsum.pipelines.configs", "DemoConfig", ""),
+    ("relsum.pipelines.configs", "BuildPairsConfig", ""),
+    ("relsum.pipelines.configs", "EvaluateConfig", ""),
+    ("relsum.pipelines.configs", "ExportConfig",
      "candidates: c.csv\ncatalog: p.csv\nsummaries: s.csv\n"),
-    ("relsum.pipelines.ablate", "AblateConfig", ""),
-    ("relsum.pipelines.dag_common", "DagConfig", ""),
+    ("relsum.pipelines.configs", "AblateConfig", ""),
+    ("relsum.pipelines.configs", "DagConfig", ""),
 ]
 #: Configs that run other stages with their one scorer, and their nested stage sections.
-OUTER = [("relsum.pipelines.demo", "DemoConfig", ("pairs", "train")),
-         ("relsum.pipelines.ablate", "AblateConfig", ("build",)),
-         ("relsum.pipelines.dag_common", "DagConfig", ("pairs", "train"))]
+OUTER = [("relsum.pipelines.configs", "DemoConfig", ("pairs", "train")),
+         ("relsum.pipelines.configs", "AblateConfig", ("build",)),
+         ("relsum.pipelines.configs", "DagConfig", ("pairs", "train"))]
 
 
 def _cls(module: str, name: str) -> type:
@@ -65,6 +66,7 @@ def test_build_pairs_setting_reaches_the_forward_pass(tmp_path, sample_dir, tiny
                                                       monkeypatch):
     """``scorer.max_tokens_per_batch`` from the stage YAML bounds every batch the runner is given."""
     from relsum.pipelines import build_pairs
+    from relsum.pipelines.configs import BuildPairsConfig
 
     log = pd.read_csv(sample_dir / "search_log.csv", dtype=str, keep_default_na=False).head(40)
     log.to_csv(tmp_path / "log.csv", index=False)
@@ -72,7 +74,7 @@ def test_build_pairs_setting_reaches_the_forward_pass(tmp_path, sample_dir, tiny
     yaml_file.write_text(f"reward_model: {tiny_cross_encoder_dir}\nsearch_log: {tmp_path / 'log.csv'}\n"
                          f"out_dir: {tmp_path / 'out'}\nfilter:\n  mode: top_fraction\n"
                          "scorer:\n  max_length: 64\n  store: false\n")
-    config = load_config(build_pairs.BuildPairsConfig, yaml_file, ["scorer.max_tokens_per_batch=128"])
+    config = load_config(BuildPairsConfig, yaml_file, ["scorer.max_tokens_per_batch=128"])
     built: list[Scorer] = []
     batches: list[tuple[int, int]] = []
     make, feature_batches = factory.make_scorer, batching.feature_batches

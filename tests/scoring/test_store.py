@@ -13,7 +13,8 @@ import time
 import numpy as np
 import pytest
 
-from relsum.scoring.scorer import Scorer, ScorerConfig, join_title_text
+from relsum.scoring.config import ScorerConfig
+from relsum.scoring.scorer import Scorer, join_title_text
 from relsum.scoring.store import ScoreStore, compact, exclusive_lock, text_hash
 
 QUERIES = ["usb cable", "laptop", "tv", "4k monitor"]
@@ -123,7 +124,8 @@ def test_two_writers_serialise_on_the_lock(tmp_path):
 
 
 def test_compact_stats_and_prune(tmp_path):
-    from relsum.pipelines.scores import PruneConfig, StatsConfig, prune, stats
+    from relsum.pipelines.configs import PruneConfig, StatsConfig
+    from relsum.pipelines.scores import prune, stats
 
     for i in range(3):
         ScoreStore("keep", tmp_path).append(*_rows(4, prefix=f"k{i}-"))

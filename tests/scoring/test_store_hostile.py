@@ -14,9 +14,11 @@ import numpy as np
 import pytest
 
 from relsum.core.errors import InputError
-from relsum.pipelines.scores import PruneConfig, StatsConfig, format_stats, prune, stats
+from relsum.pipelines.configs import PruneConfig, StatsConfig
+from relsum.pipelines.scores import format_stats, prune, stats
 from relsum.scoring import auto_path
-from relsum.scoring.scorer import Scorer, ScorerConfig, join_title_text
+from relsum.scoring.config import ScorerConfig
+from relsum.scoring.scorer import Scorer, join_title_text
 from relsum.scoring.store import ScoreStore, compact, text_hash, write_part
 from relsum.scoring.store_layout import MARKER_NAME
 

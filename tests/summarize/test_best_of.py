@@ -17,8 +17,8 @@ from relsum.cli import main
 from relsum.core.config import load_config
 from relsum.core.paths import SAMPLE_DIR
 from relsum.policy.reward import product_relevance_rewards, relevance_scores
+from relsum.scoring.config import ScorerConfig
 from relsum.scoring.scorer import Scorer
-from relsum.scoring.scorer_config import ScorerConfig
 from relsum.summarize.best_of import BEST_OF_COLUMNS, BestOf, candidate_rewards, pick_best, prepare
 from relsum.summarize.config import SummarizeConfig
 from relsum.summarize.job import read_job_output, run_summarize
@@ -186,7 +186,7 @@ def test_killed_best_of_job_resumes_with_the_same_selections(tmp_path, catalog, 
     out = tmp_path / "killed"
     path = tmp_path / "job.yaml"
     path.write_text(yaml.safe_dump({**settings, "out_dir": str(out)}))
-    cmd = [sys.executable, "-m", "relsum.pipelines.summarize", str(path)]
+    cmd = [sys.executable, "-m", "relsum.cli", "summarize", "--config", str(path)]
     # the 5th shard fault point: inside shard 1, after shard 0 was recorded
     first = subprocess.run(cmd, env={**env, FAULT_ENV: "shard:5"}, capture_output=True, text=True,
                            timeout=300)

@@ -16,7 +16,8 @@ import yaml
 
 from relsum.core.paths import SAMPLE_DIR
 from relsum.summarize.backends import summarize_safely
-from relsum.summarize.job import SummarizeConfig, read_job_output, run_summarize
+from relsum.summarize.config import SummarizeConfig
+from relsum.summarize.job import read_job_output, run_summarize
 
 from . import build_random_policy
 
@@ -58,7 +59,7 @@ def test_killed_job_resumes_and_ends_with_each_product_once(tmp_path, catalog, p
                                         "out_dir": str(out),
                                         "shard_size": 2, "max_new_tokens": 8, "batch_size": 2,
                                         "show_progress": False, "threads": 1}))
-    cmd = [sys.executable, "-m", "relsum.pipelines.summarize", str(cfg_path)]
+    cmd = [sys.executable, "-m", "relsum.cli", "summarize", "--config", str(cfg_path)]
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     log = open(tmp_path / "first.log", "w")  # noqa: SIM115
     proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from relsum.summarize.job import SummarizeConfig, run_summarize
+from relsum.summarize.config import SummarizeConfig
+from relsum.summarize.job import run_summarize
 
 
 def test_tiny_policy_build_caps_the_prompt_budget(tmp_path, catalog, tiny_policy_dir):

@@ -62,7 +62,8 @@ class RecordingScorer:
 
 @pytest.fixture(scope="module")
 def products(tmp_path_factory, sample_dir):
-    from relsum.data.contracts import ContractConfig, validate_catalog
+    from relsum.data.config import ContractConfig
+    from relsum.data.contracts import validate_catalog
 
     raw = pd.read_json(sample_dir / "products.jsonl", lines=True).iloc[400:400 + N_PRODUCTS]
     path = tmp_path_factory.mktemp("served") / "catalog.jsonl"
@@ -94,15 +95,20 @@ def _raw_completions(model, tok, products: pd.DataFrame, prompt_tokens: int) -> 
 @pytest.mark.slow
 def test_every_path_scores_and_serves_the_same_string(tmp_path, products, tiny_policy_dir,
                                                       tiny_cross_encoder_dir):
-    from relsum.lifecycle.gate import SummaryGateConfig, gate_summaries
+    from relsum.lifecycle.config import SummaryGateConfig
+    from relsum.lifecycle.gate import gate_summaries
     from relsum.pipelines import evaluate as evaluate_stage
-    from relsum.pipelines.interleaving import ExportConfig, run_export
+    from relsum.pipelines.configs import ExportConfig
+    from relsum.pipelines.interleaving import run_export
+    from relsum.policy.config import PolicyConfig
     from relsum.policy.load import load_policy, prompt_cap
     from relsum.policy.reward import RelevanceReward
-    from relsum.scoring.scorer import Scorer, ScorerConfig
-    from relsum.summarize.job import SummarizeConfig, read_job_output, run_summarize
-    from relsum.training.config import PolicyConfig
-    from relsum.training.options import OptionsConfig, SummaryReward
+    from relsum.scoring.config import ScorerConfig
+    from relsum.scoring.scorer import Scorer
+    from relsum.summarize.config import SummarizeConfig
+    from relsum.summarize.job import read_job_output, run_summarize
+    from relsum.training.config import OptionsConfig
+    from relsum.training.options import SummaryReward
     from relsum.training.policy_eval import compare_policies, summarize_products
 
     catalog_path, frame = products

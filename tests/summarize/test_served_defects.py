@@ -110,7 +110,8 @@ def test_raw_log_recovers_what_the_policy_wrote():
 
 def test_reward_scores_the_served_text_so_a_restated_title_earns_nothing(tiny_cross_encoder_dir):
     from relsum.policy.reward import RelevanceReward
-    from relsum.scoring.scorer import Scorer, ScorerConfig
+    from relsum.scoring.config import ScorerConfig
+    from relsum.scoring.scorer import Scorer
 
     scorer = Scorer(tiny_cross_encoder_dir, ScorerConfig(store=False))
     seen = []
@@ -155,12 +156,13 @@ def catalog(tmp_path_factory):
 
 def test_manifest_carries_the_counts_and_a_new_served_form_reserves(tmp_path, catalog, monkeypatch):
     import relsum.summarize.job as job
+    from relsum.summarize.config import SummarizeConfig
 
     df = pd.read_json(catalog, lines=True)
     policy = build_random_policy(tmp_path / "policy", [*map(str, df["title"]), *map(str, df["description"])])
-    config = job.SummarizeConfig(catalog=str(catalog), model_dir=str(policy), out_dir=str(tmp_path / "out"),
-                                 shard_size=4, max_new_tokens=6, show_progress=False, threads=1, batch_size=4,
-                                 dtype="fp32", incremental=True)
+    config = SummarizeConfig(catalog=str(catalog), model_dir=str(policy), out_dir=str(tmp_path / "out"),
+                             shard_size=4, max_new_tokens=6, show_progress=False, threads=1, batch_size=4,
+                             dtype="fp32", incremental=True)
     manifest = job.run_summarize(config)
     defects = manifest["summary_defects"]
     generated = manifest["counts"]["generated"]

@@ -47,12 +47,13 @@ def _train(tmp_path: Path, name: str, data: Path, policy: Path, reward: Path, pe
            launcher: list[str]) -> subprocess.CompletedProcess:
     db = tmp_path / "mlflow.db"
     args = [
-        f"train.train_data={data}", f"train.scorer_model_dir={reward}", f"train.policy.model_dir={policy}",
-        f"train.out_dir={tmp_path / name}", "train.policy.lora_r=4", "train.policy.lora_alpha=8",
-        "train.policy.max_summary_tokens=8", "train.grpo.max_steps=2",
-        "train.grpo.gradient_accumulation_steps=1",
-        f"train.grpo.per_device_train_batch_size={per_device}", "train.grpo.learning_rate=1e-3",
-        "train.max_train_rows=8", "holdout_fraction=0", "heldout_samples=0",
+        f"trainer.train_data={data}", f"trainer.scorer_model_dir={reward}",
+        f"trainer.policy.model_dir={policy}",
+        f"trainer.out_dir={tmp_path / name}", "trainer.policy.lora_r=4", "trainer.policy.lora_alpha=8",
+        "trainer.policy.max_summary_tokens=8", "trainer.grpo.max_steps=2",
+        "trainer.grpo.gradient_accumulation_steps=1",
+        f"trainer.grpo.per_device_train_batch_size={per_device}", "trainer.grpo.learning_rate=1e-3",
+        "trainer.max_train_rows=8", "holdout_fraction=0", "heldout_samples=0",
         f"tracking.tracking_uri=sqlite:///{db}",
         f"tracking.artifact_location={(tmp_path / 'artifacts').as_uri()}", f"tracking.experiment={name}",
         f"tracking.registered_model=summarizer-{name}",

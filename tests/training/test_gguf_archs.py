@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 import torch
 
+from relsum.policy.config import PolicyConfig
 from relsum.policy.load import load_policy, lora_config
-from relsum.training.config import PolicyConfig
 
 # Mistral-7B-Instruct style: BOS written by the template, a system line folded into the user turn.
 MISTRAL_TEMPLATE = (

@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from relsum.core.config import load_config
-from relsum.training.config import TrainConfig
-from relsum.training.options import OptionsConfig, SummaryReward, filter_groups, product_rows
+from relsum.training.config import OptionsConfig, TrainConfig
+from relsum.training.options import SummaryReward, filter_groups, product_rows
 
 
 def trl_group_advantages(rewards, g: int) -> torch.Tensor:

@@ -55,7 +55,7 @@ def test_refuses_hub_ids_and_missing_folders(tmp_path):
 
 
 def test_lora_config_paper_values():
-    from relsum.training.config import PolicyConfig
+    from relsum.policy.config import PolicyConfig
 
     lc = lora_config(PolicyConfig())
     assert (lc.r, lc.lora_alpha, lc.lora_dropout, lc.target_modules) == (32, 32, 0.05, "all-linear")
@@ -68,9 +68,9 @@ def test_warm_up_targets_only_what_the_cut_prompt_shows(tiny_policy_dir):
     """A pseudo-summary item hidden by the prompt cap would teach the policy to invent attributes."""
     import pandas as pd
 
+    from relsum.policy.config import TinyPolicyConfig
     from relsum.policy.load import load_tokenizer
     from relsum.policy.tiny import _examples
-    from relsum.training.config import TinyPolicyConfig
 
     tok = load_tokenizer(tiny_policy_dir)
     attrs = " | ".join(f"feature {name}: value {name}"

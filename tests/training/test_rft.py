@@ -127,15 +127,17 @@ def test_train_stage_runs_rft_and_stores_its_samples(tmp_path, tiny_policy_dir, 
     import json
     from pathlib import Path
 
-    from relsum.pipelines.train import TrainStageConfig, run
+    from relsum.pipelines.configs import TrainStageConfig
+    from relsum.pipelines.train import run
 
     data = tmp_path / "pairs.parquet"
     train_df.to_parquet(data, index=False)
     config = load_config(TrainStageConfig, None, [
-        "train.algo=rft", f"train.train_data={data}", f"train.scorer_model_dir={tiny_cross_encoder_dir}",
-        f"train.policy.model_dir={tiny_policy_dir}", f"train.out_dir={tmp_path / 'train'}",
-        "train.policy.lora_r=4", "train.policy.lora_alpha=8", "train.policy.max_summary_tokens=8",
-        "train.rft.samples_per_product=2", "train.rft.max_steps=1", "holdout_fraction=0.3",
+        "trainer.algo=rft", f"trainer.train_data={data}",
+        f"trainer.scorer_model_dir={tiny_cross_encoder_dir}",
+        f"trainer.policy.model_dir={tiny_policy_dir}", f"trainer.out_dir={tmp_path / 'train'}",
+        "trainer.policy.lora_r=4", "trainer.policy.lora_alpha=8", "trainer.policy.max_summary_tokens=8",
+        "trainer.rft.samples_per_product=2", "trainer.rft.max_steps=1", "holdout_fraction=0.3",
         "heldout_samples=0", "max_heldout_products=2", "n_boot=20",
         f"tracking.tracking_uri=sqlite:///{tmp_path / 'mlflow.db'}",
         f"tracking.artifact_location={(tmp_path / 'artifacts').as_uri()}"])

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from relsum.core.config import load_config
-from relsum.pipelines.train import TrainResult, TrainStageConfig, heldout_metrics, run
+from relsum.pipelines.configs import TrainStageConfig
+from relsum.pipelines.train import TrainResult, heldout_metrics, run
 
 
 def _walk(value):
@@ -47,11 +48,11 @@ def test_run_returns_a_train_result_of_values(tmp_path, tiny_policy_dir, tiny_cr
     data = tmp_path / "pairs.parquet"
     train_df.to_parquet(data, index=False)
     config = load_config(TrainStageConfig, None, [
-        f"train.train_data={data}", f"train.scorer_model_dir={tiny_cross_encoder_dir}",
-        f"train.policy.model_dir={tiny_policy_dir}", f"train.out_dir={tmp_path / 'train'}",
-        "train.policy.lora_r=4", "train.policy.lora_alpha=8", "train.policy.max_summary_tokens=8",
-        "train.grpo.per_device_train_batch_size=4", "train.grpo.gradient_accumulation_steps=1",
-        "train.grpo.max_steps=1", "train.max_train_rows=4", "holdout_fraction=0.3", "heldout_samples=0",
+        f"trainer.train_data={data}", f"trainer.scorer_model_dir={tiny_cross_encoder_dir}",
+        f"trainer.policy.model_dir={tiny_policy_dir}", f"trainer.out_dir={tmp_path / 'train'}",
+        "trainer.policy.lora_r=4", "trainer.policy.lora_alpha=8", "trainer.policy.max_summary_tokens=8",
+        "trainer.grpo.per_device_train_batch_size=4", "trainer.grpo.gradient_accumulation_steps=1",
+        "trainer.grpo.max_steps=1", "trainer.max_train_rows=4", "holdout_fraction=0.3", "heldout_samples=0",
         "max_heldout_products=2", "n_boot=20", f"tracking.tracking_uri=sqlite:///{tmp_path / 'mlflow.db'}",
         f"tracking.artifact_location={(tmp_path / 'artifacts').as_uri()}"])
     result = run(config, scorer=scorer)

@@ -27,8 +27,8 @@ import numpy as np
 import pandas as pd
 
 from relsum.evaluation.bootstrap import paired_bootstrap
-from relsum.evaluation.offline import MIN_JUDGED, format_gain, format_value, metric_names, to_jsonable
-from relsum.metrics.names import eval_key
+from relsum.evaluation.offline import MIN_JUDGED, format_gain, format_value, to_jsonable
+from relsum.metrics.names import eval_key, metric_label, metric_name
 from relsum.scoring.documents import lead_text
 from relsum.scoring.protocol import RelevanceScorer
 
@@ -54,7 +54,7 @@ class CheckResult:
     n_boot: int
     seed: int
     level: float
-    #: ``{subset: {"n_queries", "n_pairs", "n_queries_ndcg", "candidates": {name: {"ndcg_at_k": interval,
+    #: ``{subset: {"n_queries", "n_pairs", "n_queries_ndcg", "candidates": {name: {"ndcg@<k>": interval,
     #: "gain_pct": interval}}}}`` with intervals ``{"value", "lo", "hi"}``; gains are over ``none``.
     subsets: dict[str, Any]
     #: ``{candidate: {label: {"n", "mean_score", "mean_reward"}}}``, labels as text (``"0"``, ``"0.5"``).
@@ -80,13 +80,14 @@ class CheckResult:
     def mlflow_metrics(self) -> dict[str, float]:
         """Flat metrics: ``ranker_check.<eval_key>`` per NDCG figure, calibration and sensitivity keys."""
         out: dict[str, Any] = {}
+        ndcg = metric_name("ndcg", k=self.k)
         for subset, sub in self.subsets.items():
             for cand, block in sub["candidates"].items():
                 for stat in ("value", "lo", "hi"):
-                    key = f"{KEY_PREFIX}.{eval_key(subset, 'ndcg_at_k', stat, cand)}"
-                    out[key] = block["ndcg_at_k"][stat]
+                    key = f"{KEY_PREFIX}.{eval_key(subset, ndcg, stat, cand)}"
+                    out[key] = block[ndcg][stat]
                     if cand != "none":
-                        key = f"{KEY_PREFIX}.{eval_key(subset, 'ndcg_at_k', stat, cand, gain=True)}"
+                        key = f"{KEY_PREFIX}.{eval_key(subset, ndcg, stat, cand, gain=True)}"
                         out[key] = block["gain_pct"][stat]
         for cand, by_label in self.calibration.items():
             for label, row in by_label.items():
@@ -220,6 +221,7 @@ def check_ranker(golden, scorer: RelevanceScorer, *, lead_words: int = 64, k: in
     labels = pairs["label"].to_numpy(dtype=np.float64)
 
     subsets: dict[str, Any] = {}
+    ndcg = metric_name("ndcg", k=k)
     for subset in SUBSETS:
         sel = np.ones(len(pairs), dtype=bool) if subset == "full" else pairs["tail"].astype(bool).to_numpy()
         qids = pairs["query_id"].to_numpy()[sel]
@@ -230,13 +232,13 @@ def check_ranker(golden, scorer: RelevanceScorer, *, lead_words: int = 64, k: in
         subsets[subset] = {
             "n_queries": int(len(counts)), "n_pairs": int(sel.sum()),
             "n_queries_ndcg": int((positive & (counts.reindex(positive.index) >= MIN_JUDGED)).sum()),
-            "candidates": {c: {"ndcg_at_k": boot[c]["ndcg_at_k"].as_dict(),
-                               "gain_pct": boot[c]["gain_pct"]["ndcg_at_k"].as_dict()} for c in CANDIDATES}}
+            "candidates": {c: {ndcg: boot[c][ndcg].as_dict(),
+                               "gain_pct": boot[c]["gain_pct"][ndcg].as_dict()} for c in CANDIDATES}}
     has_own = own_facts.str.strip().ne("").to_numpy()
     has_foreign = foreign.str.strip().ne("").to_numpy()
     sensitivity = _sensitivity(labels, scores["none"], scores["own"], scores["foreign"], has_own, has_foreign)
     subsets = to_jsonable(subsets)
-    ndcg_name = metric_names(k=k)["ndcg_at_k"]
+    ndcg_name = metric_label(ndcg)
     verdict, line = verdict_for(subsets["full"]["candidates"]["lead"]["gain_pct"], lead_words, ndcg_name)
     warnings = _sensitivity_warnings(sensitivity, foreign_tolerance)
     if not has_own.any():
@@ -256,7 +258,8 @@ def _num(x: float | None, fmt: str) -> str:
 
 def format_check(result: CheckResult) -> str:
     """The check as terminal/markdown text: verdict, then the NDCG, calibration and sensitivity tables."""
-    ndcg_name = metric_names(k=result.k)["ndcg_at_k"]
+    ndcg = metric_name("ndcg", k=result.k)
+    ndcg_name = metric_label(ndcg)
     names = {"none": "title only", "desc": "title + text", "lead": f"title + lead-{result.lead_words}"}
     lines = [f"Verdict: {result.verdict_line}", ""]
     lines += [f"{ndcg_name} [{round(100 * result.level)}% CI; gain over title only, paired bootstrap over "
@@ -266,7 +269,7 @@ def format_check(result: CheckResult) -> str:
         for cand, block in sub["candidates"].items():
             gain = "–" if cand == "none" else format_gain(block["gain_pct"])
             lines.append(f"| {subset} ({sub['n_queries_ndcg']} queries) | {names[cand]} | "
-                         f"{format_value(block['ndcg_at_k'])} | {gain} |")
+                         f"{format_value(block[ndcg])} | {gain} |")
     labels = list(result.calibration["none"])
     lines += ["", "Calibration: mean score and training reward −|r − l| per label", "",
               "| document | " + " | ".join(f"label {lb} (n, score, reward)" for lb in labels) + " |",

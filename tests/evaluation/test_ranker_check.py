@@ -20,11 +20,7 @@ import pandas as pd
 import pytest
 
 from relsum.cli import main
-from relsum.pipelines.configs import RewardModelCheckConfig
-from relsum.pipelines.reward_model_check import RESULT_FILE, run
-from relsum.policy.served import SERVED_MAX_WORDS
-from relsum.scoring.factory import make_scorer
-from relsum.scoring.ranker_check import (
+from relsum.evaluation.ranker_check import (
     IGNORES_TEXT,
     READS_TEXT,
     UNDEFINED,
@@ -33,7 +29,11 @@ from relsum.scoring.ranker_check import (
     format_check,
     verdict_for,
 )
-from relsum.scoring.scorer_config import ScorerConfig
+from relsum.pipelines.configs import RewardModelCheckConfig
+from relsum.pipelines.reward_model_check import RESULT_FILE, run
+from relsum.policy.served import SERVED_MAX_WORDS
+from relsum.scoring.config import ScorerConfig
+from relsum.scoring.factory import make_scorer
 
 TEXT_WORD, TITLE_WORD = "zebra", "deluxe"
 N_QUERIES = 12
@@ -129,7 +129,7 @@ def test_a_ranker_that_reads_text_and_one_that_ignores_it_get_opposite_verdicts(
     assert reads.verdict_line.startswith("reads text: lead-8 lifts NDCG@5 by +")
     full = reads.subsets["full"]["candidates"]
     assert full["lead"]["gain_pct"]["lo"] > 0 and full["desc"]["gain_pct"]["lo"] > 0
-    assert full["lead"]["ndcg_at_k"]["value"] == pytest.approx(1.0)  # keyword share: label 1, 0.5, then 0
+    assert full["lead"]["ndcg@5"]["value"] == pytest.approx(1.0)  # keyword share: label 1, 0.5, then 0
     assert reads.subsets["full"]["n_queries_ndcg"] == N_QUERIES and reads.subsets["tail"]["n_queries"] == 6
 
     assert ignores.verdict == IGNORES_TEXT and not ignores.reads_text
@@ -137,8 +137,8 @@ def test_a_ranker_that_reads_text_and_one_that_ignores_it_get_opposite_verdicts(
     gain = ignores.headroom()
     assert gain["value"] == pytest.approx(0.0) and gain["lo"] == pytest.approx(0.0)  # text changes no ranking
     # the title ranker ranks well on titles alone: the check is not just "this model is bad"
-    assert ignores.subsets["full"]["candidates"]["none"]["ndcg_at_k"]["value"] > \
-        reads.subsets["full"]["candidates"]["none"]["ndcg_at_k"]["value"]
+    assert ignores.subsets["full"]["candidates"]["none"]["ndcg@5"]["value"] > \
+        reads.subsets["full"]["candidates"]["none"]["ndcg@5"]["value"]
 
 
 def test_calibration_and_counterfactual_sensitivity_by_label(text_ranker, title_ranker, golden_dir):
@@ -208,16 +208,17 @@ def test_check_logs_into_an_active_mlflow_run_only(text_ranker, golden_dir, tmp_
     import mlflow
 
     from relsum.lifecycle import tracking
+    from relsum.lifecycle.config import TrackingConfig
     from relsum.pipelines.reward_model_check import log_to_active_run
 
     result = _check(text_ranker, golden_dir)
     assert mlflow.active_run() is None and log_to_active_run(result) is None
-    config = tracking.TrackingConfig(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}",
-                                     artifact_location=(tmp_path / "art").as_uri(), experiment="check")
+    config = TrackingConfig(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}",
+                            artifact_location=(tmp_path / "art").as_uri(), experiment="check")
     with tracking.tracked_run(config, "check") as active:
         assert log_to_active_run(result) == active.info.run_id
     logged = tracking.client(config).get_run(active.info.run_id).data.metrics
-    assert logged["ranker_check.baseline.lead.full.ndcg_at_k.gain_pct.lo"] > 0
+    assert logged["ranker_check.baseline.lead.full.ndcg_at_5.gain_pct.lo"] > 0
     assert logged["ranker_check.reads_text"] == 1.0
 
 

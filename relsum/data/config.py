@@ -1,8 +1,9 @@
-"""The contracts' settings (:class:`ContractConfig`), with the standard library and relsum's config only.
+"""The data package's config: how strict the input contracts are and how judgment grades become labels
+(:class:`ContractConfig`).
 
-Stage configs embed it (``validate``, ``summarize``), so it must not load numpy or pandas: ``relsum
-<stage> --help`` and argument errors build every default config. The checks that use it live in
-:mod:`relsum.data.contracts`, which re-exports it.
+Standard library and relsum's config only: stage configs embed it (``validate``, ``summarize``), so it must
+not load numpy or pandas, since ``relsum <stage> --help`` and argument errors build every default config.
+The code that reads it: :mod:`relsum.data.contracts` and :mod:`relsum.data.golden`.
 """
 
 from __future__ import annotations
