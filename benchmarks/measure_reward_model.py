@@ -27,8 +27,8 @@ OLD_RECIPE = dict(distill=False, calibrate=False, epochs=1, max_length=128, batc
 
 def bi_encoder_row(pairs, views) -> dict:
     """Cosine of query and document embeddings of the bundled MiniLM, per document view."""
-    from relsum.metrics.ranking import mean_ndcg_at_k
     from relsum.core.paths import minilm_dir
+    from relsum.metrics.ranking import mean_ndcg_at_k
     from relsum.scoring.distill import embed
 
     q = embed(minilm_dir(), pairs["query"].tolist(), 256)
@@ -59,9 +59,9 @@ def main(argv: list[str] | None = None) -> int:
     from relsum.core.paths import SAMPLE_DIR
     from relsum.pipelines.configs import RewardModelStageConfig
     from relsum.pipelines.reward_model import judged_pairs, run, train_log_pairs
-    from relsum.scoring.distill import lead_doc
-    from relsum.scoring.documents import join_title_text
-    from relsum.scoring.reward_model import RewardModelConfig, held_out_report
+    from relsum.scoring.config import RewardModelConfig
+    from relsum.scoring.documents import join_title_text, lead_doc
+    from relsum.scoring.reward_model import held_out_report
 
     print(describe())
     golden, eval_ = judged_pairs(str(SAMPLE_DIR / "golden"))

@@ -79,8 +79,9 @@ def _digest_files(h, paths: list[Path]) -> None:
 def cache_key(config: RewardModelStageConfig) -> str:
     """sha256 over the recipe version, the config (less ``out_dir``) and the bytes of every input."""
     from relsum.data.golden import find_catalog
+    from relsum.scoring.config import RewardModelConfig
     from relsum.scoring.model_files import find_safetensors
-    from relsum.scoring.reward_model import RECIPE_VERSION, RewardModelConfig
+    from relsum.scoring.reward_model import RECIPE_VERSION
 
     rm = RewardModelConfig(base_model=config.base_model, teacher_model=config.teacher_model)
     h = hashlib.sha256(RECIPE_VERSION.encode())
@@ -106,7 +107,8 @@ def stored_key(out_dir: Path) -> str | None:
 
 def run(config: RewardModelStageConfig) -> dict:
     from relsum.data.io import write_json_atomic
-    from relsum.scoring.reward_model import RewardModelConfig, train_reward_model
+    from relsum.scoring.config import RewardModelConfig
+    from relsum.scoring.reward_model import train_reward_model
 
     out_dir = config.resolved_out_dir()
     key = cache_key(config)

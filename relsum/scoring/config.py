@@ -12,6 +12,7 @@ import dataclasses
 import logging
 import os
 import re
+from pathlib import Path
 from typing import Any
 
 from relsum.core.config import cfg, check_seed
@@ -161,3 +162,94 @@ class RayLabelConfig:
                              f"no CPU of the local "
                              f"Ray's {self.local_num_cpus} for reading Parquet (the run would stall); "
                              "lower num_actors or cpus_per_actor")
+
+
+#: RewardModelConfig.bf16 / .text_view values.
+BF16_SETTINGS = ("auto", "on", "off")
+TEXT_VIEWS = ("lead", "full")
+
+
+@dataclasses.dataclass
+class RewardModelConfig:
+    """Reward-model bootstrap (``distill-v2``). Defaults (judged + ~1,000 teacher-labelled pairs x 2 views,
+    2 epochs, 96 tokens, bf16 where native, 20% of the train queries kept for the calibration) were chosen
+    on one fixed split of the train queries (``benchmarks/select_reward_recipe.py``; every candidate's
+    figures are in docs/reward_model.md), never on the golden split."""
+
+    base_model: str = cfg("", help="local model folder to start from; empty = the bundled MiniLM")
+    teacher_model: str = cfg("", help="bi-encoder whose cosine is distilled; empty = the bundled MiniLM")
+    distill: bool = cfg(True, help="add teacher-labelled unjudged pairs (needs a catalog); off = judged only")
+    teacher_lead_words: int = cfg(40, help="the teacher reads title + the first N words of the text (its "
+                                           "best view: longer text dilutes a mean-pooled embedding)")
+    hard_negatives: int = cfg(20, help="per train query, the teacher's top-N catalog products to distil on")
+    random_negatives: int = cfg(10, help="per train query, N random catalog products (easy negatives)")
+    max_length: int = cfg(96, help="training token budget of [CLS] query [SEP] doc [SEP]: title + ~50 "
+                                   "words; longer costs time roughly in proportion")
+    eval_max_length: int = cfg(256, help="token budget of the held-out report (the scorer's default)")
+    epochs: int = cfg(2, help="passes over the training examples")
+    batch_size: int = cfg(32, help="training batch size")
+    learning_rate: float = cfg(5e-5, help="AdamW peak learning rate (linear warmup and decay)")
+    warmup_ratio: float = cfg(0.1, help="fraction of steps with linear warmup, in [0, 1)")
+    seed: int = cfg(0, help="seed for subsampling, negatives, the new head and data order")
+    max_train_pairs: int | None = cfg(None, help="subsample this many judged pairs; None = all")
+    title_only_copies: bool = cfg(True, help="also train every pair with a title-only document")
+    bf16: str = cfg("auto", help="bf16 autocast in training: auto (only on CPUs with native bf16), on, off")
+    calibrate: bool = cfg(True, help="fit an affine map of the logit on the judged pairs for -|r - l|")
+    calibration_holdout: float = cfg(0.2, help="share of the train queries kept out of the student's "
+                                               "training to fit the calibration on (scores of unseen "
+                                               "queries, as served); 0 = fit on the training pairs (v1)")
+    calibration_min_pairs: int = cfg(50, help="fewer held-out judged pairs than this and the calibration "
+                                              "is fitted on the training pairs (with a warning)")
+    view_targets: bool = cfg(True, help="each document view gets the teacher's estimate from that view "
+                                        "(title-only: the title's cosine); off = both views share the "
+                                        "title + lead target (v1)")
+    judged_title_weight: float = cfg(0.5, help="title-only target of a judged pair: this weight on the human "
+                                               "label, the rest on the teacher's title-only estimate")
+    text_view: str = cfg("lead", help="title + text training document: lead (the teacher's title + first "
+                                      "teacher_lead_words words) or full (the whole text, cut at max_length)")
+    out_dir: str = cfg("", help="where the trained model is saved; empty = <relsum home>/reward_model")
+
+    def __post_init__(self) -> None:
+        if self.max_length < 16 or self.eval_max_length < 16:
+            raise ValueError(f"max_length and eval_max_length must be >= 16, got {self.max_length}, "
+                             f"{self.eval_max_length}")
+        if self.epochs < 1 or self.batch_size < 1:
+            raise ValueError(f"epochs and batch_size must be >= 1, got {self.epochs}, {self.batch_size}")
+        if not self.learning_rate > 0:
+            raise ValueError(f"learning_rate must be > 0, got {self.learning_rate}")
+        if not 0 <= self.warmup_ratio < 1:
+            raise ValueError(f"warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
+        if self.max_train_pairs is not None and self.max_train_pairs < 1:
+            raise ValueError(f"max_train_pairs must be >= 1 or None, got {self.max_train_pairs}")
+        if min(self.hard_negatives, self.random_negatives, self.teacher_lead_words) < 0:
+            raise ValueError("hard_negatives, random_negatives and teacher_lead_words must be >= 0")
+        if not 0 <= self.calibration_holdout < 1 or not 0 <= self.judged_title_weight <= 1:
+            raise ValueError(f"calibration_holdout must be in [0, 1) and judged_title_weight in [0, 1], got "
+                             f"{self.calibration_holdout}, {self.judged_title_weight}")
+        if self.calibration_min_pairs < 0:
+            raise ValueError(f"calibration_min_pairs must be >= 0, got {self.calibration_min_pairs}")
+        if self.text_view not in TEXT_VIEWS:
+            raise ValueError(f"text_view must be one of {TEXT_VIEWS}, got {self.text_view!r}")
+        if self.bf16 not in BF16_SETTINGS:
+            raise ValueError(f"bf16 must be one of {BF16_SETTINGS}, got {self.bf16!r}")
+
+    def resolved_base_model(self) -> Path:
+        if self.base_model:
+            return Path(self.base_model)
+        from relsum.core.paths import minilm_dir
+
+        return minilm_dir()
+
+    def resolved_teacher(self) -> Path:
+        if self.teacher_model:
+            return Path(self.teacher_model)
+        from relsum.core.paths import minilm_dir
+
+        return minilm_dir()
+
+    def resolved_out_dir(self) -> Path:
+        if self.out_dir:
+            return Path(self.out_dir)
+        from relsum.core.paths import home
+
+        return home() / "reward_model"

@@ -53,3 +53,9 @@ def lead_text(text: str | None, n_words: int) -> str:
     while words and words[-1] in ("|", ";", ",", ":"):
         words.pop()
     return " ".join(words)
+
+
+def lead_doc(title: str, text: str | None, n_words: int) -> str:
+    """``title | first n_words of text`` (the title alone for empty text): the ``lead`` document, which the
+    reward-model teacher also reads."""
+    return join_title_text(title, lead_text(text, n_words) or None)

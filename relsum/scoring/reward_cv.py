@@ -17,7 +17,8 @@ import math
 import numpy as np
 import pandas as pd
 
-from relsum.scoring.reward_model import RewardModelConfig, check_pairs, train_model
+from relsum.scoring.config import RewardModelConfig
+from relsum.scoring.reward_model import check_pairs, train_model
 
 logger = logging.getLogger(__name__)
 
@@ -33,21 +34,24 @@ def query_folds(query_ids, n_folds: int, seed: int) -> list[set]:
     return [{ids[i] for i in order[f::n_folds]} for f in range(n_folds)]
 
 
-def score_views(model, tokenizer, pairs: pd.DataFrame, max_length: int, lead_n: int = 40) -> dict:
-    """The held-out figures of one in-memory model on judged ``pairs`` (the report's definitions)."""
+def score_views(model, tokenizer, pairs: pd.DataFrame, max_length: int, lead_n: int = 40,
+                logits_out: dict | None = None) -> dict:
+    """The held-out figures of one in-memory model on judged ``pairs`` (the report's definitions);
+    ``logits_out``, when given, receives each view's logits (for offline calibration studies)."""
     from relsum.metrics.ranking import mean_ndcg_at_k, mean_reward
-    from relsum.scoring.distill import lead_words
-    from relsum.scoring.documents import join_title_text
+    from relsum.scoring.documents import join_title_text, lead_doc
     from relsum.scoring.reward_train import predict_logits
 
     labels, qids = pairs["label"].to_numpy(float), pairs["query_id"].to_numpy()
     views = {"title": pairs["title"].tolist(),
              "full": [join_title_text(t, x) for t, x in zip(pairs["title"], pairs["text"], strict=True)],
-             "lead": [join_title_text(t, lead_words(x, lead_n) or None)
+             "lead": [lead_doc(t, x, lead_n)
                       for t, x in zip(pairs["title"], pairs["text"], strict=True)]}
     out = {}
     for name, docs in views.items():
         logits = predict_logits(model, tokenizer, pairs["query"].tolist(), docs, max_length)
+        if logits_out is not None:
+            logits_out[name] = logits
         scores = 1 / (1 + np.exp(-logits))
         out[f"ndcg5_{name}"] = mean_ndcg_at_k(qids, labels, scores, k=5).mean
         if name == "full":

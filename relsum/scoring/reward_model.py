@@ -5,9 +5,10 @@ it starts out random, and fine-tuning that head on ~1,100 judged pairs ranked *w
 untrained bi-encoder's cosine (issue 21). So the student first learns the bi-encoder's judgement on
 many unjudged (train query, product) pairs, pseudo-labelled by :mod:`relsum.scoring.distill`, together
 with the judged pairs' human labels, in one pass of :func:`relsum.scoring.reward_train.fit`; then an
-affine map of its logit is fitted on the judged pairs so that the sigmoid score suits the GRPO reward
--|r - l|. Every pair is trained as a title-only and a title + text document because the same scorer
-later judges r(q, t), r(q, [t; d]) and r(q, [t; s]).
+affine map of its logit is fitted on the judged pairs of held-out train queries (never trained on) so
+that the sigmoid score suits the GRPO reward -|r - l|. Every pair is trained as a title-only and a
+title + text document, each with the teacher's estimate from that view (``distill-v2``), because the
+same scorer later judges r(q, t), r(q, [t; d]) and r(q, [t; s]) and must learn what the text adds.
 
 The held-out report (NDCG@5 on title / title + text / title + lead-40 and the reward) is scored by
 :class:`relsum.scoring.scorer.Scorer` through :func:`relsum.scoring.factory.make_scorer`, the code
@@ -25,9 +26,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from relsum.core.config import cfg
 from relsum.data.atomic_dir import staged_folder
 from relsum.metrics.ranking import mean_ndcg_at_k, mean_reward
+from relsum.scoring.config import RewardModelConfig
 from relsum.scoring.model_files import find_safetensors
 
 logger = logging.getLogger(__name__)
@@ -35,77 +36,7 @@ logger = logging.getLogger(__name__)
 REQUIRED_COLUMNS = ("query_id", "query", "title", "text", "label")
 METRICS_FILE = "reward_model_metrics.json"
 #: Bumped when the recipe changes in a way that changes the model: part of the cache key.
-RECIPE_VERSION = "distill-v1"
-BF16_SETTINGS = ("auto", "on", "off")
-
-
-@dataclasses.dataclass
-class RewardModelConfig:
-    """Reward-model bootstrap. Defaults (judged + ~1,100 teacher-labelled pairs x 2 views, 2 epochs, 96
-    tokens, bf16 where native) are sized from measured throughput to ~5-6 minutes on a 2-core native-bf16
-    CPU; :mod:`relsum.scoring.reward_cv` cross-validates alternatives over the train queries only
-    (docs/reward_model.md has the figures and what is still to measure)."""
-
-    base_model: str = cfg("", help="local model folder to start from; empty = the bundled MiniLM")
-    teacher_model: str = cfg("", help="bi-encoder whose cosine is distilled; empty = the bundled MiniLM")
-    distill: bool = cfg(True, help="add teacher-labelled unjudged pairs (needs a catalog); off = judged only")
-    teacher_lead_words: int = cfg(40, help="the teacher reads title + the first N words of the text (its "
-                                           "best view: longer text dilutes a mean-pooled embedding)")
-    hard_negatives: int = cfg(20, help="per train query, the teacher's top-N catalog products to distil on")
-    random_negatives: int = cfg(10, help="per train query, N random catalog products (easy negatives)")
-    max_length: int = cfg(96, help="training token budget of [CLS] query [SEP] doc [SEP]: title + ~50 "
-                                   "words; longer costs time roughly in proportion")
-    eval_max_length: int = cfg(256, help="token budget of the held-out report (the scorer's default)")
-    epochs: int = cfg(2, help="passes over the training examples")
-    batch_size: int = cfg(32, help="training batch size")
-    learning_rate: float = cfg(5e-5, help="AdamW peak learning rate (linear warmup and decay)")
-    warmup_ratio: float = cfg(0.1, help="fraction of steps with linear warmup, in [0, 1)")
-    seed: int = cfg(0, help="seed for subsampling, negatives, the new head and data order")
-    max_train_pairs: int | None = cfg(None, help="subsample this many judged pairs; None = all")
-    title_only_copies: bool = cfg(True, help="also train every pair with a title-only document")
-    bf16: str = cfg("auto", help="bf16 autocast in training: auto (only on CPUs with native bf16), on, off")
-    calibrate: bool = cfg(True, help="fit an affine map of the logit on the judged pairs for -|r - l|")
-    out_dir: str = cfg("", help="where the trained model is saved; empty = <relsum home>/reward_model")
-
-    def __post_init__(self) -> None:
-        if self.max_length < 16 or self.eval_max_length < 16:
-            raise ValueError(f"max_length and eval_max_length must be >= 16, got {self.max_length}, "
-                             f"{self.eval_max_length}")
-        if self.epochs < 1 or self.batch_size < 1:
-            raise ValueError(f"epochs and batch_size must be >= 1, got {self.epochs}, {self.batch_size}")
-        if not self.learning_rate > 0:
-            raise ValueError(f"learning_rate must be > 0, got {self.learning_rate}")
-        if not 0 <= self.warmup_ratio < 1:
-            raise ValueError(f"warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
-        if self.max_train_pairs is not None and self.max_train_pairs < 1:
-            raise ValueError(f"max_train_pairs must be >= 1 or None, got {self.max_train_pairs}")
-        if min(self.hard_negatives, self.random_negatives, self.teacher_lead_words) < 0:
-            raise ValueError("hard_negatives, random_negatives and teacher_lead_words must be >= 0")
-        if self.bf16 not in BF16_SETTINGS:
-            raise ValueError(f"bf16 must be one of {BF16_SETTINGS}, got {self.bf16!r}")
-
-    def resolved_base_model(self) -> Path:
-        if self.base_model:
-            return Path(self.base_model)
-        from relsum.core.paths import minilm_dir
-
-        return minilm_dir()
-
-    def resolved_teacher(self) -> Path:
-        if self.teacher_model:
-            return Path(self.teacher_model)
-        from relsum.core.paths import minilm_dir
-
-        return minilm_dir()
-
-    def resolved_out_dir(self) -> Path:
-        if self.out_dir:
-            return Path(self.out_dir)
-        from relsum.core.paths import home
-
-        return home() / "reward_model"
-
-
+RECIPE_VERSION = "distill-v2"
 def check_pairs(df: pd.DataFrame, name: str) -> pd.DataFrame:
     """Refuse bad judged pairs with a clear message instead of dropping them."""
     missing = [c for c in REQUIRED_COLUMNS if c not in df.columns]
@@ -142,11 +73,14 @@ def training_examples(train: pd.DataFrame, config: RewardModelConfig, catalog: p
         logged = logged if logged is not None else train[["query_id", "product_id"]]
         return distill_examples(train, queries, logged, catalog, teacher, hard_k=config.hard_negatives,
                                 random_k=config.random_negatives, title_only=config.title_only_copies,
-                                seed=config.seed)
+                                seed=config.seed, view_targets=config.view_targets,
+                                judged_title_weight=config.judged_title_weight,
+                                text_view=config.text_view)
     docs = [join_title_text(t, x) for t, x in zip(train["title"], train["text"], strict=True)]
-    out = pd.DataFrame({"query": train["query"], "doc": docs, "target": train["label"], "judged": True})
+    out = pd.DataFrame({"query": train["query"], "doc": docs, "target": train["label"], "judged": True,
+                        "view": "text"})
     if config.title_only_copies:
-        out = pd.concat([out, out.assign(doc=train["title"].to_numpy())], ignore_index=True)
+        out = pd.concat([out, out.assign(doc=train["title"].to_numpy(), view="title")], ignore_index=True)
         out = out.drop_duplicates(["query", "doc"], ignore_index=True)
     return out, {"n_judged_pairs": len(train), "n_pseudo_pairs": 0, "n_examples": len(out),
                  "train_query_ids": sorted(set(train["query_id"]))}
@@ -155,13 +89,19 @@ def training_examples(train: pd.DataFrame, config: RewardModelConfig, catalog: p
 def train_model(train: pd.DataFrame, config: RewardModelConfig, catalog: pd.DataFrame | None = None,
                 logged: pd.DataFrame | None = None, teacher=None):
     """Train in memory; returns (model, tokenizer, info). ``train`` must hold train queries only;
-    ``teacher`` (a :class:`relsum.scoring.distill.Teacher`) is reused across cross-validation folds."""
+    ``teacher`` (a :class:`relsum.scoring.distill.Teacher`) is reused across cross-validation folds.
+    ``info["train_query_ids"]`` is every query that reached the model (student or calibration);
+    ``student_query_ids`` and ``calibration_query_ids`` say which did what."""
     from transformers import AutoTokenizer
 
     from relsum.scoring import reward_train
 
     base = config.resolved_base_model()
     find_safetensors(base)
+    held = None
+    if config.calibrate:
+        train, logged, held = reward_train.calibration_split(train, logged, config.calibration_holdout,
+                                                             config.seed, config.calibration_min_pairs)
     examples, info = training_examples(train, config, catalog, logged, teacher)
     bf16 = reward_train.use_bf16(config.bf16)
     logger.info("reward model: fine-tuning %s as a cross-encoder on %d examples (%s), %d epochs, %s, "
@@ -175,14 +115,21 @@ def train_model(train: pd.DataFrame, config: RewardModelConfig, catalog: pd.Data
         examples["target"].to_numpy(float), epochs=config.epochs, batch_size=config.batch_size,
         learning_rate=config.learning_rate, warmup_ratio=config.warmup_ratio, max_length=config.max_length,
         bf16=bf16, seed=config.seed)
-    info.update(fit_info, bf16=bf16)
+    info.update(fit_info, bf16=bf16, student_query_ids=info["train_query_ids"], calibration_query_ids=[])
     if config.calibrate:
-        judged = examples[examples["judged"]]
-        logits = reward_train.predict_logits(model, tokenizer, judged["query"].tolist(),
-                                             judged["doc"].tolist(), config.max_length, bf16)
-        a, b = reward_train.fit_calibration(logits, judged["target"].to_numpy(float))
+        if held is not None:  # unseen queries, scored as the scorer serves them (fp32, its token budget)
+            queries, docs, labels = reward_train.calibration_docs(held, config.teacher_lead_words)
+            logits = reward_train.predict_logits(model, tokenizer, queries, docs, config.eval_max_length)
+            info["calibration_query_ids"] = sorted(set(held["query_id"]))
+        else:
+            judged = examples[examples["judged"]]
+            queries, docs, labels = judged["query"].tolist(), judged["doc"].tolist(), judged["target"]
+            logits = reward_train.predict_logits(model, tokenizer, queries, docs, config.max_length, bf16)
+        a, b = reward_train.fit_calibration(logits, np.asarray(labels, dtype=float))
         reward_train.fold_calibration(model, a, b)
         info["calibration"] = [round(a, 4), round(b, 4)]
+        info["calibration_pairs"] = len(queries)
+        info["train_query_ids"] = sorted(set(info["student_query_ids"]) | set(info["calibration_query_ids"]))
     return model, tokenizer, info
 
 
@@ -191,14 +138,14 @@ def held_out_report(model_dir: Path, eval_: pd.DataFrame, config: RewardModelCon
     """NDCG@5 on title / title + text / title + lead-``lead_n`` and the reward -|r - l| on title + text,
     scored the way every stage scores (``make_scorer``); ``nan`` metrics are reported as None."""
     from relsum.scoring.config import ScorerConfig
-    from relsum.scoring.distill import lead_words
+    from relsum.scoring.documents import lead_text
     from relsum.scoring.factory import make_scorer
 
     scorer = make_scorer(model_dir, ScorerConfig(max_length=config.eval_max_length, init_seed=config.seed,
                                                  path="fp32", store=False))
     q, t, labels = eval_["query"].tolist(), eval_["title"].tolist(), eval_["label"].to_numpy(float)
     views = {"title": [""] * len(q), "full": eval_["text"].tolist(),
-             "lead": [lead_words(x, lead_n) for x in eval_["text"]]}
+             "lead": [lead_text(x, lead_n) for x in eval_["text"]]}
     out: dict = {}
     for name, texts in views.items():
         scores = scorer.score(q, t, texts, desc=f"held-out {name}")

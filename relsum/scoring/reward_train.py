@@ -5,8 +5,11 @@ by length (title-only documents are ~25 tokens, title + text up to the budget, s
 the padding), bf16 autocast runs where the CPU has native bf16 (AVX-512 BF16 / AMX; fp32 elsewhere),
 and the only console output is relsum's own line. The loss is BCE with soft targets on the single
 logit, so the sigmoid output the scorer serves is a probability in the label scale. After training,
-an affine map of the logit is fitted on the judged pairs to minimise mean |r - l| (the GRPO reward)
-and folded into the classifier, so the saved model is an ordinary sequence-classification checkpoint.
+an affine map of the logit is fitted to minimise mean |r - l| (the GRPO reward) on the judged pairs of
+train queries the student never saw (:func:`calibration_split`: a student scores its own training pairs
+unlike new ones, and maps fitted on those were measured sharp enough for one recipe and far too unsure
+for another; docs/reward_model.md) and folded into
+the classifier, so the saved model is an ordinary sequence-classification checkpoint.
 """
 
 from __future__ import annotations
@@ -167,9 +170,44 @@ def fit(model, tokenizer, queries: list[str], docs: list[str], targets: np.ndarr
             "max_token_length": int(lengths.max()), "truncated_share": float((lengths >= max_length).mean())}
 
 
+def calibration_split(train, logged, share: float, seed: int, min_pairs: int = 0):
+    """(train, logged, held-out judged pairs): ``share`` of the train queries (seeded, at least one, never
+    all) leave the student's data, judged and search-log rows alike, so the calibration sees the student's
+    scores on queries it never trained on, as the scorer later meets them. No held-out pairs (``None``:
+    the calibration falls back to the training pairs) when ``share`` is 0, or, with a warning, when the
+    held-out queries would have fewer than ``min_pairs`` judged pairs (a 2-parameter map fitted on a
+    handful of pairs is noise, and those pairs are worth more as training data)."""
+    ids = sorted(set(train["query_id"]))
+    if share <= 0:
+        return train, logged, None
+    n = min(len(ids) - 1, max(1, round(share * len(ids))))
+    held = {ids[i] for i in np.random.default_rng(seed).permutation(len(ids))[:n]} if n > 0 else set()
+    is_held = train["query_id"].isin(held)
+    if int(is_held.sum()) < max(1, min_pairs):
+        logger.warning("calibration: holding out %d of %d train queries leaves %d judged pairs (< %d); "
+                       "fitting it on the training pairs instead", len(held), len(ids), int(is_held.sum()),
+                       min_pairs)
+        return train, logged, None
+    keep_log = None if logged is None else logged[~logged["query_id"].isin(held)]
+    return train[~is_held], keep_log, train[is_held]
+
+
+def calibration_docs(pairs, lead_n: int) -> tuple[list[str], list[str], np.ndarray]:
+    """(queries, documents, labels): every held-out pair as title + text and as title + lead-``lead_n``,
+    the documents the reward reads (the GRPO reward scores title + a short summary, between the two)."""
+    from relsum.scoring.documents import join_title_text, lead_doc
+
+    full = [join_title_text(t, x) for t, x in zip(pairs["title"], pairs["text"], strict=True)]
+    lead = [lead_doc(t, x, lead_n) for t, x in zip(pairs["title"], pairs["text"], strict=True)]
+    labels = pairs["label"].to_numpy(float)
+    return pairs["query"].tolist() * 2, full + lead, np.concatenate([labels, labels])
+
+
 def fit_calibration(logits: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
     """(a, b) minimising mean |sigmoid(a * logit + b) - label| over a coarse-to-fine grid; (1, 0) kept
-    unless it improves (the reward is an absolute error, which favours sharper scores than BCE gives)."""
+    unless it improves (the reward is an absolute error, which favours sharper scores than BCE gives).
+    The slope stays below ~4.6 on purpose: a near-binary score would leave GRPO little to climb; the shift
+    spans +-6 (on held-out queries the optimum was measured at -3.25, the old grid's edge)."""
     def loss(a: float, b: float) -> float:
         return float(np.abs(1 / (1 + np.exp(-(a * logits + b))) - labels).mean())
 
@@ -179,7 +217,7 @@ def fit_calibration(logits: np.ndarray, labels: np.ndarray) -> tuple[float, floa
             a_grid = np.linspace(best[0] * 0.85, best[0] * 1.15, 9)
             b_grid = np.linspace(best[1] - 0.25, best[1] + 0.25, 11)
         else:
-            a_grid, b_grid = np.linspace(0.5, 4, 15), np.linspace(-3, 3, 25)
+            a_grid, b_grid = np.linspace(0.5, 4, 15), np.linspace(-6, 6, 49)
         for a in a_grid:
             for b in b_grid:
                 value = loss(float(a), float(b))

@@ -9,12 +9,8 @@ import pandas as pd
 import pytest
 
 from relsum.data.atomic_dir import swap_in_folder
-from relsum.scoring.config import ScorerConfig
-from relsum.scoring.reward_model import (
-    METRICS_FILE,
-    RewardModelConfig,
-    train_reward_model,
-)
+from relsum.scoring.config import RewardModelConfig, ScorerConfig
+from relsum.scoring.reward_model import METRICS_FILE, train_reward_model
 from relsum.scoring.scorer import Scorer
 
 

@@ -12,8 +12,10 @@ import pandas as pd
 import pytest
 
 from relsum.core.errors import InputError
-from relsum.scoring.distill import check_disjoint, fit_target_map, lead_doc
-from relsum.scoring.reward_model import RewardModelConfig, train_reward_model
+from relsum.scoring.config import RewardModelConfig
+from relsum.scoring.distill import check_disjoint, fit_target_map
+from relsum.scoring.documents import lead_doc
+from relsum.scoring.reward_model import train_reward_model
 
 WORDS = ["cable", "laptop", "monitor", "headphones", "printer", "camera", "router", "keyboard"]
 
