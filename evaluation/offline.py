@@ -34,6 +34,16 @@ MIN_JUDGED = 2
 REQUIRED_COLUMNS = ("query_id", "product_id", "label", "tail")
 
 
+
+def ndcg_query_count(judgments: pd.DataFrame) -> int:
+    """How many queries of ``judgments`` (``query_id``, ``label``) count for NDCG: a positive label and at
+    least :data:`MIN_JUDGED` judged products (the rule :func:`compute_offline_metrics` applies)."""
+    if judgments.empty:
+        return 0
+    by_query = judgments.groupby("query_id")["label"]
+    return int(((by_query.max() > 0) & (by_query.size() >= MIN_JUDGED)).sum())
+
+
 def metric_names(min_precision: float = 0.9, k: int = 5) -> dict[str, str]:
     """Display names of the metric keys, e.g. ``{"r@90p": "R@90P", "ndcg@5": "NDCG@5"}``."""
     return {name: metric_label(name) for name in ranking_metrics(k, min_precision)}

@@ -257,3 +257,36 @@ def mlflow_metrics(metrics: Mapping[str, Any], candidate: str, as_name: str = na
                 out[names.diff_key(subset, m, stat, as_name)] = e[stat]
             out[names.diff_key(subset, m, "mde", as_name, mc["power"], mc["alpha"])] = e["mde"]
     return {k: float(v) for k, v in out.items() if v is not None and math.isfinite(float(v))}
+
+
+def headline(metrics: Mapping[str, Any], candidate: str, *, subset: str = "full",
+             whole_queries: int | None = None) -> str:
+    """One line that answers "does ``candidate`` rank better than the baseline?" with what the set can detect.
+
+    The gain in NDCG@k over the baseline with its CI, the MDE at the evaluation's power, and whether the
+    gain is a finding; ``whole_queries`` (the query count of the whole split, where the evaluation ran on a
+    subset) adds the MDE the whole split would have at the same spread of per-query differences, so a
+    reader sees how far the subset is from an answer and how far the whole split would be.
+    """
+    cfg = metrics["config"]
+    ndcg = names.metrics_of(cfg)[1]
+    sub = metrics["subsets"][subset]
+    gain = sub["candidates"][candidate]["gain_pct"][ndcg]
+    entry = sub.get("paired", {}).get(candidate, {}).get(ndcg, {})
+    vals = [float("nan") if gain.get(key) is None else float(gain[key]) for key in ("value", "lo", "hi")]
+    pct = mde_pct(metrics, subset, candidate, ndcg)
+    n = int(entry.get("n_queries") or 0)
+    power = 100 * cfg.get("mde", {"power": POWER})["power"]
+    finding = verdict(*vals, pct)
+    text = (f"{candidate} vs {cfg['baseline']}, {names.metric_label(ndcg)} on golden-{subset} "
+            f"({n} queries count): "
+            f"{_num(vals[0], 1)}% [{_num(vals[1], 1)}, {_num(vals[2], 1)}]; this set detects changes of "
+            f"{_num(pct, 1, False)}% or more ({power:g}% power): "
+            + ("a finding" if finding else BELOW if finding is False else "undefined"))
+    base = sub["candidates"][cfg["baseline"]][ndcg]["value"]
+    sd = entry.get("sd_diff")
+    if whole_queries and n and whole_queries > n and sd is not None and base:
+        whole = 100.0 * mde(float(sd), whole_queries) / abs(float(base))
+        if math.isfinite(whole):
+            text += f"; the whole split ({whole_queries} queries) would detect about {_num(whole, 1, False)}%"
+    return text

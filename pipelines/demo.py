@@ -48,6 +48,8 @@ def run(config: DemoConfig) -> dict:
     from relsum.core.memory import PeakRss
     from relsum.data.golden import load_golden
     from relsum.evaluation.examples import examples_section
+    from relsum.evaluation.offline import ndcg_query_count
+    from relsum.evaluation.power import headline
     from relsum.pipelines import build_pairs, evaluate, reward_model_check, train, validate
     from relsum.pipelines.reward_model import ensure_reward_model
     from relsum.policy.load import resolve_model_dir
@@ -132,6 +134,9 @@ def run(config: DemoConfig) -> dict:
         out_dir=str(out / "evaluation"), n_boot=config.n_boot, seed=config.seed), scorer=scorer,
         extra_sections=sections)
     lap("evaluate")
+    whole = load_golden(config.golden)
+    answer = [headline(evaluation.metrics, name, whole_queries=ndcg_query_count(whole.judgments))
+              for name in (*runs, "sum_ref") if name in evaluation.metrics["config"]["candidates"]]
     rss.stop()
     for name, r in runs.items():
         if r.mlflow_run_id:
@@ -140,6 +145,8 @@ def run(config: DemoConfig) -> dict:
     lines = [
         f"relsum demo: bundled Chorus/Icecat sample, {_policy_name(tc.policy.model_dir)} policy, "
         f"reward model {Path(reward_model).name}", *([size_note] if size_note else []), "",
+        "Answer (NDCG@5 gain over title only, and what this evaluation can detect):",
+        *(f"  {line}" for line in answer), "",
         reward_model_check.format_check(check), "", subset_note, "",
         evaluation.table, "",
         *(line for name, r in runs.items() for line in [*heldout_lines(r.heldout, name), ""]),
@@ -167,7 +174,7 @@ def run(config: DemoConfig) -> dict:
               "reward_model_check": check.to_dict(),
               "groundedness": grounded, "summary_defects": defects, "timings": timings,
               "peak_rss_mb": peak_rss, "paths": paths,
-              "golden_subset": subset_note,
+              "golden_subset": subset_note, "headline": answer,
               "size": size_note or "configured",
               "report_text": "\n".join(lines)}
     from relsum.data.io import write_json_atomic

@@ -13,7 +13,9 @@ import pytest
 from relsum.evaluation.offline import compute_offline_metrics, format_table, gains_table, to_jsonable
 from relsum.evaluation.power import (
     BELOW,
+    headline,
     mde,
+    mde_pct,
     mlflow_metrics,
     paired_t_power,
     paired_table,
@@ -246,3 +248,30 @@ def test_tiny_evaluation_files_table_and_mlflow_carry_what_it_can_detect(golden,
     assert logged[names.diff_key("full", "reward", candidate="desc")] == pytest.approx(
         full["paired"]["desc"]["reward"]["value"])
     assert "baseline.none.full.pairwise_accuracy" in logged and "eval.full.ndcg_at_5" in logged
+
+
+def test_headline_says_the_gain_and_what_the_set_can_detect():
+    small = to_jsonable(compute_offline_metrics(_scores(12, lift=0.1), ["cand"], n_boot=200))
+    line = headline(small, "cand", whole_queries=48)
+    entry = small["subsets"]["full"]["paired"]["cand"]["ndcg@5"]
+    assert line.startswith("cand vs none, NDCG@5 on golden-full (12 queries count): +")
+    assert line.count(BELOW) == 1 and "a finding" not in line
+    pct = mde_pct(small, "full", "cand", "ndcg@5")
+    assert f"detects changes of {pct:.1f}% or more (80% power)" in line
+    base = small["subsets"]["full"]["candidates"]["none"]["ndcg@5"]["value"]
+    whole = 100 * standardized_mde(48) * entry["sd_diff"] / base
+    assert f"the whole split (48 queries) would detect about {whole:.1f}%" in line
+    assert whole < pct  # four times the queries: a smaller detectable change
+    big = compute_offline_metrics(_scores(200, lift=0.3), ["cand"], n_boot=200)
+    assert headline(big, "cand").endswith("a finding")  # no whole-split clause when it is the whole split
+
+
+def test_ndcg_query_count_follows_the_evaluation_rule():
+    from relsum.evaluation.offline import ndcg_query_count
+
+    df = _scores(9, lift=0.1)
+    no_positive = df["query_id"] == "q1"
+    df.loc[no_positive, "label"] = 0.0  # excluded: nothing to rank first
+    df = df[~((df["query_id"] == "q2") & (df.index % 6 != 0))]  # q2: one judged product, excluded
+    m = compute_offline_metrics(df, ["cand"], n_boot=50)
+    assert ndcg_query_count(df) == m["subsets"]["full"]["n_queries_ndcg"] == 7

@@ -65,6 +65,9 @@ def test_demo_runs_every_stage_and_tracks_in_mlflow(tmp_path, sample_dir, tiny_c
     subset = pd.read_csv(saved["paths"]["golden"] + "/judgments.csv", dtype=str)
     assert 0 < subset["product_id"].nunique() <= 45 and set(grpo["product_id"]) == set(subset["product_id"])
     assert "seeded subset" in result["report_text"] and "golden_products=45" in result["report_text"]
+    assert [line.split(",")[0] for line in result["headline"]] == ["grpo vs none", "sum_ref vs none"]
+    assert "Answer (NDCG@5 gain over title only" in result["report_text"]
+    assert all("this set detects changes of" in line for line in result["headline"])
     # per-label score shifts, groundedness and the side-by-side examples
     assert heldout["label_shifts"] and "score shift r(q,[t;s]) by label" in result["report_text"]
     assert "Groundedness on the golden products" in result["report_text"]
