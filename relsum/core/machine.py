@@ -55,7 +55,7 @@ def native_int8() -> bool:
 
 
 def cpu_class() -> str:
-    """A short name of the CPU class that speed ratios are reported per (the README keeps them apart)."""
+    """A short name of the CPU class that speed ratios are reported per (docs/results.md keeps them apart)."""
     if has_flag("amx_bf16"):
         return "amx"
     if has_flag("avx512_bf16"):

@@ -18,8 +18,8 @@ on both, at the cutoffs both were evaluated at (runs evaluated at different cuto
 :class:`~relsum.core.errors.InputError`, never a comparison). The champion figures are the paired ones
 measured in the challenger's own evaluation when that evaluation ran against the current champion (same
 scorer, same golden set), else the champion run's own ``eval.*`` metrics. With no champion yet, the
-first version becomes champion. The decision is stored as version tags (``relsum.lifecycle.gate``,
-``relsum.lifecycle.gate.reason``), so a re-run returns the same decision.
+first version becomes champion. The decision is stored as version tags (``relsum.gate``,
+``relsum.gate.reason``), so a re-run returns the same decision.
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ from relsum.metrics import names
 logger = logging.getLogger(__name__)
 
 SUBSETS = names.SUBSETS
-TAG_INTERVAL, TAG_FINGERPRINT, TAG_GATE = "relsum.interval", "relsum.fingerprint", "relsum.lifecycle.gate"
+TAG_INTERVAL, TAG_FINGERPRINT, TAG_GATE = "relsum.interval", "relsum.fingerprint", "relsum.gate"
 TAG_CHAMPION_EVAL = "relsum.eval.champion_version"
 
 
