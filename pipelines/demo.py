@@ -45,7 +45,7 @@ def _policy_name(model_dir: str) -> str:
 
 
 def run(config: DemoConfig) -> dict:
-    from relsum.core.memory import PeakRss
+    from relsum.core.memory import PeakRss, release_memory
     from relsum.data.golden import load_golden
     from relsum.evaluation.examples import examples_section
     from relsum.evaluation.offline import ndcg_query_count
@@ -70,6 +70,7 @@ def run(config: DemoConfig) -> dict:
     def lap(name: str) -> None:
         nonlocal t0
         timings[name] = round(time.perf_counter() - t0, 1)
+        release_memory()  # what the stage freed goes back to the OS, not under the next stage's peak
         peak_rss[name] = rss.lap()
         logger.info("demo: %s done in %.1f s, peak RSS %.0f MB", name, timings[name], peak_rss[name])
         t0 = time.perf_counter()
@@ -120,6 +121,7 @@ def run(config: DemoConfig) -> dict:
                                                      adapter)
         titles = products.set_index("product_id")["title"].reindex(series[name].index).tolist()
         defects[name] = defect_counts(series[name].tolist(), titles, raw_texts)
+        release_memory()  # this policy's weights and generation buffers, before the next one loads
     lap("summarize")
     grounded = {name: groundedness_stats(s, products, n_boot=config.n_boot, seed=config.seed) for name,
                 s in series.items()}

@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from relsum.core.config import flat_params, to_dict
+from relsum.core.memory import release_memory
 from relsum.core.paths import home
 from relsum.pipelines.configs import TrainStageConfig
 
@@ -163,6 +164,8 @@ def _compare_heldout(config: TrainStageConfig, heldout: pd.DataFrame, adapter_di
         if config.heldout_samples:
             sampled[name] = sample_products(model, tokenizer, products, tc.policy, config.heldout_samples,
                                             temperature, seed=tc.seed, show_progress=True)
+        del model, tokenizer  # one policy in memory at a time: free this one before the next loads
+        release_memory()
     comparison = compare_policies(heldout, greedy["reference"], greedy["trained"], scorer,
                                   n_boot=config.n_boot,
                                   seed=tc.seed, reference_samples=sampled.get("reference"),
@@ -281,6 +284,7 @@ def run(config: TrainStageConfig, scorer=None) -> TrainResult:
             trained = train_dpo(tc, train_df, scorer)
         for in_memory in ("model", "tokenizer"):  # free the live model before the comparison loads two more
             trained.pop(in_memory, None)
+        release_memory()  # the update's freed activations back to the OS, not under the comparison's peak
         dpo_pairs = trained.pop("pairs", None)
         rft_samples = trained.pop("samples", None)
         comparison, samples = _compare_heldout(config, heldout, trained["adapter_dir"],
