@@ -58,6 +58,13 @@ def foreign_entries(out: Path, owned: Collection[str]) -> list[str]:
     return sorted(entry.name for entry in out.iterdir() if not is_owned(entry.name, owned))
 
 
+def is_model_folder(folder: Path) -> bool:
+    """Whether ``folder`` holds a saved model or adapter (what the ``owned=None`` writers write), so that
+    replacing it whole deletes only a model, never a user's unrelated files."""
+    return any((folder / name).is_file() for name in ("config.json", "adapter_config.json")) or any(
+        folder.glob("*.safetensors"))
+
+
 def check_replaceable(out: str | Path, owned: Collection[str] | None, stage: str) -> None:
     """Refuse an ``out`` that a swap could not replace without deleting what ``stage`` did not write
     (``owned=None``: a folder wholly the writer's, only checked for being a folder in a writable place)."""
@@ -194,7 +201,8 @@ def swap_in_folder(staging: Path, out: Path, owned: Collection[str] | None = Non
 
 @contextlib.contextmanager
 def staged_folder(out: str | Path, owned: Collection[str] | None, stage: str, *, lock: bool = True,
-                  keep: Callable[[Path], bool] | None = None) -> Iterator[Path]:
+                  keep: Callable[[Path], bool] | None = None,
+                  ours: Callable[[Path], bool] | None = None) -> Iterator[Path]:
     """Yield an empty staging folder beside ``out``; when the block ends without error it replaces ``out``.
 
     ``owned`` names every file the stage may write (a staged file that is not in it is a bug and raises);
@@ -204,6 +212,9 @@ def staged_folder(out: str | Path, owned: Collection[str] | None, stage: str, *,
     ``lock=False``: no lock file beside ``out`` and no recovery of killed runs (without the lock another
     process's staging folder cannot be told from a dead one's). ``keep(out)``, asked just before the
     swap: true means another process finished ``out`` meanwhile, so it is kept and the staged copy dropped.
+    ``ours(out)``, asked before anything is written: false for a non-empty ``out`` refuses the stage (an
+    ``InputError``, nothing changed), so a folder replaced whole is always one the stage itself wrote (model
+    writers pass :func:`is_model_folder`).
     """
     out = Path(out)
     if out.is_symlink():
@@ -214,6 +225,10 @@ def staged_folder(out: str | Path, owned: Collection[str] | None, stage: str, *,
         if lock:
             _recover(out, owned)
         check_replaceable(out, owned, stage)
+        if ours is not None and out.is_dir() and any(out.iterdir()) and not ours(out):
+            raise InputError(f"{stage} output folder {out} holds files but not what {stage} writes (e.g. no "
+                             "config.json, adapter_config.json or *.safetensors); it would be replaced whole,"
+                             " so choose an empty folder or one this stage wrote (nothing was changed)")
         staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.staging-", dir=out.parent))
         try:
             yield staging

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from relsum.core.errors import EnvironmentProblem, InputError
-from relsum.data.atomic_dir import staged_folder
+from relsum.data.atomic_dir import is_model_folder, staged_folder
 
 logger = logging.getLogger(__name__)
 
@@ -111,7 +111,7 @@ def convert_gguf(gguf_path: str | Path, out_dir: str | Path) -> Path:
     digest = file_digest(src)
     start = time.perf_counter()
     # another process that finished the same folder first (its marker written last) wins: its copy is kept
-    with staged_folder(out, None, "GGUF conversion", lock=False,
+    with staged_folder(out, None, "GGUF conversion", lock=False, ours=is_model_folder,
                        keep=lambda folder: (folder / MARKER_FILE).exists()) as tmp:
         kwargs: dict[str, Any] = {"gguf_file": src.name, "local_files_only": True, "trust_remote_code": False}
         tokenizer = AutoTokenizer.from_pretrained(str(src.parent), **kwargs)

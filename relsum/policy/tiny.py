@@ -20,7 +20,7 @@ from typing import Any
 
 import pandas as pd
 
-from relsum.data.atomic_dir import staged_folder
+from relsum.data.atomic_dir import is_model_folder, staged_folder
 from relsum.policy.config import TinyPolicyConfig
 from relsum.policy.prompt import FRAME, INSTRUCTION, build_prompt, fit_texts, neutralise
 
@@ -116,7 +116,7 @@ def _train_tokenizer(corpus: list[str], vocab_size: int, max_positions: int) -> 
                                    padding_side="left", model_max_length=max_positions)
 
 
-def _examples(catalog: pd.DataFrame, tokenizer: Any, cfg: TinyPolicyConfig) -> tuple[list, int]:
+def warm_up_examples(catalog: pd.DataFrame, tokenizer: Any, cfg: TinyPolicyConfig) -> tuple[list, int]:
     """(prompt ids, completion ids) pairs: per product the in-order pseudo-summary plus ``cfg.variants``
     seeded shuffles of a random subset of the items the (cut) prompt shows.
 
@@ -262,7 +262,7 @@ def _build(catalog: pd.DataFrame, out: Path, cfg: TinyPolicyConfig, t0: float) -
                                           x in zip(data["title"], data["text"], strict=True)]
     corpus += [" " + pseudo_summary(t, x) for t, x in zip(data["title"], data["text"], strict=True)]
     tokenizer = _train_tokenizer(corpus, cfg.vocab_size, cfg.max_positions)
-    examples, empty = _examples(data, tokenizer, cfg)
+    examples, empty = warm_up_examples(data, tokenizer, cfg)
     if not examples:
         raise ValueError("no product has a non-empty pseudo-summary; cannot warm up the tiny policy")
     torch.manual_seed(cfg.seed)
@@ -288,7 +288,7 @@ def _build(catalog: pd.DataFrame, out: Path, cfg: TinyPolicyConfig, t0: float) -
         "build_seconds": round(time.perf_counter() - t0, 2), "torch_threads": torch.get_num_threads(),
     }
     # the marker goes inside the staged folder, swapped in whole (an existing build is replaced)
-    with staged_folder(out, None, "tiny policy build", lock=False) as tmp:
+    with staged_folder(out, None, "tiny policy build", lock=False, ours=is_model_folder) as tmp:
         model.save_pretrained(str(tmp))
         tokenizer.save_pretrained(str(tmp))
         (tmp / MARKER_FILE).write_text(json.dumps(info, indent=2, default=str), encoding="utf-8")

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from relsum.data.atomic_dir import staged_folder
+from relsum.data.atomic_dir import is_model_folder, staged_folder
 from relsum.metrics.ranking import mean_ndcg_at_k, mean_reward
 from relsum.scoring.config import RewardModelConfig
 from relsum.scoring.model_files import find_safetensors
@@ -182,7 +182,8 @@ def train_reward_model(train: pd.DataFrame, eval_: pd.DataFrame | None, config: 
         train = train.sample(n=config.max_train_pairs, random_state=config.seed)
         logger.info("subsampled %d judged training pairs", len(train))
     model, tokenizer, info = train_model(train, config, catalog, logged)
-    with staged_folder(out_dir, None, "reward model", lock=False) as staged:  # swapped in whole
+    # swapped in whole; a non-empty out_dir without a model is refused, never deleted
+    with staged_folder(out_dir, None, "reward model", lock=False, ours=is_model_folder) as staged:
         model.save_pretrained(str(staged), safe_serialization=True)
         tokenizer.save_pretrained(str(staged))
         find_safetensors(staged)

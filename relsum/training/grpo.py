@@ -100,9 +100,9 @@ def write_policy_info(adapter_dir: Path, info: dict[str, Any]) -> None:
 def save_adapter(model: Any, adapter_dir: Path) -> Path:
     """Write the LoRA adapter (safetensors) to ``adapter_dir`` atomically: a staging sibling swapped in
     for the whole folder (:func:`relsum.data.atomic_dir.staged_folder`; a previous adapter is replaced)."""
-    from relsum.data.atomic_dir import staged_folder
+    from relsum.data.atomic_dir import is_model_folder, staged_folder
 
-    with staged_folder(adapter_dir, None, "adapter save", lock=False) as staging:
+    with staged_folder(adapter_dir, None, "adapter save", lock=False, ours=is_model_folder) as staging:
         model.save_pretrained(str(staging), safe_serialization=True)
     return adapter_dir
 

@@ -102,3 +102,23 @@ def test_hold_lock_on_an_unwritable_place(tmp_path):
         hold_lock(missing, "busy", unwritable="the folder must be writable")
     with pytest.raises(FileNotFoundError):  # without ``unwritable`` the caller words the OSError
         hold_lock(missing, "busy")
+
+
+def test_a_model_writer_never_replaces_a_folder_without_a_model(tmp_path):
+    from relsum.core.errors import InputError
+    from relsum.data.atomic_dir import is_model_folder, staged_folder
+
+    mine = tmp_path / "notes"
+    mine.mkdir()
+    (mine / "thesis.txt").write_text("not relsum's")
+    with pytest.raises(InputError, match="holds files but not what reward model writes"), \
+            staged_folder(mine, None, "reward model", lock=False,
+                         ours=is_model_folder) as staging:
+        (staging / "config.json").write_text("{}")
+    assert (mine / "thesis.txt").read_text() == "not relsum's" and not (mine / "config.json").exists()
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "config.json").write_text("{}")  # a model folder (an earlier build) is replaced whole
+    with staged_folder(model, None, "reward model", lock=False, ours=is_model_folder) as staging:
+        (staging / "model.safetensors").write_bytes(b"x")
+    assert sorted(p.name for p in model.iterdir()) == ["model.safetensors"]

@@ -70,7 +70,7 @@ def test_warm_up_targets_only_what_the_cut_prompt_shows(tiny_policy_dir):
 
     from relsum.policy.config import TinyPolicyConfig
     from relsum.policy.load import load_tokenizer
-    from relsum.policy.tiny import _examples
+    from relsum.policy.tiny import warm_up_examples
 
     tok = load_tokenizer(tiny_policy_dir)
     attrs = " | ".join(f"feature {name}: value {name}"
@@ -78,7 +78,7 @@ def test_warm_up_targets_only_what_the_cut_prompt_shows(tiny_policy_dir):
                                     "foxtrot", "golf", "hotel", "india", "juliet"))
     catalog = pd.DataFrame({"title": ["Acme Widget"], "text": [attrs]})
     cfg = TinyPolicyConfig(max_prompt_tokens=72, max_summary_tokens=200, variants=3, seed=1)
-    examples, empty = _examples(catalog, tok, cfg)
+    examples, empty = warm_up_examples(catalog, tok, cfg)
     assert empty == 0 and len(examples) == 1 + cfg.variants
     prompt = tok.decode(examples[0][0], skip_special_tokens=True)
     assert "alpha" in prompt and "juliet" not in prompt  # the cap cut the text
