@@ -57,6 +57,10 @@ CANDIDATES: dict[str, dict] = {
     "view_targets+holdout_cal+epochs3": {**V1, "view_targets": True, "calibration_holdout": 0.2, "epochs": 3},
     "view_targets+holdout_cal+tokens128": {**V1, "view_targets": True, "calibration_holdout": 0.2,
                                            "max_length": 128},
+    # distill-v3 (the default) and a judged-only finish after the distillation epochs (issue 21's first try)
+    "v3": {},
+    "v3+finish1": {"judged_finish_epochs": 1},
+    "v3+epochs1+finish2": {"epochs": 1, "judged_finish_epochs": 2},
 }
 
 

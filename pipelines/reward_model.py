@@ -117,7 +117,8 @@ def run(config: RewardModelStageConfig) -> dict:
         epochs=config.epochs,
         batch_size=config.batch_size, learning_rate=config.learning_rate, distill=config.distill,
         hard_negatives=config.hard_negatives, random_negatives=config.random_negatives, bf16=config.bf16,
-        calibrate=config.calibrate, max_train_pairs=config.max_train_pairs, seed=config.seed,
+        calibrate=config.calibrate, calibration_balance=config.calibration_balance,
+        max_train_pairs=config.max_train_pairs, seed=config.seed,
         out_dir=str(out_dir))
     golden, train = judged_pairs(config.train_dir)
     eval_golden, eval_ = judged_pairs(config.eval_dir)

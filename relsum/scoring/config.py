@@ -194,10 +194,16 @@ class RewardModelConfig:
     max_train_pairs: int | None = cfg(None, help="subsample this many judged pairs; None = all")
     title_only_copies: bool = cfg(True, help="also train every pair with a title-only document")
     bf16: str = cfg("auto", help="bf16 autocast in training: auto (only on CPUs with native bf16), on, off")
+    judged_finish_epochs: int = cfg(0, help="after the distillation epochs, this many more passes over the "
+                                            "judged pairs alone (both views), so the scores end on the human "
+                                            "labels; 0 = none")
     calibrate: bool = cfg(True, help="fit an affine map of the logit on the judged pairs for -|r - l|")
     calibration_holdout: float = cfg(0.2, help="share of the train queries kept out of the student's "
                                                "training to fit the calibration on (scores of unseen "
                                                "queries, as served); 0 = fit on the training pairs (v1)")
+    calibration_balance: bool = cfg(True, help="weigh relevant and other held-out pairs half each in the "
+                                               "calibration fit, so the map does not follow the held-out "
+                                               "queries' base rate (27-68% relevant across train slices)")
     calibration_min_pairs: int = cfg(50, help="fewer held-out judged pairs than this and the calibration "
                                               "is fitted on the training pairs (with a warning)")
     view_targets: bool = cfg(True, help="each document view gets the teacher's estimate from that view "
@@ -213,6 +219,8 @@ class RewardModelConfig:
         if self.max_length < 16 or self.eval_max_length < 16:
             raise ValueError(f"max_length and eval_max_length must be >= 16, got {self.max_length}, "
                              f"{self.eval_max_length}")
+        if self.judged_finish_epochs < 0:
+            raise ValueError(f"judged_finish_epochs must be >= 0, got {self.judged_finish_epochs}")
         if self.epochs < 1 or self.batch_size < 1:
             raise ValueError(f"epochs and batch_size must be >= 1, got {self.epochs}, {self.batch_size}")
         if not self.learning_rate > 0:

@@ -36,7 +36,7 @@ logger = logging.getLogger(__name__)
 REQUIRED_COLUMNS = ("query_id", "query", "title", "text", "label")
 METRICS_FILE = "reward_model_metrics.json"
 #: Bumped when the recipe changes in a way that changes the model: part of the cache key.
-RECIPE_VERSION = "distill-v2"
+RECIPE_VERSION = "distill-v3"
 def check_pairs(df: pd.DataFrame, name: str) -> pd.DataFrame:
     """Refuse bad judged pairs with a clear message instead of dropping them."""
     missing = [c for c in REQUIRED_COLUMNS if c not in df.columns]
@@ -115,6 +115,19 @@ def train_model(train: pd.DataFrame, config: RewardModelConfig, catalog: pd.Data
         examples["target"].to_numpy(float), epochs=config.epochs, batch_size=config.batch_size,
         learning_rate=config.learning_rate, warmup_ratio=config.warmup_ratio, max_length=config.max_length,
         bf16=bf16, seed=config.seed)
+    if config.judged_finish_epochs and not examples["judged"].all():
+        judged = examples[examples["judged"]]
+        logger.info("reward model: %d more epoch(s) on the %d judged examples alone",
+                    config.judged_finish_epochs, len(judged))
+        finish = reward_train.fit(
+            model, tokenizer, judged["query"].tolist(), judged["doc"].tolist(),
+            judged["target"].to_numpy(float),
+            epochs=config.judged_finish_epochs, batch_size=config.batch_size,
+            learning_rate=config.learning_rate, warmup_ratio=config.warmup_ratio,
+            max_length=config.max_length, bf16=bf16, seed=config.seed + 1)
+        fit_info = {**fit_info, "steps": fit_info["steps"] + finish["steps"],
+                    "train_seconds": round(fit_info["train_seconds"] + finish["train_seconds"], 2),
+                    "finish_loss": finish["final_loss"]}
     info.update(fit_info, bf16=bf16, student_query_ids=info["train_query_ids"], calibration_query_ids=[])
     if config.calibrate:
         if held is not None:  # unseen queries, scored as the scorer serves them (fp32, its token budget)
@@ -125,7 +138,8 @@ def train_model(train: pd.DataFrame, config: RewardModelConfig, catalog: pd.Data
             judged = examples[examples["judged"]]
             queries, docs, labels = judged["query"].tolist(), judged["doc"].tolist(), judged["target"]
             logits = reward_train.predict_logits(model, tokenizer, queries, docs, config.max_length, bf16)
-        a, b = reward_train.fit_calibration(logits, np.asarray(labels, dtype=float))
+        a, b = reward_train.fit_calibration(logits, np.asarray(labels, dtype=float),
+                                            balance=config.calibration_balance)
         reward_train.fold_calibration(model, a, b)
         info["calibration"] = [round(a, 4), round(b, 4)]
         info["calibration_pairs"] = len(queries)

@@ -122,3 +122,41 @@ def test_new_config_checks():
         RewardModelConfig(judged_title_weight=1.5)
     with pytest.raises(ValueError, match="text_view"):
         RewardModelConfig(text_view="summary")
+
+
+def test_balanced_calibration_does_not_follow_the_base_rate():
+    """Fitted on queries with few relevant pairs, the plain L1 map sinks relevant scores (it is a threshold
+    set by the base rate); the balanced fit keeps them above 0.5, and both classes weigh half each."""
+    from relsum.scoring.reward_train import balance_weights, fit_calibration
+
+    rng = np.random.default_rng(0)
+    labels = np.r_[np.ones(20), np.zeros(80)]
+    logits = np.r_[rng.normal(1.0, 1.5, 20), rng.normal(-1.0, 1.5, 80)]
+    weights = balance_weights(labels)
+    assert weights.sum() == pytest.approx(100) and weights[labels == 1].sum() == pytest.approx(50)
+    assert np.array_equal(balance_weights(np.ones(5)), np.ones(5))
+
+    def mean_relevant_score(a, b):
+        return float(np.mean(1 / (1 + np.exp(-(a * logits[labels == 1] + b)))))
+
+    plain, balanced = fit_calibration(logits, labels), fit_calibration(logits, labels, balance=True)
+    assert mean_relevant_score(*plain) < 0.5 < mean_relevant_score(*balanced)
+
+
+def test_judged_finish_trains_on_the_judged_examples_alone(tiny_cross_encoder_dir, teacher):
+    """judged_finish_epochs adds passes over the judged examples only (both views) after distillation."""
+    catalog = _catalog()
+    train = _judged(catalog, list(range(8)))
+    tiny = str(tiny_cross_encoder_dir)
+    base = dict(base_model=tiny, teacher_model=tiny, max_length=32, eval_max_length=48, batch_size=16,
+                learning_rate=1e-3, epochs=1, hard_negatives=3, random_negatives=1, bf16="off",
+                teacher_lead_words=6, calibrate=False)
+    logged = train[["query_id", "query", "product_id"]]
+    _, _, plain = train_model(train, RewardModelConfig(**base), catalog, logged, teacher)
+    _, _, finished = train_model(train, RewardModelConfig(**base, judged_finish_epochs=2), catalog, logged,
+                                 teacher)
+    judged_examples = 2 * len(train)  # a title + text and a title-only example per judged pair
+    assert finished["steps"] == plain["steps"] + 2 * -(-judged_examples // 16)
+    assert "finish_loss" in finished and "finish_loss" not in plain
+    with pytest.raises(ValueError, match="judged_finish_epochs"):
+        RewardModelConfig(judged_finish_epochs=-1)
