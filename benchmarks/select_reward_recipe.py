@@ -61,6 +61,9 @@ CANDIDATES: dict[str, dict] = {
     "v3": {},
     "v3+finish1": {"judged_finish_epochs": 1},
     "v3+epochs1+finish2": {"epochs": 1, "judged_finish_epochs": 2},
+    # text must move a judged pair's score toward its label (title + text vs title only)
+    "v3+consistency1": {"view_consistency": 1.0},
+    "v3+consistency0.3": {"view_consistency": 0.3},
 }
 
 

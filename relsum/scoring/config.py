@@ -194,6 +194,10 @@ class RewardModelConfig:
     max_train_pairs: int | None = cfg(None, help="subsample this many judged pairs; None = all")
     title_only_copies: bool = cfg(True, help="also train every pair with a title-only document")
     bf16: str = cfg("auto", help="bf16 autocast in training: auto (only on CPUs with native bf16), on, off")
+    view_consistency: float = cfg(0.0, help="weight of a pairwise term on judged pairs: the title + text "
+                                            "score must sit above the title-only one for relevant pairs and "
+                                            "below it for irrelevant ones (text moves the score toward the "
+                                            "label, what a summary reward needs); 0 = off")
     judged_finish_epochs: int = cfg(0, help="after the distillation epochs, this many more passes over the "
                                             "judged pairs alone (both views), so the scores end on the human "
                                             "labels; 0 = none")
@@ -219,6 +223,8 @@ class RewardModelConfig:
         if self.max_length < 16 or self.eval_max_length < 16:
             raise ValueError(f"max_length and eval_max_length must be >= 16, got {self.max_length}, "
                              f"{self.eval_max_length}")
+        if self.view_consistency < 0:
+            raise ValueError(f"view_consistency must be >= 0, got {self.view_consistency}")
         if self.judged_finish_epochs < 0:
             raise ValueError(f"judged_finish_epochs must be >= 0, got {self.judged_finish_epochs}")
         if self.epochs < 1 or self.batch_size < 1:

@@ -185,7 +185,7 @@ def distill_examples(judged: pd.DataFrame, queries: pd.DataFrame, logged: pd.Dat
     else:
         docs = [join_title_text(t, x) for t, x in zip(rows["title"], rows["text"], strict=True)]
     out = pd.DataFrame({"query": rows["query"], "doc": docs, "target": rows["label"].astype(float),
-                        "judged": rows["judged"].astype(bool), "view": "text"})
+                        "judged": rows["judged"].astype(bool), "view": "text", "pair": np.arange(len(rows))})
     if title_only:
         titles = out.assign(doc=rows["title"].to_numpy(), target=title_target, view="title")
         out = pd.concat([out, titles], ignore_index=True)

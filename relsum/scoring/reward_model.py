@@ -78,7 +78,7 @@ def training_examples(train: pd.DataFrame, config: RewardModelConfig, catalog: p
                                 text_view=config.text_view)
     docs = [join_title_text(t, x) for t, x in zip(train["title"], train["text"], strict=True)]
     out = pd.DataFrame({"query": train["query"], "doc": docs, "target": train["label"], "judged": True,
-                        "view": "text"})
+                        "view": "text", "pair": np.arange(len(train))})
     if config.title_only_copies:
         out = pd.concat([out, out.assign(doc=train["title"].to_numpy(), view="title")], ignore_index=True)
         out = out.drop_duplicates(["query", "doc"], ignore_index=True)
@@ -114,7 +114,8 @@ def train_model(train: pd.DataFrame, config: RewardModelConfig, catalog: pd.Data
         model, tokenizer, examples["query"].tolist(), examples["doc"].tolist(),
         examples["target"].to_numpy(float), epochs=config.epochs, batch_size=config.batch_size,
         learning_rate=config.learning_rate, warmup_ratio=config.warmup_ratio, max_length=config.max_length,
-        bf16=bf16, seed=config.seed)
+        bf16=bf16, seed=config.seed, consistency=reward_train.view_pairs(examples) if config.view_consistency
+        else None, consistency_weight=config.view_consistency)
     if config.judged_finish_epochs and not examples["judged"].all():
         judged = examples[examples["judged"]]
         logger.info("reward model: %d more epoch(s) on the %d judged examples alone",

@@ -129,13 +129,37 @@ def predict_logits(model, tokenizer, queries: list[str], docs: list[str], max_le
     return out
 
 
+def view_pairs(examples) -> tuple[np.ndarray, np.ndarray]:
+    """(partner, direction) per example row: for the title + text row of a judged pair, the row index of the
+    same pair's title-only row and +1 (label >= 0.75: text should lift the score) or -1 (label <= 0.25:
+    text should lower it); -1 and 0 elsewhere (teacher pairs, middle labels, pairs without a title row)."""
+    partner = np.full(len(examples), -1)
+    direction = np.zeros(len(examples))
+    if "pair" not in examples:
+        return partner, direction
+    pos = np.arange(len(examples))
+    titles = {p: i for p, i in zip(examples["pair"], pos, strict=True)
+              if examples["view"].iat[i] == "title"}
+    for i in pos[(examples["view"] == "text").to_numpy() & examples["judged"].to_numpy(bool)]:
+        j = titles.get(examples["pair"].iat[i])
+        label = float(examples["target"].iat[i])
+        if j is not None and (label >= 0.75 or label <= 0.25):
+            partner[i], direction[i] = j, 1.0 if label >= 0.75 else -1.0
+    return partner, direction
+
+
 def fit(model, tokenizer, queries: list[str], docs: list[str], targets: np.ndarray, *, epochs: int,
         batch_size: int, learning_rate: float, warmup_ratio: float, max_length: int, bf16: bool,
-        seed: int) -> dict:
-    """Train ``model`` in place on soft targets in [0, 1]; returns steps, seconds, last epoch's loss."""
+        seed: int, consistency: tuple[np.ndarray, np.ndarray] | None = None,
+        consistency_weight: float = 0.0) -> dict:
+    """Train ``model`` in place on soft targets in [0, 1]; returns steps, seconds, last epoch's loss.
+
+    ``consistency`` (:func:`view_pairs`) adds ``consistency_weight`` x mean softplus(-d (z_text - z_title))
+    over the batch's judged title + text rows, their title-only partners scored in a second forward pass."""
     import torch
 
     ids = _encode(tokenizer, queries, docs, max_length)
+    partner, direction = consistency if consistency is not None else (None, None)
     lengths = np.array([len(x) for x in ids])
     rng = np.random.default_rng(seed)
     torch.manual_seed(seed)
@@ -155,6 +179,15 @@ def fit(model, tokenizer, queries: list[str], docs: list[str], targets: np.ndarr
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
                 logits = model(input_ids=input_ids, attention_mask=mask).logits[:, 0]
             loss = torch.nn.functional.binary_cross_entropy_with_logits(logits.float(), y_all[idx])
+            if partner is not None and consistency_weight > 0:
+                rows = np.flatnonzero(partner[idx] >= 0)
+                if len(rows):
+                    p_ids, p_mask = _collate([ids[partner[idx[r]]] for r in rows], tokenizer.pad_token_id)
+                    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+                        z_title = model(input_ids=p_ids, attention_mask=p_mask).logits[:, 0].float()
+                    d = torch.tensor(direction[idx[rows]], dtype=torch.float32)
+                    margin = d * (logits.float()[torch.as_tensor(rows)] - z_title)
+                    loss = loss + consistency_weight * torch.nn.functional.softplus(-margin).mean()
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             optimizer.step()

@@ -181,3 +181,19 @@ def test_demo_trains_with_the_grounding_guard_and_dpo_names_the_key_to_drop_it()
     dpo = load_config(DemoConfig, overrides=["train.trainer.algo=dpo",
                                              "train.trainer.options.grounding_weight=0"])
     assert dpo.train.trainer.algo == "dpo"
+
+
+def test_demo_grpo_update_recomputes_activations_on_the_cpu(tmp_path):
+    """The demo's GRPO update peaked at 8.4 GB with every activation kept (docs/memory.md): its TRL config
+    asks for activation checkpointing even on the CPU, where the library default leaves it off."""
+    import warnings
+
+    from relsum.pipelines.configs import DemoConfig
+    from relsum.training.config import TrainConfig
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        demo = DemoConfig().train.trainer.grpo.to_grpo_config(str(tmp_path / "demo"))
+        plain = TrainConfig().grpo.to_grpo_config(str(tmp_path / "plain"))
+    assert demo.activation_checkpointing and demo.use_cpu
+    assert not plain.activation_checkpointing

@@ -160,3 +160,44 @@ def test_judged_finish_trains_on_the_judged_examples_alone(tiny_cross_encoder_di
     assert "finish_loss" in finished and "finish_loss" not in plain
     with pytest.raises(ValueError, match="judged_finish_epochs"):
         RewardModelConfig(judged_finish_epochs=-1)
+
+
+def test_view_pairs_link_each_judged_text_row_to_its_title_row(teacher):
+    judged, examples, _ = _examples(teacher, view_targets=True, judged_title_weight=0.5)
+    from relsum.scoring.reward_train import view_pairs
+
+    partner, direction = view_pairs(examples)
+    linked = np.flatnonzero(partner >= 0)
+    assert len(linked) == len(judged)  # every judged pair has label 0 or 1 and a title row here
+    for i in linked:
+        j = partner[i]
+        assert examples["view"].iat[i] == "text" and examples["judged"].iat[i]
+        assert examples["view"].iat[j] == "title" and examples["pair"].iat[j] == examples["pair"].iat[i]
+        assert examples["query"].iat[j] == examples["query"].iat[i]
+        assert direction[i] == (1.0 if examples["target"].iat[i] == 1.0 else -1.0)
+    assert not direction[partner < 0].any()
+
+
+def test_view_consistency_moves_text_scores_toward_the_label(tiny_cross_encoder_dir, teacher):
+    """With the pairwise term the text view's logit moves toward the label relative to the title view's."""
+    from transformers import AutoTokenizer
+
+    from relsum.scoring.reward_train import fit, load_student, predict_logits, view_pairs
+
+    _, examples, _ = _examples(teacher, view_targets=True, judged_title_weight=0.5)
+    partner, direction = view_pairs(examples)
+    linked = np.flatnonzero(partner >= 0)
+    tokenizer = AutoTokenizer.from_pretrained(str(tiny_cross_encoder_dir))
+    q, d = examples["query"].tolist(), examples["doc"].tolist()
+
+    def mean_margin(weight: float) -> float:
+        model = load_student(tiny_cross_encoder_dir, seed=0)
+        fit(model, tokenizer, q, d, examples["target"].to_numpy(float), epochs=3, batch_size=16,
+            learning_rate=1e-3, warmup_ratio=0.1, max_length=32, bf16=False, seed=0,
+            consistency=(partner, direction), consistency_weight=weight)
+        z = predict_logits(model, tokenizer, q, d, 32)
+        return float(np.mean(direction[linked] * (z[linked] - z[partner[linked]])))
+
+    assert mean_margin(5.0) > mean_margin(0.0)
+    with pytest.raises(ValueError, match="view_consistency"):
+        RewardModelConfig(view_consistency=-1)
