@@ -12,6 +12,7 @@ import logging
 import os
 import sys
 import textwrap
+import warnings
 
 from relsum.cli_stages import GROUPS, STAGES, Stage, run_stage
 
@@ -106,6 +107,10 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
     for noisy in ("httpx", "urllib3", "alembic", "mlflow", "filelock"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    # PEFT asks transformers for `is_gradient_checkpointing`, which then warns on every policy load: nothing a
+    # user can act on (the library's own call), so the main job's output stays clear of it.
+    warnings.filterwarnings("ignore", message=r"`is_gradient_checkpointing` is deprecated",
+                            category=FutureWarning)
     stage: Stage = args.stage
     try:
         return run_stage(stage, args)
