@@ -19,6 +19,9 @@ from relsum.cli_stages import GROUPS, STAGES, Stage, run_stage
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# transformers' "Loading weights" / "Writing model shards" bars on every model load: off in the main job
+# (relsum's own progress bars and the trainer's stay); a user's own setting wins.
+os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 
 logger = logging.getLogger("relsum")
 
@@ -107,10 +110,11 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
     for noisy in ("httpx", "urllib3", "alembic", "mlflow", "filelock"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    # PEFT asks transformers for `is_gradient_checkpointing`, which then warns on every policy load: nothing a
-    # user can act on (the library's own call), so the main job's output stays clear of it.
-    warnings.filterwarnings("ignore", message=r"`is_gradient_checkpointing` is deprecated",
-                            category=FutureWarning)
+    # PEFT and TRL call transformers' old `*gradient_checkpointing*` names, which warn on every policy load
+    # and training run: nothing a user can act on (the libraries' own calls), so the main job's output stays
+    # clear of them (the loaders' per-model progress bars are off through HF_HUB_DISABLE_PROGRESS_BARS above).
+    warnings.filterwarnings("ignore", category=FutureWarning,
+                            message=r"`(is_)?gradient_checkpointing(_enable|_disable)?` is deprecated")
     stage: Stage = args.stage
     try:
         return run_stage(stage, args)

@@ -70,3 +70,22 @@ def test_bad_override_is_rejected():
     args = build_parser().parse_args(["evaluate", "nonsense_key=1"])
     with pytest.raises(ConfigError, match="nonsense_key"):
         load_stage_config(args.stage, args)
+
+
+def test_loader_progress_bars_stay_off_the_main_jobs_output(tmp_path, tiny_cross_encoder_dir, golden_subset):
+    """transformers' per-model "Loading weights" bar is off in the main job; a user's own setting wins."""
+    import os
+
+    golden = golden_subset(3)
+    # this process imported relsum.cli, which set the default: the child must start without it
+    base = {k: v for k, v in os.environ.items() if k != "HF_HUB_DISABLE_PROGRESS_BARS"}
+
+    def stderr(**env) -> str:
+        run = subprocess.run([sys.executable, "-m", "relsum.cli", "evaluate", "--golden", str(golden),
+                              "--reward-model", str(tiny_cross_encoder_dir), "--out", str(tmp_path / "e"),
+                              "n_boot=20"], capture_output=True, text=True, env={**base, **env}, timeout=300)
+        assert run.returncode == 0, run.stderr[-2000:]
+        return run.stderr
+
+    assert "Loading weights" not in stderr()
+    assert "Loading weights" in stderr(HF_HUB_DISABLE_PROGRESS_BARS="0")
