@@ -110,22 +110,20 @@ def train_model(train: pd.DataFrame, config: RewardModelConfig, catalog: pd.Data
                 config.epochs, "bf16" if bf16 else "fp32", config.max_length)
     tokenizer = AutoTokenizer.from_pretrained(str(base))
     model = reward_train.load_student(base, config.seed)
-    fit_info = reward_train.fit(
-        model, tokenizer, examples["query"].tolist(), examples["doc"].tolist(),
-        examples["target"].to_numpy(float), epochs=config.epochs, batch_size=config.batch_size,
-        learning_rate=config.learning_rate, warmup_ratio=config.warmup_ratio, max_length=config.max_length,
-        bf16=bf16, seed=config.seed, consistency=reward_train.view_pairs(examples) if config.view_consistency
-        else None, consistency_weight=config.view_consistency)
+    def train_on(frame: pd.DataFrame, epochs: int, seed: int, consistency=None) -> dict:
+        return reward_train.fit(
+            model, tokenizer, frame["query"].tolist(), frame["doc"].tolist(), frame["target"].to_numpy(float),
+            epochs=epochs, batch_size=config.batch_size, learning_rate=config.learning_rate,
+            warmup_ratio=config.warmup_ratio, max_length=config.max_length, bf16=bf16, seed=seed,
+            consistency=consistency, consistency_weight=config.view_consistency)
+
+    pairs = reward_train.view_pairs(examples) if config.view_consistency else None
+    fit_info = train_on(examples, config.epochs, config.seed, pairs)
     if config.judged_finish_epochs and not examples["judged"].all():
         judged = examples[examples["judged"]]
         logger.info("reward model: %d more epoch(s) on the %d judged examples alone",
                     config.judged_finish_epochs, len(judged))
-        finish = reward_train.fit(
-            model, tokenizer, judged["query"].tolist(), judged["doc"].tolist(),
-            judged["target"].to_numpy(float),
-            epochs=config.judged_finish_epochs, batch_size=config.batch_size,
-            learning_rate=config.learning_rate, warmup_ratio=config.warmup_ratio,
-            max_length=config.max_length, bf16=bf16, seed=config.seed + 1)
+        finish = train_on(judged, config.judged_finish_epochs, config.seed + 1)
         fit_info = {**fit_info, "steps": fit_info["steps"] + finish["steps"],
                     "train_seconds": round(fit_info["train_seconds"] + finish["train_seconds"], 2),
                     "finish_loss": finish["final_loss"]}

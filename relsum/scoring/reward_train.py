@@ -133,18 +133,18 @@ def view_pairs(examples) -> tuple[np.ndarray, np.ndarray]:
     """(partner, direction) per example row: for the title + text row of a judged pair, the row index of the
     same pair's title-only row and +1 (label >= 0.75: text should lift the score) or -1 (label <= 0.25:
     text should lower it); -1 and 0 elsewhere (teacher pairs, middle labels, pairs without a title row)."""
+    import pandas as pd
+
     partner = np.full(len(examples), -1)
     direction = np.zeros(len(examples))
     if "pair" not in examples:
         return partner, direction
-    pos = np.arange(len(examples))
-    titles = {p: i for p, i in zip(examples["pair"], pos, strict=True)
-              if examples["view"].iat[i] == "title"}
-    for i in pos[(examples["view"] == "text").to_numpy() & examples["judged"].to_numpy(bool)]:
-        j = titles.get(examples["pair"].iat[i])
-        label = float(examples["target"].iat[i])
-        if j is not None and (label >= 0.75 or label <= 0.25):
-            partner[i], direction[i] = j, 1.0 if label >= 0.75 else -1.0
+    view, target = examples["view"].to_numpy(), examples["target"].to_numpy(float)
+    title_row = pd.Series(np.flatnonzero(view == "title"), index=examples["pair"].to_numpy()[view == "title"])
+    sign = np.where(target >= 0.75, 1.0, np.where(target <= 0.25, -1.0, 0.0))
+    mate = examples["pair"].map(title_row).to_numpy()  # NaN where the pair has no title row
+    linked = (view == "text") & examples["judged"].to_numpy(bool) & ~np.isnan(mate) & (sign != 0)
+    partner[linked], direction[linked] = mate[linked].astype(int), sign[linked]
     return partner, direction
 
 
