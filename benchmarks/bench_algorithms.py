@@ -46,8 +46,10 @@ ARMS = ("grpo", "grpo_tuned", "dpo", "rft")
 BIG = 1_000_000  # max_steps for arms the budget stops
 
 
-def arm_overrides(arm: str, lr: float) -> list[str]:
-    """``train.trainer.*`` overrides of the demo's training config for one arm."""
+def arm_overrides(arm: str, lr: float, sampling_products: int = 0) -> list[str]:
+    """``train.trainer.*`` overrides of the demo's training config for one arm. With ``sampling_products``
+    the sampling arms work on a seeded draw of that many products (``rft``: a new draw per round, rounds
+    until the budget ends) instead of sampling every product before their first step."""
     no_options = "options.grounding_weight=0"
     table = {
         "grpo": [f"grpo.max_steps={BIG}", "grpo.lr_scheduler_type=constant", f"grpo.learning_rate={lr}"],
@@ -57,8 +59,10 @@ def arm_overrides(arm: str, lr: float) -> list[str]:
                        "grpo.extra={scale_rewards: none, mask_truncated_completions: true}",
                        "options.product_reward=true", "options.product_max_queries=8"],
         "dpo": ["algo=dpo", no_options, "dpo.pairing=best_worst", "dpo.samples_per_product=8",
-                f"dpo.learning_rate={lr}", "dpo.per_device_train_batch_size=8"],
-        "rft": ["algo=rft", no_options, "rft.samples_per_product=8", "rft.rounds=2",
+                f"dpo.learning_rate={lr}", "dpo.per_device_train_batch_size=8",
+                f"dpo.max_products={sampling_products}"],
+        "rft": ["algo=rft", no_options, "rft.samples_per_product=8",
+                f"rft.rounds={10 if sampling_products else 2}", f"rft.products_per_round={sampling_products}",
                 f"rft.learning_rate={lr}", "rft.per_device_train_batch_size=8"],
     }
     return [f"train.trainer.{o}" for o in table[arm]]
@@ -253,16 +257,31 @@ def main() -> None:
                                                               "demo's, 1e-3 with --tiny).")
     parser.add_argument("--max-products", type=int, default=0, help="Use pairs of at most this many "
                                                                     "products (0 = all; --tiny: 16).")
+    parser.add_argument("--sampling-products", type=int, default=64,
+                        help="dpo and rft sample a seeded draw of this many products (rft: a new draw each "
+                             "round, rounds until the budget ends) so their first step comes inside the "
+                             "budget; 0 = every product first (the 2026-12-08 one-seed run).")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0 = leave as is).")
     parser.add_argument("--out", default="", help="Output folder (default: a temp folder).")
+    parser.add_argument("--merge", nargs="+", default=[], metavar="DIR",
+                        help="Train nothing: join the bench_algorithms.json of these output folders (runs "
+                             "made in parallel, e.g. one process per core) into --out.")
     args = parser.parse_args()
+    if args.merge:
+        import json
+
+        if not args.out:
+            parser.error("--merge needs --out")
+        write_report(merge_reports([json.loads((Path(d) / "bench_algorithms.json").read_text())
+                                    for d in args.merge]), Path(args.out))
+        return
 
     import torch
 
     from relsum.core import machine
     from relsum.core.config import load_config
     from relsum.core.paths import home
-    from relsum.data.io import read_table, write_json_atomic
+    from relsum.data.io import read_table
     from relsum.pipelines.configs import DemoConfig
     from relsum.pipelines.train import balance_labels, heldout_subset, split_by_product
     from relsum.policy.load import load_policy, prompt_cap
@@ -307,7 +326,7 @@ def main() -> None:
         for arm in args.arms:
             stage = load_config(DemoConfig, None, [f"train.trainer.policy.model_dir={policy}",
                                                    f"train.trainer.seed={seed}", *overrides,
-                                                   *arm_overrides(arm, lr)]).train
+                                                   *arm_overrides(arm, lr, args.sampling_products)]).train
             tc = stage.trainer
             tc.out_dir = str(work / arm / f"s{seed}")
             tc.policy.max_prompt_tokens = prompt_cap(tc.policy.model_dir, tc.policy.max_prompt_tokens)
@@ -327,22 +346,58 @@ def main() -> None:
             print(f"   {arm} seed {seed}: " + ", ".join(f"{p['cpu_min']:.2f} min {p['reward']:+.5f}"
                                                         for p in run["curve"]), flush=True)
             runs.append(run)
-    if not runs:
-        raise SystemExit(f"every arm failed: {failures}")
-    summary = summarize(runs, args.demo_budget_cpu_min, args.budget_cpu_min)
-    winner = max(summary, key=lambda a: summary[a]["gain_at_demo_budget_mean"])
     report = {"machine": machine.summary(), "tiny": args.tiny, "budget_cpu_min": args.budget_cpu_min,
               "demo_budget_cpu_min": args.demo_budget_cpu_min, "heldout_samples": args.heldout_samples,
-              "learning_rate": lr, "arms": {a: arm_overrides(a, lr) for a in args.arms},
-              "reference_reward": references, "runs": runs, "failures": failures, "summary": summary,
-              "winner": winner}
+              "learning_rate": lr, "sampling_products": args.sampling_products,
+              "arms": {a: arm_overrides(a, lr, args.sampling_products) for a in args.arms},
+              "reference_reward": references, "runs": runs, "failures": failures}
+    write_report(report, work)
+
+
+SAME = ("budget_cpu_min", "demo_budget_cpu_min", "heldout_samples", "learning_rate", "sampling_products",
+        "tiny")
+
+
+def merge_reports(reports: list[dict]) -> dict:
+    """One report from runs made in parallel (e.g. one process per core, each a share of the arms/seeds):
+    the settings in ``SAME`` and each seed's reference reward must agree; runs and failures are joined."""
+    first = reports[0]
+    for other in reports[1:]:
+        differ = [k for k in SAME if other.get(k) != first.get(k)]
+        if differ:
+            raise SystemExit(f"cannot merge runs with different settings: {differ}")
+    references: dict = {}
+    for report in reports:
+        for seed, value in report["reference_reward"].items():
+            if seed in references and abs(references[seed] - value) > 1e-6:
+                raise SystemExit(f"seed {seed}: reference reward {value} != {references[seed]} "
+                                 "(different held-out products or policy?)")
+            references[seed] = value
+    return {**{k: first.get(k) for k in ("machine", *SAME)},
+            "arms": {a: o for r in reports for a, o in r["arms"].items()}, "reference_reward": references,
+            "runs": [run for r in reports for run in r["runs"]],
+            "failures": [f for r in reports for f in r["failures"]], "merged_from": len(reports)}
+
+
+def write_report(report: dict, work: Path) -> None:
+    """Summary, winner, ``bench_algorithms.json`` and ``.png`` in ``work``; a table printed."""
+    from relsum.data.io import write_json_atomic
+
+    runs = report["runs"]
+    if not runs:
+        raise SystemExit(f"every arm failed: {report['failures']}")
+    demo_budget = report["demo_budget_cpu_min"]
+    summary = summarize(runs, demo_budget, report["budget_cpu_min"])
+    winner = max(summary, key=lambda a: summary[a]["gain_at_demo_budget_mean"])
+    report = {**report, "summary": summary, "winner": winner}
+    work.mkdir(parents=True, exist_ok=True)
     write_json_atomic(report, work / "bench_algorithms.json")
-    plot(runs, args.demo_budget_cpu_min, work / "bench_algorithms.png")
+    plot(runs, demo_budget, work / "bench_algorithms.png")
     print("\narm          gain@demo-budget (mean; per seed)          gain@budget (mean)")
     for arm, s in summary.items():
         per = " ".join(f"{g:+.4f}" for g in s["gain_at_demo_budget"])
         print(f"{arm:<12} {s['gain_at_demo_budget_mean']:+.4f} ({per})   {s['gain_at_budget_mean']:+.4f}")
-    print(f"winner at {args.demo_budget_cpu_min} CPU min: {winner}")
+    print(f"winner at {demo_budget} CPU min: {winner}")
     print(f"wrote {work / 'bench_algorithms.json'} and {work / 'bench_algorithms.png'}")
 
 

@@ -64,6 +64,9 @@ CANDIDATES: dict[str, dict] = {
     # text must move a judged pair's score toward its label (title + text vs title only)
     "v3+consistency1": {"view_consistency": 1.0},
     "v3+consistency0.3": {"view_consistency": 0.3},
+    # more teacher pairs per query (issue 21's first try used ~6x this recipe's count), same or fewer epochs
+    "v3+wide": {"hard_negatives": 40, "random_negatives": 40},
+    "v3+wide+epochs1": {"hard_negatives": 40, "random_negatives": 40, "epochs": 1},
 }
 
 

@@ -37,6 +37,28 @@ def test_curves_are_read_as_steps_and_the_winner_is_the_best_gain_at_the_demo_bu
     assert summary["a"]["gain_at_budget_mean"] == pytest.approx(0.10)
 
 
+def test_parallel_runs_merge_into_one_report_and_refuse_mismatches(tmp_path):
+    bench = _module()
+    settings = {"budget_cpu_min": 6.0, "demo_budget_cpu_min": 3.0, "heldout_samples": 2,
+                "learning_rate": 1e-4, "sampling_products": 64, "tiny": False, "machine": {"cpu": "x"}}
+
+    def report(arm, reference, gain):
+        curve = [{"cpu_min": 0.0, "reward": reference}, {"cpu_min": 2.0, "reward": reference + gain}]
+        return {**settings, "arms": {arm: []}, "reference_reward": {"0": reference},
+                "runs": [{"arm": arm, "seed": 0, "curve": curve}], "failures": []}
+
+    merged = bench.merge_reports([report("grpo", -0.2, 0.01), report("rft", -0.2, 0.03)])
+    assert [r["arm"] for r in merged["runs"]] == ["grpo", "rft"] and set(merged["arms"]) == {"grpo", "rft"}
+    bench.write_report(merged, tmp_path)
+    written = json.loads((tmp_path / "bench_algorithms.json").read_text())
+    assert written["winner"] == "rft" and (tmp_path / "bench_algorithms.png").stat().st_size > 0
+    with pytest.raises(SystemExit, match="reference reward"):
+        bench.merge_reports([report("grpo", -0.2, 0.01), report("rft", -0.3, 0.03)])
+    with pytest.raises(SystemExit, match="sampling_products"):
+        other = {**report("rft", -0.2, 0.03), "sampling_products": 0}
+        bench.merge_reports([report("grpo", -0.2, 0.01), other])
+
+
 def test_every_arm_is_a_valid_demo_training_config():
     from relsum.core.config import load_config
     from relsum.pipelines.configs import DemoConfig
@@ -47,6 +69,11 @@ def test_every_arm_is_a_valid_demo_training_config():
     assert {a: t.algo for a, t in algos.items()} == {"grpo": "grpo", "grpo_tuned": "grpo", "dpo": "dpo",
                                                       "rft": "rft"}
     assert algos["dpo"].dpo.pairing == "best_worst" and algos["rft"].rft.samples_per_product == 8
+    assert algos["rft"].rft.products_per_round == 0 and algos["dpo"].dpo.max_products == 0  # all products
+    drawn = {arm: load_config(DemoConfig, None, bench.arm_overrides(arm, 1e-4, 64)).train.trainer
+             for arm in ("dpo", "rft")}
+    assert drawn["dpo"].dpo.max_products == 64 and drawn["rft"].rft.products_per_round == 64
+    assert drawn["rft"].rft.rounds == 10  # rounds of drawn products until the CPU budget ends
     tuned = algos["grpo_tuned"].grpo.to_grpo_config("/tmp/unused")
     assert tuned.scale_rewards == "none" and tuned.mask_truncated_completions and tuned.num_generations == 8
 

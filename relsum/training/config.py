@@ -156,6 +156,9 @@ class DPOStageConfig(OptimizerConfig):
                                      "worst of samples_per_product samples by the product-level reward (mean "
                                      "over its training queries), every product's queries used")
     samples_per_product: int = cfg(8, help="pairing=best_worst: summaries sampled per product (N)")
+    max_products: int = cfg(0, help="pairing=best_worst: pair only a seeded draw of this many training "
+                                    "products (sampling N of every product comes before the first step); "
+                                    "0 = all")
     min_reward_margin: float = cfg(0.01, help="drop pairs whose rewards differ by less than this (near-ties)")
     generation_batch_size: int = cfg(16, help="prompts per generation batch when sampling pairs")
     per_device_train_batch_size: int = cfg(8, help="pairs per step (paper: 8)")
@@ -164,6 +167,8 @@ class DPOStageConfig(OptimizerConfig):
     def __post_init__(self) -> None:
         if self.samples_per_prompt < 2 or self.samples_per_product < 2:
             raise ValueError("samples_per_prompt and samples_per_product must be >= 2 to form a pair")
+        if self.max_products < 0:
+            raise ValueError(f"dpo.max_products must be >= 0, got {self.max_products}")
         if self.pairing not in DPO_PAIRINGS:
             raise ValueError(f"pairing must be one of {list(DPO_PAIRINGS)}, got {self.pairing!r}")
         if self.min_reward_margin < 0 or self.beta <= 0 or self.temperature <= 0:
@@ -189,6 +194,9 @@ class RFTStageConfig(OptimizerConfig):
 
     samples_per_product: int = cfg(8, help="N, summaries sampled per product and round (best one kept)")
     rounds: int = cfg(1, help="sample-then-train rounds; round 2 samples from the round-1 adapter")
+    products_per_round: int = cfg(0, help="sample only a seeded draw of this many training products per "
+                                          "round, a new draw each round (under a budget, more rounds of "
+                                          "fewer products reach a first update sooner); 0 = every product")
     temperature: float = cfg(SAMPLING_TEMPERATURE, help="sampling temperature (paper's GRPO/DPO value)")
     generation_batch_size: int = cfg(16, help="products per generation batch (each runs its prompt once "
                                               "for all N samples)")
@@ -211,8 +219,10 @@ class RFTStageConfig(OptimizerConfig):
             raise ValueError(f"rft.rounds must be in [1, 10], got {self.rounds}")
         if self.temperature <= 0 or self.learning_rate <= 0:
             raise ValueError("rft.temperature and rft.learning_rate must be > 0")
-        if self.generation_batch_size < 1 or self.max_queries < 0 or self.min_gain < 0:
-            raise ValueError("rft.generation_batch_size must be >= 1, max_queries and min_gain >= 0")
+        if self.generation_batch_size < 1 or min(self.max_queries, self.min_gain,
+                                                 self.products_per_round) < 0:
+            raise ValueError("rft.generation_batch_size must be >= 1, max_queries, min_gain and "
+                             "products_per_round >= 0")
         if self.per_device_train_batch_size < 1 or self.gradient_accumulation_steps < 1:
             raise ValueError("rft.per_device_train_batch_size and gradient_accumulation_steps must be >= 1")
         if self.max_steps == 0 or self.max_steps < -1 or self.num_train_epochs <= 0:

@@ -45,15 +45,18 @@ def best_worst_pairs(model: Any, tokenizer: Any, df: pd.DataFrame, scorer: Any,
     ``options.product_reward``). Why: the paper's two samples per (query, product) row mostly differ by
     scorer noise on one query; N samples judged on all of the product's queries give a wider, truer margin.
     """
-    from relsum.training.options import product_rows
+    from relsum.training.options import product_rows, product_subset
     from relsum.training.rft import completion_for, product_sample_rewards, sample_products_n
 
     d = config.dpo
     products = product_rows(df, 0, config.seed)
     has_text = products["text"].str.strip() != ""
     work = products[has_text].reset_index(drop=True)
+    pick = product_subset(len(work), d.max_products, config.seed)
     stats: dict[str, Any] = {"pairing": "best_worst", "rows": len(df), "products": len(products),
-                             "skipped_empty_text": int((~has_text).sum())}
+                             "skipped_empty_text": int((~has_text).sum()),
+                             "not_drawn": len(work) - len(pick)}
+    work = work.iloc[pick].reset_index(drop=True)
     start = time.perf_counter()
     samples = sample_products_n(model, tokenizer, work, config, d.samples_per_product, d.temperature,
                                 d.generation_batch_size, seed=config.seed) if len(work) else []
@@ -72,8 +75,9 @@ def best_worst_pairs(model: Any, tokenizer: Any, df: pd.DataFrame, scorer: Any,
                      "product_id": work.at[i, "product_id"], "title": work.at[i, "title"],
                      "queries": len(work.at[i, "queries"]), "reward_chosen": float(rewards[i, best]),
                      "reward_rejected": float(rewards[i, worst])})
-    logger.info("DPO best-vs-worst pairs: %d of %d products, %d near-ties dropped, %d without text",
-                stats["pairs"], len(products), stats["near_ties_dropped"], stats["skipped_empty_text"])
+    logger.info("DPO best-vs-worst pairs: %d of %d products, %d near-ties dropped, %d without text, %d not "
+                "drawn (dpo.max_products)", stats["pairs"], len(products), stats["near_ties_dropped"],
+                stats["skipped_empty_text"], stats["not_drawn"])
     return pd.DataFrame(rows, columns=BEST_WORST_COLUMNS), stats
 
 

@@ -59,6 +59,14 @@ def product_rows(df: pd.DataFrame, max_queries: int = 0, seed: int = 0) -> pd.Da
     return pd.DataFrame(rows)
 
 
+def product_subset(n_products: int, size: int, seed: int) -> np.ndarray:
+    """Sorted row indices of a seeded draw of ``size`` of ``n_products`` products (all of them, in order,
+    when ``size`` is 0 or at least ``n_products``): the products a sampling round works on."""
+    if size <= 0 or size >= n_products:
+        return np.arange(n_products)
+    return np.sort(np.random.default_rng(seed).choice(n_products, size=size, replace=False))
+
+
 def filter_groups(rewards: Sequence[float], num_generations: int,
                   min_std: float) -> tuple[np.ndarray, np.ndarray]:
     """(rewards with degenerate groups flattened, bool per group: dropped).

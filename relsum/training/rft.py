@@ -39,7 +39,7 @@ from relsum.training.grpo import (
     save_adapter,
     write_policy_info,
 )
-from relsum.training.options import product_rows
+from relsum.training.options import product_rows, product_subset
 
 logger = logging.getLogger(__name__)
 
@@ -150,10 +150,13 @@ def train_rft(config: TrainConfig, train_df: pd.DataFrame, scorer: Any, *, callb
             logger.info("rft: stopped before round %d", round_index + 1)
             break
         start = time.perf_counter()
-        samples = sample_products_n(current, tokenizer, products, config, r.samples_per_product,
+        pick = product_subset(len(products), r.products_per_round, config.seed + round_index)
+        work = products.iloc[pick].reset_index(drop=True)
+        samples = sample_products_n(current, tokenizer, work, config, r.samples_per_product,
                                     r.temperature, r.generation_batch_size, seed=config.seed + round_index)
-        rewards = product_sample_rewards(scorer, products, samples)
-        kept, stats = select_best(products, samples, rewards, prompts, r.min_gain, round_index)
+        rewards = product_sample_rewards(scorer, work, samples)
+        kept, stats = select_best(work, samples, rewards, [prompts[i] for i in pick], r.min_gain, round_index)
+        stats["products_total"] = len(products)
         stats["sample_seconds"] = time.perf_counter() - start
         sample_seconds += stats["sample_seconds"]
         logger.info("rft round %d: %d of %d products kept, best-of-%d reward %.4f against %.4f per sample",

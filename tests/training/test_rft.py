@@ -34,7 +34,8 @@ def _base_hash(state: dict) -> str:
 
 @pytest.mark.parametrize("bad", ["rft.samples_per_product=1", "rft.rounds=0", "rft.temperature=0",
                                  "rft.min_gain=-1", "rft.max_steps=0", "rft.extra={no_such_arg: 1}",
-                                 "dpo.pairing=random", "dpo.samples_per_product=1"])
+                                 "dpo.pairing=random", "dpo.samples_per_product=1",
+                                 "rft.products_per_round=-1", "dpo.max_products=-1"])
 def test_bad_rft_and_pairing_settings_are_refused(bad):
     with pytest.raises((ValueError, ConfigError)):
         load_config(TrainConfig, None, [bad])
@@ -119,6 +120,39 @@ def test_dpo_best_worst_pairs_one_per_product(tmp_path, tiny_policy_dir, train_d
     assert len(pairs) + stats["near_ties_dropped"] + stats["skipped_empty_text"] == products
     assert pairs["product_id"].is_unique and (pairs["reward_chosen"] > pairs["reward_rejected"]).all()
     assert (pairs["queries"] >= 1).all() and stats["pairing"] == "best_worst"
+
+
+def test_product_subset_is_a_seeded_sorted_draw_or_everything():
+    from relsum.training.options import product_subset
+
+    assert product_subset(5, 0, 1).tolist() == [0, 1, 2, 3, 4] == product_subset(5, 9, 1).tolist()
+    a, b = product_subset(50, 10, 1), product_subset(50, 10, 2)
+    assert len(a) == len(set(a)) == 10 and a.tolist() == sorted(a) and a.max() < 50
+    assert a.tolist() == product_subset(50, 10, 1).tolist() and a.tolist() != b.tolist()
+
+
+def test_rft_rounds_draw_new_product_subsets(tmp_path, tiny_policy_dir, train_df, scorer):
+    from relsum.training.rft import train_rft
+
+    result = train_rft(_config(tmp_path, tiny_policy_dir, "rft.rounds=2", "rft.products_per_round=3",
+                               "rft.samples_per_product=2"), train_df, scorer)
+    stats, samples = result["round_stats"], result["samples"]
+    total = train_df["product_id"].nunique()
+    assert [s["products"] for s in stats] == [3, 3] and all(s["products_total"] == total for s in stats)
+    drawn = [set(samples.loc[samples["round"] == k, "product_id"]) for k in (0, 1)]
+    assert all(len(d) <= 3 for d in drawn) and drawn[0] != drawn[1]  # a new draw each round
+
+
+def test_dpo_best_worst_pairs_only_the_drawn_products(tmp_path, tiny_policy_dir, train_df, scorer):
+    from relsum.training.dpo import build_preference_pairs
+
+    model, tok = load_policy(tiny_policy_dir)
+    cfg = load_config(TrainConfig, None, [
+        "algo=dpo", f"out_dir={tmp_path}", "dpo.pairing=best_worst", "dpo.samples_per_product=2",
+        "dpo.min_reward_margin=0", "dpo.max_products=2", "policy.max_summary_tokens=4"])
+    pairs, stats = build_preference_pairs(model, tok, train_df, scorer, cfg)
+    with_text = train_df.drop_duplicates("product_id")["text"].str.strip().ne("").sum()
+    assert stats["not_drawn"] == with_text - 2 and len(pairs) + stats["near_ties_dropped"] == 2
 
 
 @pytest.mark.slow  # one RFT round and a held-out comparison on the tiny policy, tracked in MLflow
