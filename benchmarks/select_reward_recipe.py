@@ -1,7 +1,8 @@
 """Compare reward-model recipes on ONE fixed split of the TRAIN queries (never the golden split).
 
 Why one split and not k-fold CV: each candidate is a full bootstrap (~5 min on 2 cores), so a 3-fold CV of
-every candidate does not fit a working session. The split is the first fold of the seeded 3-fold
+every candidate does not fit a working session; ``--fold 1`` and ``--fold 2`` complete the CV of the ones
+that matter. The split is the first fold (``--fold 0``) of the seeded 3-fold
 ``reward_cv.query_folds`` over the train queries: 1/3 of them are validation, the other 2/3 (with their
 search-log rows) train the candidate. The validation queries' judged pairs are scored exactly as the
 held-out report scores the golden split (``reward_cv.score_views``: NDCG@5 on title / title + text /
@@ -107,6 +108,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", required=True, help="JSON lines file the figures are appended to")
     parser.add_argument("--logits-dir", default="", help="save each candidate's logits here (.npz)")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch's default)")
+    parser.add_argument("--fold", type=int, default=0, choices=(0, 1, 2),
+                        help="which of the 3 seeded query folds validates (0 = the split of every figure "
+                             "in docs/reward_model.md; run 1 and 2 too for a 3-fold CV)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", stream=sys.stderr)
     import torch
@@ -126,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
     train = check_pairs(train, "train")
     catalog = train_golden.catalog[["product_id", "title", "text"]]
     logged = train_log_pairs(str(SAMPLE_DIR / "search_log.csv"), golden.queries)
-    held = query_folds(train["query_id"], 3, seed=0)[0]
+    held = query_folds(train["query_id"], 3, seed=0)[args.fold]
     fit_pairs, val_pairs = train[~train["query_id"].isin(held)], train[train["query_id"].isin(held)]
     fit_log = logged[~logged["query_id"].isin(held)]
     teachers: dict = {}
@@ -144,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
             save_logits(Path(args.logits_dir) / f"{name}.npz", logits, val_pairs, model, tokenizer, config,
                         fit_pairs[fit_pairs["query_id"].isin(info["calibration_query_ids"])], info)
         figures.update(teacher_figures(teachers[key], val_pairs, key))
-        record = {"candidate": name, "overrides": CANDIDATES[name], "figures": figures,
+        record = {"candidate": name, "fold": args.fold, "overrides": CANDIDATES[name], "figures": figures,
                   "selection_score": selection_score(figures), "n_val_queries": len(held),
                   "n_val_pairs": len(val_pairs), "wall_s": round(time.monotonic() - start, 1),
                   "cpu_s": round(time.process_time() - cpu, 1),
