@@ -85,8 +85,8 @@ class RewardModelStageConfig:
     teacher_model: str = cfg("", help="Local bi-encoder whose cosine is distilled (default: bundled MiniLM).")
     distill: bool = cfg(True, help="Distil the MiniLM bi-encoder's cosine on unjudged (train query, product) "
                                    "pairs together with the judged labels (docs/reward_model.md).")
-    hard_negatives: int = cfg(20, help="Per train query, the teacher's top-N catalog products to distil on.")
-    random_negatives: int = cfg(10, help="Per train query, N random catalog products to distil on.")
+    hard_negatives: int = cfg(40, help="Per train query, the teacher's top-N catalog products to distil on.")
+    random_negatives: int = cfg(40, help="Per train query, N random catalog products to distil on.")
     max_length: int = cfg(96, help="Training token cap of (query, document) pairs (title + ~50 words).")
     epochs: int = cfg(2, help="Training epochs.")
     batch_size: int = cfg(32, help="Pairs per training batch.")

@@ -171,18 +171,18 @@ TEXT_VIEWS = ("lead", "full")
 
 @dataclasses.dataclass
 class RewardModelConfig:
-    """Reward-model bootstrap (``distill-v2``). Defaults (judged + ~1,000 teacher-labelled pairs x 2 views,
-    2 epochs, 96 tokens, bf16 where native, 20% of the train queries kept for the calibration) were chosen
-    on one fixed split of the train queries (``benchmarks/select_reward_recipe.py``; every candidate's
-    figures are in docs/reward_model.md), never on the golden split."""
+    """Reward-model bootstrap (``distill-v4``). Defaults (judged + ~2,500 teacher-labelled pairs x 2 views,
+    2 epochs, 96 tokens, bf16 where native, 20% of the train queries kept for a class-balanced calibration)
+    were chosen on splits of the train queries (``benchmarks/select_reward_recipe.py``; the last choice by a
+    3-fold CV; every candidate's figures are in docs/reward_model.md), never on the golden split."""
 
     base_model: str = cfg("", help="local model folder to start from; empty = the bundled MiniLM")
     teacher_model: str = cfg("", help="bi-encoder whose cosine is distilled; empty = the bundled MiniLM")
     distill: bool = cfg(True, help="add teacher-labelled unjudged pairs (needs a catalog); off = judged only")
     teacher_lead_words: int = cfg(40, help="the teacher reads title + the first N words of the text (its "
                                            "best view: longer text dilutes a mean-pooled embedding)")
-    hard_negatives: int = cfg(20, help="per train query, the teacher's top-N catalog products to distil on")
-    random_negatives: int = cfg(10, help="per train query, N random catalog products (easy negatives)")
+    hard_negatives: int = cfg(40, help="per train query, the teacher's top-N catalog products to distil on")
+    random_negatives: int = cfg(40, help="per train query, N random catalog products (easy negatives)")
     max_length: int = cfg(96, help="training token budget of [CLS] query [SEP] doc [SEP]: title + ~50 "
                                    "words; longer costs time roughly in proportion")
     eval_max_length: int = cfg(256, help="token budget of the held-out report (the scorer's default)")

@@ -36,7 +36,7 @@ logger = logging.getLogger(__name__)
 REQUIRED_COLUMNS = ("query_id", "query", "title", "text", "label")
 METRICS_FILE = "reward_model_metrics.json"
 #: Bumped when the recipe changes in a way that changes the model: part of the cache key.
-RECIPE_VERSION = "distill-v3"
+RECIPE_VERSION = "distill-v4"
 def check_pairs(df: pd.DataFrame, name: str) -> pd.DataFrame:
     """Refuse bad judged pairs with a clear message instead of dropping them."""
     missing = [c for c in REQUIRED_COLUMNS if c not in df.columns]
