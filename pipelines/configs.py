@@ -23,7 +23,13 @@ from relsum.lifecycle.config import PromotionGateConfig, SummaryGateConfig, Trac
 from relsum.online.events import CREDIT_EVENTS
 from relsum.pairs.config import FilterConfig
 from relsum.policy.served import SERVED_MAX_WORDS
-from relsum.scoring.config import STAGE_SCORER_HELP, ScorerConfig, share_scorer_section, stage_scorer_config
+from relsum.scoring.config import (
+    STAGE_SCORER_HELP,
+    RewardModelConfig,
+    ScorerConfig,
+    share_scorer_section,
+    stage_scorer_config,
+)
 from relsum.summarize.config import SummarizeConfig
 from relsum.training.config import OptionsConfig, TrainConfig
 
@@ -70,6 +76,11 @@ class ValidateConfig:
 # ---- reward-model train ------------------------------------------------------------------------------------
 
 
+#: the recipe's own defaults (``relsum.scoring.config.RewardModelConfig``): the stage exposes a subset of its
+#: fields and must not drift from them
+RECIPE_DEFAULTS = {f.name: f.default for f in dataclasses.fields(RewardModelConfig)}
+
+
 @dataclasses.dataclass
 class RewardModelStageConfig:
     train_dir: str = cfg(str(SAMPLE_DIR / "train"), help="Golden-layout folder (queries.csv, judgments.csv, "
@@ -83,18 +94,25 @@ class RewardModelStageConfig:
                           "the teacher labels for distillation; empty = the judged pairs' queries only. Rows "
                           "of eval queries are left out (with a warning).")
     teacher_model: str = cfg("", help="Local bi-encoder whose cosine is distilled (default: bundled MiniLM).")
-    distill: bool = cfg(True, help="Distil the MiniLM bi-encoder's cosine on unjudged (train query, product) "
-                                   "pairs together with the judged labels (docs/reward_model.md).")
-    hard_negatives: int = cfg(40, help="Per train query, the teacher's top-N catalog products to distil on.")
-    random_negatives: int = cfg(40, help="Per train query, N random catalog products to distil on.")
-    max_length: int = cfg(96, help="Training token cap of (query, document) pairs (title + ~50 words).")
-    epochs: int = cfg(2, help="Training epochs.")
-    batch_size: int = cfg(32, help="Pairs per training batch.")
-    learning_rate: float = cfg(5e-5, help="Peak learning rate.")
-    bf16: str = cfg("auto", help="bf16 autocast in training: auto (CPUs with native bf16 only), on, off.")
-    calibrate: bool = cfg(True, help="Fit an affine map of the logit on the judged pairs for -|r - l|.")
-    calibration_balance: bool = cfg(True, help="Weigh relevant and other held-out pairs half each in the "
-                                               "calibration fit (robust to the held-out queries' base rate).")
+    distill: bool = cfg(RECIPE_DEFAULTS["distill"],
+                        help="Distil the MiniLM bi-encoder's cosine on unjudged (train query, product) pairs "
+                             "together with the judged labels (docs/reward_model.md).")
+    hard_negatives: int = cfg(RECIPE_DEFAULTS["hard_negatives"],
+                              help="Per train query, the teacher's top-N catalog products to distil on.")
+    random_negatives: int = cfg(RECIPE_DEFAULTS["random_negatives"],
+                                help="Per train query, N random catalog products to distil on.")
+    max_length: int = cfg(RECIPE_DEFAULTS["max_length"],
+                          help="Training token cap of (query, document) pairs (title + ~50 words).")
+    epochs: int = cfg(RECIPE_DEFAULTS["epochs"], help="Training epochs.")
+    batch_size: int = cfg(RECIPE_DEFAULTS["batch_size"], help="Pairs per training batch.")
+    learning_rate: float = cfg(RECIPE_DEFAULTS["learning_rate"], help="Peak learning rate.")
+    bf16: str = cfg(RECIPE_DEFAULTS["bf16"],
+                    help="bf16 autocast in training: auto (CPUs with native bf16 only), on, off.")
+    calibrate: bool = cfg(RECIPE_DEFAULTS["calibrate"],
+                          help="Fit an affine map of the logit on the judged pairs for -|r - l|.")
+    calibration_balance: bool = cfg(RECIPE_DEFAULTS["calibration_balance"],
+                                    help="Weigh relevant and other held-out pairs half each in the "
+                                         "calibration fit (robust to the held-out queries' base rate).")
     max_train_pairs: int | None = cfg(None, help="Subsample the training judgments to at most this many "
                                                  "(none = all).")
     seed: int = cfg(0, help="Seed for the subsample, the negatives, the head initialisation and training.")
